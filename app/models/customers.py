@@ -1,0 +1,73 @@
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.base import UTCDateTime, utcnow
+from app.models.catalog import ServiceClass
+
+PLANS = ("payg", "contract")
+
+
+class Customer(db.Model):
+    __tablename__ = "customers"
+    __table_args__ = (sa.CheckConstraint("plan IN ('payg', 'contract')", name="plan"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    vat_number: Mapped[str | None] = mapped_column(sa.String(32))
+    contact_email: Mapped[str | None] = mapped_column(sa.String(254))
+    plan: Mapped[str] = mapped_column(sa.String(16))
+    # Contract customers may change their own mailboxes only when support enables it.
+    self_service: Mapped[bool] = mapped_column(default=False)
+    # Bumped by every write that must be serialised per customer (limits, addresses).
+    lock_version: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    allowances: Mapped[list["Allowance"]] = relationship(
+        back_populates="customer", cascade="all, delete-orphan"
+    )
+
+    @property
+    def can_self_manage(self) -> bool:
+        return self.plan == "payg" or self.self_service
+
+
+class Allowance(db.Model):
+    """Contract: at most max_accounts mailboxes of one class of service."""
+
+    __tablename__ = "allowances"
+    __table_args__ = (
+        sa.UniqueConstraint("customer_id", "service_class_id", name="uq_allowances_customer_class"),
+        sa.CheckConstraint("max_accounts >= 0", name="max_accounts_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(sa.ForeignKey("customers.id", ondelete="CASCADE"))
+    service_class_id: Mapped[int] = mapped_column(sa.ForeignKey("service_classes.id"))
+    max_accounts: Mapped[int]
+
+    customer: Mapped[Customer] = relationship(back_populates="allowances")
+    service_class: Mapped[ServiceClass] = relationship(lazy="joined")
+
+
+class CapacityRequest(db.Model):
+    """A customer asks sales for more accounts of a class; staff approve or reject."""
+
+    __tablename__ = "capacity_requests"
+    __table_args__ = (sa.CheckConstraint("status IN ('open', 'approved', 'rejected')", name="status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(sa.ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    service_class_id: Mapped[int] = mapped_column(sa.ForeignKey("service_classes.id"))
+    extra_accounts: Mapped[int]
+    note: Mapped[str] = mapped_column(sa.String(1000), default="")
+    status: Mapped[str] = mapped_column(sa.String(16), default="open")
+    requested_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    decided_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    customer: Mapped[Customer] = relationship()
+    service_class: Mapped[ServiceClass] = relationship(lazy="joined")

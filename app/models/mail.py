@@ -1,0 +1,153 @@
+from datetime import datetime
+
+import idna
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.base import UTCDateTime, utcnow
+from app.models.catalog import ServiceClass
+from app.models.customers import Customer
+
+STATUSES = ("active", "suspended", "disabled")
+
+
+def unicode_domain(ascii_name: str) -> str:
+    try:
+        return idna.decode(ascii_name)
+    except idna.IDNAError:
+        return ascii_name
+
+
+class Domain(db.Model):
+    """A mail domain of one customer; the name is stored in its ASCII (punycode) form."""
+
+    __tablename__ = "domains"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(sa.ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(253), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    customer: Mapped[Customer] = relationship()
+
+    @property
+    def display_name(self) -> str:
+        return unicode_domain(self.name)
+
+
+class _Address:
+    """Shared by mailboxes, aliases and lists: local part on a customer's domain."""
+
+    @property
+    def display_address(self) -> str:
+        local, _, domain = self.address.partition("@")
+        return f"{local}@{unicode_domain(domain)}"
+
+
+class Mailbox(_Address, db.Model):
+    __tablename__ = "mailboxes"
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('active', 'suspended', 'disabled')", name="status"),
+        sa.Index("ix_mailboxes_customer_address", "customer_id", "address"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(sa.ForeignKey("customers.id", ondelete="CASCADE"))
+    domain_id: Mapped[int] = mapped_column(sa.ForeignKey("domains.id", ondelete="CASCADE"), index=True)
+    local_part: Mapped[str] = mapped_column(sa.String(64))
+    address: Mapped[str] = mapped_column(sa.String(320), unique=True)
+    display_name: Mapped[str] = mapped_column(sa.String(200), default="")
+    # "{ARGON2ID}$argon2id$...": Dovecot verifies this form itself.
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    service_class_id: Mapped[int] = mapped_column(sa.ForeignKey("service_classes.id"), index=True)
+    status: Mapped[str] = mapped_column(sa.String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    domain: Mapped[Domain] = relationship()
+    service_class: Mapped[ServiceClass] = relationship(lazy="joined")
+
+
+class MailboxPeriod(db.Model):
+    """Effective-dated history: which class and status a mailbox had, from when to when.
+
+    valid_to is NULL for the current period. Rows outlive the mailbox
+    (billing reads them), so they keep the address and customer, not a foreign key.
+    """
+
+    __tablename__ = "mailbox_periods"
+    __table_args__ = (
+        sa.Index("ix_mailbox_periods_customer_from", "customer_id", "valid_from"),
+        sa.Index("ix_mailbox_periods_mailbox", "mailbox_id", "valid_to"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox_id: Mapped[int]
+    customer_id: Mapped[int]
+    address: Mapped[str] = mapped_column(sa.String(320))
+    service_class_id: Mapped[int] = mapped_column(sa.ForeignKey("service_classes.id"))
+    status: Mapped[str] = mapped_column(sa.String(16))
+    valid_from: Mapped[datetime] = mapped_column(UTCDateTime)
+    valid_to: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    service_class: Mapped[ServiceClass] = relationship(lazy="joined")
+
+
+class Alias(_Address, db.Model):
+    """A further address that delivers to one mailbox of the same customer. Free."""
+
+    __tablename__ = "aliases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(sa.ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    domain_id: Mapped[int] = mapped_column(sa.ForeignKey("domains.id", ondelete="CASCADE"))
+    local_part: Mapped[str] = mapped_column(sa.String(64))
+    address: Mapped[str] = mapped_column(sa.String(320), unique=True)
+    target_id: Mapped[int] = mapped_column(sa.ForeignKey("mailboxes.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    target: Mapped[Mailbox] = relationship(lazy="joined")
+
+
+class DistributionList(_Address, db.Model):
+    """An address that delivers to every member: mailboxes or external addresses. Free."""
+
+    __tablename__ = "distribution_lists"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(sa.ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    domain_id: Mapped[int] = mapped_column(sa.ForeignKey("domains.id", ondelete="CASCADE"))
+    local_part: Mapped[str] = mapped_column(sa.String(64))
+    address: Mapped[str] = mapped_column(sa.String(320), unique=True)
+    description: Mapped[str] = mapped_column(sa.String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    members: Mapped[list["ListMember"]] = relationship(
+        back_populates="list", cascade="all, delete-orphan", order_by="ListMember.id"
+    )
+
+
+class ListMember(db.Model):
+    __tablename__ = "list_members"
+    __table_args__ = (
+        sa.CheckConstraint("(mailbox_id IS NULL) <> (external_address IS NULL)", name="one_kind"),
+        sa.UniqueConstraint("list_id", "mailbox_id", name="uq_list_members_mailbox"),
+        sa.UniqueConstraint("list_id", "external_address", name="uq_list_members_external"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("distribution_lists.id", ondelete="CASCADE"), index=True
+    )
+    mailbox_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("mailboxes.id", ondelete="CASCADE"), index=True
+    )
+    external_address: Mapped[str | None] = mapped_column(sa.String(320))
+
+    list: Mapped[DistributionList] = relationship(back_populates="members")
+    mailbox: Mapped[Mailbox | None] = relationship(lazy="joined")
+
+    @property
+    def address(self) -> str:
+        return self.mailbox.address if self.mailbox else self.external_address

@@ -1,0 +1,102 @@
+"""Mail addresses and domain names: parsing, IDN, uniqueness across kinds."""
+
+from __future__ import annotations
+
+import re
+
+import idna
+import sqlalchemy as sa
+from email_validator import EmailNotValidError, validate_email
+from flask_babel import gettext as _
+
+from app.extensions import db
+from app.models import Alias, DistributionList, Domain, Mailbox
+from app.services.errors import Conflict, ValidationError
+
+_LOCAL_RE = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+
+
+def domain_to_ascii(name: object, field: str = "name") -> str:
+    """'Caffè.it' -> 'xn--caff-8oa.it'; raises ValidationError with a reason."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError.one(field, _("Inserisci un nome di dominio."))
+    name = name.strip().rstrip(".").lower()
+    if len(name) > 253:
+        raise ValidationError.one(field, _("Il nome di dominio è troppo lungo."))
+    try:
+        ascii_name = idna.encode(name, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
+        raise ValidationError.one(
+            field, _("«%(name)s» non è un nome di dominio valido.", name=name[:80])
+        ) from None
+    labels = ascii_name.split(".")
+    if (
+        len(labels) < 2
+        or not all(re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", lab) for lab in labels)
+        or labels[-1].isdigit()
+    ):
+        raise ValidationError.one(field, _("«%(name)s» non è un nome di dominio valido.", name=name[:80]))
+    if len(ascii_name) > 253:
+        raise ValidationError.one(field, _("Il nome di dominio è troppo lungo."))
+    return ascii_name
+
+
+def split_address(address: object, field: str = "address") -> tuple[str, str]:
+    """'Mario.Rossi@Caffè.it' -> ('mario.rossi', 'xn--caff-8oa.it')."""
+    if not isinstance(address, str) or not address.strip():
+        raise ValidationError.one(field, _("Inserisci un indirizzo email."))
+    address = address.strip()
+    if address.count("@") != 1:
+        raise ValidationError.one(field, _("Un indirizzo email ha la forma nome@dominio."))
+    local, domain = address.split("@")
+    local = local.lower()
+    if not local:
+        raise ValidationError.one(field, _("Manca la parte prima della @."))
+    if len(local) > 64:
+        raise ValidationError.one(field, _("La parte prima della @ può avere al massimo 64 caratteri."))
+    if not _LOCAL_RE.match(local):
+        raise ValidationError.one(
+            field,
+            _("La parte prima della @ può contenere solo lettere non accentate, cifre, punti e - _ +."),
+        )
+    return local, domain_to_ascii(domain, field)
+
+
+def customer_domain(customer_id: int, ascii_domain: str, field: str = "address") -> Domain:
+    domain = db.session.scalar(sa.select(Domain).where(Domain.name == ascii_domain))
+    if domain is None or domain.customer_id != customer_id:
+        raise ValidationError.one(
+            field,
+            _("Il dominio %(d)s non è tra i domini di questo cliente.", d=idna_display(ascii_domain)),
+        )
+    return domain
+
+
+def idna_display(ascii_domain: str) -> str:
+    try:
+        return idna.decode(ascii_domain)
+    except idna.IDNAError:
+        return ascii_domain
+
+
+def ensure_free(address: str, field: str = "address") -> None:
+    """An address is one mailbox, one alias or one list, never two of them."""
+    for model, what in (
+        (Mailbox, _("una casella")),
+        (Alias, _("un alias")),
+        (DistributionList, _("una lista di distribuzione")),
+    ):
+        if db.session.scalar(sa.select(model.id).where(model.address == address)) is not None:
+            raise Conflict(_("L'indirizzo %(a)s è già usato da %(what)s.", a=address, what=what), field=field)
+
+
+def external_address(value: object, field: str = "members") -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError.one(field, _("Indirizzo vuoto."))
+    try:
+        result = validate_email(value.strip(), check_deliverability=False)
+    except EmailNotValidError:
+        raise ValidationError.one(
+            field, _("«%(a)s» non è un indirizzo email valido.", a=value.strip()[:80])
+        ) from None
+    return result.ascii_email.lower() if result.ascii_email else result.normalized.lower()

@@ -1,0 +1,198 @@
+"""Customers, their plan and their contract (allowances per class of service)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from flask_babel import gettext as _
+from stdnum.eu import vat as eu_vat
+from stdnum.it import iva
+
+from app.extensions import db
+from app.models import Allowance, Customer, ServiceClass
+from app.models.customers import PLANS
+from app.services import audit, classes, fields, limits
+from app.services.access import Actor, customer_for, require_staff
+from app.services.addresses import external_address
+from app.services.errors import Conflict, ValidationError
+from app.services.paging import Page, paginate
+
+
+def _vat(value: object) -> str | None:
+    value = fields.text(value, "vat_number", max_len=32, required=False)
+    if not value:
+        return None
+    compact = value.replace(" ", "").replace(".", "").upper()
+    if compact.isdigit() and iva.is_valid(compact):
+        return iva.compact(compact)
+    if compact.startswith("IT") and iva.is_valid(compact[2:]):
+        return iva.compact(compact[2:])
+    if compact[:2].isalpha() and eu_vat.is_valid(compact):
+        return eu_vat.compact(compact)
+    raise ValidationError.one(
+        "vat_number",
+        _(
+            "Partita IVA non valida: 11 cifre con il controllo corretto (o una partita IVA UE con il prefisso del paese)."
+        ),
+    )
+
+
+def _plan(value: object) -> str:
+    if value not in PLANS:
+        raise ValidationError.one(
+            "plan", _("Il piano deve essere «payg» (Pay per Use) o «contract» (canone).")
+        )
+    return value
+
+
+def _read(data: dict, partial: bool) -> dict:
+    out: dict = {}
+    errors: dict[str, str] = {}
+    readers = {
+        "name": lambda v: fields.text(v, "name", max_len=200),
+        "plan": _plan,
+        "vat_number": _vat,
+        "contact_email": lambda v: external_address(v, "contact_email") if v else None,
+    }
+    for key, reader in readers.items():
+        if partial and key not in data:
+            continue
+        try:
+            out[key] = reader(data.get(key))
+        except ValidationError as e:
+            errors.update(e.errors)
+    if errors:
+        raise ValidationError(errors)
+    return out
+
+
+def create_customer(actor: Actor, **data) -> Customer:
+    require_staff(actor)
+    values = _read(data, partial=False)
+    customer = Customer(**values)
+    db.session.add(customer)
+    db.session.flush()
+    audit.record(
+        actor,
+        "customer.create",
+        customer_id=customer.id,
+        target=customer.name,
+        changes={k: [None, v] for k, v in values.items()},
+    )
+    db.session.commit()
+    return customer
+
+
+def update_customer(actor: Actor, customer_id: int, **data) -> Customer:
+    require_staff(actor)
+    customer = customer_for(actor, customer_id)
+    values = _read(data, partial=True)
+    limits.lock_customer(customer.id)
+    if values.get("plan") == "contract" and customer.plan != "contract":
+        _check_covers_usage(customer, {a.service_class_id: a.max_accounts for a in customer.allowances})
+    before = {k: getattr(customer, k) for k in values}
+    for k, v in values.items():
+        setattr(customer, k, v)
+    audit.record(
+        actor,
+        "customer.update",
+        customer_id=customer.id,
+        target=customer.name,
+        changes=audit.diff(before, values),
+    )
+    db.session.commit()
+    return customer
+
+
+@dataclass(frozen=True)
+class AllowanceInput:
+    service_class: object
+    max_accounts: object
+
+
+def _check_covers_usage(customer: Customer, wanted: dict[int, int]) -> None:
+    used = limits.usage_by_class(customer.id)
+    for class_id, n in used.items():
+        if n > wanted.get(class_id, 0):
+            cls = db.session.get(ServiceClass, class_id)
+            raise Conflict(
+                _(
+                    "Il cliente ha già %(n)d caselle %(cls)s: il contratto deve prevederne almeno altrettante.",
+                    n=n,
+                    cls=cls.name,
+                ),
+                field="allowances",
+            )
+
+
+def set_contract(actor: Actor, customer_id: int, allowances: object, self_service: object) -> Customer:
+    """Replace the contract's allowances and the self-administration flag (support only)."""
+    require_staff(actor)
+    customer = customer_for(actor, customer_id)
+    if not isinstance(allowances, list):
+        raise ValidationError.one("allowances", _("Deve essere un elenco di classi e quantità."))
+    wanted: dict[int, int] = {}
+    errors: dict[str, str] = {}
+    for i, item in enumerate(allowances):
+        key = f"allowances.{i}"
+        if not isinstance(item, dict):
+            errors[key] = _("Ogni voce deve indicare service_class e max_accounts.")
+            continue
+        try:
+            cls = classes.resolve(item.get("service_class"), f"{key}.service_class")
+            n = fields.integer(item.get("max_accounts"), f"{key}.max_accounts", maximum=100_000)
+        except ValidationError as e:
+            errors.update(e.errors)
+            continue
+        if cls.id in wanted:
+            errors[f"{key}.service_class"] = _("Classe ripetuta: %(cls)s.", cls=cls.name)
+            continue
+        wanted[cls.id] = n
+    try:
+        flag = fields.boolean(self_service, "self_service")
+    except ValidationError as e:
+        errors.update(e.errors)
+    if errors:
+        raise ValidationError(errors)
+    limits.lock_customer(customer.id)
+    if customer.plan == "contract":
+        _check_covers_usage(customer, wanted)
+    before = {a.service_class.name: a.max_accounts for a in customer.allowances}
+    existing = {a.service_class_id: a for a in customer.allowances}
+    for class_id, allowance in existing.items():
+        if class_id not in wanted or wanted[class_id] == 0:
+            customer.allowances.remove(allowance)
+    for class_id, n in wanted.items():
+        if n == 0:
+            continue
+        if class_id in existing:
+            existing[class_id].max_accounts = n
+        else:
+            customer.allowances.append(Allowance(service_class_id=class_id, max_accounts=n))
+    db.session.flush()
+    db.session.expire(customer, ["allowances"])
+    after = {a.service_class.name: a.max_accounts for a in customer.allowances}
+    changes = audit.diff(before, after) | {k: [v, None] for k, v in before.items() if k not in after}
+    if customer.self_service != flag:
+        changes["self_service"] = [customer.self_service, flag]
+        customer.self_service = flag
+    audit.record(actor, "contract.update", customer_id=customer.id, target=customer.name, changes=changes)
+    db.session.commit()
+    return customer
+
+
+def search_customers(actor: Actor, q: str = "", page: int = 1, per_page: int = 25) -> Page:
+    require_staff(actor)
+    stmt = sa.select(Customer).order_by(Customer.name, Customer.id)
+    q = (q or "").strip()
+    if q:
+        like = f"%{q.lower()}%"
+        stmt = stmt.where(
+            sa.or_(
+                sa.func.lower(Customer.name).like(like),
+                sa.func.lower(sa.func.coalesce(Customer.vat_number, "")).like(like),
+                sa.func.lower(sa.func.coalesce(Customer.contact_email, "")).like(like),
+            )
+        )
+    return paginate(stmt, page, per_page)

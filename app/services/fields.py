@@ -1,0 +1,49 @@
+"""Reading plain input values: type, length, required. Messages are for people."""
+
+from __future__ import annotations
+
+from flask_babel import gettext as _
+
+from app.services.errors import ValidationError
+
+
+def text(value: object, field: str, *, max_len: int, required: bool = True) -> str:
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise ValidationError.one(field, _("Deve essere un testo."))
+    value = value.strip()
+    if required and not value:
+        raise ValidationError.one(field, _("Campo obbligatorio."))
+    if len(value) > max_len:
+        raise ValidationError.one(field, _("Al massimo %(n)d caratteri.", n=max_len))
+    if any(ord(c) < 32 for c in value):
+        raise ValidationError.one(field, _("Contiene caratteri non ammessi."))
+    return value
+
+
+def integer(value: object, field: str, *, minimum: int = 0, maximum: int = 1_000_000) -> int:
+    if isinstance(value, bool):
+        raise ValidationError.one(field, _("Deve essere un numero intero."))
+    if isinstance(value, str):
+        value = value.strip()
+        if not value.lstrip("-").isdigit():
+            raise ValidationError.one(field, _("Deve essere un numero intero."))
+        value = int(value)
+    if not isinstance(value, int):
+        raise ValidationError.one(field, _("Deve essere un numero intero."))
+    if value < minimum or value > maximum:
+        raise ValidationError.one(field, _("Deve essere tra %(a)d e %(b)d.", a=minimum, b=maximum))
+    return value
+
+
+def boolean(value: object, field: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in {"1", "true", "on", "yes", "y", "si", "sì"}:
+        return True
+    if value in (None, "", 0) or (
+        isinstance(value, str) and value.lower() in {"0", "false", "off", "no", "n"}
+    ):
+        return False
+    raise ValidationError.one(field, _("Deve essere vero o falso."))

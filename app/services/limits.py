@@ -1,0 +1,121 @@
+"""Contract limits: the one place that says whether a mailbox fits the contract.
+
+Callers take the customer lock first (lock_customer), then check, then
+write, all in one transaction: two requests at once serialise on the
+customer's row, so they can never both take the last account of a class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from flask_babel import gettext as _
+
+from app.extensions import db
+from app.models import Allowance, Customer, Mailbox, ServiceClass
+from app.services import catalog
+from app.services.errors import LimitExceeded
+
+
+def lock_customer(customer_id: int) -> None:
+    """Serialise writes for one customer.
+
+    An UPDATE takes PostgreSQL's row lock and SQLite's write lock alike, so
+    the count that follows cannot change under us until we commit.
+    """
+    db.session.execute(
+        sa.update(Customer)
+        .where(Customer.id == customer_id)
+        .values(lock_version=Customer.lock_version + 1)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def usage_by_class(customer_id: int) -> dict[int, int]:
+    rows = db.session.execute(
+        sa.select(Mailbox.service_class_id, sa.func.count())
+        .where(Mailbox.customer_id == customer_id)
+        .group_by(Mailbox.service_class_id)
+    )
+    return {cid: n for cid, n in rows}
+
+
+def allowance_for(customer_id: int, service_class_id: int) -> int:
+    value = db.session.scalar(
+        sa.select(Allowance.max_accounts).where(
+            Allowance.customer_id == customer_id, Allowance.service_class_id == service_class_id
+        )
+    )
+    return value or 0
+
+
+def check_room(customer: Customer, service_class: ServiceClass) -> None:
+    """Raise LimitExceeded if one more mailbox of this class breaks the contract."""
+    if customer.plan != "contract":
+        return
+    allowance = allowance_for(customer.id, service_class.id)
+    used = db.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(Mailbox)
+        .where(Mailbox.customer_id == customer.id, Mailbox.service_class_id == service_class.id)
+    )
+    if used >= allowance:
+        if allowance == 0:
+            message = _(
+                "Il contratto non prevede caselle %(cls)s. Puoi chiedere al commerciale di aggiungerle.",
+                cls=service_class.name,
+            )
+        else:
+            message = _(
+                "Limite del contratto raggiunto per %(cls)s: %(used)d caselle su %(max)d "
+                "già in uso. Puoi chiedere al commerciale di aumentarlo.",
+                cls=service_class.name,
+                used=used,
+                max=allowance,
+            )
+        raise LimitExceeded(
+            message,
+            service_class=service_class.name,
+            allowance=allowance,
+            used=used,
+            service_class_id=service_class.id,
+            customer_id=customer.id,
+        )
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    service_class: ServiceClass
+    used: int
+    allowance: int | None  # None: no contract limit (Pay per Use)
+
+    @property
+    def percent(self) -> int:
+        if not self.allowance:
+            return 100 if self.used else 0
+        return min(100, round(100 * self.used / self.allowance))
+
+    @property
+    def full(self) -> bool:
+        return self.allowance is not None and self.used >= self.allowance
+
+
+def usage_report(customer: Customer) -> list[UsageRow]:
+    """Per class: what is used and what the contract allows (classes in use or allowed)."""
+    used = usage_by_class(customer.id)
+    allowances = {a.service_class_id: a for a in customer.allowances}
+    ids = set(used) | set(allowances)
+    if not ids:
+        return []
+    classes = {c.id: c for c in db.session.scalars(sa.select(ServiceClass).where(ServiceClass.id.in_(ids)))}
+    rows = [
+        UsageRow(
+            classes[i],
+            used.get(i, 0),
+            (allowances[i].max_accounts if i in allowances else 0) if customer.plan == "contract" else None,
+        )
+        for i in ids
+    ]
+    type_order = [code for code, _, _ in catalog.TYPES]
+    return sorted(rows, key=lambda r: (type_order.index(r.service_class.type), r.service_class.quota_mb))

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from app.extensions import db
+
+
+@dataclass
+class Page:
+    items: list
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.per_page))
+
+    @property
+    def has_prev(self) -> bool:
+        return self.page > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+
+def paginate(stmt, page: object, per_page: int) -> Page:
+    """Two queries whatever the page size: the count and the page."""
+    try:
+        page = max(1, int(page))
+    except (TypeError, ValueError):
+        page = 1
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery()))
+    items = list(db.session.scalars(stmt.limit(per_page).offset((page - 1) * per_page)).unique())
+    return Page(items, total, page, per_page)

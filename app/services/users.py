@@ -1,0 +1,187 @@
+"""Panel users (staff and customer admins) and their API tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+import sqlalchemy as sa
+from flask_babel import gettext as _
+
+from app.extensions import db
+from app.models import ApiToken, Customer, User
+from app.models.base import utcnow
+from app.models.users import ROLES
+from app.services import audit, fields, passwords
+from app.services.access import Actor, require_staff
+from app.services.addresses import external_address
+from app.services.errors import Conflict, NotFound, PermissionDenied, ValidationError
+
+TOKEN_PREFIX = "cp_"
+
+
+def create_user(
+    actor: Actor,
+    *,
+    email: object,
+    password: object,
+    role: object,
+    customer_id: object = None,
+    locale: str = "it",
+) -> User:
+    require_staff(actor)
+    errors: dict[str, str] = {}
+    try:
+        email = external_address(email, "email")
+    except ValidationError as e:
+        errors.update(e.errors)
+    try:
+        passwords.check_strength(password)
+    except ValidationError as e:
+        errors.update(e.errors)
+    if role not in ROLES:
+        errors["role"] = _("Il ruolo deve essere staff o customer_admin.")
+    elif role == "customer_admin":
+        if (
+            customer_id in (None, "")
+            or db.session.get(Customer, int(customer_id) if str(customer_id).isdigit() else -1) is None
+        ):
+            errors["customer_id"] = _("Indica il cliente che questo utente amministra.")
+    elif customer_id not in (None, ""):
+        errors["customer_id"] = _("Un utente dello staff non appartiene a un cliente.")
+    if errors:
+        raise ValidationError(errors)
+    if db.session.scalar(sa.select(User.id).where(User.email == email)) is not None:
+        raise Conflict(_("Esiste già un utente con email %(e)s.", e=email), field="email")
+    user = User(
+        email=email,
+        password_hash=passwords.hash_user_password(password),
+        role=role,
+        customer_id=int(customer_id) if role == "customer_admin" else None,
+        locale=locale if locale in ("it", "en") else "it",
+    )
+    db.session.add(user)
+    db.session.flush()
+    audit.record(
+        actor, "user.create", customer_id=user.customer_id, target=email, changes={"role": [None, role]}
+    )
+    db.session.commit()
+    return user
+
+
+def authenticate(email: object, password: object) -> User | None:
+    if not isinstance(email, str) or not isinstance(password, str) or not email or not password:
+        return None
+    user = db.session.scalar(sa.select(User).where(User.email == email.strip().lower()))
+    if user is None or not user.active:
+        # Same work either way, so timing does not tell which emails exist.
+        passwords.verify_user_password(_DUMMY_HASH(), password)
+        return None
+    return user if passwords.verify_user_password(user.password_hash, password) else None
+
+
+_dummy: list[str] = []
+
+
+def _DUMMY_HASH() -> str:
+    if not _dummy:
+        _dummy.append(passwords.hash_user_password(secrets.token_hex(8)))
+    return _dummy[0]
+
+
+def change_password(actor: Actor, user: User, current: object, new: object) -> None:
+    if actor.user_id != user.id:
+        raise PermissionDenied(_("Puoi cambiare solo la tua password."))
+    errors: dict[str, str] = {}
+    if not isinstance(current, str) or not passwords.verify_user_password(user.password_hash, current):
+        errors["current_password"] = _("La password attuale non è corretta.")
+    try:
+        passwords.check_strength(new, "new_password")
+    except ValidationError as e:
+        errors.update(e.errors)
+    if errors:
+        raise ValidationError(errors)
+    user.password_hash = passwords.hash_user_password(new)
+    audit.record(actor, "user.password", customer_id=user.customer_id, target=user.email)
+    db.session.commit()
+
+
+def set_locale(actor: Actor, user: User, locale: object) -> None:
+    if locale not in ("it", "en"):
+        raise ValidationError.one("locale", _("Lingua non disponibile."))
+    if user.locale != locale:
+        audit.record(
+            actor,
+            "user.locale",
+            customer_id=user.customer_id,
+            target=user.email,
+            changes={"locale": [user.locale, locale]},
+        )
+        user.locale = locale
+        db.session.commit()
+
+
+def find_user(email: str) -> User:
+    user = db.session.scalar(sa.select(User).where(User.email == (email or "").strip().lower()))
+    if user is None:
+        raise NotFound(_("Nessun utente con email %(e)s.", e=email))
+    return user
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(actor: Actor, user: User, name: object = "") -> tuple[ApiToken, str]:
+    """Make a bearer token; the plaintext is returned once and never stored."""
+    if actor.user_id != user.id:
+        require_staff(actor)
+    label = fields.text(name, "name", max_len=100, required=False)
+    plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(user_id=user.id, name=label, prefix=plaintext[:10], token_hash=_token_hash(plaintext))
+    db.session.add(token)
+    db.session.flush()
+    audit.record(
+        actor,
+        "token.create",
+        customer_id=user.customer_id,
+        target=user.email,
+        changes={"token": [None, token.prefix + "…"]},
+    )
+    db.session.commit()
+    return token, plaintext
+
+
+def user_for_token(plaintext: str) -> User | None:
+    if not plaintext or not plaintext.startswith(TOKEN_PREFIX):
+        return None
+    token = db.session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == _token_hash(plaintext)))
+    if token is None or not token.user.active:
+        return None
+    now = utcnow()
+    # Write at most once a minute per token: the API should not write on every read.
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+        token.last_used_at = now
+        db.session.commit()
+    return token.user
+
+
+def list_tokens(user: User) -> list[ApiToken]:
+    return list(
+        db.session.scalars(sa.select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id))
+    )
+
+
+def revoke_token(actor: Actor, user: User, token_id: object) -> None:
+    token = db.session.get(ApiToken, int(token_id)) if str(token_id).isdigit() else None
+    if token is None or token.user_id != user.id or (actor.user_id != user.id and not actor.is_staff):
+        raise NotFound(_("Token non trovato."))
+    audit.record(
+        actor,
+        "token.revoke",
+        customer_id=user.customer_id,
+        target=user.email,
+        changes={"token": [token.prefix + "…", None]},
+    )
+    db.session.delete(token)
+    db.session.commit()

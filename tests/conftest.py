@@ -1,0 +1,172 @@
+"""Test harness: the app on SQLite and on PostgreSQL, schema made by the migrations.
+
+Every test that uses `app` runs once per database backend ([sqlite] and
+[postgresql] in the test id). The schema is built once per backend with
+`flask db upgrade`; between tests every table but the catalogue is emptied.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from flask.testing import FlaskClient
+
+from app import create_app
+from app.extensions import db
+from tests import factories
+
+CI = os.environ.get("CI", "").lower() == "true"
+PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+KEEP_TABLES = {"service_classes", "alembic_version"}
+
+
+def _pg_available() -> str | None:
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
+            return None
+    except psycopg.Error as e:
+        return str(e).strip().splitlines()[0]
+
+
+def _backends() -> list:
+    wanted = os.environ.get("TEST_DATABASES", "sqlite,postgresql").split(",")
+    params = []
+    for name in wanted:
+        if name == "postgresql":
+            problem = _pg_available()
+            if problem and not CI:
+                params.append(
+                    pytest.param(name, marks=pytest.mark.skip(reason=f"PostgreSQL unreachable: {problem}"))
+                )
+                continue
+        params.append(name)
+    return params
+
+
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def _pg_database_url() -> str:
+    name = f"panel_test_{_worker()}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return re.sub(r"/[^/]*$", f"/{name}", PG_ADMIN_URL)
+
+
+TEST_CONFIG = {
+    "ENV_NAME": "testing",
+    "TESTING": True,
+    "SECRET_KEY": "test-secret",
+    "RATELIMIT_ENABLED": False,
+    # Cheaper argon2 in tests only; the hash form (and Dovecot's check) is the same.
+    "ARGON2_TIME_COST": 1,
+    "ARGON2_MEMORY_COST": 1024,
+    "SERVER_NAME": None,
+}
+
+
+def make_app(database_url: str, **overrides):
+    from flask_migrate import upgrade
+
+    app = create_app({**TEST_CONFIG, "SQLALCHEMY_DATABASE_URI": database_url, **overrides})
+    app.test_client_class = CsrfClient
+    with app.app_context():
+        upgrade()
+    return app
+
+
+@pytest.fixture(scope="session", params=_backends())
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def database_url(backend, tmp_path_factory) -> str:
+    if backend == "postgresql":
+        return _pg_database_url()
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'panel.sqlite3'}"
+
+
+@pytest.fixture(scope="session")
+def _app(database_url):
+    return make_app(database_url)
+
+
+@pytest.fixture
+def app(_app):
+    with _app.app_context():
+        yield _app
+        db.session.remove()
+        _empty_tables()
+
+
+def _empty_tables() -> None:
+    tables = [t for t in db.metadata.sorted_tables if t.name not in KEEP_TABLES]
+    with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in tables)
+            conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(tables):
+                conn.execute(table.delete())
+
+
+class CsrfClient(FlaskClient):
+    """A test client that sends the CSRF token on every unsafe request, as htmx does.
+
+    Pass csrf=False to send a request without it.
+    """
+
+    _csrf_token: str | None = None
+
+    def csrf_token(self) -> str:
+        if self._csrf_token is None:
+            page = super().open("/login", follow_redirects=True).get_data(as_text=True)
+            match = re.search(r'name="csrf-token" content="([^"]+)"', page)
+            assert match, "no csrf-token meta tag in the page"
+            self._csrf_token = match.group(1)
+        return self._csrf_token
+
+    def open(self, *args, csrf: bool = True, **kwargs):
+        method = kwargs.get("method", "GET").upper()
+        if csrf and method not in {"GET", "HEAD", "OPTIONS"}:
+            headers = dict(kwargs.pop("headers", None) or {})
+            if "Authorization" not in headers:
+                headers.setdefault("X-CSRFToken", self.csrf_token())
+            kwargs["headers"] = headers
+        return super().open(*args, **kwargs)
+
+
+@pytest.fixture
+def client(app) -> CsrfClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def make(app):
+    """Factories that build data through the service layer (see tests/factories.py)."""
+    return factories
+
+
+class Auth:
+    def __init__(self, client: CsrfClient):
+        self.client = client
+
+    def login(self, email: str, password: str = factories.PASSWORD):
+        response = self.client.post("/login", data={"email": email, "password": password})
+        self.client._csrf_token = None  # a new session gets a new token
+        return response
+
+    def logout(self):
+        return self.client.post("/logout")
+
+
+@pytest.fixture
+def auth(client) -> Auth:
+    return Auth(client)

@@ -1,0 +1,72 @@
+"""Test data built through the service layer, so tests see what users would make."""
+
+from __future__ import annotations
+
+import itertools
+
+from app.services import aliases, customers, domains, lists, mailboxes, users
+from app.services.access import Actor
+
+PASSWORD = "Correct-horse-9"
+SYSTEM = Actor.system("tests")
+_seq = itertools.count(1)
+
+
+def customer(
+    plan: str = "payg",
+    allowances: dict[str, int] | None = None,
+    self_service: bool = True,
+    domain: str | None = None,
+    name: str | None = None,
+):
+    n = next(_seq)
+    c = customers.create_customer(SYSTEM, name=name or f"Cliente {n}", plan=plan)
+    if plan == "contract":
+        customers.set_contract(
+            SYSTEM,
+            c.id,
+            [{"service_class": k, "max_accounts": v} for k, v in (allowances or {}).items()],
+            self_service,
+        )
+    domains.add_domain(SYSTEM, c.id, domain or f"cliente{n}.example")
+    return c
+
+
+def domain_of(c) -> str:
+    return domains.list_domains(SYSTEM, c.id)[0].name
+
+
+def admin(c, email: str | None = None):
+    return users.create_user(
+        SYSTEM,
+        email=email or f"admin{next(_seq)}@{domain_of(c)}",
+        password=PASSWORD,
+        role="customer_admin",
+        customer_id=c.id,
+    )
+
+
+def staff(email: str | None = None):
+    return users.create_user(
+        SYSTEM, email=email or f"staff{next(_seq)}@collabra.it", password=PASSWORD, role="staff"
+    )
+
+
+def mailbox(c, local: str | None = None, service_class: str = "Business Mail 100 MB", **kw):
+    local = local or f"utente{next(_seq)}"
+    return mailboxes.create_mailbox(
+        SYSTEM,
+        c.id,
+        address=f"{local}@{domain_of(c)}",
+        password=kw.pop("password", PASSWORD),
+        display_name=kw.pop("display_name", local.title()),
+        service_class=service_class,
+    )
+
+
+def alias(c, local: str, target):
+    return aliases.create_alias(SYSTEM, c.id, address=f"{local}@{domain_of(c)}", target=target.address)
+
+
+def dlist(c, local: str, members: list[str]):
+    return lists.create_list(SYSTEM, c.id, address=f"{local}@{domain_of(c)}", members=members)
