@@ -109,3 +109,21 @@ def _http_error(code: int, text: str):
         return render("error.html", "_error.html", status=code, message=message), code
 
     return handler
+
+
+def staff_required(view):
+    """Support staff only. Anyone else gets the same 404 as for a missing page."""
+    from functools import wraps
+
+    from flask import abort
+    from flask_login import login_required
+
+    @wraps(view)
+    @login_required
+    def wrapper(*args, **kwargs):
+        if not current_user.is_staff:
+            abort(404)
+        return view(*args, **kwargs)
+
+    wrapper.permission = "staff"
+    return wrapper
