@@ -128,7 +128,7 @@ def parse_class_name(text: object) -> ClassKey:
     normalised = re.sub(r"[\s_]+", " ", text.strip().lower())
     for type_text, code in _TYPE_BY_NORMALISED:
         if normalised.startswith(type_text):
-            rest = normalised[len(type_text) :].strip(" -")
+            rest = normalised[len(type_text) :].strip()
             size = _parse_size(rest)
             if size in SIZES_MB:
                 return ClassKey(code, size)
