@@ -1,0 +1,186 @@
+"""JSON API /api/v1: a customer's domains, mailboxes, aliases and distribution lists."""
+
+from __future__ import annotations
+
+from flask import jsonify, request
+from flask_babel import gettext as _
+
+from app.models.mail import STATUSES
+from app.services import aliases, classes, domains, lists, mailboxes
+from app.services.errors import ValidationError
+from app.web.api import body
+from app.web.api import serializers as out
+from app.web.api.auth import actor
+from app.web.api.blueprint import bp
+
+MAILBOX_FIELDS = {
+    "address": body.text,
+    "password": body.text,
+    "display_name": body.optional_text,
+    "service_class": body.name_or_id,
+    "status": body.text,
+}
+LIST_FIELDS = {"address": body.text, "members": body.text_list, "description": body.optional_text}
+
+
+def _no_content():
+    return "", 204
+
+
+# Domains
+
+
+@bp.get("/customers/<int:customer_id>/domains")
+def domain_list(customer_id: int):
+    return jsonify([out.domain(d) for d in domains.list_domains(actor(), customer_id)])
+
+
+@bp.post("/customers/<int:customer_id>/domains")
+def domain_create(customer_id: int):
+    data = body.read({"name": body.text}, required=("name",))
+    return jsonify(out.domain(domains.add_domain(actor(), customer_id, data["name"]))), 201
+
+
+@bp.get("/domains/<int:domain_id>")
+def domain_get(domain_id: int):
+    return jsonify(out.domain(domains.get_domain(actor(), domain_id)))
+
+
+@bp.delete("/domains/<int:domain_id>")
+def domain_delete(domain_id: int):
+    domains.delete_domain(actor(), domain_id)
+    return _no_content()
+
+
+# Mailboxes
+
+
+def _mailbox_filters() -> dict:
+    args = request.args
+    filters: dict = {"q": args.get("q", "")}
+    if args.get("service_class"):
+        filters["service_class_id"] = classes.resolve(args["service_class"]).id
+    status = args.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise ValidationError.one("status", _("Stato non valido: usa active, suspended o disabled."))
+    filters["status"] = status
+    filters["page"] = body.query_int("page", 1)
+    filters["per_page"] = body.query_int("per_page", 50, maximum=200)
+    return filters
+
+
+@bp.get("/customers/<int:customer_id>/mailboxes")
+def mailbox_list(customer_id: int):
+    page = mailboxes.search_mailboxes(actor(), customer_id, **_mailbox_filters())
+    return jsonify(out.page(page, out.mailbox))
+
+
+@bp.post("/customers/<int:customer_id>/mailboxes")
+def mailbox_create(customer_id: int):
+    spec = {k: v for k, v in MAILBOX_FIELDS.items() if k != "status"}
+    data = body.read(spec, required=("address", "password", "service_class"))
+    mailbox = mailboxes.create_mailbox(
+        actor(),
+        customer_id,
+        address=data["address"],
+        password=data["password"],
+        display_name=data.get("display_name") or "",
+        service_class=data["service_class"],
+    )
+    return jsonify(out.mailbox(mailbox)), 201
+
+
+@bp.get("/mailboxes/<int:mailbox_id>")
+def mailbox_get(mailbox_id: int):
+    return jsonify(out.mailbox(mailboxes.get_mailbox(actor(), mailbox_id)))
+
+
+@bp.patch("/mailboxes/<int:mailbox_id>")
+def mailbox_update(mailbox_id: int):
+    spec = {k: v for k, v in MAILBOX_FIELDS.items() if k != "address"}
+    data = body.read(spec)
+    if "display_name" in data and data["display_name"] is None:
+        data["display_name"] = ""
+    return jsonify(out.mailbox(mailboxes.update_mailbox(actor(), mailbox_id, **data)))
+
+
+@bp.delete("/mailboxes/<int:mailbox_id>")
+def mailbox_delete(mailbox_id: int):
+    mailboxes.delete_mailbox(actor(), mailbox_id)
+    return _no_content()
+
+
+# Aliases
+
+
+@bp.get("/customers/<int:customer_id>/aliases")
+def alias_list(customer_id: int):
+    rows = aliases.list_aliases(actor(), customer_id, request.args.get("q", ""))
+    return jsonify([out.alias(a) for a in rows])
+
+
+@bp.post("/customers/<int:customer_id>/aliases")
+def alias_create(customer_id: int):
+    data = body.read({"address": body.text, "target": body.name_or_id}, required=("address", "target"))
+    alias = aliases.create_alias(actor(), customer_id, address=data["address"], target=data["target"])
+    return jsonify(out.alias(alias)), 201
+
+
+@bp.get("/aliases/<int:alias_id>")
+def alias_get(alias_id: int):
+    return jsonify(out.alias(aliases.get_alias(actor(), alias_id)))
+
+
+@bp.patch("/aliases/<int:alias_id>")
+def alias_update(alias_id: int):
+    data = body.read({"target": body.name_or_id}, required=("target",))
+    return jsonify(out.alias(aliases.update_alias(actor(), alias_id, target=data["target"])))
+
+
+@bp.delete("/aliases/<int:alias_id>")
+def alias_delete(alias_id: int):
+    aliases.delete_alias(actor(), alias_id)
+    return _no_content()
+
+
+# Distribution lists
+
+
+@bp.get("/customers/<int:customer_id>/lists")
+def list_list(customer_id: int):
+    rows = lists.list_lists(actor(), customer_id, request.args.get("q", ""))
+    return jsonify([out.distribution_list(d) for d in rows])
+
+
+@bp.post("/customers/<int:customer_id>/lists")
+def list_create(customer_id: int):
+    data = body.read(LIST_FIELDS, required=("address",))
+    dlist = lists.create_list(
+        actor(),
+        customer_id,
+        address=data["address"],
+        members=data.get("members", []),
+        description=data.get("description") or "",
+    )
+    return jsonify(out.distribution_list(dlist)), 201
+
+
+@bp.get("/lists/<int:list_id>")
+def list_get(list_id: int):
+    return jsonify(out.distribution_list(lists.get_list(actor(), list_id)))
+
+
+@bp.patch("/lists/<int:list_id>")
+def list_update(list_id: int):
+    data = body.read({k: v for k, v in LIST_FIELDS.items() if k != "address"})
+    description = data.get("description")
+    if "description" in data and description is None:
+        description = ""
+    dlist = lists.update_list(actor(), list_id, members=data.get("members"), description=description)
+    return jsonify(out.distribution_list(dlist))
+
+
+@bp.delete("/lists/<int:list_id>")
+def list_delete(list_id: int):
+    lists.delete_list(actor(), list_id)
+    return _no_content()
