@@ -57,6 +57,9 @@ class Config:
                 mapping["SECRET_KEY"] = "dev-only-not-secret"
             else:
                 raise RuntimeError("SECRET_KEY must be set outside development")
+        # The class default was computed from APP_ENV; a config passed to create_app may name another env.
+        if mapping.get("ENV_NAME") not in {"development", "testing"}:
+            mapping["SESSION_COOKIE_SECURE"] = mapping["REMEMBER_COOKIE_SECURE"] = True
         uri = mapping["SQLALCHEMY_DATABASE_URI"]
         # Accept the common postgres:// and postgresql:// spellings for psycopg 3.
         for prefix in ("postgres://", "postgresql://"):

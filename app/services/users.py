@@ -185,3 +185,32 @@ def revoke_token(actor: Actor, user: User, token_id: object) -> None:
     )
     db.session.delete(token)
     db.session.commit()
+
+
+def list_users(actor: Actor, customer_id: int | None = None) -> list[User]:
+    require_staff(actor)
+    stmt = sa.select(User).options(sa.orm.joinedload(User.customer)).order_by(User.role.desc(), User.email)
+    if customer_id is not None:
+        stmt = stmt.where(User.customer_id == customer_id)
+    return list(db.session.scalars(stmt))
+
+
+def set_active(actor: Actor, user_id: object, active: bool) -> User:
+    """Deactivate (no login, no API) or reactivate a panel user; support only."""
+    require_staff(actor)
+    user = db.session.get(User, int(user_id)) if str(user_id).isdigit() else None
+    if user is None:
+        raise NotFound(_("Utente non trovato."))
+    if user.id == actor.user_id and not active:
+        raise Conflict(_("Non puoi disattivare il tuo stesso utente."))
+    if user.active != active:
+        audit.record(
+            actor,
+            "user.activate" if active else "user.deactivate",
+            customer_id=user.customer_id,
+            target=user.email,
+            changes={"active": [user.active, active]},
+        )
+        user.active = active
+        db.session.commit()
+    return user

@@ -1,3 +1,187 @@
-from flask import Blueprint
+"""The support back office: customers and contracts, capacity requests, audit log, users.
+
+Staff only: every view is wrapped in staff_required, so anyone else gets
+the same 404 as for a page that does not exist.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, flash, redirect, request, url_for
+from flask_babel import gettext as _
+from werkzeug.routing import BuildError
+
+from app.services import classes, customers, limits, users
+from app.services.access import customer_for
+from app.services.errors import Conflict, ValidationError
+from app.web import current_actor, is_fragment_request, render, staff_required
+from app.web.admin import forms
 
 bp = Blueprint("admin", __name__)
+
+
+@bp.context_processor
+def _helpers():
+    def optional_url(endpoint: str, **values) -> str | None:
+        # Pages of other areas are linked when that area provides them.
+        try:
+            return url_for(endpoint, **values)
+        except BuildError:
+            return None
+
+    return {"optional_url": optional_url, "change_lines": forms.change_lines}
+
+
+@bp.route("/customers", endpoint="customers")
+@staff_required
+def customers_list():
+    q = request.args.get("q", "").strip()[:200]
+    results = customers.search_customers(
+        current_actor(), q=q, page=request.args.get("page", 1), per_page=current_app.config["PAGE_SIZE"]
+    )
+    counts = customers.account_counts([c.id for c in results.items])
+    return render("admin/customers.html", "admin/_customers_table.html", q=q, results=results, counts=counts)
+
+
+@bp.route("/customers/new", methods=["GET", "POST"])
+@staff_required
+def customer_new():
+    values = {"name": "", "vat_number": "", "contact_email": "", "plan": "contract"}
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        values = forms.customer_fields(request.form)
+        try:
+            customer = customers.create_customer(current_actor(), **values)
+        except ValidationError as e:
+            errors = e.errors
+        else:
+            flash(_("Cliente «%(n)s» creato. Ora imposta il contratto.", n=customer.name), "ok")
+            return redirect(url_for("admin.customer", customer_id=customer.id))
+    return render(
+        "admin/customer_new.html",
+        "admin/_customer_form.html",
+        status=422 if errors else 200,
+        values=values,
+        errors=errors,
+        customer=None,
+    )
+
+
+def _customer_page(customer, status: int = 200, **overrides):
+    """The customer page with its three forms; overrides carry one form's submitted values and errors."""
+    ctx = {
+        "customer": customer,
+        "values": {k: getattr(customer, k) or "" for k in ("name", "vat_number", "contact_email", "plan")},
+        "errors": {},
+        "saved": None,
+        "contract": _contract_ctx(customer),
+        "admins": users.list_users(current_actor(), customer_id=customer.id),
+        "admin_values": {"email": ""},
+        "admin_errors": {},
+        "admin_saved": None,
+    }
+    ctx.update(overrides)
+    return ctx, status
+
+
+def _contract_ctx(customer, submitted=None, field_errors=None, general=None, saved=False) -> dict:
+    all_classes = classes.all_classes()
+    current = {a.service_class_id: a.max_accounts for a in customer.allowances}
+    groups: list[tuple[str, list]] = []
+    for c in all_classes:
+        if not groups or groups[-1][0] != c.type_name:
+            groups.append((c.type_name, []))
+        groups[-1][1].append(c)
+    values = {f"{forms.MAX_PREFIX}{c.id}": current.get(c.id, "") for c in all_classes}
+    if submitted is not None:
+        values.update({k: submitted.get(k, "") for k in values})
+        self_service = bool(submitted.get("self_service"))
+    else:
+        self_service = customer.self_service
+    return {
+        "groups": groups,
+        "used": limits.usage_by_class(customer.id),
+        "values": values,
+        "self_service": self_service,
+        "errors": field_errors or {},
+        "general": general or [],
+        "saved": saved,
+    }
+
+
+@bp.route("/customers/<int:customer_id>", methods=["GET", "POST"])
+@staff_required
+def customer(customer_id: int):
+    actor = current_actor()
+    record = customer_for(actor, customer_id)
+    if request.method == "GET":
+        ctx, status = _customer_page(record)
+        return render("admin/customer.html", None, status, **ctx)
+    values = forms.customer_fields(request.form)
+    try:
+        customers.update_customer(actor, record.id, **values)
+    except ValidationError as e:
+        ctx, status = _customer_page(record, 422, values=values, errors=e.errors)
+    except Conflict as e:
+        ctx, status = _customer_page(record, 409, values=values, errors={e.field or "plan": e.message})
+    else:
+        if not is_fragment_request():
+            flash(_("Dati del cliente salvati."), "ok")
+            return redirect(url_for("admin.customer", customer_id=record.id))
+        ctx, status = _customer_page(record, saved=_("Dati del cliente salvati."))
+    return render("admin/customer.html", "admin/_customer_form.html", status, **ctx)
+
+
+@bp.route("/customers/<int:customer_id>/contract", methods=["POST"])
+@staff_required
+def customer_contract(customer_id: int):
+    actor = current_actor()
+    record = customer_for(actor, customer_id)
+    all_classes = classes.all_classes()
+    items, keys = forms.contract_allowances(request.form, all_classes)
+    status = 200
+    try:
+        customers.set_contract(actor, record.id, items, request.form.get("self_service", ""))
+    except ValidationError as e:
+        by_field, general = forms.contract_errors(e.errors, keys)
+        contract, status = _contract_ctx(record, request.form, by_field, general), 422
+    except Conflict as e:
+        contract, status = _contract_ctx(record, request.form, general=[e.message]), 409
+    else:
+        if not is_fragment_request():
+            flash(_("Contratto salvato."), "ok")
+            return redirect(url_for("admin.customer", customer_id=record.id) + "#contract")
+        contract = _contract_ctx(record, saved=True)
+    ctx, status = _customer_page(record, status, contract=contract)
+    return render("admin/customer.html", "admin/_contract.html", status, **ctx)
+
+
+@bp.route("/customers/<int:customer_id>/admins", methods=["POST"])
+@staff_required
+def customer_admin_new(customer_id: int):
+    actor = current_actor()
+    record = customer_for(actor, customer_id)
+    email = request.form.get("email", "")
+    try:
+        users.create_user(
+            actor,
+            email=email,
+            password=request.form.get("password", ""),
+            role="customer_admin",
+            customer_id=record.id,
+        )
+    except ValidationError as e:
+        ctx, status = _customer_page(record, 422, admin_values={"email": email}, admin_errors=e.errors)
+    except Conflict as e:
+        ctx, status = _customer_page(
+            record, 409, admin_values={"email": email}, admin_errors={e.field or "email": e.message}
+        )
+    else:
+        if not is_fragment_request():
+            flash(_("Utente %(e)s creato.", e=email.strip().lower()), "ok")
+            return redirect(url_for("admin.customer", customer_id=record.id) + "#admins")
+        ctx, status = _customer_page(record, admin_saved=_("Utente %(e)s creato.", e=email.strip().lower()))
+    return render("admin/customer.html", "admin/_customer_admins.html", status, **ctx)
+
+
+# The other back-office pages register their routes on bp.
+from app.web.admin import audit_views, capacity_views, users_views  # noqa: E402, F401
