@@ -28,6 +28,9 @@ def _safe_next(target: str | None) -> str | None:
     if not target:
         return None
     parts = urlsplit(target)
+    # Browsers read a backslash as a slash, so "/\\evil.example" would leave the site.
+    if "\\" in target or any(ord(c) < 32 for c in target):
+        return None
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return None
     return target

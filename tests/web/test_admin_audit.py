@@ -1,0 +1,112 @@
+"""Audit log: every change listed newest first, with filters in the query string."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import pytest
+
+from app.extensions import db
+from app.models import AuditEvent
+
+
+@pytest.fixture
+def staff(make, auth):
+    user = make.staff(email="operatore@collabra.it")
+    auth.login(user.email)
+    return user
+
+
+def _rows(page: str) -> list[str]:
+    body = re.search(r"<tbody>(.*?)</tbody>", page, re.S)
+    return re.findall(r"<tr>.*?</tr>", body.group(1), re.S) if body else []
+
+
+def test_lists_changes_with_local_time_and_diff(client, make, staff):
+    c = make.customer("contract", {"Business Mail 100 MB": 1}, name="Ditta Audit")
+    db.session.add(
+        AuditEvent(
+            at=datetime(2026, 7, 1, 22, 30, tzinfo=UTC),
+            actor="qualcuno@collabra.it",
+            ip="192.0.2.7",
+            via="api",
+            customer_id=c.id,
+            action="mailbox.update",
+            target="mario@x.example",
+            changes={"status": ["active", "suspended"], "display_name": [None, "Mario"]},
+        )
+    )
+    db.session.commit()
+    page = client.get("/admin/audit?action=mailbox.update").get_data(as_text=True)
+    rows = _rows(page)
+    assert len(rows) == 1
+    row = rows[0]
+    # 22:30 UTC on 1 July is 00:30 on 2 July in Rome (summer time).
+    assert "02/07/2026 00:30:00" in row
+    assert "qualcuno@collabra.it" in row and "192.0.2.7" in row and "API" in row
+    assert "status: active → suspended" in row and "display_name: — → Mario" in row
+    assert "Ditta Audit" in row
+
+
+def test_filters(client, make, staff):
+    a = make.customer(name="Alfa")
+    b = make.customer(name="Beta")
+    make.mailbox(a, local="primo")
+    make.mailbox(b, local="secondo")
+    everything = _rows(client.get("/admin/audit").get_data(as_text=True))
+    only_a = _rows(client.get(f"/admin/audit?customer_id={a.id}").get_data(as_text=True))
+    assert only_a and len(only_a) < len(everything)
+    assert all("Alfa" in r for r in only_a)
+    created = _rows(client.get("/admin/audit?action=mailbox.create").get_data(as_text=True))
+    assert len(created) == 2
+    assert "secondo@" in created[0]  # newest first
+    by_target = _rows(client.get("/admin/audit?target=PRIMO").get_data(as_text=True))
+    assert len(by_target) == 1 and "primo@" in by_target[0]
+    by_actor = _rows(client.get("/admin/audit?actor=tests").get_data(as_text=True))
+    assert len(by_actor) == len(everything)
+    assert _rows(client.get("/admin/audit?actor=nessuno").get_data(as_text=True)) == []
+
+
+def test_date_filters_use_local_days(client, make, staff):
+    for at, target in (
+        (datetime(2026, 3, 9, 22, 59, tzinfo=UTC), "il nove"),  # 23:59 on the 9th in Rome
+        (datetime(2026, 3, 9, 23, 1, tzinfo=UTC), "il dieci"),  # 00:01 on the 10th in Rome
+    ):
+        db.session.add(
+            AuditEvent(at=at, actor="x", via="web", action="test.event", target=target, changes={})
+        )
+    db.session.commit()
+    tenth = _rows(client.get("/admin/audit?date_from=2026-03-10&date_to=2026-03-10").get_data(as_text=True))
+    assert len(tenth) == 1 and "il dieci" in tenth[0]
+    ninth = _rows(client.get("/admin/audit?date_to=2026-03-09").get_data(as_text=True))
+    assert len(ninth) == 1 and "il nove" in ninth[0]
+
+
+def test_bad_date_is_a_message_not_an_error(client, staff):
+    response = client.get("/admin/audit?date_from=ieri&customer_id=abc&page=-3")
+    assert response.status_code == 422
+    assert "Data non valida" in response.get_data(as_text=True)
+
+
+def test_paginates_fifty_and_keeps_filters(client, make, staff):
+    for i in range(60):
+        db.session.add(
+            AuditEvent(
+                at=datetime(2026, 1, 1, tzinfo=UTC), actor="x", via="cli", action="bulk.test", target=f"t{i}"
+            )
+        )
+    db.session.commit()
+    page = client.get("/admin/audit?action=bulk.test").get_data(as_text=True)
+    assert len(_rows(page)) == 50
+    assert "page=2" in page and "action=bulk.test" in re.search(
+        r'rel="next"[^>]*|href="[^"]*page=2[^"]*"', page
+    ).group(0)
+    assert len(_rows(client.get("/admin/audit?action=bulk.test&page=2").get_data(as_text=True))) == 10
+
+
+def test_htmx_filter_returns_the_table_only(client, make, staff):
+    make.customer()
+    response = client.get("/admin/audit?action=customer.create", headers={"HX-Request": "true"})
+    text = response.get_data(as_text=True)
+    assert 'id="audit-table"' in text and "<html" not in text
