@@ -1,0 +1,268 @@
+"""Mailboxes: the searchable list, create, inline edit, suspend / reactivate / disable, delete."""
+
+from __future__ import annotations
+
+from flask import flash, request, url_for
+from flask_babel import gettext as _
+
+from app.services import classes, domains, limits, mailboxes
+from app.services.errors import LimitExceeded, ValidationError
+from app.web import render
+from app.web.portal.common import (
+    back_to,
+    bp,
+    customer_view,
+    empty_reply,
+    field_errors,
+    fragment_reply,
+    is_fragment_request,
+    owned,
+)
+
+MAX_PER_PAGE = 100
+CHANGED = "mailboxes-changed"
+
+
+def _action_label(status: str) -> str:
+    return {"active": _("Riattiva"), "suspended": _("Sospendi"), "disabled": _("Disabilita")}.get(status, "")
+
+
+def _done_message(status: str, address: str) -> str:
+    if status == "active":
+        return _("La casella %(a)s è di nuovo attiva.", a=address)
+    if status == "suspended":
+        return _("La casella %(a)s è sospesa: non può accedere, la posta continua ad arrivare.", a=address)
+    return _("La casella %(a)s è disabilitata: non accede e non riceve posta.", a=address)
+
+
+def _filters() -> dict:
+    args = request.args
+    try:
+        per_page = min(MAX_PER_PAGE, max(1, int(args.get("per_page", 25))))
+    except ValueError:
+        per_page = 25
+    return {
+        "q": args.get("q", "")[:200],
+        "service_class": args.get("class", ""),
+        "status": args.get("status", ""),
+        "page": args.get("page", "1"),
+        "per_page": per_page,
+    }
+
+
+def _class_groups():
+    """Classes grouped by type, in the guide's order, for <optgroup>s."""
+    groups: dict[str, list] = {}
+    for cls in classes.all_classes():
+        groups.setdefault(cls.type_name, []).append(cls)
+    return list(groups.items())
+
+
+def _list_context(view, form=None, errors=None, limit=None, created=None) -> dict:
+    f = _filters()
+    page = mailboxes.search_mailboxes(
+        view.actor,
+        view.customer.id,
+        q=f["q"],
+        service_class_id=f["service_class"],
+        status=f["status"],
+        page=f["page"],
+        per_page=f["per_page"],
+    )
+    usage = {}
+    if view.customer.plan == "contract":
+        usage = {row.service_class.id: row for row in limits.usage_report(view.customer)}
+    return {
+        "customer": view.customer,
+        "can_manage": view.can_manage,
+        "filters": f,
+        "results": page,
+        "alias_counts": mailboxes.alias_counts([m.id for m in page.items]),
+        "class_groups": _class_groups(),
+        "usage": usage,
+        "domains": domains.list_domains(view.actor, view.customer.id),
+        "form": form or {},
+        "errors": errors or {},
+        "limit": limit,
+        "created": created,
+    }
+
+
+def _page_url(customer_id: int, filters: dict, **override) -> str:
+    args = {
+        "q": filters["q"],
+        "class": filters["service_class"],
+        "status": filters["status"],
+        "page": filters["page"],
+    }
+    if filters["per_page"] != 25:
+        args["per_page"] = filters["per_page"]
+    args.update(override)
+    return url_for(
+        "portal.mailboxes", customer_id=customer_id, **{k: v for k, v in args.items() if v not in ("", None)}
+    )
+
+
+@bp.app_template_global("mailbox_page_url")
+def mailbox_page_url(customer_id: int, filters: dict, **override) -> str:
+    return _page_url(customer_id, filters, **override)
+
+
+@bp.route("/customers/<int:customer_id>/mailboxes", methods=["GET", "POST"], endpoint="mailboxes")
+def mailboxes_page(customer_id: int):
+    view = customer_view(customer_id)
+    if request.method == "GET":
+        return render("portal/mailboxes.html", "portal/_mailbox_results.html", **_list_context(view))
+    form = {k: request.form.get(k, "") for k in ("local_part", "domain", "display_name", "service_class")}
+    try:
+        mailbox = mailboxes.create_mailbox(
+            view.actor,
+            view.customer.id,
+            address=f"{form['local_part'].strip()}@{form['domain']}" if form["local_part"].strip() else "",
+            password=request.form.get("password", ""),
+            display_name=form["display_name"],
+            service_class=form["service_class"],
+        )
+    except LimitExceeded as e:
+        return _create_failed(view, form, {}, e, 409)
+    except (ValidationError, *_conflicts()) as e:
+        errors = field_errors(e)
+        return _create_failed(view, form, errors, None, e.status)
+    message = _("Casella %(a)s creata.", a=mailbox.display_address)
+    if is_fragment_request():
+        ctx = _list_context(view, created=message)
+        return fragment_reply("portal/_mailbox_create.html", trigger=CHANGED, **ctx)
+    flash(message, "ok")
+    return back_to("portal.mailboxes", customer_id=view.customer.id)
+
+
+def _conflicts():
+    from app.services.errors import Conflict, PermissionDenied
+
+    return (Conflict, PermissionDenied)
+
+
+def _create_failed(view, form, errors, limit, status):
+    if "address" in errors:
+        errors["local_part"] = errors.pop("address")
+    ctx = _list_context(view, form=form, errors=errors, limit=limit)
+    if "_form" in errors and not limit:
+        ctx["form_error"] = errors["_form"]
+    return render("portal/mailboxes.html", "portal/_mailbox_create.html", status=status, **ctx)
+
+
+def _mailbox(view, mailbox_id: int):
+    return owned(mailboxes.get_mailbox(view.actor, mailbox_id), view.customer.id, _("Casella non trovata."))
+
+
+def _row_context(view, mailbox, **extra) -> dict:
+    return {
+        "customer": view.customer,
+        "can_manage": view.can_manage,
+        "m": mailbox,
+        "alias_count": mailboxes.alias_counts([mailbox.id]).get(mailbox.id, 0),
+        "class_groups": _class_groups(),
+        "form": {},
+        "errors": {},
+        **extra,
+    }
+
+
+@bp.route("/customers/<int:customer_id>/mailboxes/<int:mailbox_id>", methods=["GET", "POST"])
+def mailbox(customer_id: int, mailbox_id: int):
+    """GET: the mailbox's page (htmx: its row). POST: save the edit form."""
+    view = customer_view(customer_id)
+    m = _mailbox(view, mailbox_id)
+    if request.method == "GET":
+        return render("portal/mailbox.html", "portal/_mailbox_row.html", **_row_context(view, m))
+    form = {k: request.form.get(k, "") for k in ("display_name", "service_class")}
+    changes = {"display_name": form["display_name"], "service_class": form["service_class"]}
+    if request.form.get("password"):
+        changes["password"] = request.form["password"]
+    try:
+        m = mailboxes.update_mailbox(view.actor, m.id, **changes)
+    except LimitExceeded as e:
+        ctx = _row_context(view, m, form=form, errors={}, limit=e, editing=True)
+        return render("portal/mailbox.html", "portal/_mailbox_edit_row.html", status=409, **ctx)
+    except (ValidationError, *_conflicts()) as e:
+        ctx = _row_context(view, m, form=form, errors=field_errors(e), editing=True)
+        return render("portal/mailbox.html", "portal/_mailbox_edit_row.html", status=e.status, **ctx)
+    if is_fragment_request():
+        return fragment_reply("portal/_mailbox_row.html", **_row_context(view, m, saved=True))
+    flash(_("Modifiche a %(a)s salvate.", a=m.display_address), "ok")
+    return back_to("portal.mailboxes", customer_id=view.customer.id)
+
+
+@bp.route("/customers/<int:customer_id>/mailboxes/<int:mailbox_id>/edit")
+def mailbox_edit(customer_id: int, mailbox_id: int):
+    view = customer_view(customer_id)
+    m = _mailbox(view, mailbox_id)
+    ctx = _row_context(view, m, editing=True)
+    return render("portal/mailbox.html", "portal/_mailbox_edit_row.html", **ctx)
+
+
+@bp.route("/customers/<int:customer_id>/mailboxes/<int:mailbox_id>/status", methods=["GET", "POST"])
+def mailbox_status(customer_id: int, mailbox_id: int):
+    """POST sets the status; GET is the confirmation page for browsers without JavaScript."""
+    view = customer_view(customer_id)
+    m = _mailbox(view, mailbox_id)
+    wanted = request.values.get("status", "")
+    if request.method == "GET":
+        label = _action_label(wanted)
+        return render(
+            "portal/confirm.html",
+            customer=view.customer,
+            title=_("%(action)s la casella %(a)s?", action=label, a=m.display_address),
+            text=_status_explanation(wanted),
+            action=url_for("portal.mailbox_status", customer_id=customer_id, mailbox_id=m.id),
+            fields={"status": wanted},
+            button=label or _("Conferma"),
+            danger=wanted == "disabled",
+            cancel=url_for("portal.mailboxes", customer_id=customer_id),
+        )
+    m = mailboxes.update_mailbox(view.actor, m.id, status=wanted)
+    message = _done_message(m.status, m.display_address)
+    if is_fragment_request():
+        return fragment_reply(
+            "portal/_mailbox_row.html", **_row_context(view, m, saved=True, row_message=message)
+        )
+    flash(message, "ok")
+    return back_to("portal.mailboxes", customer_id=view.customer.id)
+
+
+def _status_explanation(status: str) -> str:
+    return {
+        "suspended": _("Non potrà accedere finché non la riattivi; la posta in arrivo viene conservata."),
+        "disabled": _(
+            "Non potrà accedere e la posta in arrivo verrà rifiutata. I messaggi già presenti restano "
+            "conservati finché non elimini la casella."
+        ),
+        "active": _("La casella potrà di nuovo accedere e ricevere posta."),
+    }.get(status, "")
+
+
+@bp.route("/customers/<int:customer_id>/mailboxes/<int:mailbox_id>/delete", methods=["GET", "POST"])
+def mailbox_delete(customer_id: int, mailbox_id: int):
+    view = customer_view(customer_id)
+    m = _mailbox(view, mailbox_id)
+    if request.method == "GET":
+        return render(
+            "portal/confirm.html",
+            customer=view.customer,
+            title=_("Eliminare la casella %(a)s?", a=m.display_address),
+            text=_(
+                "La casella, i suoi messaggi e gli alias che puntano a essa verranno eliminati "
+                "definitivamente. L'operazione non si può annullare."
+            ),
+            action=url_for("portal.mailbox_delete", customer_id=customer_id, mailbox_id=m.id),
+            fields={},
+            button=_("Elimina definitivamente"),
+            danger=True,
+            cancel=url_for("portal.mailboxes", customer_id=customer_id),
+        )
+    address = m.display_address
+    mailboxes.delete_mailbox(view.actor, m.id)
+    if is_fragment_request():
+        return empty_reply(trigger=CHANGED)
+    flash(_("Casella %(a)s eliminata.", a=address), "ok")
+    return back_to("portal.mailboxes", customer_id=view.customer.id)
