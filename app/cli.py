@@ -7,6 +7,7 @@ import sys
 
 import click
 from flask import Flask
+from flask_babel import gettext as _
 
 from app.services import users
 from app.services.access import Actor
@@ -16,9 +17,9 @@ from app.services.errors import DomainError, ValidationError
 def _fail(error: DomainError) -> None:
     if isinstance(error, ValidationError):
         for field, message in error.errors.items():
-            click.echo(f"Errore ({field}): {message}", err=True)
+            click.echo(_("Errore (%(field)s): %(message)s", field=field, message=message), err=True)
     else:
-        click.echo(f"Errore: {error.message}", err=True)
+        click.echo(_("Errore: %(message)s", message=error.message), err=True)
     sys.exit(2 if isinstance(error, ValidationError) else 1)
 
 
@@ -37,7 +38,7 @@ def register_cli(app: Flask) -> None:
         if password_env:
             password = os.environ.get(password_env)
             if password is None:
-                click.echo(f"Errore: la variabile {password_env} non è impostata.", err=True)
+                click.echo(_("Errore: la variabile %(name)s non è impostata.", name=password_env), err=True)
                 sys.exit(2)
         else:
             password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
@@ -47,7 +48,14 @@ def register_cli(app: Flask) -> None:
             )
         except DomainError as e:
             _fail(e)
-        click.echo(f"Utente {user.email} creato (id {user.id}, ruolo {user.role}).")
+        click.echo(
+            _(
+                "Utente %(email)s creato (id %(id)d, ruolo %(role)s).",
+                email=user.email,
+                id=user.id,
+                role=user.role,
+            )
+        )
 
     @app.cli.group("tokens")
     def tokens_group():
@@ -72,6 +80,6 @@ def register_cli(app: Flask) -> None:
 
         created = demo.seed()
         if not created:
-            click.echo("I dati dimostrativi sono già presenti.")
+            click.echo(_("I dati dimostrativi sono già presenti."))
         for line in demo.LOGINS:
             click.echo(line)

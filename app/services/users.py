@@ -42,11 +42,10 @@ def create_user(
     if role not in ROLES:
         errors["role"] = _("Il ruolo deve essere staff o customer_admin.")
     elif role == "customer_admin":
-        if (
-            customer_id in (None, "")
-            or db.session.get(Customer, int(customer_id) if str(customer_id).isdigit() else -1) is None
-        ):
+        if customer_id in (None, ""):
             errors["customer_id"] = _("Indica il cliente che questo utente amministra.")
+        elif db.session.get(Customer, int(customer_id) if str(customer_id).isdigit() else -1) is None:
+            errors["customer_id"] = _("Il cliente %(c)s non esiste.", c=str(customer_id)[:20])
     elif customer_id not in (None, ""):
         errors["customer_id"] = _("Un utente dello staff non appartiene a un cliente.")
     if errors:

@@ -64,7 +64,11 @@ def test_password_can_be_typed_at_the_prompt(runner):
         (["a@collabra.it", "--role", "boss"], None, "--role"),
         (["a@collabra.it"], None, "--role"),
         (["a@collabra.it", "--role", "customer_admin"], None, "cliente"),
-        (["a@collabra.it", "--role", "customer_admin", "--customer", "999999"], None, "cliente"),
+        (
+            ["a@collabra.it", "--role", "customer_admin", "--customer", "999999"],
+            None,
+            "cliente 999999 non esiste",
+        ),
         (["a@collabra.it", "--role", "customer_admin", "--customer", "primo"], None, "--customer"),
         (["a@collabra.it", "--role", "staff", "--customer", "1"], None, "staff"),
         (["non-una-email", "--role", "staff"], None, "email"),
