@@ -43,9 +43,10 @@ def test_lists_changes_with_local_time_and_diff(client, make, staff):
     assert len(rows) == 1
     row = rows[0]
     # 22:30 UTC on 1 July is 00:30 on 2 July in Rome (summer time).
-    assert "02/07/2026 00:30:00" in row
+    assert "02/07/2026" in row and "00:30:00" in row
     assert "qualcuno@collabra.it" in row and "192.0.2.7" in row and "API" in row
-    assert "status: active → suspended" in row and "display_name: — → Mario" in row
+    assert "stato: active → suspended" in row and "nome visualizzato: — → Mario" in row
+    assert "Casella modificata" in row
     assert "Ditta Audit" in row
 
 
@@ -110,3 +111,10 @@ def test_htmx_filter_returns_the_table_only(client, make, staff):
     response = client.get("/admin/audit?action=customer.create", headers={"HX-Request": "true"})
     text = response.get_data(as_text=True)
     assert 'id="audit-table"' in text and "<html" not in text
+
+
+def test_international_domains_read_in_unicode(client, make, staff):
+    c = make.customer(domain="caffè-rossi.example")
+    make.mailbox(c, local="mario")
+    rows = _rows(client.get("/admin/audit?action=mailbox.create").get_data(as_text=True))
+    assert "mario@caffè-rossi.example" in rows[0] and "xn--" not in rows[0]

@@ -11,9 +11,11 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from werkzeug.datastructures import MultiDict
 
 from app.models import ServiceClass
+from app.services.addresses import idna_display
 
 MAX_PREFIX = "max_"
 
@@ -83,6 +85,30 @@ def int_or_none(value: object) -> int | None:
     return int(value) if value.isdigit() and len(value) < 10 else None
 
 
+FIELD_LABELS = {
+    "name": _l("nome"),
+    "vat_number": _l("partita IVA"),
+    "contact_email": _l("email di contatto"),
+    "plan": _l("piano"),
+    "self_service": _l("amministrazione autonoma"),
+    "display_name": _l("nome visualizzato"),
+    "service_class": _l("classe"),
+    "status": _l("stato"),
+    "password": _l("password"),
+    "target": _l("destinazione"),
+    "members": _l("membri"),
+    "added": _l("aggiunti"),
+    "removed": _l("tolti"),
+    "description": _l("descrizione"),
+    "extra_accounts": _l("caselle in più"),
+    "note": _l("nota"),
+    "role": _l("ruolo"),
+    "locale": _l("lingua"),
+    "active": _l("attivo"),
+    "token": _l("token"),
+}
+
+
 def change_lines(changes: object) -> list[tuple[str, str, str]]:
     """An audit event's changes as (field, old, new) text, for "field: old → new" lines."""
     if not isinstance(changes, dict):
@@ -93,8 +119,21 @@ def change_lines(changes: object) -> list[tuple[str, str, str]]:
             old, new = value
         else:
             old, new = None, value
-        out.append((str(key), _show(old), _show(new)))
+        # Contract lines are keyed by class name ("Business Mail 100 MB"), shown as they are.
+        out.append((str(FIELD_LABELS.get(key, key)), _show(old), _show(new)))
     return out
+
+
+def readable(text: object) -> str:
+    """Addresses and domains as people write them: xn--caff-rossi-26a.it -> caffè-rossi.it."""
+    text = "" if text is None else str(text)
+    if "xn--" not in text:
+        return text
+    words = []
+    for word in text.split(" "):
+        local, at, domain = word.rpartition("@")
+        words.append(f"{local}{at}{idna_display(domain)}" if "xn--" in domain else word)
+    return " ".join(words)
 
 
 def _show(value: object) -> str:
@@ -106,4 +145,4 @@ def _show(value: object) -> str:
         return _("no")
     if isinstance(value, list | tuple):
         return ", ".join(_show(v) for v in value) or "—"
-    return str(value)
+    return readable(value)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, flash, redirect, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from werkzeug.routing import BuildError
 
-from app.services import classes, customers, limits, users
+from app.services import catalog, classes, customers, limits, users
 from app.services.access import customer_for
 from app.services.errors import Conflict, ValidationError
 from app.web import current_actor, is_fragment_request, render, staff_required
@@ -19,16 +20,26 @@ from app.web.admin import forms
 bp = Blueprint("admin", __name__)
 
 
+def optional_url(endpoint: str, **values) -> str | None:
+    # Pages of other areas are linked when that area provides them.
+    try:
+        return url_for(endpoint, **values)
+    except BuildError:
+        return None
+
+
 @bp.context_processor
 def _helpers():
-    def optional_url(endpoint: str, **values) -> str | None:
-        # Pages of other areas are linked when that area provides them.
-        try:
-            return url_for(endpoint, **values)
-        except BuildError:
-            return None
+    return {"optional_url": optional_url, "change_lines": forms.change_lines, "readable": forms.readable}
 
-    return {"optional_url": optional_url, "change_lines": forms.change_lines}
+
+PORTAL_PAGES = (
+    ("portal.mailboxes", _l("Caselle")),
+    ("portal.aliases", _l("Alias")),
+    ("portal.lists", _l("Liste di distribuzione")),
+    ("portal.domains", _l("Domini")),
+    ("portal.capacity_requests", _l("Richieste al commerciale")),
+)
 
 
 @bp.route("/customers", endpoint="customers")
@@ -78,28 +89,39 @@ def _customer_page(customer, status: int = 200, **overrides):
         "admin_values": {"email": ""},
         "admin_errors": {},
         "admin_saved": None,
+        "portal_links": [
+            (href, label)
+            for endpoint, label in PORTAL_PAGES
+            if (href := optional_url(endpoint, customer_id=customer.id))
+        ],
     }
     ctx.update(overrides)
     return ctx, status
 
 
 def _contract_ctx(customer, submitted=None, field_errors=None, general=None, saved=False) -> dict:
+    """The contract as a matrix: a column per type of service, a row per mailbox size."""
     all_classes = classes.all_classes()
     current = {a.service_class_id: a.max_accounts for a in customer.allowances}
-    groups: list[tuple[str, list]] = []
+    types: list[dict] = []
     for c in all_classes:
-        if not groups or groups[-1][0] != c.type_name:
-            groups.append((c.type_name, []))
-        groups[-1][1].append(c)
+        if not types or types[-1]["code"] != c.type:
+            features = ", ".join(str(catalog.FEATURE_LABELS[f]) for f in c.features)
+            types.append({"code": c.type, "name": c.type_name, "features": features})
+    sizes = sorted({c.quota_mb for c in all_classes})
     values = {f"{forms.MAX_PREFIX}{c.id}": current.get(c.id, "") for c in all_classes}
     if submitted is not None:
         values.update({k: submitted.get(k, "") for k in values})
         self_service = bool(submitted.get("self_service"))
     else:
         self_service = customer.self_service
+    in_force = sorted(customer.allowances, key=lambda a: all_classes.index(a.service_class))
     return {
-        "groups": groups,
+        "types": types,
+        "sizes": [(mb, catalog.format_mb(mb) + " MB") for mb in sizes],
+        "cells": {(c.type, c.quota_mb): c for c in all_classes},
         "used": limits.usage_by_class(customer.id),
+        "in_force": in_force,
         "values": values,
         "self_service": self_service,
         "errors": field_errors or {},
