@@ -6,7 +6,7 @@ from flask import flash, request, url_for
 from flask_babel import gettext as _
 
 from app.services import aliases, domains, lists, mailboxes
-from app.services.errors import Conflict, PermissionDenied, ValidationError
+from app.services.errors import Conflict, ValidationError
 from app.web import render
 from app.web.portal.common import (
     back_to,
@@ -19,7 +19,8 @@ from app.web.portal.common import (
     owned,
 )
 
-FAILURES = (ValidationError, Conflict, PermissionDenied)
+# PermissionDenied is left to the app-wide handler: a 403 page with its message.
+FAILURES = (ValidationError, Conflict)
 # A <datalist> of targets helps up to this many mailboxes; past it, typing the address is quicker.
 DATALIST_MAX = 500
 

@@ -137,9 +137,10 @@ def mailboxes_page(customer_id: int):
 
 
 def _conflicts():
-    from app.services.errors import Conflict, PermissionDenied
+    # PermissionDenied is left to the app-wide handler: a 403 page with its message.
+    from app.services.errors import Conflict
 
-    return (Conflict, PermissionDenied)
+    return (Conflict,)
 
 
 def _create_failed(view, form, errors, limit, status):

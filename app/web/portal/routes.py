@@ -6,7 +6,7 @@ from flask import current_app, flash, request
 from flask_babel import gettext as _
 
 from app.services import capacity, domains, limits, overview
-from app.services.errors import Conflict, PermissionDenied, ValidationError
+from app.services.errors import Conflict, ValidationError
 from app.web import render
 from app.web.portal import address_views, mailbox_views  # noqa: F401  (they add their routes to bp)
 from app.web.portal.common import (
@@ -19,7 +19,8 @@ from app.web.portal.common import (
     owned,
 )
 
-FAILURES = (ValidationError, Conflict, PermissionDenied)
+# PermissionDenied is left to the app-wide handler: a 403 page with its message.
+FAILURES = (ValidationError, Conflict)
 
 
 @bp.route("/customers/<int:customer_id>/")
