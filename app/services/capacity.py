@@ -78,8 +78,9 @@ def list_requests(
 
 def decide(actor: Actor, request_id: object, *, approve: bool) -> CapacityRequest:
     """Approve (raise the allowance by the requested amount) or reject an open request."""
-    require_staff(actor)
+    # Scope first: someone else's request is a 404 for a customer, as everywhere.
     req = get_request(actor, request_id)
+    require_staff(actor)
     limits.lock_customer(req.customer_id)
     db.session.refresh(req)
     if req.status != "open":
