@@ -85,8 +85,8 @@ def create_customer(actor: Actor, **data) -> Customer:
 
 
 def update_customer(actor: Actor, customer_id: int, **data) -> Customer:
+    customer = customer_for(actor, customer_id)  # scope first: another customer's id is a 404
     require_staff(actor)
-    customer = customer_for(actor, customer_id)
     values = _read(data, partial=True)
     limits.lock_customer(customer.id)
     if values.get("plan") == "contract" and customer.plan != "contract":
@@ -128,8 +128,8 @@ def _check_covers_usage(customer: Customer, wanted: dict[int, int]) -> None:
 
 def set_contract(actor: Actor, customer_id: int, allowances: object, self_service: object) -> Customer:
     """Replace the contract's allowances and the self-administration flag (support only)."""
+    customer = customer_for(actor, customer_id)  # scope first: another customer's id is a 404
     require_staff(actor)
-    customer = customer_for(actor, customer_id)
     if not isinstance(allowances, list):
         raise ValidationError.one("allowances", _("Deve essere un elenco di classi e quantità."))
     wanted: dict[int, int] = {}
