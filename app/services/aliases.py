@@ -7,20 +7,18 @@ from flask_babel import gettext as _
 
 from app.extensions import db
 from app.models import Alias, Mailbox
-from app.services import addresses, audit, limits
+from app.services import addresses, audit, fields, limits
 from app.services.access import Actor, customer_for, require_manage, scoped
 from app.services.errors import ValidationError
 
 
 def _target(customer_id: int, value: object) -> Mailbox:
     mailbox = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        mailbox = db.session.get(Mailbox, value)
+    if fields.row_id(value) is not None:
+        mailbox = db.session.get(Mailbox, fields.row_id(value))
     elif isinstance(value, str) and value.strip():
         text = value.strip()
-        if text.isdigit():
-            mailbox = db.session.get(Mailbox, int(text))
-        else:
+        if not text.isdigit():
             try:
                 local, domain = addresses.split_address(text, "target")
             except ValidationError:

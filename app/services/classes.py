@@ -7,7 +7,7 @@ from flask_babel import gettext as _
 
 from app.extensions import db
 from app.models import ServiceClass
-from app.services import catalog
+from app.services import catalog, fields
 from app.services.errors import ValidationError
 
 
@@ -19,22 +19,21 @@ def all_classes() -> list[ServiceClass]:
 
 def resolve(value: object, field: str = "service_class") -> ServiceClass:
     """A class from its name (any sensible spelling) or its id; ValidationError lists valid names."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        row = db.session.get(ServiceClass, value)
+    by_id = isinstance(value, int) and not isinstance(value, bool)
+    if by_id or (isinstance(value, str) and value.strip().isdigit()):
+        class_id = fields.row_id(value)
+        row = db.session.get(ServiceClass, class_id) if class_id else None
     else:
-        if isinstance(value, str) and value.strip().isdigit():
-            row = db.session.get(ServiceClass, int(value.strip()))
+        try:
+            key = catalog.parse_class_name(value)
+        except catalog.UnknownServiceClass:
+            row = None
         else:
-            try:
-                key = catalog.parse_class_name(value)
-            except catalog.UnknownServiceClass:
-                row = None
-            else:
-                row = db.session.scalar(
-                    sa.select(ServiceClass).where(
-                        ServiceClass.type == key.type, ServiceClass.quota_mb == key.quota_mb
-                    )
+            row = db.session.scalar(
+                sa.select(ServiceClass).where(
+                    ServiceClass.type == key.type, ServiceClass.quota_mb == key.quota_mb
                 )
+            )
     if row is None:
         if value is None or value == "":
             raise ValidationError.one(field, _("Scegli una classe di servizio."))

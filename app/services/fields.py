@@ -47,3 +47,19 @@ def boolean(value: object, field: str) -> bool:
     ):
         return False
     raise ValidationError.one(field, _("Deve essere vero o falso."))
+
+
+MAX_ROW_ID = 2**31 - 1
+
+
+def row_id(value: object) -> int | None:
+    """An id as people send it (int or digits), or None when it cannot name a row.
+
+    Out-of-range numbers would make the database driver fail, so they are
+    treated like any other id that matches nothing.
+    """
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ROW_ID:
+        return value
+    return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import sqlalchemy as sa
 
@@ -542,3 +544,52 @@ def test_pay_per_use_customers_cannot_ask_for_capacity(ctx, client, make):
         409,
     )
     assert body["error"]
+
+
+# Values a database driver would choke on
+
+
+def test_ids_beyond_the_database_range_are_404_or_422(ctx):
+    huge = 10**30
+    for path in (f"/mailboxes/{huge}", "/mailboxes/9999999999", f"/customers/{huge}/mailboxes", "/aliases/0"):
+        r = ctx.staff("GET", path)
+        assert r.status_code == 404 and r.get_json()["error"], path
+    c = ctx.customer.id
+    for payload, field, path in [
+        (_mailbox(ctx, service_class=huge), "service_class", f"/customers/{c}/mailboxes"),
+        (_mailbox(ctx, service_class=str(huge)), "service_class", f"/customers/{c}/mailboxes"),
+        ({"address": f"a@{ctx.domain}", "target": huge}, "target", f"/customers/{c}/aliases"),
+        ({"address": f"a@{ctx.domain}", "target": str(huge)}, "target", f"/customers/{c}/aliases"),
+        ({"service_class": -huge}, "service_class", f"/customers/{c}/capacity-requests"),
+    ]:
+        body = refused(lambda p=path, b=payload: ctx.admin("POST", p, b))
+        assert field in body["errors"], (path, body)
+    r = ctx.admin("GET", f"/customers/{c}/mailboxes?service_class={huge}")
+    assert r.status_code == 422
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/customers?q=a%00b",
+        "/customers/{c}/mailboxes?q=a%00b",
+        "/customers/{c}/aliases?q=%00",
+        "/customers/{c}/lists?q=%01",
+    ],
+)
+def test_control_characters_in_a_search_are_422(ctx, path):
+    r = ctx.staff("GET", path.format(c=ctx.customer.id))
+    assert r.status_code == 422 and "q" in r.get_json()["errors"]
+
+
+def test_lone_surrogates_in_json_strings_are_422(ctx):
+    c = ctx.customer.id
+    raw = json.dumps(_mailbox(ctx, display_name="MARK")).replace("MARK", "a\\ud800b")
+    body = refused(lambda: ctx.admin("POST", f"/customers/{c}/mailboxes", data=raw.encode()))
+    assert list(body["errors"]) == ["display_name"]
+    raw = '{"members": ["x\\udfff@esterno.example"]}'
+    dlist = ctx.admin("POST", f"/customers/{c}/lists", {"address": f"tutti@{ctx.domain}"}).get_json()
+    body = refused(lambda: ctx.admin("PATCH", f"/lists/{dlist['id']}", data=raw.encode()))
+    assert list(body["errors"]) == ["members"]
+    body = refused(lambda: ctx.admin("PATCH", f"/mailboxes/{ctx.mailbox.id}", data=b'{"\\ud800": 1}'))
+    assert len(body["errors"]) == 1

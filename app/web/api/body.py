@@ -76,6 +76,21 @@ def _reject_constant(name: str):
     raise ValueError(name)
 
 
+def _unencodable(value: object) -> bool:
+    """Lone surrogates ("\\ud800") are valid JSON but cannot be stored as UTF-8."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, list):
+        return any(_unencodable(v) for v in value)
+    if isinstance(value, dict):
+        return any(_unencodable(k) or _unencodable(v) for k, v in value.items())
+    return False
+
+
 def read(spec: dict[str, Check], required: tuple[str, ...] = ()) -> dict:
     """The request's JSON object, checked against spec (field -> type check)."""
     data = _parse()
@@ -84,10 +99,12 @@ def read(spec: dict[str, Check], required: tuple[str, ...] = ()) -> dict:
     errors: dict[str, str] = {}
     for key, value in data.items():
         check = spec.get(key)
-        if check is None:
-            errors[str(key)[:64]] = _("Campo sconosciuto. Campi ammessi: %(names)s.", names=", ".join(spec))
+        if check is None or _unencodable(key):
+            errors[str(key)[:64].encode("utf-8", "replace").decode()] = _(
+                "Campo sconosciuto. Campi ammessi: %(names)s.", names=", ".join(spec)
+            )
             continue
-        problem = check(value)
+        problem = _("Contiene caratteri non ammessi.") if _unencodable(value) else check(value)
         if problem:
             errors[key] = problem
     for key in required:
@@ -103,3 +120,7 @@ def query_int(name: str, default: int, *, minimum: int = 1, maximum: int = 1_000
     if value is None or value == "":
         return default
     return fields.integer(value, name, minimum=minimum, maximum=maximum)
+
+
+def query_text(name: str) -> str:
+    return fields.text(request.args.get(name, ""), name, max_len=200, required=False)

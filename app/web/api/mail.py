@@ -30,23 +30,23 @@ def _no_content():
 # Domains
 
 
-@bp.get("/customers/<int:customer_id>/domains")
+@bp.get("/customers/<id:customer_id>/domains")
 def domain_list(customer_id: int):
     return jsonify([out.domain(d) for d in domains.list_domains(actor(), customer_id)])
 
 
-@bp.post("/customers/<int:customer_id>/domains")
+@bp.post("/customers/<id:customer_id>/domains")
 def domain_create(customer_id: int):
     data = body.read({"name": body.text}, required=("name",))
     return jsonify(out.domain(domains.add_domain(actor(), customer_id, data["name"]))), 201
 
 
-@bp.get("/domains/<int:domain_id>")
+@bp.get("/domains/<id:domain_id>")
 def domain_get(domain_id: int):
     return jsonify(out.domain(domains.get_domain(actor(), domain_id)))
 
 
-@bp.delete("/domains/<int:domain_id>")
+@bp.delete("/domains/<id:domain_id>")
 def domain_delete(domain_id: int):
     domains.delete_domain(actor(), domain_id)
     return _no_content()
@@ -57,7 +57,7 @@ def domain_delete(domain_id: int):
 
 def _mailbox_filters() -> dict:
     args = request.args
-    filters: dict = {"q": args.get("q", "")}
+    filters: dict = {"q": body.query_text("q")}
     if args.get("service_class"):
         filters["service_class_id"] = classes.resolve(args["service_class"]).id
     status = args.get("status") or None
@@ -69,13 +69,13 @@ def _mailbox_filters() -> dict:
     return filters
 
 
-@bp.get("/customers/<int:customer_id>/mailboxes")
+@bp.get("/customers/<id:customer_id>/mailboxes")
 def mailbox_list(customer_id: int):
     page = mailboxes.search_mailboxes(actor(), customer_id, **_mailbox_filters())
     return jsonify(out.page(page, out.mailbox))
 
 
-@bp.post("/customers/<int:customer_id>/mailboxes")
+@bp.post("/customers/<id:customer_id>/mailboxes")
 def mailbox_create(customer_id: int):
     spec = {k: v for k, v in MAILBOX_FIELDS.items() if k != "status"}
     data = body.read(spec, required=("address", "password", "service_class"))
@@ -90,12 +90,12 @@ def mailbox_create(customer_id: int):
     return jsonify(out.mailbox(mailbox)), 201
 
 
-@bp.get("/mailboxes/<int:mailbox_id>")
+@bp.get("/mailboxes/<id:mailbox_id>")
 def mailbox_get(mailbox_id: int):
     return jsonify(out.mailbox(mailboxes.get_mailbox(actor(), mailbox_id)))
 
 
-@bp.patch("/mailboxes/<int:mailbox_id>")
+@bp.patch("/mailboxes/<id:mailbox_id>")
 def mailbox_update(mailbox_id: int):
     spec = {k: v for k, v in MAILBOX_FIELDS.items() if k != "address"}
     data = body.read(spec)
@@ -104,7 +104,7 @@ def mailbox_update(mailbox_id: int):
     return jsonify(out.mailbox(mailboxes.update_mailbox(actor(), mailbox_id, **data)))
 
 
-@bp.delete("/mailboxes/<int:mailbox_id>")
+@bp.delete("/mailboxes/<id:mailbox_id>")
 def mailbox_delete(mailbox_id: int):
     mailboxes.delete_mailbox(actor(), mailbox_id)
     return _no_content()
@@ -113,31 +113,31 @@ def mailbox_delete(mailbox_id: int):
 # Aliases
 
 
-@bp.get("/customers/<int:customer_id>/aliases")
+@bp.get("/customers/<id:customer_id>/aliases")
 def alias_list(customer_id: int):
-    rows = aliases.list_aliases(actor(), customer_id, request.args.get("q", ""))
+    rows = aliases.list_aliases(actor(), customer_id, body.query_text("q"))
     return jsonify([out.alias(a) for a in rows])
 
 
-@bp.post("/customers/<int:customer_id>/aliases")
+@bp.post("/customers/<id:customer_id>/aliases")
 def alias_create(customer_id: int):
     data = body.read({"address": body.text, "target": body.name_or_id}, required=("address", "target"))
     alias = aliases.create_alias(actor(), customer_id, address=data["address"], target=data["target"])
     return jsonify(out.alias(alias)), 201
 
 
-@bp.get("/aliases/<int:alias_id>")
+@bp.get("/aliases/<id:alias_id>")
 def alias_get(alias_id: int):
     return jsonify(out.alias(aliases.get_alias(actor(), alias_id)))
 
 
-@bp.patch("/aliases/<int:alias_id>")
+@bp.patch("/aliases/<id:alias_id>")
 def alias_update(alias_id: int):
     data = body.read({"target": body.name_or_id}, required=("target",))
     return jsonify(out.alias(aliases.update_alias(actor(), alias_id, target=data["target"])))
 
 
-@bp.delete("/aliases/<int:alias_id>")
+@bp.delete("/aliases/<id:alias_id>")
 def alias_delete(alias_id: int):
     aliases.delete_alias(actor(), alias_id)
     return _no_content()
@@ -146,13 +146,13 @@ def alias_delete(alias_id: int):
 # Distribution lists
 
 
-@bp.get("/customers/<int:customer_id>/lists")
+@bp.get("/customers/<id:customer_id>/lists")
 def list_list(customer_id: int):
-    rows = lists.list_lists(actor(), customer_id, request.args.get("q", ""))
+    rows = lists.list_lists(actor(), customer_id, body.query_text("q"))
     return jsonify([out.distribution_list(d) for d in rows])
 
 
-@bp.post("/customers/<int:customer_id>/lists")
+@bp.post("/customers/<id:customer_id>/lists")
 def list_create(customer_id: int):
     data = body.read(LIST_FIELDS, required=("address",))
     dlist = lists.create_list(
@@ -165,12 +165,12 @@ def list_create(customer_id: int):
     return jsonify(out.distribution_list(dlist)), 201
 
 
-@bp.get("/lists/<int:list_id>")
+@bp.get("/lists/<id:list_id>")
 def list_get(list_id: int):
     return jsonify(out.distribution_list(lists.get_list(actor(), list_id)))
 
 
-@bp.patch("/lists/<int:list_id>")
+@bp.patch("/lists/<id:list_id>")
 def list_update(list_id: int):
     data = body.read({k: v for k, v in LIST_FIELDS.items() if k != "address"})
     description = data.get("description")
@@ -180,7 +180,7 @@ def list_update(list_id: int):
     return jsonify(out.distribution_list(dlist))
 
 
-@bp.delete("/lists/<int:list_id>")
+@bp.delete("/lists/<id:list_id>")
 def list_delete(list_id: int):
     lists.delete_list(actor(), list_id)
     return _no_content()

@@ -43,7 +43,7 @@ def customer_list():
     page = body.query_int("page", 1)
     per_page = body.query_int("per_page", 50, maximum=200)
     if who.is_staff:
-        result = customers.search_customers(who, request.args.get("q", ""), page, per_page)
+        result = customers.search_customers(who, body.query_text("q"), page, per_page)
     else:
         own = customer_for(who, who.customer_id)
         result = Page([own], 1, 1, per_page)
@@ -59,24 +59,24 @@ def customer_create():
     return response, 201
 
 
-@bp.get("/customers/<int:customer_id>")
+@bp.get("/customers/<id:customer_id>")
 def customer_get(customer_id: int):
     return jsonify(out.customer(customer_for(actor(), customer_id)))
 
 
-@bp.patch("/customers/<int:customer_id>")
+@bp.patch("/customers/<id:customer_id>")
 def customer_update(customer_id: int):
     data = body.read(CUSTOMER_FIELDS)
     return jsonify(out.customer(customers.update_customer(actor(), customer_id, **data)))
 
 
-@bp.get("/customers/<int:customer_id>/contract")
+@bp.get("/customers/<id:customer_id>/contract")
 def contract_get(customer_id: int):
     customer = customer_for(actor(), customer_id)
     return jsonify(out.contract(customer, limits.usage_report(customer)))
 
 
-@bp.put("/customers/<int:customer_id>/contract")
+@bp.put("/customers/<id:customer_id>/contract")
 def contract_put(customer_id: int):
     data = body.read(
         {"allowances": body.allowance_list, "self_service": body.boolean},
@@ -99,13 +99,13 @@ def capacity_request_list():
     return jsonify([out.capacity_request(r) for r in rows])
 
 
-@bp.get("/customers/<int:customer_id>/capacity-requests")
+@bp.get("/customers/<id:customer_id>/capacity-requests")
 def customer_capacity_requests(customer_id: int):
     rows = capacity.list_requests(actor(), customer_id=customer_id, status=_request_status())
     return jsonify([out.capacity_request(r) for r in rows])
 
 
-@bp.post("/customers/<int:customer_id>/capacity-requests")
+@bp.post("/customers/<id:customer_id>/capacity-requests")
 def capacity_request_create(customer_id: int):
     data = body.read(
         {"service_class": body.name_or_id, "extra_accounts": body.integer, "note": body.optional_text},
@@ -121,12 +121,12 @@ def capacity_request_create(customer_id: int):
     return jsonify(out.capacity_request(req)), 201
 
 
-@bp.post("/capacity-requests/<int:request_id>/approve")
+@bp.post("/capacity-requests/<id:request_id>/approve")
 def capacity_request_approve(request_id: int):
     return jsonify(out.capacity_request(capacity.decide(actor(), request_id, approve=True)))
 
 
-@bp.post("/capacity-requests/<int:request_id>/reject")
+@bp.post("/capacity-requests/<id:request_id>/reject")
 def capacity_request_reject(request_id: int):
     return jsonify(out.capacity_request(capacity.decide(actor(), request_id, approve=False)))
 
