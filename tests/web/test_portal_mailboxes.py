@@ -14,9 +14,11 @@ HX = {"HX-Request": "true"}
 
 def rows(html: str) -> list[str]:
     """Addresses of the table rows on a page, in order."""
-    return re.findall(
-        r'<tr id="mailbox-\d+"[^>]*>\s*<td class="primary-cell">\s*<a href="[^"]+">([^<]+)</a>', html
+    found = re.findall(
+        r'<tr id="mailbox-\d+"[^>]*>\s*<td class="primary-cell">\s*<a href="[^"]+">([^<]+)@<wbr>([^<]+)</a>',
+        html,
     )
+    return [f"{local}@{domain}" for local, domain in found]
 
 
 def addresses(c) -> list[str]:
