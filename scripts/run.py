@@ -49,20 +49,33 @@ def main() -> int:
                     code = proc.returncode or 1
             time.sleep(0.5)
     except KeyboardInterrupt:
-        pass
+        # Ctrl-C in a terminal reached every child too: give them a moment to stop on their own.
+        _wait(procs.values(), 5)
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + 10
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop(procs.values())
         if embedded is not None:
             embedded.stop()
     return code
+
+
+def _wait(procs, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def _stop(procs) -> None:
+    alive = [p for p in procs if p.poll() is None]
+    for proc in alive:
+        proc.send_signal(signal.SIGTERM)  # a warm shutdown for the worker and the cron
+    _wait(alive, 10)
+    for proc in alive:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 if __name__ == "__main__":

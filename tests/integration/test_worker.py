@@ -14,8 +14,9 @@ from app.redis import start_embedded
 
 pytestmark = pytest.mark.integration
 
-# A database number of its own, so the test never touches a developer's queues.
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+# Database numbers of their own (one per xdist worker), so tests never touch a developer's queues.
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+REDIS_URL = os.environ.get("TEST_REDIS_URL", f"redis://127.0.0.1:6379/{13 + _WORKER % 3}")
 
 
 @pytest.fixture
@@ -69,4 +70,5 @@ def test_embedded_redis_starts_answers_and_stops(tmp_path):
         other.close()
     finally:
         server.stop()
-    assert not (tmp_path / "redis.sock").exists()
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis.from_url(server.url).ping()
