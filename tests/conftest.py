@@ -180,6 +180,7 @@ def pytest_sessionfinish(session, exitstatus):
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     skipped = reporter.stats.get("skipped", []) if reporter else []
     if skipped:
+        reporter.write("\n")
         reporter.write_sep("=", f"CI=true: {len(skipped)} skipped test(s) count as failures", red=True)
         for report in skipped:
             reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
