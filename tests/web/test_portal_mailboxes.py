@@ -276,3 +276,15 @@ def test_changes_without_the_csrf_token_are_refused(client, make, payg):
     response = client.post(f"/customers/{payg.id}/mailboxes/{box.id}/delete", csrf=False)
     assert response.status_code == 400
     assert addresses(payg) == ["anna@rossi.example"]
+
+
+def test_a_mailbox_has_its_own_page_and_its_row_for_htmx(client, make, payg):
+    box = make.mailbox(payg, "anna", display_name="Anna Bianchi")
+    url = f"/customers/{payg.id}/mailboxes/{box.id}"
+    page = client.get(url).get_data(as_text=True)
+    assert "<h1>anna@rossi.example</h1>" in page and "Modifica la casella" in page
+    assert (
+        f'href="{url}/delete"' in page and f'hx-post="{url}/delete"' not in page
+    )  # via the confirmation page
+    row = client.get(url, headers=HX).get_data(as_text=True)
+    assert row.lstrip().startswith(f'<tr id="mailbox-{box.id}"') and "<html" not in row
