@@ -38,6 +38,9 @@ def authenticate():
     if user is None:
         return _challenge(_("Token non valido o revocato."), "invalid_token")
     g.api_actor = Actor.for_user(user, ip=request.remote_addr, via="api")
+    # The token's owner is this request's user (so messages come in their language);
+    # any session cookie is ignored and the session is not written.
+    g._login_user = user
     return None
 
 
