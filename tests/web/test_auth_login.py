@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app import create_app
+from app.extensions import limiter
 from tests.conftest import make_app
 
 
@@ -59,10 +60,19 @@ def test_login_post_without_csrf_is_refused(client, make):
     assert client.get("/admin/customers").status_code == 302
 
 
-def test_login_is_rate_limited(database_url):
-    app = make_app(database_url, RATELIMIT_ENABLED=True, LOGIN_RATE_LIMIT="3 per minute")
-    client = app.test_client()
-    with app.app_context():
+@pytest.fixture
+def limited_app(database_url):
+    # One Limiter object serves every app in the process: give the other tests theirs back unlimited.
+    previous = limiter.enabled
+    try:
+        yield make_app(database_url, RATELIMIT_ENABLED=True, LOGIN_RATE_LIMIT="3 per minute")
+    finally:
+        limiter.enabled = previous
+
+
+def test_login_is_rate_limited(limited_app):
+    client = limited_app.test_client()
+    with limited_app.app_context():
         for _ in range(3):
             assert client.post("/login", data={"email": "x@y.example", "password": "nope"}).status_code == 401
         response = client.post("/login", data={"email": "x@y.example", "password": "nope"})
