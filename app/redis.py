@@ -45,16 +45,31 @@ class EmbeddedRedis:
         import psutil
 
         pid = self.client.pid
-        # Sent raw: the server closes the connection, which the client would retry with backoff.
-        connection = self.client.connection_pool.make_connection()
-        connection.send_command("SHUTDOWN", "SAVE")
-        connection.disconnect()
-        if pid:
+        process = psutil.Process(pid) if pid and psutil.pid_exists(pid) else None
+        # SHUTDOWN SAVE refuses to stop when the dump cannot be written: then stop without it.
+        for command in (("SHUTDOWN", "SAVE"), ("SHUTDOWN", "NOSAVE")):
+            if process is None or not process.is_running():
+                break
+            self._send(*command)
             try:
-                psutil.Process(pid).wait(timeout=10)
-            except psutil.NoSuchProcess:
-                pass
+                process.wait(timeout=5)
+            except psutil.TimeoutExpired:
+                continue
+        if process is not None and process.is_running():
+            process.kill()
         self.client._cleanup()
+
+    def _send(self, *command: str) -> None:
+        # Sent raw: the server closes the connection, which the client would retry with backoff.
+        from redis.exceptions import ConnectionError
+
+        connection = self.client.connection_pool.make_connection()
+        try:
+            connection.send_command(*command)
+        except ConnectionError:
+            pass
+        finally:
+            connection.disconnect()
 
 
 def start_embedded(directory: Path | None = None) -> EmbeddedRedis:
