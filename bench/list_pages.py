@@ -176,19 +176,20 @@ def p95(values: list[float]) -> float:
 
 
 def run_backend(label: str, url: str) -> list[str]:
+    tag = f"[{label}]".ljust(12)
     app = make_bench_app(url)
     with app.app_context():
         started = time.perf_counter()
         customer_id = load(app)
         print(
-            f"[{label}] loaded {MAILBOXES} mailboxes, {ALIASES} aliases, {LISTS} lists in "
+            f"{tag} loaded {MAILBOXES} mailboxes, {ALIASES} aliases, {LISTS} lists in "
             f"{time.perf_counter() - started:.1f} s",
             flush=True,
         )
     client = app.test_client()
     response = client.post("/login", data={"email": ADMIN[0], "password": ADMIN[1]})
     if response.status_code != 302:
-        return [f"[{label}] login failed (HTTP {response.status_code}); nothing measured"]
+        return [f"{tag} login failed (HTTP {response.status_code}); nothing measured"]
     pages = [
         ("mailbox list, first page", f"/customers/{customer_id}/mailboxes"),
         ("mailbox search ?q=utente12", f"/customers/{customer_id}/mailboxes?q=utente12"),
@@ -199,12 +200,12 @@ def run_backend(label: str, url: str) -> list[str]:
         status, times = measure(client, page_url)
         if status != 200:
             why = "page not there" if status == 404 else "the page fails"
-            lines.append(f"[{label}] {name:<28} HTTP {status} on {page_url}: {why}, nothing measured")
+            lines.append(f"{tag} {name:<28} HTTP {status} on {page_url}: {why}, nothing measured")
             continue
         median = statistics.median(times)
         verdict = "ok" if median < GOAL_MS else f"OVER the {GOAL_MS} ms goal"
         lines.append(
-            f"[{label}] {name:<28} median {median:6.1f} ms  p95 {p95(times):6.1f} ms  "
+            f"{tag} {name:<28} median {median:6.1f} ms  p95 {p95(times):6.1f} ms  "
             f"over {REQUESTS} requests: {verdict}"
         )
     with app.app_context():
@@ -232,7 +233,7 @@ def main() -> int:
     if url:
         results += run_backend("postgresql", url)
     else:
-        results.append(f"[postgresql] skipped: {problem}")
+        results.append(f"[postgresql] not measured, PostgreSQL unreachable: {problem}")
     print("\n".join(results))
     return 0
 
