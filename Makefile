@@ -65,6 +65,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 translations: $(STAMP)
+	mkdir -p translations
 	$(PYBABEL) extract -F babel.cfg -k _l -k lazy_gettext -o translations/messages.pot .
 	@if [ -f translations/en/LC_MESSAGES/messages.po ]; then \
 		$(PYBABEL) update -d translations -l en -i translations/messages.pot; \
