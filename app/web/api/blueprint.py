@@ -6,6 +6,8 @@ from flask import Blueprint, jsonify, request
 from werkzeug.routing import IntegerConverter
 
 from app.extensions import csrf, db
+from app.services import aliases, capacity, domains, lists, mailboxes
+from app.services.access import customer_for
 from app.services.errors import Conflict, DomainError, LimitExceeded, ValidationError
 from app.services.fields import MAX_ROW_ID
 from app.web.api import auth
@@ -28,11 +30,29 @@ bp.record_once(lambda state: state.app.url_map.converters.setdefault("id", RowId
 PUBLIC_ENDPOINTS = {"api.openapi"}
 
 
+# Each id a path can carry, and the service lookup that scopes it to the caller.
+SCOPED_IDS = {
+    "customer_id": customer_for,
+    "mailbox_id": mailboxes.get_mailbox,
+    "alias_id": aliases.get_alias,
+    "list_id": lists.get_list,
+    "domain_id": domains.get_domain,
+    "request_id": capacity.get_request,
+}
+
+
 @bp.before_request
 def _authenticate():
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
-    return auth.authenticate()
+    refused = auth.authenticate()
+    if refused is not None:
+        return refused
+    # Another customer's id is a 404 before anything else is looked at (the body, the
+    # role): a caller learns nothing about what is not theirs. The services decide.
+    for name, value in (request.view_args or {}).items():
+        SCOPED_IDS[name](auth.actor(), value)
+    return None
 
 
 @bp.errorhandler(DomainError)
