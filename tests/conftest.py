@@ -7,8 +7,10 @@ Every test that uses `app` runs once per database backend ([sqlite] and
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -52,7 +54,9 @@ def _worker() -> str:
 
 
 def _pg_database_url() -> str:
-    name = f"panel_test_{_worker()}"
+    # One database per checkout and per xdist worker, so parallel runs never share tables.
+    checkout = hashlib.sha1(str(Path(__file__).resolve().parent.parent).encode()).hexdigest()[:8]
+    name = f"panel_test_{checkout}_{_worker()}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -140,7 +144,13 @@ class CsrfClient(FlaskClient):
             if "Authorization" not in headers:
                 headers.setdefault("X-CSRFToken", self.csrf_token())
             kwargs["headers"] = headers
-        return super().open(*args, **kwargs)
+        # Each request gets its own app context (fresh `g`, its own DB session), as in
+        # production; otherwise it would reuse the test's and carry state between requests.
+        with self.application.app_context():
+            response = super().open(*args, **kwargs)
+        # What the test reads next must be what the request wrote, not its own stale copy.
+        db.session.expire_all()
+        return response
 
 
 @pytest.fixture
