@@ -185,7 +185,8 @@ password_query = SELECT password FROM mail_users WHERE address = '%u' AND login_
 
 # LMTP delivers to active and suspended mailboxes (nothing is lost while a
 # customer tops up); Postfix refuses disabled ones before this is asked.
-# Other services (imap, pop3, doveadm) get here only after the passdb said yes.
+# IMAP and POP3 get here only after the passdb said yes; doveadm (support
+# tools, quota readings) reaches every mailbox whatever its state.
 user_query = SELECT '{root}/' || home AS home, quota_rule FROM mail_users \\
   WHERE address = '%u' AND ('%s' <> 'lmtp' OR accepts_mail = 1)
 
