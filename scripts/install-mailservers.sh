@@ -47,21 +47,21 @@ else
   fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
 
-# Whatever the install did, the system-wide services stay off: the tests start
-# their own instances on loopback high ports, and an operator enables production
-# services deliberately with the rendered configuration.
-if [ "$(id -u)" = 0 ]; then
+  # What we just installed must not run as system services: the tests start
+  # their own instances on loopback high ports, and an operator enables the
+  # production services deliberately, with the rendered configuration. (Services
+  # that were installed before this script ran are the machine owner's: left alone.)
   for service in dovecot postfix; do
     if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
       systemctl disable --now "$service" >/dev/null 2>&1 || true
     else
-      # No systemd (a container): stop a daemon the package may have started and
-      # keep it from starting at boot.
+      # No systemd (a container): stop a daemon the package may have started
+      # and keep it from starting at boot.
       service "$service" stop >/dev/null 2>&1 || true
       update-rc.d "$service" disable >/dev/null 2>&1 || true
     fi
   done
 fi
+
 echo "install-mailservers: done."
