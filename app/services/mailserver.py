@@ -442,9 +442,8 @@ smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_
 
 def postfix_master_cf(s: MailServerSettings) -> str:
     def inet(port: int) -> str:
-        # A listen address binds the service to it; a wildcard listens everywhere.
-        host = s.listen.replace(",", " ").split()[0] if s.listen.strip() else "*"
-        return str(port) if host in {"*", "0.0.0.0"} else f"{host}:{port}"
+        # A bare port binds on every address of inet_interfaces (main.cf: --listen).
+        return str(port)
 
     submission_tls = "  -o smtpd_tls_security_level=encrypt\n" if s.tls else ""
     return (

@@ -305,3 +305,19 @@ def test_master_user_logs_in_as_a_mailbox_without_its_password(mail):
     finally:
         imap.logout()
     assert login_refused(mail, f"{box.address}*{MASTER_USER}", "Password-sbagliata-1")
+
+
+def test_a_message_over_29_mb_is_refused_at_smtp_time(mail):
+    c = factories.customer(domain="grandi.example")
+    box = factories.mailbox(c, "quinto", service_class="Business Mail 500 MB")
+    msg = message("mittente@esterno.example", box.address, "Troppo grande")
+    msg.set_content("x" * 76 + "\n", subtype="plain")
+    payload = msg.as_bytes() + b"y" * (29 * 1024 * 1024)
+
+    with smtplib.SMTP(HOST, mail.ports["smtp"], timeout=60) as smtp:
+        # Postfix advertises SIZE 30408704 and refuses the declared size up front.
+        assert smtp.ehlo()[0] == 250 and smtp.esmtp_features["size"] == "30408704"
+        with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+            smtp.sendmail("mittente@esterno.example", [box.address], payload)
+    assert refused.value.smtp_code == 552
+    assert b"exceeds fixed limit" in refused.value.smtp_error
