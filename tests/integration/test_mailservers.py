@@ -184,6 +184,12 @@ def test_disabled_mailbox_is_refused_at_login_and_its_mail_is_rejected_with_5xx(
             send(mail, rcpt, subject())
         code, text = refused.value.recipients[rcpt]
         assert 500 <= code < 600, (code, text)
+    # Dovecot refuses it too, should anything reach its LMTP directly.
+    with smtplib.LMTP(HOST, mail.ports["lmtp"], timeout=20) as lmtp:
+        lmtp.ehlo_or_helo_if_needed()
+        lmtp.mail("mittente@esterno.example")
+        code, _ = lmtp.rcpt(box.address)
+    assert 500 <= code < 600, code
 
 
 def test_deleted_mailbox_cannot_log_in_and_its_address_is_unknown(mail):
