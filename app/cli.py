@@ -24,6 +24,10 @@ def _fail(error: DomainError) -> None:
 
 
 def register_cli(app: Flask) -> None:
+    from app.cli_mail import register_mail_cli
+
+    register_mail_cli(app)
+
     @app.cli.group("users")
     def users_group():
         """Panel users."""

@@ -1,0 +1,161 @@
+"""`flask mailserver ...`: configuration of Dovecot and Postfix on the panel's database."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+from flask_babel import gettext as _
+
+from app.services import mailserver, passwords
+from app.services.errors import DomainError, ValidationError
+
+mailserver_group = AppGroup("mailserver", help="Dovecot and Postfix on the panel's database.")
+
+
+def _fail(error: DomainError) -> None:
+    if isinstance(error, ValidationError):
+        for field, message in error.errors.items():
+            click.echo(_("Errore (%(field)s): %(message)s", field=field, message=message), err=True)
+    else:
+        click.echo(_("Errore: %(message)s", message=error.message), err=True)
+    sys.exit(2)
+
+
+@mailserver_group.command("config")
+@click.option("--dovecot", "want_dovecot", is_flag=True, help="Render Dovecot's files.")
+@click.option("--postfix", "want_postfix", is_flag=True, help="Render Postfix's files.")
+@click.option(
+    "--db",
+    "db_kind",
+    type=click.Choice(["sqlite", "postgresql"]),
+    default=None,
+    help="Database kind; checked against the URL (default: the URL's).",
+)
+@click.option("--database-url", default=None, help="Database the servers read (default: the panel's).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write the files here (default: print them).",
+)
+@click.option(
+    "--config-dir",
+    default=None,
+    help="Where the files will be deployed (default: --out, else /etc/dovecot and /etc/postfix).",
+)
+@click.option(
+    "--mail-root",
+    default="/var/vmail",
+    show_default=True,
+    help="Mailboxes live in <mail-root>/<domain>/<local>.",
+)
+@click.option("--mail-user", default="vmail", show_default=True, help="System user owning the mail.")
+@click.option("--mail-group", default="vmail", show_default=True)
+@click.option(
+    "--base-dir", default="/run/dovecot", show_default=True, help="Dovecot's run directory (sockets)."
+)
+@click.option("--state-dir", default="/var/lib/dovecot", show_default=True)
+@click.option("--log-dir", default="", help="Log to files here (default: syslog).")
+@click.option("--listen", default="*", show_default=True, help="Address the servers listen on.")
+@click.option("--hostname", default=None, help="Mail host name (default: PROVIDER_MAIL_HOST).")
+@click.option("--imap-port", type=int, default=143, show_default=True)
+@click.option("--pop3-port", type=int, default=110, show_default=True)
+@click.option("--imaps-port", type=int, default=993, show_default=True)
+@click.option("--pop3s-port", type=int, default=995, show_default=True)
+@click.option("--lmtp-port", type=int, default=24, show_default=True)
+@click.option("--smtp-port", type=int, default=25, show_default=True)
+@click.option("--submission-port", type=int, default=587, show_default=True)
+@click.option(
+    "--master-user-file",
+    default="/etc/dovecot/master-users",
+    show_default=True,
+    help="Dovecot passwd-file of master users (see `flask mailserver master-user`).",
+)
+@click.option("--relayhost", default="", help="Postfix relayhost for outgoing mail, e.g. [smtp.example]:587.")
+@click.option("--mynetworks", default="127.0.0.0/8 [::1]/128", show_default=True)
+@click.option("--tls-cert", default="", help="PEM certificate (STARTTLS, IMAPS, POP3S).")
+@click.option("--tls-key", default="", help="PEM private key.")
+@click.option("--queue-dir", default="/var/spool/postfix", show_default=True, help="Postfix queue_directory.")
+@click.option("--data-dir", default="/var/lib/postfix", show_default=True, help="Postfix data_directory.")
+@click.option("--instance-name", default="dovecot", show_default=True, help="Dovecot instance_name.")
+@click.option(
+    "--auth-failure-delay",
+    type=int,
+    default=2,
+    show_default=True,
+    help="Seconds Dovecot waits before refusing a login.",
+)
+@click.option(
+    "--auth-penalty/--no-auth-penalty",
+    default=True,
+    show_default=True,
+    help="Dovecot's growing per-IP delay after failed logins (off only for test instances).",
+)
+def config_command(want_dovecot, want_postfix, db_kind, database_url, out_dir, config_dir, **opts):
+    """Render Dovecot 2.3 and/or Postfix 3.7 configuration that reads the panel's views.
+
+    Example: flask mailserver config --dovecot --postfix --out /tmp/mail --listen 127.0.0.1
+    """
+    if not (want_dovecot or want_postfix):
+        click.echo(_("Errore: indica --dovecot, --postfix o entrambi."), err=True)
+        sys.exit(2)
+    try:
+        database = mailserver.Database.from_url(
+            database_url or current_app.config["SQLALCHEMY_DATABASE_URI"], db_kind
+        )
+    except DomainError as e:
+        _fail(e)
+    deploy = os.path.abspath(config_dir or out_dir) if (config_dir or out_dir) else None
+    settings = mailserver.MailServerSettings(
+        database=database,
+        config_dir=deploy or "/etc/dovecot",
+        postfix_config_dir=deploy or "/etc/postfix",
+        hostname=opts.pop("hostname") or current_app.config["PROVIDER_MAIL_HOST"],
+        postfix_queue_dir=opts.pop("queue_dir"),
+        postfix_data_dir=opts.pop("data_dir"),
+        **opts,
+    )
+    groups = []
+    if want_dovecot:
+        groups.append(("dovecot", mailserver.render_dovecot(settings)))
+    if want_postfix:
+        groups.append(("postfix", mailserver.render_postfix(settings)))
+    for group, files in groups:
+        if out_dir:
+            for path in mailserver.write_files(files, out_dir, group=group):
+                click.echo(path)
+        else:
+            for name, text in files.items():
+                click.echo(f"==> {name} <==\n{text}")
+
+
+@mailserver_group.command("master-user")
+@click.argument("path", type=click.Path(dir_okay=False))
+def master_user_command(path):
+    """Write Dovecot's master-user passwd-file from DOVECOT_MASTER_USER and DOVECOT_MASTER_PASSWORD.
+
+    The credentials come from the environment only, so they are never in the
+    repository nor in a shell history; the file holds an argon2 hash.
+    """
+    user = os.environ.get("DOVECOT_MASTER_USER", "")
+    password = os.environ.get("DOVECOT_MASTER_PASSWORD", "")
+    if not user or not password:
+        click.echo(_("Errore: imposta DOVECOT_MASTER_USER e DOVECOT_MASTER_PASSWORD."), err=True)
+        sys.exit(2)
+    try:
+        line = mailserver.master_user_line(user, passwords.hash_mailbox_password(password))
+    except DomainError as e:
+        _fail(e)
+    directory = os.path.dirname(os.path.abspath(path))
+    name = os.path.basename(path)
+    written = mailserver.write_files({name: line}, directory, group="dovecot", private={name})
+    click.echo(_("Utente master %(user)s scritto in %(path)s.", user=user, path=written[0]))
+
+
+def register_mail_cli(app: Flask) -> None:
+    app.cli.add_command(mailserver_group)

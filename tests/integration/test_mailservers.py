@@ -1,0 +1,329 @@
+"""What the panel creates logs in on a real Dovecot and receives mail through a real Postfix.
+
+The servers (tests/integration/mailservers.py) are started once per database
+backend from the configuration `flask mailserver config` renders, and read
+the test database live through the views of 0002_mail_views.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import poplib
+import re
+import smtplib
+import time
+import uuid
+from email.message import EmailMessage
+
+import pytest
+
+from app.services import mailboxes, users
+from tests import factories
+from tests.conftest import CI
+from tests.factories import PASSWORD, SYSTEM
+from tests.integration.mailservers import (
+    HOST,
+    MASTER_PASSWORD,
+    MASTER_USER,
+    missing_reason,
+    start_mail_servers,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def servers(_app, database_url):
+    reason = missing_reason()
+    if reason:
+        if CI:
+            pytest.fail(f"CI=true: mail servers unavailable: {reason}")
+        pytest.skip(reason)
+    with _app.app_context():
+        running = start_mail_servers(_app, database_url)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def mail(servers, app):
+    """The running servers, with the test's app context (tables emptied after it)."""
+    return servers
+
+
+def message(sender: str, to: str, subject: str, body: str = "Buongiorno.") -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = sender, to, subject
+    msg.set_content(body)
+    return msg
+
+
+def send(mail, to: str, subject: str, sender: str = "mittente@esterno.example") -> None:
+    """Mail from the outside world to port 25 of our Postfix."""
+    with smtplib.SMTP(HOST, mail.ports["smtp"], timeout=20) as smtp:
+        smtp.send_message(message(sender, to, subject), from_addr=sender, to_addrs=[to])
+
+
+def subject() -> str:
+    return f"Prova {uuid.uuid4().hex[:8]}"
+
+
+def inbox_subjects(mail, address: str, password: str = PASSWORD) -> list[str]:
+    client = mail.imap(address, password)
+    try:
+        client.select("INBOX", readonly=True)
+        _, data = client.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        return [part[1].decode().split(":", 1)[1].strip() for part in data if isinstance(part, tuple)]
+    except imaplib.IMAP4.error:
+        return []
+    finally:
+        client.logout()
+
+
+def wait_in_inbox(mail, address: str, wanted: str, password: str = PASSWORD, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while wanted not in inbox_subjects(mail, address, password):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{wanted!r} never reached {address}\n{mail.log_tail()}")
+        time.sleep(0.1)
+
+
+def login_refused(mail, address: str, password: str = PASSWORD) -> bool:
+    try:
+        mail.imap(address, password).logout()
+    except imaplib.IMAP4.error as e:
+        return "AUTHENTICATIONFAILED" in str(e) or "Authentication failed" in str(e)
+    return False
+
+
+def test_mailbox_made_through_the_api_logs_in_on_imap_and_pop3_with_its_class_quota(mail, client):
+    customer = factories.customer(domain="api-rossi.example")
+    staff = factories.staff()
+    _, token = users.create_token(SYSTEM, staff, "test")
+    response = client.post(
+        f"/api/v1/customers/{customer.id}/mailboxes",
+        json={
+            "address": "mario@api-rossi.example",
+            "password": "Nuova-password-7",
+            "display_name": "Mario Rossi",
+            "service_class": "Business Mail 500 MB",
+        },
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 201, response.get_json()
+
+    imap = mail.imap("mario@api-rossi.example", "Nuova-password-7")
+    try:
+        typ, data = imap.getquotaroot("INBOX")
+        assert typ == "OK"
+        # IMAP QUOTA counts STORAGE in units of 1024 octets: 500 MB = 512000.
+        assert re.search(rb"\(STORAGE 0 512000\)", b" ".join(x for part in data for x in part)), data
+    finally:
+        imap.logout()
+
+    pop = poplib.POP3(HOST, mail.ports["pop3"], timeout=20)
+    try:
+        pop.user("mario@api-rossi.example")
+        assert pop.pass_("Nuova-password-7").startswith(b"+OK")
+        assert pop.stat() == (0, 0)
+    finally:
+        pop.quit()
+
+    assert login_refused(mail, "mario@api-rossi.example", "Password-sbagliata-1")
+    pop = poplib.POP3(HOST, mail.ports["pop3"], timeout=20)
+    pop.user("mario@api-rossi.example")
+    with pytest.raises(poplib.error_proto, match="ERR"):
+        pop.pass_("Password-sbagliata-1")
+    pop.quit()
+
+
+def test_mail_reaches_the_mailbox_its_alias_and_every_member_of_a_list(mail):
+    c = factories.customer(domain="consegne.example")
+    anna = factories.mailbox(c, "anna")
+    bruno = factories.mailbox(c, "bruno")
+    factories.alias(c, "info", anna)
+    factories.dlist(c, "tutti", [anna.address, bruno.address, "socio@fuori.example"])
+
+    direct, via_alias, via_list = subject(), subject(), subject()
+    send(mail, "anna@consegne.example", direct)
+    send(mail, "info@consegne.example", via_alias)
+    send(mail, "tutti@consegne.example", via_list)
+
+    wait_in_inbox(mail, anna.address, direct)
+    wait_in_inbox(mail, anna.address, via_alias)
+    wait_in_inbox(mail, anna.address, via_list)
+    wait_in_inbox(mail, bruno.address, via_list)
+    assert via_alias not in inbox_subjects(mail, bruno.address)
+    relayed = mail.sink.wait_for("socio@fuori.example", via_list)
+    assert relayed.message["To"] == "tutti@consegne.example"
+
+
+def test_suspended_mailbox_is_refused_at_login_but_keeps_receiving(mail):
+    c = factories.customer(domain="sospesi.example")
+    box = factories.mailbox(c, "carla")
+    mailboxes.update_mailbox(SYSTEM, box.id, status="suspended")
+
+    assert login_refused(mail, box.address)
+    kept = subject()
+    send(mail, box.address, kept)
+    mail.wait_stored(box.address, 1)
+
+    mailboxes.update_mailbox(SYSTEM, box.id, status="active")
+    assert kept in inbox_subjects(mail, box.address)
+
+
+def test_disabled_mailbox_is_refused_at_login_and_its_mail_is_rejected_with_5xx(mail):
+    c = factories.customer(domain="disabilitati.example")
+    box = factories.mailbox(c, "dario")
+    factories.alias(c, "ufficio", box)
+    mailboxes.update_mailbox(SYSTEM, box.id, status="disabled")
+
+    assert login_refused(mail, box.address)
+    for rcpt in (box.address, "ufficio@disabilitati.example"):
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+            send(mail, rcpt, subject())
+        code, text = refused.value.recipients[rcpt]
+        assert 500 <= code < 600, (code, text)
+    # Dovecot refuses it too, should anything reach its LMTP directly.
+    with smtplib.LMTP(HOST, mail.ports["lmtp"], timeout=20) as lmtp:
+        lmtp.ehlo_or_helo_if_needed()
+        lmtp.mail("mittente@esterno.example")
+        code, _ = lmtp.rcpt(box.address)
+    assert 500 <= code < 600, code
+
+
+def test_deleted_mailbox_cannot_log_in_and_its_address_is_unknown(mail):
+    c = factories.customer(domain="cancellati.example")
+    box = factories.mailbox(c, "elena")
+    mail.imap(box.address, PASSWORD).logout()
+
+    mailboxes.delete_mailbox(SYSTEM, box.id)
+    assert login_refused(mail, box.address)
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        send(mail, box.address, subject())
+
+
+def test_new_password_works_at_the_next_login(mail):
+    c = factories.customer(domain="password.example")
+    box = factories.mailbox(c, "franca")
+    mail.imap(box.address, PASSWORD).logout()
+
+    mailboxes.update_mailbox(SYSTEM, box.id, password="Altra-password-8")
+    assert login_refused(mail, box.address, PASSWORD)
+    mail.imap(box.address, "Altra-password-8").logout()
+
+
+def test_a_smaller_class_makes_the_server_refuse_an_append_over_the_new_quota(mail):
+    c = factories.customer(domain="quote.example")
+    box = factories.mailbox(c, "gino", service_class="Business Mail 200 MB")
+
+    def append(size_mb: int):
+        msg = message("gino@quote.example", "gino@quote.example", f"Allegato {size_mb} MB")
+        payload = msg.as_bytes() + b"\r\n" + (b"x" * 999 + b"\r\n") * (size_mb * 1024 * 1024 // 1001)
+        imap = mail.imap(box.address, PASSWORD)
+        try:
+            return imap.append("INBOX", None, None, payload)
+        finally:
+            imap.logout()
+
+    assert append(60)[0] == "OK"
+    mailboxes.update_mailbox(SYSTEM, box.id, service_class="Business Mail 100 MB")
+
+    typ, data = append(50)  # 110 MB in a 100 MB mailbox (it fitted in 200 MB)
+    assert typ == "NO" and b"OVERQUOTA" in data[0], data
+    imap = mail.imap(box.address, PASSWORD)
+    try:
+        _, quota = imap.getquotaroot("INBOX")
+        assert b"102400)" in b" ".join(x for part in quota for x in part), quota
+    finally:
+        imap.logout()
+    assert append(1)[0] == "OK"  # still room for a small one
+
+
+def submission_login(mail, address: str, password: str = PASSWORD) -> None:
+    with smtplib.SMTP(HOST, mail.ports["submission"], timeout=20) as smtp:
+        smtp.starttls(context=mail.tls_context())
+        smtp.login(address, password)
+
+
+def test_smtp_auth_on_submission_works_only_for_active_mailboxes(mail):
+    c = factories.customer(domain="invio.example")
+    active = factories.mailbox(c, "ivo")
+    suspended = factories.mailbox(c, "lara")
+    disabled = factories.mailbox(c, "marta")
+    mailboxes.update_mailbox(SYSTEM, suspended.id, status="suspended")
+    mailboxes.update_mailbox(SYSTEM, disabled.id, status="disabled")
+
+    with smtplib.SMTP(HOST, mail.ports["submission"], timeout=20) as smtp:
+        smtp.starttls(context=mail.tls_context())
+        smtp.login(active.address, PASSWORD)
+        sent = subject()
+        smtp.send_message(
+            message(active.address, "socio@fuori.example", sent),
+            from_addr=active.address,
+            to_addrs=["socio@fuori.example"],
+        )
+    mail.sink.wait_for("socio@fuori.example", sent)
+
+    for box in (suspended, disabled):
+        with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+            submission_login(mail, box.address)
+        assert refused.value.smtp_code == 535
+
+
+def test_submission_refuses_a_sender_address_that_is_not_the_mailbox_own(mail):
+    c = factories.customer(domain="mittenti.example")
+    box = factories.mailbox(c, "nora")
+    other = factories.mailbox(c, "olga")
+    factories.alias(c, "vendite", box)
+
+    with smtplib.SMTP(HOST, mail.ports["submission"], timeout=20) as smtp:
+        smtp.starttls(context=mail.tls_context())
+        smtp.login(box.address, PASSWORD)
+        smtp.send_message(
+            message("vendite@mittenti.example", other.address, "Dal mio alias"),
+            from_addr="vendite@mittenti.example",
+            to_addrs=[other.address],
+        )
+        # Postfix answers at RCPT time (smtpd_delay_reject), naming the reason.
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+            smtp.send_message(
+                message(other.address, box.address, "Finto"), from_addr=other.address, to_addrs=[box.address]
+            )
+    code, text = refused.value.recipients[box.address]
+    assert code == 553 and b"not owned by user" in text, (code, text)
+    wait_in_inbox(mail, other.address, "Dal mio alias")
+
+
+def test_master_user_logs_in_as_a_mailbox_without_its_password(mail):
+    c = factories.customer(domain="assistenza.example")
+    box = factories.mailbox(c, "piero")
+    kept = subject()
+    send(mail, box.address, kept)
+    mail.wait_stored(box.address, 1)
+
+    imap = mail.imap(f"{box.address}*{MASTER_USER}", MASTER_PASSWORD)
+    try:
+        typ, _ = imap.select("INBOX", readonly=True)
+        assert typ == "OK"
+        _, data = imap.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert kept in data[0][1].decode()
+    finally:
+        imap.logout()
+    assert login_refused(mail, f"{box.address}*{MASTER_USER}", "Password-sbagliata-1")
+
+
+def test_a_message_over_29_mb_is_refused_at_smtp_time(mail):
+    c = factories.customer(domain="grandi.example")
+    box = factories.mailbox(c, "quinto", service_class="Business Mail 500 MB")
+    msg = message("mittente@esterno.example", box.address, "Troppo grande")
+    msg.set_content("x" * 76 + "\n", subtype="plain")
+    payload = msg.as_bytes() + b"y" * (29 * 1024 * 1024)
+
+    with smtplib.SMTP(HOST, mail.ports["smtp"], timeout=60) as smtp:
+        # Postfix advertises SIZE 30408704 and refuses the declared size up front.
+        assert smtp.ehlo()[0] == 250 and smtp.esmtp_features["size"] == "30408704"
+        with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+            smtp.sendmail("mittente@esterno.example", [box.address], payload)
+    assert refused.value.smtp_code == 552
+    assert b"exceeds fixed limit" in refused.value.smtp_error

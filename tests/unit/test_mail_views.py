@@ -1,0 +1,80 @@
+"""The SQL views Dovecot and Postfix read (0002_mail_views): their shape and the states' meaning."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.services import mailboxes
+from tests.factories import SYSTEM
+
+
+def rows(sql: str, **params) -> list[dict]:
+    return [dict(r) for r in db.session.execute(sa.text(sql), params).mappings()]
+
+
+def test_mail_users_has_what_dovecot_and_postfix_need(make):
+    c = make.customer(domain="rossi.example")
+    box = make.mailbox(c, "mario", service_class="Business Mail 25.000 MB")
+
+    (user,) = rows("SELECT * FROM mail_users")
+    assert user == {
+        "address": "mario@rossi.example",
+        "local_part": "mario",
+        "domain": "rossi.example",
+        "password": box.password_hash,
+        "home": "rossi.example/mario",
+        "quota_mb": 25000,
+        "quota_bytes": 25000 * 1024 * 1024,
+        "quota_rule": "*:storage=25000M",
+        "status": "active",
+        "login_allowed": 1,
+        "accepts_mail": 1,
+    }
+    assert user["password"].startswith("{ARGON2ID}$argon2id$")
+    assert rows("SELECT domain FROM mail_domains") == [{"domain": "rossi.example"}]
+
+
+def test_states_decide_login_and_delivery(make):
+    c = make.customer()
+    box = make.mailbox(c, "anna")
+    seen = {}
+    for status in ("suspended", "disabled", "active"):
+        mailboxes.update_mailbox(SYSTEM, box.id, status=status)
+        (seen[status],) = rows("SELECT login_allowed, accepts_mail FROM mail_users")
+    assert seen == {
+        "active": {"login_allowed": 1, "accepts_mail": 1},
+        "suspended": {"login_allowed": 0, "accepts_mail": 1},
+        "disabled": {"login_allowed": 0, "accepts_mail": 0},
+    }
+    mailboxes.update_mailbox(SYSTEM, box.id, service_class="Business Mail 200 MB")
+    assert rows("SELECT quota_rule FROM mail_users") == [{"quota_rule": "*:storage=200M"}]
+    mailboxes.delete_mailbox(SYSTEM, box.id)
+    assert rows("SELECT * FROM mail_users") == []
+
+
+def test_aliases_and_lists_expand_to_one_row_per_destination(make):
+    c = make.customer(domain="bianchi.example")
+    anna = make.mailbox(c, "anna")
+    bruno = make.mailbox(c, "bruno")
+    make.alias(c, "info", anna)
+    make.dlist(c, "tutti", [anna.address, bruno.address, "esterno@altrove.example"])
+
+    def expansion():
+        return sorted(
+            (r["address"], r["destination"], r["kind"])
+            for r in rows("SELECT address, destination, kind FROM mail_aliases")
+        )
+
+    assert expansion() == [
+        ("info@bianchi.example", "anna@bianchi.example", "alias"),
+        ("tutti@bianchi.example", "anna@bianchi.example", "list"),
+        ("tutti@bianchi.example", "bruno@bianchi.example", "list"),
+        ("tutti@bianchi.example", "esterno@altrove.example", "list"),
+    ]
+    # A disabled mailbox refuses mail: it is no destination of an alias or a list.
+    mailboxes.update_mailbox(SYSTEM, anna.id, status="disabled")
+    assert expansion() == [
+        ("tutti@bianchi.example", "bruno@bianchi.example", "list"),
+        ("tutti@bianchi.example", "esterno@altrove.example", "list"),
+    ]

@@ -1,0 +1,93 @@
+"""`flask mailserver config`: what it writes, and that Dovecot and Postfix accept it as is."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import subprocess
+
+import pytest
+
+from app.services.mailserver import MESSAGE_SIZE_LIMIT
+
+
+def render(app, tmp_path, *extra: str):
+    result = app.test_cli_runner().invoke(
+        args=["mailserver", "config", "--dovecot", "--postfix", "--out", str(tmp_path), *extra]
+    )
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_message_size_limit_is_the_guides_29_mb():
+    assert MESSAGE_SIZE_LIMIT == 30408704 == 29 * 1024 * 1024
+
+
+def test_maps_read_the_views_of_the_panels_own_database(app, tmp_path):
+    render(app, tmp_path)
+    kind = "sqlite" if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite") else "pgsql"
+    main_cf = (tmp_path / "main.cf").read_text()
+    assert f"virtual_mailbox_maps = {kind}:{tmp_path}/mail_users.cf" in main_cf
+    assert "message_size_limit = 30408704" in main_cf
+    assert "FROM mail_users" in (tmp_path / "mail_users.cf").read_text()
+    sql = (tmp_path / "dovecot-sql.conf.ext").read_text()
+    assert f"driver = {kind}" in sql and "login_allowed = 1" in sql
+    # The files holding the database password are not world-readable.
+    for name in ("dovecot-sql.conf.ext", "mail_users.cf", "mail_aliases.cf"):
+        assert not (tmp_path / name).stat().st_mode & stat.S_IROTH, name
+
+
+def test_database_kind_must_match_the_url(app, tmp_path):
+    result = app.test_cli_runner().invoke(
+        args=[
+            "mailserver",
+            "config",
+            "--postfix",
+            "--database-url",
+            "sqlite:////srv/panel.db",
+            "--db",
+            "postgresql",
+        ]
+    )
+    assert result.exit_code == 2
+    assert "non corrisponde" in result.output
+
+
+def test_one_of_dovecot_or_postfix_is_required(app):
+    result = app.test_cli_runner().invoke(args=["mailserver", "config"])
+    assert result.exit_code == 2
+    assert "--dovecot" in result.output
+
+
+def test_master_user_file_comes_from_the_environment_only(app, tmp_path):
+    runner = app.test_cli_runner()
+    target = tmp_path / "master-users"
+    assert runner.invoke(args=["mailserver", "master-user", str(target)], env={}).exit_code == 2
+    result = runner.invoke(
+        args=["mailserver", "master-user", str(target)],
+        env={"DOVECOT_MASTER_USER": "assistenza", "DOVECOT_MASTER_PASSWORD": "Segreta-123"},
+    )
+    assert result.exit_code == 0, result.output
+    line = target.read_text()
+    assert line.startswith("assistenza:{ARGON2ID}$argon2id$") and "Segreta-123" not in line
+    assert not target.stat().st_mode & stat.S_IROTH
+
+
+@pytest.mark.skipif(shutil.which("doveconf") is None, reason="Dovecot is not installed")
+def test_dovecot_reads_the_configuration_without_complaint(app, tmp_path):
+    render(app, tmp_path, "--tls-cert", "/dev/null", "--tls-key", "/dev/null")
+    result = subprocess.run(
+        ["doveconf", "-n", "-c", str(tmp_path / "dovecot.conf")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr, result.stderr
+
+
+@pytest.mark.skipif(shutil.which("postconf") is None, reason="Postfix is not installed")
+def test_postfix_knows_every_parameter_of_the_configuration(app, tmp_path):
+    render(app, tmp_path)
+    result = subprocess.run(["postconf", "-c", str(tmp_path), "-n"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr, result.stderr
+    master = subprocess.run(["postconf", "-c", str(tmp_path), "-M"], capture_output=True, text=True)
+    assert master.returncode == 0 and "warning" not in master.stderr, master.stderr
