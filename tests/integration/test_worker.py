@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 
+import psutil
 import pytest
 import redis
 from rq import Queue, SimpleWorker
@@ -70,5 +71,6 @@ def test_embedded_redis_starts_answers_and_stops(tmp_path):
         other.close()
     finally:
         server.stop()
+    assert not psutil.pid_exists(server.pid)
     with pytest.raises(redis.ConnectionError):
         redis.Redis.from_url(server.url).ping()
