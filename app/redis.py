@@ -7,6 +7,7 @@ from pathlib import Path
 
 from flask import current_app, has_app_context
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.config import INSTANCE_DIR
 
@@ -23,6 +24,15 @@ def get_redis() -> Redis:
     url = redis_url()
     if url:
         return Redis.from_url(url)
+    # Another process (make run's launcher, a worker) may already serve instance/redis.sock.
+    socket = INSTANCE_DIR / "redis.sock"
+    if _embedded is None and socket.exists():
+        client = Redis(unix_socket_path=str(socket))
+        try:
+            client.ping()
+            return client
+        except RedisConnectionError:
+            client.close()
     return start_embedded().client
 
 
@@ -65,12 +75,10 @@ class EmbeddedRedis:
 
     def _send(self, *command: str) -> None:
         # Sent raw: the server closes the connection, which the client would retry with backoff.
-        from redis.exceptions import ConnectionError
-
         connection = self.client.connection_pool.make_connection()
         try:
             connection.send_command(*command)
-        except ConnectionError:
+        except RedisConnectionError:
             pass
         finally:
             connection.disconnect()
