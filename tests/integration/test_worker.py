@@ -57,7 +57,8 @@ def test_cron_config_registers_the_heartbeat(connection):
 
     scheduler = CronScheduler(connection=connection)
     scheduler.load_config_from_file("app/cron.py")
-    assert [(j.func_name, j.queue_name) for j in scheduler.get_jobs()] == [("app.jobs.heartbeat", "default")]
+    registered = {j.func_name: (j.queue_name, j.interval) for j in scheduler.get_jobs()}
+    assert registered["app.jobs.heartbeat"] == ("default", 60)
 
 
 def test_embedded_redis_starts_answers_and_stops(tmp_path):
