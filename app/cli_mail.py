@@ -96,6 +96,20 @@ def _fail(error: DomainError) -> None:
     show_default=True,
     help="Dovecot's growing per-IP delay after failed logins (off only for test instances).",
 )
+@click.option(
+    "--doveadm-port",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Port of doveadm's HTTP API, where the panel reads quota usage (0: none).",
+)
+@click.option(
+    "--doveadm-api-key",
+    envvar="DOVEADM_API_KEY",
+    default="",
+    show_envvar=True,
+    help="Key of doveadm's HTTP API (better from the environment: DOVEADM_API_KEY).",
+)
 def config_command(want_dovecot, want_postfix, db_kind, database_url, out_dir, config_dir, **opts):
     """Render Dovecot 2.3 and/or Postfix 3.7 configuration that reads the panel's views.
 
@@ -122,7 +136,10 @@ def config_command(want_dovecot, want_postfix, db_kind, database_url, out_dir, c
     )
     groups = []
     if want_dovecot:
-        groups.append(("dovecot", mailserver.render_dovecot(settings)))
+        try:
+            groups.append(("dovecot", mailserver.render_dovecot(settings)))
+        except DomainError as e:
+            _fail(e)
     if want_postfix:
         groups.append(("postfix", mailserver.render_postfix(settings)))
     for group, files in groups:

@@ -28,6 +28,8 @@ SECRET_FILES = {
     "mail_users.cf",
     "mail_aliases.cf",
     "sender_login_maps.cf",
+    # doveadm's HTTP API key: whoever holds it can read and change every mailbox.
+    "dovecot-doveadm.conf.ext",
 }
 
 
@@ -138,6 +140,10 @@ class MailServerSettings:
     # Brute-force brakes; test instances turn them off (every client is 127.0.0.1).
     auth_failure_delay: int = 2
     auth_penalty: bool = True
+    # doveadm's HTTP API, where the panel reads every mailbox's quota usage in one
+    # call (docs/mailserver.md). Port 0: no listener.
+    doveadm_port: int = 0
+    doveadm_api_key: str = ""
     extra: dict = field(default_factory=dict)
 
     @property
@@ -194,6 +200,43 @@ user_query = SELECT '{root}/' || home AS home, quota_rule FROM mail_users \\
 iterate_query = SELECT local_part AS username, domain FROM mail_users
 """
     )
+
+
+def check_doveadm(s: MailServerSettings) -> None:
+    if s.doveadm_port and not s.doveadm_api_key:
+        raise ValidationError.one(
+            "doveadm_api_key",
+            _("--doveadm-port richiede una chiave: imposta DOVEADM_API_KEY o --doveadm-api-key."),
+        )
+    if s.doveadm_api_key and any(c.isspace() or c in "\"'\\" for c in s.doveadm_api_key):
+        raise ValidationError.one(
+            "doveadm_api_key", _("La chiave dell'API di doveadm non può contenere spazi o virgolette.")
+        )
+
+
+def dovecot_doveadm(s: MailServerSettings) -> str:
+    return (
+        _header("Dovecot: the key of doveadm's HTTP API (dovecot-doveadm.conf.ext)")
+        + '\n# The panel sends it as "Authorization: X-Dovecot-API <base64 of the key>".\n'
+        + f"doveadm_api_key = {s.doveadm_api_key}\n"
+    )
+
+
+def _doveadm_service(s: MailServerSettings) -> str:
+    if not s.doveadm_port:
+        return ""
+    key_conf = os.path.join(s.config_dir, "dovecot-doveadm.conf.ext")
+    return f"""
+# doveadm's HTTP API: the panel reads every mailbox's quota usage in one call
+# (POST /doveadm/v1 quotaGet allUsers). The key sits in its own file, readable
+# by root and dovecot only, like the database password.
+!include {key_conf}
+service doveadm {{
+  inet_listener http {{
+    port = {s.doveadm_port}
+  }}
+}}
+"""
 
 
 def dovecot_conf(s: MailServerSettings) -> str:
@@ -314,7 +357,7 @@ service lmtp {{
     port = {s.lmtp_port}
   }}
 }}
-{penalty}# Postfix asks this socket to check SMTP AUTH passwords (smtpd_sasl_path).
+{penalty}{_doveadm_service(s)}# Postfix asks this socket to check SMTP AUTH passwords (smtpd_sasl_path).
 service auth {{
   unix_listener auth-postfix {{
     mode = 0660
@@ -491,7 +534,11 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 
 
 def render_dovecot(s: MailServerSettings) -> dict[str, str]:
-    return {"dovecot.conf": dovecot_conf(s), "dovecot-sql.conf.ext": dovecot_sql(s)}
+    check_doveadm(s)
+    files = {"dovecot.conf": dovecot_conf(s), "dovecot-sql.conf.ext": dovecot_sql(s)}
+    if s.doveadm_port:
+        files["dovecot-doveadm.conf.ext"] = dovecot_doveadm(s)
+    return files
 
 
 def render_postfix(s: MailServerSettings) -> dict[str, str]:

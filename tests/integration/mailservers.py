@@ -31,6 +31,8 @@ HOST = "127.0.0.1"
 HOSTNAME = "mail.test"
 MASTER_USER = "assistenza"
 MASTER_PASSWORD = "Master-pass-42"
+# doveadm's HTTP API, where the panel reads quota usage.
+DOVEADM_API_KEY = "chiave-di-prova-doveadm"
 # Mail is stored as this unprivileged system user (Dovecot refuses root).
 MAIL_USER, MAIL_GROUP = "nobody", "nogroup"
 BINARIES = ("dovecot", "doveadm", "postfix", "postconf")
@@ -158,6 +160,10 @@ class MailServers:
     started: list[str] = field(default_factory=list)
 
     @property
+    def doveadm_url(self) -> str:
+        return f"http://{HOST}:{self.ports['doveadm']}/doveadm/v1"
+
+    @property
     def conf(self) -> Path:
         return self.root / "conf"
 
@@ -274,7 +280,7 @@ def _run(cmd: list[str], output: Path | None = None) -> None:
         out_path.unlink()
 
 
-def _wait_port(port: int, what: str, servers: MailServers, timeout: float = 20) -> None:
+def _wait_port(port: int, what: str, servers: MailServers, timeout: float = 20, banner: bool = True) -> None:
     deadline = time.monotonic() + timeout
     while True:
         with socket.socket() as s:
@@ -282,7 +288,8 @@ def _wait_port(port: int, what: str, servers: MailServers, timeout: float = 20) 
             try:
                 s.connect((HOST, port))
                 # A banner means a daemon answers, not just a socket in the master.
-                if what != "lmtp-socket":
+                # (HTTP speaks only when spoken to.)
+                if banner:
                     s.recv(100)
                 return
             except OSError:
@@ -300,7 +307,7 @@ def start_mail_servers(app, database_url: str) -> MailServers:
     if url.get_backend_name() == "sqlite":
         _open_path_for(Path(url.database).resolve())
 
-    ports = {name: free_port() for name in ("imap", "pop3", "lmtp", "smtp", "submission")}
+    ports = {name: free_port() for name in ("imap", "pop3", "lmtp", "smtp", "submission", "doveadm")}
     sink = SmtpSink()
     servers = MailServers(root=root, ports=ports, sink=sink)
     for sub in ("conf", "run", "state", "log", "spool", "data"):
@@ -332,6 +339,7 @@ def start_mail_servers(app, database_url: str) -> MailServers:
         "--imap-port", str(ports["imap"]), "--pop3-port", str(ports["pop3"]),
         "--lmtp-port", str(ports["lmtp"]), "--smtp-port", str(ports["smtp"]),
         "--submission-port", str(ports["submission"]),
+        "--doveadm-port", str(ports["doveadm"]),
         "--master-user-file", str(conf / "master-users"),
         "--relayhost", f"[{HOST}]:{sink.port}",
         "--tls-cert", str(conf / "cert.pem"), "--tls-key", str(conf / "key.pem"),
@@ -340,7 +348,7 @@ def start_mail_servers(app, database_url: str) -> MailServers:
         # Every test client is 127.0.0.1: brakes on failed logins would only add waiting.
         "--auth-failure-delay", "0", "--no-auth-penalty",
     ]  # fmt: skip
-    result = runner.invoke(args=args)
+    result = runner.invoke(args=args, env={"DOVEADM_API_KEY": DOVEADM_API_KEY})
     assert result.exit_code == 0, result.output
     result = runner.invoke(
         args=["mailserver", "master-user", str(conf / "master-users")],
@@ -357,6 +365,7 @@ def start_mail_servers(app, database_url: str) -> MailServers:
         _wait_port(ports["imap"], "Dovecot IMAP", servers)
         _wait_port(ports["lmtp"], "Dovecot LMTP", servers)
         _wait_port(ports["smtp"], "Postfix SMTP", servers)
+        _wait_port(ports["doveadm"], "doveadm HTTP API", servers, banner=False)
     except Exception:
         servers.stop()
         raise

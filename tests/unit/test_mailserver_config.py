@@ -91,3 +91,50 @@ def test_postfix_knows_every_parameter_of_the_configuration(app, tmp_path):
     assert "warning" not in result.stderr, result.stderr
     master = subprocess.run(["postconf", "-c", str(tmp_path), "-M"], capture_output=True, text=True)
     assert master.returncode == 0 and "warning" not in master.stderr, master.stderr
+
+
+def test_doveadm_http_api_for_quota_readings_is_off_unless_asked(app, tmp_path):
+    render(app, tmp_path)
+    assert "inet_listener http" not in (tmp_path / "dovecot.conf").read_text()
+    assert not (tmp_path / "dovecot-doveadm.conf.ext").exists()
+
+
+def test_doveadm_port_renders_the_http_listener_and_keeps_the_key_private(app, tmp_path):
+    render(app, tmp_path, "--doveadm-port", "8089", "--doveadm-api-key", "chiave-segreta-1")
+    conf = (tmp_path / "dovecot.conf").read_text()
+    assert "inet_listener http {\n    port = 8089\n  }" in conf
+    assert f"!include {tmp_path}/dovecot-doveadm.conf.ext" in conf
+    assert "chiave-segreta-1" not in conf
+    key_file = tmp_path / "dovecot-doveadm.conf.ext"
+    assert "doveadm_api_key = chiave-segreta-1" in key_file.read_text()
+    assert not key_file.stat().st_mode & stat.S_IROTH
+
+
+def test_doveadm_key_comes_from_the_environment_and_is_required_with_the_port(app, tmp_path):
+    runner = app.test_cli_runner()
+    args = ["mailserver", "config", "--dovecot", "--out", str(tmp_path), "--doveadm-port", "8089"]
+    refused = runner.invoke(args=args, env={"DOVEADM_API_KEY": ""})
+    assert refused.exit_code == 2 and "DOVEADM_API_KEY" in refused.output
+    spaced = runner.invoke(args=[*args, "--doveadm-api-key", "due parole"])
+    assert spaced.exit_code == 2 and "spazi" in spaced.output
+    result = runner.invoke(args=args, env={"DOVEADM_API_KEY": "dall-ambiente-2"})
+    assert result.exit_code == 0, result.output
+    assert "dall-ambiente-2" in (tmp_path / "dovecot-doveadm.conf.ext").read_text()
+
+
+@pytest.mark.skipif(shutil.which("doveconf") is None, reason="Dovecot is not installed")
+def test_dovecot_reads_the_doveadm_listener_and_its_key(app, tmp_path):
+    render(app, tmp_path, "--doveadm-port", "8089", "--doveadm-api-key", "chiave-segreta-1")
+    result = subprocess.run(
+        [
+            "doveconf",
+            "-c",
+            str(tmp_path / "dovecot.conf"),
+            "doveadm_api_key",
+            "service/doveadm/inet_listener/http/port",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "doveadm_api_key = chiave-segreta-1" in result.stdout, result.stdout
