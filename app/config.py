@@ -50,6 +50,19 @@ class Config:
 
     PAGE_SIZE = 25
 
+    # Where the panel reads quota usage: doveadm's HTTP API (docs/mailserver.md).
+    # Empty: not configured, the pages say the reading is unavailable.
+    DOVEADM_URL = os.environ.get("DOVEADM_URL", "")
+    DOVEADM_API_KEY = os.environ.get("DOVEADM_API_KEY", "")
+    # One call reads every mailbox: Dovecot opens each one's index (~10,000 a minute).
+    QUOTA_READ_TIMEOUT = float(os.environ.get("QUOTA_READ_TIMEOUT", "300"))
+    # What the staff health page probes; each check gives up after HEALTH_TIMEOUT seconds.
+    DOVECOT_IMAP_HOST = os.environ.get("DOVECOT_IMAP_HOST", "127.0.0.1")
+    DOVECOT_IMAP_PORT = int(os.environ.get("DOVECOT_IMAP_PORT", "143"))
+    POSTFIX_SMTP_HOST = os.environ.get("POSTFIX_SMTP_HOST", "127.0.0.1")
+    POSTFIX_SMTP_PORT = int(os.environ.get("POSTFIX_SMTP_PORT", "25"))
+    HEALTH_TIMEOUT = float(os.environ.get("HEALTH_TIMEOUT", "2"))
+
     @classmethod
     def finalize(cls, mapping: dict) -> dict:
         if not mapping.get("SECRET_KEY"):

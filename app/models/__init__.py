@@ -11,6 +11,7 @@ from app.models.mail import (
     Mailbox,
     MailboxPeriod,
 )
+from app.models.quota import MailboxUsage, UsageRefresh
 from app.models.users import ApiToken, User
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "ListMember",
     "Mailbox",
     "MailboxPeriod",
+    "MailboxUsage",
     "ServiceClass",
+    "UsageRefresh",
     "User",
 ]

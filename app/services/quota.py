@@ -1,0 +1,199 @@
+"""Quota usage: every mailbox's usage read from Dovecot in one call, kept in our database.
+
+Why doveadm's HTTP API (docs/mailserver.md): one POST of `quotaGet` with
+`allUsers` returns every mailbox's STORAGE and MESSAGE values, over the
+network (the panel need not run on the mail host), without a login per
+mailbox. The pages read only our table, so they stay fast and keep working
+when Dovecot is down; they then say when the last good reading was taken.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from flask import current_app
+
+from app.extensions import db
+from app.models import Mailbox, MailboxUsage, UsageRefresh
+from app.models.base import utcnow
+
+STATE_ID = 1
+# Rows per upsert statement: far under SQLite's limit of bound parameters.
+CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Usage:
+    used_bytes: int
+    messages: int
+    read_at: datetime
+
+
+@dataclass(frozen=True)
+class RefreshState:
+    last_attempt_at: datetime | None
+    last_success_at: datetime | None
+    last_error: str | None
+    mailboxes_read: int
+    duration_ms: int
+
+    @property
+    def failed(self) -> bool:
+        """The latest attempt failed: readings, if any, are those of last_success_at."""
+        return self.last_error is not None
+
+
+class QuotaReadError(Exception):
+    """Dovecot could not be asked, or its answer made no sense."""
+
+
+@dataclass(frozen=True)
+class Reading:
+    address: str
+    used_bytes: int
+    messages: int
+
+
+def read_dovecot_usage(url: str, api_key: str, timeout: float) -> list[Reading]:
+    """Every mailbox's usage, from doveadm's HTTP API (`doveadm quota get -A`)."""
+    if not url:
+        raise QuotaReadError("DOVEADM_URL is not configured")
+    body = json.dumps([["quotaGet", {"allUsers": True}, "panel"]]).encode()
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": "X-Dovecot-API " + base64.b64encode(api_key.encode()).decode(),
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            payload = json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        raise QuotaReadError(f"doveadm answered HTTP {e.code} {e.reason}") from e
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        reason = getattr(e, "reason", None) or e
+        raise QuotaReadError(f"doveadm unreachable at {url}: {reason}") from e
+    except ValueError as e:  # not JSON (also a bad URL)
+        raise QuotaReadError(f"doveadm gave an unreadable answer: {e}") from e
+    return parse_quota_get(payload)
+
+
+def parse_quota_get(payload: object) -> list[Reading]:
+    """[["doveadmResponse", [{"username", "type": "STORAGE"|"MESSAGE", "value"}, ...], tag]]."""
+    try:
+        kind, rows = payload[0][0], payload[0][1]
+    except (TypeError, IndexError, KeyError) as e:
+        raise QuotaReadError(f"doveadm gave an unexpected answer: {str(payload)[:200]}") from e
+    if kind != "doveadmResponse":
+        raise QuotaReadError(f"doveadm refused quotaGet: {json.dumps(rows)[:200]}")
+    found: dict[str, dict[str, int]] = {}
+    try:
+        for row in rows:
+            values = found.setdefault(row["username"].lower(), {})
+            # STORAGE comes in KiB (IMAP QUOTA's unit), MESSAGE in messages.
+            if row["type"] == "STORAGE":
+                values["bytes"] = values.get("bytes", 0) + int(row["value"]) * 1024
+            elif row["type"] == "MESSAGE":
+                values["messages"] = values.get("messages", 0) + int(row["value"])
+    except (TypeError, KeyError, ValueError, AttributeError) as e:
+        raise QuotaReadError(f"doveadm gave an unexpected row: {e}") from e
+    return [Reading(a, v.get("bytes", 0), v.get("messages", 0)) for a, v in found.items()]
+
+
+def _upsert(model, rows: list[dict], key: str) -> None:
+    """INSERT ... ON CONFLICT (key) DO UPDATE, on SQLite and PostgreSQL alike."""
+    if not rows:
+        return
+    if db.engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    for start in range(0, len(rows), CHUNK):
+        stmt = insert(model).values(rows[start : start + CHUNK])
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[key], set_={c: stmt.excluded[c] for c in rows[0] if c != key}
+        )
+        db.session.execute(stmt)
+
+
+def _record(values: dict) -> None:
+    _upsert(UsageRefresh, [{"id": STATE_ID, **values}], "id")
+
+
+def refresh_usage() -> RefreshState:
+    """Read every mailbox's usage from Dovecot and store it; record how it went.
+
+    A Dovecot that cannot be reached is not an exception here: it is recorded
+    (last_error) and shown by the pages; the readings of the last good
+    refresh stay.
+    """
+    config = current_app.config
+    started = utcnow()
+    clock = time.monotonic()
+    try:
+        readings = read_dovecot_usage(
+            config["DOVEADM_URL"], config["DOVEADM_API_KEY"], config["QUOTA_READ_TIMEOUT"]
+        )
+    except QuotaReadError as e:
+        _record(
+            {
+                "last_attempt_at": started,
+                "last_error": str(e)[:500],
+                "duration_ms": int((time.monotonic() - clock) * 1000),
+            }
+        )
+        db.session.commit()
+        current_app.logger.warning("quota refresh failed: %s", e)
+        return refresh_state()
+    read_at = utcnow()
+    ids = dict(db.session.execute(sa.select(Mailbox.address, Mailbox.id)).all())
+    rows = [
+        {"mailbox_id": ids[r.address], "used_bytes": r.used_bytes, "messages": r.messages, "read_at": read_at}
+        for r in readings
+        if r.address in ids
+    ]
+    _upsert(MailboxUsage, rows, "mailbox_id")
+    _record(
+        {
+            "last_attempt_at": started,
+            "last_success_at": read_at,
+            "last_error": None,
+            "mailboxes_read": len(rows),
+            "duration_ms": int((time.monotonic() - clock) * 1000),
+        }
+    )
+    db.session.commit()
+    return refresh_state()
+
+
+def refresh_state() -> RefreshState | None:
+    """How the last refresh went; None before the first one."""
+    row = db.session.execute(sa.select(UsageRefresh).where(UsageRefresh.id == STATE_ID)).scalar_one_or_none()
+    if row is None:
+        return None
+    return RefreshState(
+        row.last_attempt_at,
+        row.last_success_at,
+        row.last_error,
+        row.mailboxes_read or 0,
+        row.duration_ms or 0,
+    )
+
+
+def usage_for(mailbox_ids: list[int]) -> dict[int, Usage]:
+    """The last readings of these mailboxes, in one query (a page of the list)."""
+    if not mailbox_ids:
+        return {}
+    rows = db.session.scalars(sa.select(MailboxUsage).where(MailboxUsage.mailbox_id.in_(mailbox_ids)))
+    return {r.mailbox_id: Usage(r.used_bytes, r.messages, r.read_at) for r in rows}
