@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from stdnum.eu import vat as eu_vat
 from stdnum.it import iva
 
@@ -117,9 +118,10 @@ def _check_covers_usage(customer: Customer, wanted: dict[int, int]) -> None:
         if n > wanted.get(class_id, 0):
             cls = db.session.get(ServiceClass, class_id)
             raise Conflict(
-                _(
-                    "Il cliente ha già %(n)d caselle %(cls)s: il contratto deve prevederne almeno altrettante.",
-                    n=n,
+                ngettext(
+                    "Il cliente ha già %(num)d casella %(cls)s: il contratto deve prevederne almeno una.",
+                    "Il cliente ha già %(num)d caselle %(cls)s: il contratto deve prevederne almeno altrettante.",
+                    n,
                     cls=cls.name,
                 ),
                 field="allowances",

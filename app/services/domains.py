@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from app.extensions import db
 from app.models import Alias, DistributionList, Domain, Mailbox
@@ -49,11 +50,13 @@ def delete_domain(actor: Actor, domain_id: int) -> None:
     )
     if in_use:
         raise Conflict(
-            _(
-                "Il dominio %(d)s ha ancora %(n)d indirizzi (caselle, alias o liste): "
+            ngettext(
+                "Il dominio %(d)s ha ancora %(num)d indirizzo (casella, alias o lista): "
+                "eliminalo prima di togliere il dominio.",
+                "Il dominio %(d)s ha ancora %(num)d indirizzi (caselle, alias o liste): "
                 "eliminali prima di togliere il dominio.",
+                in_use,
                 d=domain.display_name,
-                n=in_use,
             )
         )
     audit.record(actor, "domain.delete", customer_id=domain.customer_id, target=domain.name)

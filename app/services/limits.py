@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from app.extensions import db
 from app.models import Allowance, Customer, Mailbox, ServiceClass
@@ -67,11 +68,13 @@ def check_room(customer: Customer, service_class: ServiceClass) -> None:
                 cls=service_class.name,
             )
         else:
-            message = _(
-                "Limite del contratto raggiunto per %(cls)s: %(used)d caselle su %(max)d "
+            message = ngettext(
+                "Limite del contratto raggiunto per %(cls)s: %(num)d casella su %(max)d "
                 "già in uso. Puoi chiedere al commerciale di aumentarlo.",
+                "Limite del contratto raggiunto per %(cls)s: %(num)d caselle su %(max)d "
+                "già in uso. Puoi chiedere al commerciale di aumentarlo.",
+                used,
                 cls=service_class.name,
-                used=used,
                 max=allowance,
             )
         raise LimitExceeded(

@@ -238,7 +238,7 @@ def test_limit_message_and_one_click_capacity_request(client, make, auth):
     response = client.post(f"/customers/{c.id}/mailboxes", data=data, headers=HX)
     assert response.status_code == 409
     html = response.get_data(as_text=True)
-    assert "Limite del contratto raggiunto per Business Mail 100 MB: 1 caselle su 1" in html
+    assert "Limite del contratto raggiunto per Business Mail 100 MB: 1 casella su 1" in html
     assert "Chiedi più caselle al commerciale" in html
     assert f'hx-post="/customers/{c.id}/capacity-requests"' in html
     assert addresses(c) == ["anna@studio.example"]

@@ -170,7 +170,7 @@ def test_a_domain_with_addresses_is_not_removed(client, auth, make):
     domain_id = _domain_id(c)
     response = client.post(f"/customers/{c.id}/domains/{domain_id}/delete")
     assert response.status_code == 409
-    assert "ha ancora 1 indirizzi" in response.get_data(as_text=True)
+    assert "ha ancora 1 indirizzo" in response.get_data(as_text=True)
     assert "pieno.example" in client.get(f"/customers/{c.id}/domains").get_data(as_text=True)
 
 

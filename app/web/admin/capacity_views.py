@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import flash, redirect, request, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from app.extensions import db
 from app.models import User
@@ -59,10 +60,11 @@ def capacity_decide(request_id: int):
         status, error = 409, e.message
     else:
         if approve:
-            notice = _(
-                "Approvata: %(cust)s ha ora %(n)d caselle in più di %(cls)s.",
+            notice = ngettext(
+                "Approvata: %(cust)s ha ora %(num)d casella in più di %(cls)s.",
+                "Approvata: %(cust)s ha ora %(num)d caselle in più di %(cls)s.",
+                req.extra_accounts,
                 cust=req.customer.name,
-                n=req.extra_accounts,
                 cls=req.service_class.name,
             )
         else:
