@@ -12,7 +12,7 @@ CHROMIUM ?= /usr/bin/chromium
 # Two xdist workers (one per core; each gets its own PostgreSQL database and Redis db): ~40% faster.
 PYTEST_ARGS ?= -p xdist -n 2
 
-.PHONY: help venv install run test lint format translations compile-translations system-packages db-upgrade bench clean
+.PHONY: help venv install run test lint format translations compile-translations system-packages mail-servers db-upgrade bench clean
 
 help:
 	@echo "make run           web app on http://127.0.0.1:5000 + RQ worker + rq cron (demo data on first run)"
@@ -52,7 +52,12 @@ system-packages:
 		echo "NOTE: $(CHROMIUM) is missing and this is not root on Debian: the browser tests (tests/e2e) will be skipped."; \
 	fi
 
-test: $(STAMP) system-packages compile-translations
+# Dovecot and Postfix for the integration tests (throwaway instances on loopback ports);
+# installed only as root on Debian, with the system-wide services left stopped.
+mail-servers:
+	@./scripts/install-mailservers.sh
+
+test: $(STAMP) system-packages mail-servers compile-translations
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS)
 
