@@ -46,3 +46,13 @@ def heartbeat() -> str:
     # The job's own connection: the cron, the workers and the panel share that Redis.
     get_current_job().connection.set(CRON_LAST_TICK_KEY, stamp)
     return stamp
+
+
+@in_app_context
+def refresh_quota_usage() -> dict:
+    """Read every mailbox's usage from Dovecot (scheduled, and on demand from the mailbox list)."""
+    from app.services import quota
+
+    state = quota.refresh_usage()
+    # The outcome is in the database (the pages show it); the job's result is for `rq info`.
+    return {"mailboxes_read": state.mailboxes_read, "error": state.last_error}

@@ -18,6 +18,7 @@ from app.web.portal.common import (
     is_fragment_request,
     owned,
 )
+from app.web.portal.quota_views import usage_context
 
 MAX_PER_PAGE = 100
 CHANGED = "mailboxes-changed"
@@ -78,6 +79,7 @@ def _list_context(view, form=None, errors=None, limit=None, created=None) -> dic
         "filters": f,
         "results": page,
         "alias_counts": mailboxes.alias_counts([m.id for m in page.items]),
+        **usage_context([m.id for m in page.items]),
         "class_groups": _class_groups(),
         "usage": usage,
         "domains": domains.list_domains(view.actor, view.customer.id),
@@ -157,7 +159,10 @@ def _mailbox(view, mailbox_id: int):
 
 
 def _row_context(view, mailbox, **extra) -> dict:
+    space = usage_context([mailbox.id])
     return {
+        "reading": space["space"].get(mailbox.id),
+        "space_state": space["space_state"],
         "customer": view.customer,
         "can_manage": view.can_manage,
         "m": mailbox,

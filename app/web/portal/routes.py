@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from flask import current_app, flash, request
 from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from app.services import capacity, domains, limits, overview
 from app.services.errors import Conflict, ValidationError
 from app.web import render
-from app.web.portal import address_views, mailbox_views  # noqa: F401  (they add their routes to bp)
+from app.web.portal import address_views, mailbox_views, quota_views  # noqa: F401  (they add their routes to bp)
 from app.web.portal.common import (
     back_to,
     bp,
@@ -135,9 +136,10 @@ def capacity_requests(customer_id: int):
             return fragment_reply("portal/_capacity_reply.html", status=e.status, ok=False, message=message)
         flash(message, "error")
         return back_to("portal.capacity_requests", customer_id=customer_id)
-    message = _(
-        "Richiesta inviata al commerciale: %(n)d caselle %(cls)s in più. Ti ricontatteremo a breve.",
-        n=req.extra_accounts,
+    message = ngettext(
+        "Richiesta inviata al commerciale: %(num)d casella %(cls)s in più. Ti ricontatteremo a breve.",
+        "Richiesta inviata al commerciale: %(num)d caselle %(cls)s in più. Ti ricontatteremo a breve.",
+        req.extra_accounts,
         cls=req.service_class.name,
     )
     if is_fragment_request():
