@@ -1,0 +1,174 @@
+"""Is each part of the service up? What the staff health page shows.
+
+Every check has a short timeout and turns any failure into a result with its
+reason, so one component down never hangs the page nor hides the others.
+"""
+
+from __future__ import annotations
+
+import base64
+import socket
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+from flask import current_app
+from redis import Redis
+from redis.exceptions import RedisError
+
+from app.extensions import db
+from app.redis import get_redis, redis_url
+from app.services import quota
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str = ""
+    ms: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def redis_connection(timeout: float) -> Redis:
+    """The app's Redis, giving up after `timeout` seconds rather than waiting forever."""
+    url = redis_url()
+    if url:
+        return Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    return get_redis()  # the embedded server of a laptop run: a local unix socket
+
+
+def _timed(func):
+    started = time.monotonic()
+    result = func()
+    return result, (time.monotonic() - started) * 1000
+
+
+def check_database() -> Check:
+    try:
+        _, ms = _timed(lambda: db.session.execute(sa.text("SELECT 1")).scalar_one())
+    except sa.exc.SQLAlchemyError as e:
+        db.session.rollback()
+        return Check("database", False, str(e.__cause__ or e).splitlines()[0][:200])
+    return Check("database", True, db.engine.dialect.name, ms)
+
+
+def banner(host: str, port: int, timeout: float) -> tuple[str, float]:
+    """Connect and read the server's greeting line (IMAP "* OK", SMTP "220")."""
+    started = time.monotonic()
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.settimeout(timeout)
+        line = s.recv(512).decode("ascii", "replace").splitlines()
+    return (line[0] if line else ""), (time.monotonic() - started) * 1000
+
+
+def check_banner(name: str, host: str, port: int, expect: str, timeout: float) -> Check:
+    where = f"{host}:{port}"
+    try:
+        greeting, ms = banner(host, port, timeout)
+    except OSError as e:
+        return Check(name, False, f"{where}: {e.strerror or e}")
+    if not greeting.startswith(expect):
+        return Check(name, False, f"{where}: {greeting[:120] or 'no greeting'}", ms)
+    return Check(name, True, f"{where}: {greeting[:120]}", ms)
+
+
+def check_doveadm(timeout: float) -> Check | None:
+    """doveadm's HTTP API (where quota usage is read): the key is accepted. None if not configured."""
+    config = current_app.config
+    url = config["DOVEADM_URL"]
+    if not url:
+        return None
+    key = base64.b64encode(config["DOVEADM_API_KEY"].encode()).decode()
+    # GET lists the API's commands: it proves the service answers and the key is accepted.
+    request = urllib.request.Request(url, method="GET", headers={"Authorization": f"X-Dovecot-API {key}"})
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+    except urllib.error.HTTPError as e:
+        return Check("doveadm", False, f"{url}: HTTP {e.code} {e.reason}")
+    except (urllib.error.URLError, OSError) as e:
+        return Check("doveadm", False, f"{url}: {getattr(e, 'reason', None) or e}")
+    except ValueError as e:
+        return Check("doveadm", False, f"{url}: {e}")
+    return Check("doveadm", True, url, (time.monotonic() - started) * 1000)
+
+
+def check_redis(timeout: float) -> tuple[Check, Redis | None]:
+    try:
+        conn = redis_connection(timeout)
+        _, ms = _timed(conn.ping)
+    except (RedisError, OSError) as e:
+        return Check("redis", False, str(e)[:200]), None
+    return Check("redis", True, redis_url() or "embedded", ms), conn
+
+
+def check_queues(conn: Redis | None) -> tuple[Check, list[dict]]:
+    """RQ: jobs waiting and failed per queue, and how many workers are alive."""
+    from rq import Queue, Worker
+    from rq.registry import FailedJobRegistry
+
+    from app.jobs import QUEUES
+
+    if conn is None:
+        return Check("workers", False, "Redis unreachable"), []
+    try:
+        queues = []
+        for name in QUEUES:
+            queue = Queue(name, connection=conn)
+            queues.append(
+                {"name": name, "waiting": queue.count, "failed": FailedJobRegistry(queue=queue).count}
+            )
+        workers = Worker.count(connection=conn)
+    except (RedisError, OSError) as e:
+        return Check("workers", False, str(e)[:200]), []
+    return Check("workers", workers > 0, str(workers), extra={"count": workers}), queues
+
+
+def last_cron_tick(conn: Redis | None) -> datetime | None:
+    from app.jobs import CRON_LAST_TICK_KEY
+
+    if conn is None:
+        return None
+    try:
+        raw = conn.get(CRON_LAST_TICK_KEY)
+        return datetime.fromisoformat(raw.decode()) if raw else None
+    except (RedisError, OSError, ValueError):
+        return None
+
+
+@dataclass
+class Report:
+    checks: list[Check]
+    queues: list[dict]
+    cron_tick: datetime | None
+    quota: quota.RefreshState | None
+
+    @property
+    def all_ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+
+def report() -> Report:
+    config = current_app.config
+    timeout = config["HEALTH_TIMEOUT"]
+    checks = [check_database()]
+    redis_check, conn = check_redis(timeout)
+    checks.append(redis_check)
+    checks.append(
+        check_banner("dovecot", config["DOVECOT_IMAP_HOST"], config["DOVECOT_IMAP_PORT"], "* OK", timeout)
+    )
+    doveadm = check_doveadm(timeout)
+    if doveadm is not None:
+        checks.append(doveadm)
+    checks.append(
+        check_banner("postfix", config["POSTFIX_SMTP_HOST"], config["POSTFIX_SMTP_PORT"], "220", timeout)
+    )
+    workers, queues = check_queues(conn)
+    checks.append(workers)
+    state = quota.refresh_state() if checks[0].ok else None
+    return Report(checks, queues, last_cron_tick(conn), state)
