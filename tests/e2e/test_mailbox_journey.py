@@ -262,7 +262,7 @@ def test_support_raises_the_allowance_and_the_refused_mailbox_can_be_created(
         desk.get_by_role("searchbox", name="Cerca un cliente").fill("Rossi")
         expect(desk).to_have_url(re.compile(r"/admin/customers\?q=Rossi"))
         table = desk.locator("#customers-table")
-        expect(table).to_contain_text("1 clienti trovati per «Rossi»")
+        expect(table).to_contain_text("1 cliente trovato per «Rossi»")
         expect(table).not_to_contain_text("Bianchi Costruzioni")
         shot(desk, "11-staff-search")
         table.get_by_role("link", name="Studio Rossi & Associati").click()

@@ -124,7 +124,8 @@ def test_create_edit_suspend_delete_change_what_the_list_shows(client, make, pay
 
     deleted = client.post(f"{url}/{box_id}/delete", headers=HX)
     assert deleted.status_code == 200 and deleted.get_data(as_text=True) == ""
-    assert deleted.headers["HX-Trigger"] == "mailboxes-changed"
+    # The list reloads, and so does the create panel with its per-class counts.
+    assert deleted.headers["HX-Trigger"] == "mailboxes-changed, mailbox-usage-changed"
     assert rows(client.get(url).get_data(as_text=True)) == []
     assert addresses(payg) == []
 
@@ -288,3 +289,17 @@ def test_a_mailbox_has_its_own_page_and_its_row_for_htmx(client, make, payg):
     )  # via the confirmation page
     row = client.get(url, headers=HX).get_data(as_text=True)
     assert row.lstrip().startswith(f'<tr id="mailbox-{box.id}"') and "<html" not in row
+
+
+def test_the_create_panel_rereads_the_counts_after_a_delete(client, auth, make):
+    c = make.customer("contract", {"Business Mail 100 MB": 2})
+    auth.login(make.admin(c).email)
+    first, _second = make.mailbox(c), make.mailbox(c)
+    url = f"/customers/{c.id}/mailboxes"
+    assert "2 di 2 usate" in client.get(f"{url}/new", headers=HX).get_data(as_text=True)
+    deleted = client.post(f"{url}/{first.id}/delete", headers=HX)
+    assert "mailbox-usage-changed" in deleted.headers["HX-Trigger"]
+    panel = client.get(f"{url}/new", headers=HX).get_data(as_text=True)
+    assert 'id="mailbox-create"' in panel and "1 di 2 usate" in panel
+    assert "<html" not in panel  # the fragment alone; without htmx the same URL is the full page
+    assert "<html" in client.get(f"{url}/new").get_data(as_text=True)

@@ -22,6 +22,8 @@ from app.web.portal.quota_views import usage_context
 
 MAX_PER_PAGE = 100
 CHANGED = "mailboxes-changed"
+# A change that moves the per-class counts: the create panel re-reads them (and drops a stale limit notice).
+USAGE_CHANGED = "mailbox-usage-changed"
 
 
 def _action_label(status: str) -> str:
@@ -174,6 +176,13 @@ def _row_context(view, mailbox, **extra) -> dict:
     }
 
 
+@bp.route("/customers/<int:customer_id>/mailboxes/new", endpoint="mailbox_new")
+def mailbox_new(customer_id: int):
+    """The create panel with fresh per-class counts (htmx), or the list page around it."""
+    view = customer_view(customer_id)
+    return render("portal/mailboxes.html", "portal/_mailbox_create.html", **_list_context(view))
+
+
 @bp.route("/customers/<int:customer_id>/mailboxes/<int:mailbox_id>", methods=["GET", "POST"])
 def mailbox(customer_id: int, mailbox_id: int):
     """GET: the mailbox's page (htmx: its row). POST: save the edit form."""
@@ -194,7 +203,9 @@ def mailbox(customer_id: int, mailbox_id: int):
         ctx = _row_context(view, m, form=form, errors=field_errors(e), editing=True)
         return render("portal/mailbox.html", "portal/_mailbox_edit_row.html", status=e.status, **ctx)
     if is_fragment_request():
-        return fragment_reply("portal/_mailbox_row.html", **_row_context(view, m, saved=True))
+        return fragment_reply(
+            "portal/_mailbox_row.html", trigger=USAGE_CHANGED, **_row_context(view, m, saved=True)
+        )
     flash(_("Modifiche a %(a)s salvate.", a=m.display_address), "ok")
     return back_to("portal.mailboxes", customer_id=view.customer.id)
 
@@ -269,6 +280,6 @@ def mailbox_delete(customer_id: int, mailbox_id: int):
     address = m.display_address
     mailboxes.delete_mailbox(view.actor, m.id)
     if is_fragment_request():
-        return empty_reply(trigger=CHANGED)
+        return empty_reply(trigger=f"{CHANGED}, {USAGE_CHANGED}")
     flash(_("Casella %(a)s eliminata.", a=address), "ok")
     return back_to("portal.mailboxes", customer_id=view.customer.id)
