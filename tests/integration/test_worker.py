@@ -16,8 +16,10 @@ from app.redis import start_embedded
 pytestmark = pytest.mark.integration
 
 # Database numbers of their own (one per xdist worker), so tests never touch a developer's queues.
-_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
-REDIS_URL = os.environ.get("TEST_REDIS_URL", f"redis://127.0.0.1:6379/{13 + _WORKER % 3}")
+# A named run (PYTEST_XDIST_WORKER=quota, say) gets database 12 rather than failing to collect.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+_DB = 13 + int(_WORKER) % 3 if _WORKER.isdigit() else 12
+REDIS_URL = os.environ.get("TEST_REDIS_URL", f"redis://127.0.0.1:6379/{_DB}")
 
 
 @pytest.fixture
