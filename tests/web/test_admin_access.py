@@ -21,6 +21,7 @@ ADMIN_GETS = [
     "/admin/capacity-requests",
     "/admin/audit",
     "/admin/users",
+    "/admin/health",
 ]
 ADMIN_POSTS = [
     "/admin/customers/new",
