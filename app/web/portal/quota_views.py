@@ -18,13 +18,9 @@ from redis.exceptions import RedisError
 
 from app.models.base import utcnow
 from app.services import quota
-from app.services.health import redis_connection
 from app.web.portal.common import back_to, bp, customer_view, fragment_reply, is_fragment_request
 
 MB = 1024 * 1024
-# A click while a refresh is already queued adds nothing: one job per this many seconds.
-DEBOUNCE_SECONDS = 60
-REQUESTED_KEY = "panel:quota:refresh_requested"
 POLL_LIMIT = timedelta(minutes=2)
 CHANGED = "mailboxes-changed"
 
@@ -104,23 +100,12 @@ def _refresh_reply(view, **context):
     )
 
 
-def _enqueue() -> None:
-    """Queue one refresh; a second click within DEBOUNCE_SECONDS joins the one queued."""
-    from rq import Queue
-
-    from app.jobs import QUEUES
-
-    conn = redis_connection(current_app.config["HEALTH_TIMEOUT"])
-    if conn.set(REQUESTED_KEY, utcnow().isoformat(), nx=True, ex=DEBOUNCE_SECONDS):
-        Queue(QUEUES[0], connection=conn).enqueue("app.jobs.refresh_quota_usage", job_timeout=30 * 60)
-
-
 @bp.route("/customers/<int:customer_id>/mailboxes/usage/refresh", methods=["POST"])
 def usage_refresh(customer_id: int):
     view = customer_view(customer_id)
     before = quota.refresh_state()
     try:
-        _enqueue()
+        quota.request_refresh()
     except (RedisError, OSError) as e:
         current_app.logger.warning("quota refresh not queued: %s", e)
         message = _(
