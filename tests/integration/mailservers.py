@@ -307,7 +307,11 @@ def start_mail_servers(app, database_url: str) -> MailServers:
     if url.get_backend_name() == "sqlite":
         _open_path_for(Path(url.database).resolve())
 
-    ports = {name: free_port() for name in ("imap", "pop3", "lmtp", "smtp", "submission", "doveadm")}
+    # Every listener on a free port, the SSL ones too: two instances (xdist workers) run side by side.
+    ports = {
+        name: free_port()
+        for name in ("imap", "pop3", "imaps", "pop3s", "lmtp", "smtp", "submission", "doveadm")
+    }
     sink = SmtpSink()
     servers = MailServers(root=root, ports=ports, sink=sink)
     for sub in ("conf", "run", "state", "log", "spool", "data"):
@@ -337,6 +341,7 @@ def start_mail_servers(app, database_url: str) -> MailServers:
         "--listen", HOST,
         "--hostname", HOSTNAME,
         "--imap-port", str(ports["imap"]), "--pop3-port", str(ports["pop3"]),
+        "--imaps-port", str(ports["imaps"]), "--pop3s-port", str(ports["pop3s"]),
         "--lmtp-port", str(ports["lmtp"]), "--smtp-port", str(ports["smtp"]),
         "--submission-port", str(ports["submission"]),
         "--doveadm-port", str(ports["doveadm"]),

@@ -11,6 +11,7 @@ import imaplib
 import poplib
 import re
 import smtplib
+import ssl
 import time
 import uuid
 from email.message import EmailMessage
@@ -135,6 +136,25 @@ def test_mailbox_made_through_the_api_logs_in_on_imap_and_pop3_with_its_class_qu
     with pytest.raises(poplib.error_proto, match="ERR"):
         pop.pass_("Password-sbagliata-1")
     pop.quit()
+
+
+def test_the_ssl_ports_log_in_as_the_client_settings_page_says(mail):
+    """IMAPS and POP3S (993 / 995 in production): TLS from the first byte, same credentials."""
+    box = factories.mailbox(factories.customer(domain="ssl-rossi.example"), "anna", password=PASSWORD)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the test instance's certificate is self-signed
+    imap = imaplib.IMAP4_SSL(HOST, mail.ports["imaps"], ssl_context=context, timeout=20)
+    try:
+        assert imap.login(box.address, PASSWORD)[0] == "OK"
+    finally:
+        imap.logout()
+    pop = poplib.POP3_SSL(HOST, mail.ports["pop3s"], context=context, timeout=20)
+    try:
+        pop.user(box.address)
+        assert pop.pass_(PASSWORD).startswith(b"+OK")
+    finally:
+        pop.quit()
 
 
 def test_mail_reaches_the_mailbox_its_alias_and_every_member_of_a_list(mail):
