@@ -155,3 +155,18 @@ def test_account_mutations_without_csrf_are_refused(client, make, admin):
     user = db.session.get(User, admin.id)
     assert user.password_hash == hash_before and user.locale == "it"
     assert db.session.scalar(sa.select(sa.func.count()).select_from(ApiToken)) == 0
+
+
+def test_the_footer_switch_saves_the_language_and_returns_to_the_page(client, make, auth):
+    c = make.customer()
+    admin = make.admin(c)
+    auth.login(admin.email)
+    page = f"/customers/{c.id}/mailboxes?q=x"
+    body = client.get(page).get_data(as_text=True)
+    assert 'action="/account/language"' in body and "English" in body
+    response = client.post("/account/language", data={"locale": "en", "next": page})
+    assert response.status_code == 302 and response.headers["Location"].endswith(page)
+    assert "Mailboxes" in client.get(page).get_data(as_text=True)
+    # Somewhere else entirely is refused as a destination.
+    away = client.post("/account/language", data={"locale": "it", "next": "https://example.org/"})
+    assert away.headers["Location"].endswith("/account")

@@ -121,10 +121,12 @@ def account_language():
     else:
         with force_locale(locale):
             flash(_("Lingua aggiornata."), "ok")
-    # A full page load, so the whole interface (navigation too) switches at once.
-    response = redirect(url_for("auth.account"))
+    # A full page load, so the whole interface (navigation too) switches at once; the
+    # footer's switch comes back to the page it was on.
+    target = _safe_next(request.form.get("next")) or url_for("auth.account")
+    response = redirect(target)
     if is_fragment_request():
-        response.headers["HX-Redirect"] = url_for("auth.account")
+        response.headers["HX-Redirect"] = target
     return response
 
 
