@@ -131,10 +131,10 @@ def htmx_js(request, tmp_path_factory) -> bytes:
     return htmx_file(Path(cache.mkdir("npm")) if cache else tmp_path_factory.mktemp("npm"))
 
 
-@pytest.fixture
-def page(browser, live_server, app, htmx_js):
-    htmx = htmx_js
-    context = browser.new_context(base_url=live_server.url, locale="it-IT")
+def open_context(browser, live_server, htmx: bytes, **options):
+    """A browser context on the live server: htmx's CDN URL answered with the npm copy
+    (so the browser checks its SRI for real), every other outside request aborted."""
+    context = browser.new_context(base_url=live_server.url, locale="it-IT", **options)
     context.set_default_timeout(TIMEOUT_MS)
 
     def route(route):
@@ -151,6 +151,12 @@ def page(browser, live_server, app, htmx_js):
             route.abort()
 
     context.route("**/*", route)
+    return context
+
+
+@pytest.fixture
+def page(browser, live_server, app, htmx_js):
+    context = open_context(browser, live_server, htmx_js)
     page = context.new_page()
     yield page
     context.close()

@@ -17,9 +17,8 @@ from playwright.sync_api import Page, expect
 
 from app.extensions import db
 from app.services import capacity
-from app.web import HTMX_URL
 from tests import factories
-from tests.e2e.conftest import TIMEOUT_MS
+from tests.e2e.conftest import open_context
 
 SHOTS = Path("/tmp/e2e-shots")
 BM100 = "Business Mail 100 MB"
@@ -58,23 +57,7 @@ def new_page(browser, live_server, htmx_js):
     contexts = []
 
     def _new_page(**options) -> Page:
-        context = browser.new_context(base_url=live_server.url, locale="it-IT", **options)
-        context.set_default_timeout(TIMEOUT_MS)
-
-        def route(route):
-            url = route.request.url
-            if url == HTMX_URL:
-                route.fulfill(
-                    status=200,
-                    body=htmx_js,
-                    headers={"Content-Type": "application/javascript", "Access-Control-Allow-Origin": "*"},
-                )
-            elif url.startswith(live_server.url + "/"):
-                route.continue_()
-            else:
-                route.abort()
-
-        context.route("**/*", route)
+        context = open_context(browser, live_server, htmx_js, **options)
         contexts.append(context)
         return context.new_page()
 

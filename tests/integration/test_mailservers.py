@@ -20,30 +20,14 @@ import pytest
 
 from app.services import mailboxes, users
 from tests import factories
-from tests.conftest import CI
 from tests.factories import PASSWORD, SYSTEM
 from tests.integration.mailservers import (
     HOST,
     MASTER_PASSWORD,
     MASTER_USER,
-    missing_reason,
-    start_mail_servers,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def servers(_app, database_url):
-    reason = missing_reason()
-    if reason:
-        if CI:
-            pytest.fail(f"CI=true: mail servers unavailable: {reason}")
-        pytest.skip(reason)
-    with _app.app_context():
-        running = start_mail_servers(_app, database_url)
-    yield running
-    running.stop()
 
 
 @pytest.fixture

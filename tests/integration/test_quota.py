@@ -21,7 +21,7 @@ from app.services import quota
 from tests import factories
 from tests.conftest import CI
 from tests.factories import PASSWORD
-from tests.integration.mailservers import DOVEADM_API_KEY, HOST, missing_reason, start_mail_servers
+from tests.integration.mailservers import DOVEADM_API_KEY, HOST
 
 pytestmark = pytest.mark.integration
 
@@ -37,19 +37,6 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def servers(_app, database_url):
-    reason = missing_reason()
-    if reason:
-        if CI:
-            pytest.fail(f"CI=true: mail servers unavailable: {reason}")
-        pytest.skip(reason)
-    with _app.app_context():
-        running = start_mail_servers(_app, database_url)
-    yield running
-    running.stop()
 
 
 @pytest.fixture
