@@ -341,7 +341,7 @@ def test_health_page_says_which_component_is_down_without_hanging(mail, client, 
     assert "Raggiungibile" in check_row(html, "database")
     for name in ("redis", "dovecot", "doveadm", "postfix", "workers"):
         assert "Non raggiungibile" in check_row(html, name), check_row(html, name)
-    assert "Non raggiungibile:" in html and "Dovecot (IMAP)" in html
+    assert "Da controllare:" in html and "Dovecot (IMAP)" in html
     assert "Ultimo tentativo fallito" in html and "doveadm unreachable" in html
     assert "Code non leggibili: Redis non è raggiungibile." in html
 
