@@ -18,7 +18,13 @@ HOST = os.environ.get("RUN_HOST", "127.0.0.1")
 PORT = os.environ.get("RUN_PORT", "5000")
 
 
+def _terminate(signum, frame):
+    # `kill` or a service manager: stop everything as Ctrl-C does, embedded Redis included.
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     sys.path.insert(0, str(ROOT))
     os.chdir(ROOT)
     embedded = None
