@@ -5,41 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-import sqlalchemy as sa
 
-from app.extensions import db
-from app.models import (
-    Alias,
-    Allowance,
-    AuditEvent,
-    CapacityRequest,
-    Customer,
-    DistributionList,
-    Domain,
-    ListMember,
-    Mailbox,
-    MailboxPeriod,
-)
 from app.services import users
 from tests import factories
+from tests.dbstate import row_counts as counts
 
-TABLES = (
-    Customer,
-    Allowance,
-    Domain,
-    Mailbox,
-    MailboxPeriod,
-    Alias,
-    DistributionList,
-    ListMember,
-    CapacityRequest,
-    AuditEvent,
-)
 CLASS = "Business Mail 100 MB"
-
-
-def counts() -> dict[str, int]:
-    return {m.__name__: db.session.scalar(sa.select(sa.func.count()).select_from(m)) for m in TABLES}
 
 
 class Api:

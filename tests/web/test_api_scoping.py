@@ -6,37 +6,10 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import (
-    Alias,
-    Allowance,
-    AuditEvent,
-    CapacityRequest,
-    Customer,
-    DistributionList,
-    Domain,
-    ListMember,
-    Mailbox,
-    MailboxPeriod,
-)
+from app.models import CapacityRequest, Customer, Domain, Mailbox
 from app.services import capacity, users
 from tests import factories
-
-TABLES = (
-    Customer,
-    Allowance,
-    Domain,
-    Mailbox,
-    MailboxPeriod,
-    Alias,
-    DistributionList,
-    ListMember,
-    CapacityRequest,
-    AuditEvent,
-)
-
-
-def counts() -> dict[str, int]:
-    return {m.__name__: db.session.scalar(sa.select(sa.func.count()).select_from(m)) for m in TABLES}
+from tests.dbstate import row_counts as counts
 
 
 class Api:
