@@ -2,10 +2,43 @@
 
 from __future__ import annotations
 
-import pytest
+import os
 
+import pytest
+import redis
+
+from app import jobs
 from tests.conftest import CI
 from tests.integration.mailservers import missing_reason, start_mail_servers
+
+# A Redis database per xdist worker (gw0, gw1...), emptied around each test that uses it.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+_DB = 13 + int(_WORKER) % 3 if _WORKER.isdigit() else 12
+REDIS_URL = os.environ.get("TEST_REDIS_URL", f"redis://127.0.0.1:6379/{_DB}")
+
+
+@pytest.fixture
+def connection():
+    """The real Redis the jobs and the queue use in these tests."""
+    conn = redis.Redis.from_url(REDIS_URL)
+    try:
+        conn.ping()
+    except redis.ConnectionError as e:
+        if CI:
+            pytest.fail(f"CI=true: Redis unreachable at {REDIS_URL}: {e}")
+        pytest.skip(f"Redis unreachable at {REDIS_URL}: {e}")
+    conn.flushdb()
+    yield conn
+    conn.flushdb()
+    conn.close()
+
+
+@pytest.fixture
+def worker_app(app):
+    """Jobs run by a worker in this process use the test's app (and so its database)."""
+    jobs.use_app(app)
+    yield app
+    jobs.use_app(None)
 
 
 @pytest.fixture(scope="module")

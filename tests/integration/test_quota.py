@@ -4,7 +4,6 @@ the pages say when the mail server cannot be reached (a closed port: a real "unr
 
 from __future__ import annotations
 
-import os
 import re
 import smtplib
 import socket
@@ -13,22 +12,18 @@ import uuid
 from email.message import EmailMessage
 
 import pytest
-import redis
 from rq import Queue, SimpleWorker
 
 from app import jobs
 from app.services import quota
 from tests import factories
-from tests.conftest import CI
 from tests.factories import PASSWORD
+from tests.integration.conftest import REDIS_URL
 from tests.integration.mailservers import DOVEADM_API_KEY, HOST
 
 pytestmark = pytest.mark.integration
 
-# A database number of its own per xdist worker (gw0, gw1...), as in test_worker.py; 12 for a named run.
-_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-_DB = 13 + int(_WORKER) % 3 if _WORKER.isdigit() else 12
-REDIS_URL = os.environ.get("TEST_REDIS_URL", f"redis://127.0.0.1:6379/{_DB}")
+
 UNAVAILABLE = "Lettura dello spazio non disponibile: server di posta non raggiungibile"
 
 
@@ -56,28 +51,6 @@ def mail(servers, app):
     app.config.update(wanted)
     yield servers
     app.config.update(saved)
-
-
-@pytest.fixture
-def connection(mail):
-    conn = redis.Redis.from_url(REDIS_URL)
-    try:
-        conn.ping()
-    except redis.ConnectionError as e:
-        if CI:
-            pytest.fail(f"CI=true: Redis unreachable at {REDIS_URL}: {e}")
-        pytest.skip(f"Redis unreachable at {REDIS_URL}: {e}")
-    conn.flushdb()
-    yield conn
-    conn.flushdb()
-    conn.close()
-
-
-@pytest.fixture
-def worker_app(app):
-    jobs.use_app(app)
-    yield app
-    jobs.use_app(None)
 
 
 def deliver(mail, to: str, kilobytes: int) -> None:

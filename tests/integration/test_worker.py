@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 
 import psutil
@@ -17,29 +16,6 @@ pytestmark = pytest.mark.integration
 
 # Database numbers of their own (one per xdist worker), so tests never touch a developer's queues.
 # A named run (PYTEST_XDIST_WORKER=quota, say) gets database 12 rather than failing to collect.
-_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-_DB = 13 + int(_WORKER) % 3 if _WORKER.isdigit() else 12
-REDIS_URL = os.environ.get("TEST_REDIS_URL", f"redis://127.0.0.1:6379/{_DB}")
-
-
-@pytest.fixture
-def connection():
-    conn = redis.Redis.from_url(REDIS_URL)
-    try:
-        conn.ping()
-    except redis.ConnectionError as e:
-        pytest.skip(f"Redis unreachable at {REDIS_URL}: {e}")
-    conn.flushdb()
-    yield conn
-    conn.flushdb()
-    conn.close()
-
-
-@pytest.fixture
-def worker_app(app):
-    jobs.use_app(app)
-    yield app
-    jobs.use_app(None)
 
 
 def test_cron_heartbeat_runs_in_a_real_worker(connection, worker_app):
