@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
+from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
 from app.extensions import db
@@ -40,7 +41,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-quic",
 ]
-TIMEOUT_MS = 10_000
+# Generous: CI runs the browser beside a second test worker starting mail servers.
+TIMEOUT_MS = 20_000
+# expect() has its own default (5 s), separate from the context's: give it the same.
+expect.set_options(timeout=TIMEOUT_MS)
 
 
 def pytest_collection_modifyitems(items):
