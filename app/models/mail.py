@@ -10,6 +10,9 @@ from app.models.catalog import ServiceClass
 from app.models.customers import Customer
 
 STATUSES = ("active", "suspended", "disabled")
+# A domain a customer adds waits (pending) until its ownership is proved or support approves it;
+# only active domains reach the mail servers' views.
+DOMAIN_STATES = ("pending", "active")
 
 
 def unicode_domain(ascii_name: str) -> str:
@@ -23,10 +26,15 @@ class Domain(db.Model):
     """A mail domain of one customer; the name is stored in its ASCII (punycode) form."""
 
     __tablename__ = "domains"
+    __table_args__ = (sa.CheckConstraint("state IN ('pending', 'active')", name="state"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int] = mapped_column(sa.ForeignKey("customers.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(sa.String(253), unique=True)
+    state: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    # When and by whom it became active (NULL for a pending domain).
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    activated_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     customer: Mapped[Customer] = relationship()
@@ -34,6 +42,10 @@ class Domain(db.Model):
     @property
     def display_name(self) -> str:
         return unicode_domain(self.name)
+
+    @property
+    def is_active(self) -> bool:
+        return self.state == "active"
 
 
 class _Address:

@@ -8,6 +8,7 @@ from flask_babel import ngettext
 
 from app.extensions import db
 from app.models import Alias, DistributionList, Domain, Mailbox
+from app.models.base import utcnow
 from app.services import audit, limits
 from app.services.access import Actor, customer_for, require_manage, scoped
 from app.services.addresses import domain_to_ascii
@@ -33,6 +34,8 @@ def add_domain(actor: Actor, customer_id: int, name: object) -> Domain:
     if db.session.scalar(sa.select(Domain.id).where(Domain.name == ascii_name)) is not None:
         raise Conflict(_("Il dominio %(d)s è già registrato sul servizio.", d=ascii_name), field="name")
     domain = Domain(customer_id=customer.id, name=ascii_name)
+    if actor.is_staff:
+        domain.state, domain.activated_at, domain.activated_by_id = "active", utcnow(), actor.user_id
     db.session.add(domain)
     db.session.flush()
     audit.record(actor, "domain.create", customer_id=customer.id, target=ascii_name)
