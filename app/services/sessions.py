@@ -56,7 +56,12 @@ def resume(token: object, user_id: object) -> UserSession | None:
     """The live session the cookie names, or None (ended, idle too long, user disabled)."""
     if not isinstance(token, str) or not token or len(token) > 100:
         return None
-    row = db.session.scalar(sa.select(UserSession).where(UserSession.token_hash == _hash(token)))
+    # One query for the session and its user: this runs on every request.
+    row = db.session.scalar(
+        sa.select(UserSession)
+        .options(sa.orm.joinedload(UserSession.user))
+        .where(UserSession.token_hash == _hash(token))
+    )
     if row is None or str(row.user_id) != str(user_id):
         return None
     now = utcnow()
