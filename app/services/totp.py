@@ -66,7 +66,7 @@ def provisioning_uri(user: User, issuer: str) -> str:
 
 def qr_svg(uri: str) -> str:
     """The QR code as inline SVG, drawn here: the secret never leaves for a chart service."""
-    return segno.make(uri, error="m").svg_inline(scale=5, border=2, dark="#000", light="#fff")
+    return segno.make(uri, error="m").svg_inline(scale=4, border=2, dark="#000", light="#fff")
 
 
 def grouped(secret: str) -> str:
