@@ -9,6 +9,7 @@ a successful one is then taken back, so only failures add up.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -70,12 +71,25 @@ def _account_key(account: str) -> str:
     return f"panel:attempts:account:{digest}"
 
 
+def _address_key(address: str | None) -> str:
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return "panel:attempts:address:unknown"
+    # One IPv6 subscriber holds a whole /64: counting single addresses would let it rotate freely.
+    if ip.version == 6:
+        if ip.ipv4_mapped:
+            return f"panel:attempts:address:{ip.ipv4_mapped}"
+        return f"panel:attempts:address:{ipaddress.ip_network(f'{ip}/64', strict=False)}"
+    return f"panel:attempts:address:{ip}"
+
+
 def begin(account: str, address: str | None) -> Attempt:
     """Count an attempt at `account`'s password or code from `address`; TooManyAttempts when over."""
     if not _enabled():
         return Attempt()
     windows = [
-        (f"panel:attempts:address:{address or 'unknown'}", parse(current_app.config["LOGIN_RATE_LIMIT"])),
+        (_address_key(address), parse(current_app.config["LOGIN_RATE_LIMIT"])),
         (_account_key(account), parse(current_app.config["LOGIN_ACCOUNT_RATE_LIMIT"])),
     ]
     now = time.time()

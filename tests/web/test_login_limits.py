@@ -161,3 +161,12 @@ def test_forwarded_for_is_honoured_for_the_configured_hops_only(limited, make):
     assert _login(blocked, admin.email, PASSWORD).status_code == 429
     fine = _client(app, "127.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.51")
     assert _login(fine, admin.email, PASSWORD).status_code == 302
+
+
+def test_one_ipv6_subscriber_counts_as_one_address(limited, make):
+    app = limited()
+    for i in range(5):
+        _login(_client(app, f"2001:db8:1:2::{i + 1}"), f"y{i}@example.com", "no")
+    admin = make.admin(make.customer())
+    assert _login(_client(app, "2001:db8:1:2:ffff::9"), admin.email, PASSWORD).status_code == 429
+    assert _login(_client(app, "2001:db8:1:3::1"), admin.email, PASSWORD).status_code == 302
