@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from flask import current_app
 from flask_babel import gettext as _
 from limits import parse
+from redis.exceptions import RedisError
 
 from app.services.errors import DomainError
 
@@ -40,6 +41,15 @@ class TooManyAttempts(DomainError):
         self.retry_after = retry_after
 
 
+class LimitsUnavailable(DomainError):
+    """Redis cannot be reached: sign-ins wait rather than go unlimited."""
+
+    status = 503
+
+    def __init__(self):
+        super().__init__(_("L'accesso è temporaneamente non disponibile. Riprova tra qualche minuto."))
+
+
 @dataclass
 class Attempt:
     """One guess in flight: `succeeded()` takes it back, otherwise it stays counted."""
@@ -50,10 +60,14 @@ class Attempt:
     def succeeded(self) -> None:
         if not self.keys:
             return
-        pipe = _redis().pipeline()
-        for key in self.keys:
-            pipe.zrem(key, self.member)
-        pipe.execute()
+        try:
+            pipe = _redis().pipeline()
+            for key in self.keys:
+                pipe.zrem(key, self.member)
+            pipe.execute()
+        except RedisError:
+            # The check passed; at worst this success counts as a failure until the window ends.
+            current_app.logger.warning("could not take back a sign-in attempt", exc_info=True)
 
 
 def _redis():
@@ -94,15 +108,11 @@ def begin(account: str, address: str | None) -> Attempt:
     ]
     now = time.time()
     member = f"{now:.6f}:{secrets.token_hex(4)}"
-    pipe = _redis().pipeline()
-    for key, limit in windows:
-        seconds = limit.get_expiry()
-        pipe.zremrangebyscore(key, "-inf", now - seconds)
-        pipe.zadd(key, {member: now})
-        pipe.zcard(key)
-        pipe.zrange(key, 0, 0, withscores=True)
-        pipe.expire(key, seconds)
-    results = pipe.execute()
+    try:
+        results = _count(windows, member, now)
+    except RedisError:
+        current_app.logger.error("sign-in limits: Redis unreachable", exc_info=True)
+        raise LimitsUnavailable() from None
     retry_after = 0
     for i, (_key, limit) in enumerate(windows):
         count, oldest = results[i * 5 + 2], results[i * 5 + 3]
@@ -115,3 +125,15 @@ def begin(account: str, address: str | None) -> Attempt:
         Attempt(keys, member).succeeded()
         raise TooManyAttempts(retry_after)
     return Attempt(keys, member)
+
+
+def _count(windows, member: str, now: float) -> list:
+    pipe = _redis().pipeline()
+    for key, limit in windows:
+        seconds = limit.get_expiry()
+        pipe.zremrangebyscore(key, "-inf", now - seconds)
+        pipe.zadd(key, {member: now})
+        pipe.zcard(key)
+        pipe.zrange(key, 0, 0, withscores=True)
+        pipe.expire(key, seconds)
+    return pipe.execute()

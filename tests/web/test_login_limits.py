@@ -170,3 +170,11 @@ def test_one_ipv6_subscriber_counts_as_one_address(limited, make):
     admin = make.admin(make.customer())
     assert _login(_client(app, "2001:db8:1:2:ffff::9"), admin.email, PASSWORD).status_code == 429
     assert _login(_client(app, "2001:db8:1:3::1"), admin.email, PASSWORD).status_code == 302
+
+
+def test_without_redis_sign_in_waits_with_a_clear_message(limited, make):
+    app = limited(REDIS_URL="redis://127.0.0.1:1/0")  # nothing listens there
+    admin = make.admin(make.customer())
+    response = _login(_client(app), admin.email, PASSWORD)
+    assert response.status_code == 503
+    assert "temporaneamente non disponibile" in response.text
