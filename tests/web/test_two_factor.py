@@ -224,3 +224,15 @@ def test_api_tokens_need_no_code(client, make):
     _token, plaintext = users.create_token(make.SYSTEM, staff, "ci")
     response = client.get("/api/v1/customers", headers={"Authorization": f"Bearer {plaintext}"})
     assert response.status_code == 200
+
+
+def test_the_password_step_expires(client, make):
+    staff = make.staff()
+    twofactor.enrol(staff)
+    _password_step(client, staff.email)
+    with client.session_transaction() as session:
+        session["pending_login"] = {**session["pending_login"], "at": session["pending_login"]["at"] - 601}
+    response = _code_step(client, twofactor.next_code(staff))
+    assert response.status_code == 302 and response.headers["Location"].endswith("/login")
+    assert "Il tempo per inserire il codice è scaduto" in client.get("/login").text
+    assert not _signed_in(client)

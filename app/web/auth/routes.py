@@ -79,6 +79,13 @@ def _pending_user():
     return user
 
 
+def _back_to_login():
+    if PENDING_KEY in session:
+        session.pop(PENDING_KEY)
+        flash(_("Il tempo per inserire il codice è scaduto: accedi di nuovo."), "warn")
+    return redirect(url_for("auth.login"))
+
+
 def _login_actor(user) -> Actor:
     return Actor.for_user(user, ip=request.remote_addr)
 
@@ -118,7 +125,7 @@ def login():
 def login_code():
     user = _pending_user()
     if user is None:
-        return redirect(url_for("auth.login"))
+        return _back_to_login()
     if not user.has_totp:
         return redirect(url_for("auth.login_enrol"))
     error = None
@@ -140,7 +147,7 @@ def login_enrol():
     """Staff without a second factor set it up here, between the password and the panel."""
     user = _pending_user()
     if user is None:
-        return redirect(url_for("auth.login"))
+        return _back_to_login()
     if user.has_totp:
         return redirect(url_for("auth.login_code"))
     errors: dict[str, str] = {}
