@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from flask import Flask, g, has_request_context, request, session
 from flask_login import current_user
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app.config import INSTANCE_DIR, Config
+from app import config as settings
+from app.config import Config
 from app.extensions import babel, csrf, db, limiter, login_manager, migrate
 
 
@@ -35,15 +40,32 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
 def create_app(config: dict | None = None) -> Flask:
     app = Flask(
         __name__,
-        instance_path=str(INSTANCE_DIR),
+        instance_path=str(settings.INSTANCE_DIR),
         template_folder="../templates",
         static_folder="../static",
     )
     mapping = {k: getattr(Config, k) for k in dir(Config) if k.isupper()}
     mapping.update(config or {})
     app.config.update(Config.finalize(mapping))
-    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
-        INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+    uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    if uri.startswith("sqlite:///"):
+        settings.INSTANCE_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _create_private_sqlite_file(uri)
+    if (
+        "APP_ENV" not in os.environ
+        and app.config["ENV_NAME"] == "development"
+        and uri.startswith("postgresql")
+    ):
+        app.logger.warning(
+            "WARNING: APP_ENV is not set but the database is PostgreSQL: the panel is running with "
+            "DEVELOPMENT settings (a generated secret key, cookies sent over plain HTTP). "
+            "Set APP_ENV=production and SECRET_KEY on a real server."
+        )
+    hops = int(app.config.get("TRUSTED_PROXY_HOPS") or 0)
+    if hops > 0:
+        # Only as many X-Forwarded-* entries as there are proxies of ours are believed:
+        # anything further left was written by the client.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=_migrations_dir(), render_as_batch=True, compare_type=True)
@@ -54,11 +76,18 @@ def create_app(config: dict | None = None) -> Flask:
     babel.init_app(app, locale_selector=select_locale, default_translation_directories="../translations")
     limiter.init_app(app)
 
-    from app import models
+    from app import models  # noqa: F401 (every model registered before the first query)
 
     @login_manager.user_loader
     def load_user(user_id: str):
-        return db.session.get(models.User, int(user_id))
+        # A signed cookie is not enough: its session must still be live on the server.
+        from app.services import sessions
+
+        live = sessions.resume(session.get("sid"), user_id)
+        if live is None:
+            return None
+        g.user_session_id = live.id
+        return live.user
 
     from app.web import register_web
 
@@ -79,6 +108,18 @@ def create_app(config: dict | None = None) -> Flask:
 
 
 def _migrations_dir() -> str:
-    from pathlib import Path
-
     return str(Path(__file__).resolve().parent.parent / "migrations")
+
+
+def _create_private_sqlite_file(uri: str) -> None:
+    """Create the SQLite file readable by its owner only (SQLite gives its journals the same mode)."""
+    database = make_url(uri).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        fd = os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # a missing directory or no permission: SQLite itself reports it on connect
+    os.close(fd)

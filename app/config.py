@@ -1,6 +1,8 @@
 """Settings from the environment, with embedded defaults for a laptop run."""
 
 import os
+import secrets
+import stat
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -41,7 +43,15 @@ class Config:
     WTF_CSRF_TIME_LIMIT = None
 
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    # Failed password and code checks, counted in Redis over a sliding window: per client
+    # address (any account) and per account (from any address).
     LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10 per minute")
+    LOGIN_ACCOUNT_RATE_LIMIT = os.environ.get("LOGIN_ACCOUNT_RATE_LIMIT", "10 per 15 minutes")
+    # Reverse proxies in front of the app whose X-Forwarded-For/-Proto are trusted (0: none).
+    TRUSTED_PROXY_HOPS = int(os.environ.get("TRUSTED_PROXY_HOPS", "0"))
+    # A session unused for this long ends (staff reach every customer: a shorter leash).
+    SESSION_IDLE_STAFF_HOURS = float(os.environ.get("SESSION_IDLE_STAFF_HOURS", "8"))
+    SESSION_IDLE_CUSTOMER_HOURS = float(os.environ.get("SESSION_IDLE_CUSTOMER_HOURS", "24"))
 
     # argon2id parameters for mailbox and panel passwords. Parallelism is one
     # core per hash so that N workers hash N passwords at once.
@@ -66,10 +76,16 @@ class Config:
     @classmethod
     def finalize(cls, mapping: dict) -> dict:
         if not mapping.get("SECRET_KEY"):
-            if mapping.get("ENV_NAME") in {"development", "testing"}:
-                mapping["SECRET_KEY"] = "dev-only-not-secret"
+            if mapping.get("ENV_NAME") == "development":
+                mapping["SECRET_KEY"] = instance_secret_key(INSTANCE_DIR)
+            elif mapping.get("ENV_NAME") == "testing":
+                mapping["SECRET_KEY"] = secrets.token_hex(32)
             else:
-                raise RuntimeError("SECRET_KEY must be set outside development")
+                raise RuntimeError(
+                    f"SECRET_KEY must be set when APP_ENV is {mapping.get('ENV_NAME')!r}: "
+                    "it signs the session cookies (generate one with "
+                    "`python -c 'import secrets; print(secrets.token_hex(32))'`)."
+                )
         # The class default was computed from APP_ENV; a config passed to create_app may name another env.
         if mapping.get("ENV_NAME") not in {"development", "testing"}:
             mapping["SESSION_COOKIE_SECURE"] = mapping["REMEMBER_COOKIE_SECURE"] = True
@@ -79,3 +95,56 @@ class Config:
             if uri.startswith(prefix):
                 mapping["SQLALCHEMY_DATABASE_URI"] = "postgresql+psycopg://" + uri[len(prefix) :]
         return mapping
+
+
+SECRET_KEY_FILE = "secret_key"
+
+
+def instance_secret_key(directory: Path) -> str:
+    """The development signing key: random, made once, kept in the instance directory.
+
+    The file is created with its final mode (0600) under a temporary name and linked
+    into place, so no other process ever sees it partly written or readable by others.
+    A file that is a symlink, not ours or readable by others is refused, not used.
+    """
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = directory / SECRET_KEY_FILE
+    if not os.path.lexists(path):
+        tmp = directory / f".{SECRET_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # another process made it first: use theirs
+        finally:
+            os.unlink(tmp)
+    return _read_secret_file(path)
+
+
+def _read_secret_file(path: Path) -> str:
+    if path.is_symlink():
+        raise RuntimeError(f"{path} is a symbolic link: refusing to use it as the secret key.")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as e:
+        raise RuntimeError(f"Cannot read the secret key {path}: {e.strerror}.") from None
+    with os.fdopen(fd) as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise RuntimeError(f"{path} is not a regular file: refusing to use it as the secret key.")
+        if info.st_mode & 0o077:
+            raise RuntimeError(
+                f"{path} can be read by other users (mode {stat.S_IMODE(info.st_mode):o}): "
+                "delete it (a new key is generated) or chmod 600 it."
+            )
+        if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+            raise RuntimeError(f"{path} belongs to another user: refusing to use it as the secret key.")
+        key = f.read().strip()
+    if len(key) < 32:
+        raise RuntimeError(f"{path} holds no usable key: delete it and a new one is generated.")
+    return key

@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 
 from app import create_app
 from app.extensions import db
-from tests import factories
+from tests import factories, twofactor
 
 CI = os.environ.get("CI", "").lower() == "true"
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -131,7 +131,10 @@ class CsrfClient(FlaskClient):
 
     def csrf_token(self) -> str:
         if self._csrf_token is None:
-            page = super().open("/login", follow_redirects=True).get_data(as_text=True)
+            # Its own app context, as every request: a `g` shared with the test would hand back
+            # a token cached there instead of putting one in this session.
+            with self.application.app_context():
+                page = super().open("/login", follow_redirects=True).get_data(as_text=True)
             match = re.search(r'name="csrf-token" content="([^"]+)"', page)
             assert match, "no csrf-token meta tag in the page"
             self._csrf_token = match.group(1)
@@ -168,13 +171,24 @@ class Auth:
     def __init__(self, client: CsrfClient):
         self.client = client
 
-    def login(self, email: str, password: str = factories.PASSWORD):
-        response = self.client.post("/login", data={"email": email, "password": password})
+    def login(self, email: str, password: str = factories.PASSWORD, next: str | None = None):
+        """Sign in through the real form; staff (and anyone with the second factor) also type
+        the code from their authenticator, set up first for staff who have none yet."""
+        user = twofactor.user_by_email(email)
+        if user is not None and user.active and user.is_staff and not user.has_totp:
+            twofactor.enrol(user)
+        query = {"next": next} if next else None
+        response = self.client.post("/login", query_string=query, data={"email": email, "password": password})
         self.client._csrf_token = None  # a new session gets a new token
+        if response.status_code == 302 and response.headers["Location"].endswith("/login/code"):
+            response = self.client.post("/login/code", data={"code": twofactor.next_code(user)})
+            self.client._csrf_token = None
         return response
 
     def logout(self):
-        return self.client.post("/logout")
+        response = self.client.post("/logout")
+        self.client._csrf_token = None  # the session ended, and its token with it
+        return response
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from app.models.mail import (
     MailboxPeriod,
 )
 from app.models.quota import MailboxUsage, UsageRefresh
-from app.models.users import ApiToken, User
+from app.models.users import ApiToken, RecoveryCode, User, UserSession
 
 __all__ = [
     "Alias",
@@ -27,7 +27,9 @@ __all__ = [
     "Mailbox",
     "MailboxPeriod",
     "MailboxUsage",
+    "RecoveryCode",
     "ServiceClass",
     "UsageRefresh",
     "User",
+    "UserSession",
 ]

@@ -12,7 +12,7 @@ from app.extensions import db
 from app.models import ApiToken, Customer, User
 from app.models.base import utcnow
 from app.models.users import ROLES
-from app.services import audit, fields, passwords
+from app.services import attempts, audit, fields, passwords, sessions
 from app.services.access import Actor, require_staff
 from app.services.addresses import external_address
 from app.services.errors import Conflict, NotFound, PermissionDenied, ValidationError
@@ -68,15 +68,21 @@ def create_user(
     return user
 
 
-def authenticate(email: object, password: object) -> User | None:
+def authenticate(email: object, password: object, ip: str | None = None) -> User | None:
+    """The user whose password this is, or None; TooManyAttempts after too many failures
+    for this account or from this address (checked before the password is)."""
     if not isinstance(email, str) or not isinstance(password, str) or not email or not password:
         return None
+    attempt = attempts.begin(email, ip)
     user = db.session.scalar(sa.select(User).where(User.email == email.strip().lower()))
     if user is None or not user.active:
         # Same work either way, so timing does not tell which emails exist.
         passwords.verify_user_password(_DUMMY_HASH(), password)
         return None
-    return user if passwords.verify_user_password(user.password_hash, password) else None
+    if not passwords.verify_user_password(user.password_hash, password):
+        return None
+    attempt.succeeded()
+    return user
 
 
 _dummy: list[str] = []
@@ -88,21 +94,63 @@ def _DUMMY_HASH() -> str:
     return _dummy[0]
 
 
-def change_password(actor: Actor, user: User, current: object, new: object) -> None:
+def password_matches(actor: Actor, user: User, current: object) -> bool:
+    """The current-password check before a sensitive change, limited like a login."""
+    attempt = attempts.begin(user.email, actor.ip)
+    if isinstance(current, str) and current and passwords.verify_user_password(user.password_hash, current):
+        attempt.succeeded()
+        return True
+    return False
+
+
+def check_current_password(actor: Actor, user: User, current: object) -> None:
+    if not password_matches(actor, user, current):
+        raise ValidationError.one("current_password", _("La password attuale non è corretta."))
+
+
+def change_password(
+    actor: Actor, user: User, current: object, new: object, keep_session_id: int | None = None
+) -> None:
+    """Change one's own password. Every other session ends and every API token is revoked:
+    whoever learnt the old password may have used it to open them."""
     if actor.user_id != user.id:
         raise PermissionDenied(_("Puoi cambiare solo la tua password."))
     errors: dict[str, str] = {}
-    if not isinstance(current, str) or not passwords.verify_user_password(user.password_hash, current):
-        errors["current_password"] = _("La password attuale non è corretta.")
     try:
         passwords.check_strength(new, "new_password")
     except ValidationError as e:
         errors.update(e.errors)
+    if not password_matches(actor, user, current):
+        errors["current_password"] = _("La password attuale non è corretta.")
     if errors:
         raise ValidationError(errors)
     user.password_hash = passwords.hash_user_password(new)
-    audit.record(actor, "user.password", customer_id=user.customer_id, target=user.email)
+    ended = sessions.end_all(user.id, keep_id=keep_session_id)
+    revoked = db.session.execute(sa.delete(ApiToken).where(ApiToken.user_id == user.id)).rowcount or 0
+    audit.record(
+        actor,
+        "user.password",
+        customer_id=user.customer_id,
+        target=user.email,
+        changes={"sessions_ended": [None, ended], "tokens_revoked": [None, revoked]},
+    )
     db.session.commit()
+
+
+def end_sessions(actor: Actor, user: User) -> int:
+    """Log out everywhere: every session of the user ends, this one included."""
+    if actor.user_id != user.id:
+        require_staff(actor)
+    ended = sessions.end_all(user.id)
+    audit.record(
+        actor,
+        "user.sessions_end",
+        customer_id=user.customer_id,
+        target=user.email,
+        changes={"ended": [None, ended]},
+    )
+    db.session.commit()
+    return ended
 
 
 def set_locale(actor: Actor, user: User, locale: object) -> None:
@@ -131,11 +179,19 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(actor: Actor, user: User, name: object = "") -> tuple[ApiToken, str]:
-    """Make a bearer token; the plaintext is returned once and never stored."""
+def create_token(
+    actor: Actor, user: User, name: object = "", current_password: object = None
+) -> tuple[ApiToken, str]:
+    """Make a bearer token; the plaintext is returned once and never stored.
+
+    Users making their own token confirm their password first: a token outlives the
+    session, so a borrowed browser must not be enough to get one.
+    """
     if actor.user_id != user.id:
         require_staff(actor)
     label = fields.text(name, "name", max_len=100, required=False)
+    if actor.user_id == user.id:
+        check_current_password(actor, user, current_password)
     plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(user_id=user.id, name=label, prefix=plaintext[:10], token_hash=_token_hash(plaintext))
     db.session.add(token)
@@ -211,5 +267,7 @@ def set_active(actor: Actor, user_id: object, active: bool) -> User:
             changes={"active": [user.active, active]},
         )
         user.active = active
+        if not active:
+            sessions.end_all(user.id)
         db.session.commit()
     return user

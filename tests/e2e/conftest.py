@@ -28,7 +28,7 @@ from werkzeug.serving import make_server
 
 from app.extensions import db
 from app.web import HTMX_URL, HTMX_VERSION
-from tests import factories
+from tests import factories, twofactor
 from tests.conftest import _empty_tables, make_app
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -171,11 +171,18 @@ def login():
     """login(page, email, password=factories.PASSWORD): sign in through the form, wait to land."""
 
     def _login(page, email: str, password: str = factories.PASSWORD):
+        user = twofactor.user_by_email(email)
+        if user is not None and user.is_staff and not user.has_totp:
+            twofactor.enrol(user)
         page.goto("/login")
         page.fill("#email", email)
         page.fill("#password", password)
         with page.expect_navigation():
             page.click("form button[type=submit]")
+        if page.url.endswith("/login/code"):
+            page.fill("#code", twofactor.next_code(user))
+            with page.expect_navigation():
+                page.click("form button[type=submit]")
         assert "/login" not in page.url, f"login as {email} failed: still on {page.url}"
         return page
 

@@ -31,6 +31,7 @@ ADMIN_POSTS = [
     "/admin/capacity-requests/1/decision",
     "/admin/users",
     "/admin/users/1/active",
+    "/admin/users/1/two-factor/reset",
 ]
 
 

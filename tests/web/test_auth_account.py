@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import ApiToken, User
 from app.services import users
+from tests.factories import PASSWORD
 
 NEW = "Un-altra-password-2"
 
@@ -112,7 +113,11 @@ def test_unknown_language_is_refused(client, admin):
 
 
 def test_token_shown_once_then_listed_and_revoked(client, admin):
-    response = client.post("/account/tokens", data={"name": "gestionale"}, headers={"HX-Request": "true"})
+    response = client.post(
+        "/account/tokens",
+        data={"name": "gestionale", "current_password": PASSWORD},
+        headers={"HX-Request": "true"},
+    )
     text = response.get_data(as_text=True)
     token = re.search(r'id="new-token"[^>]*value="(cp_[^"]+)"', text).group(1)
     assert "non sarà più mostrato" in text
@@ -126,7 +131,7 @@ def test_token_shown_once_then_listed_and_revoked(client, admin):
 
 
 def test_token_name_too_long(client, admin):
-    response = client.post("/account/tokens", data={"name": "n" * 101})
+    response = client.post("/account/tokens", data={"name": "n" * 101, "current_password": PASSWORD})
     assert response.status_code == 422
     assert "Al massimo 100" in _field_error(response.get_data(as_text=True), "name")
     assert db.session.scalar(sa.select(sa.func.count()).select_from(ApiToken)) == 0

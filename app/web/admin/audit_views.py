@@ -39,6 +39,12 @@ ACTION_LABELS = {
     "user.locale": _l("Lingua cambiata"),
     "user.activate": _l("Utente riattivato"),
     "user.deactivate": _l("Utente disattivato"),
+    "user.sessions_end": _l("Uscita da tutti i dispositivi"),
+    "user.totp_enable": _l("Verifica in due passaggi attivata"),
+    "user.totp_disable": _l("Verifica in due passaggi disattivata"),
+    "user.totp_reset": _l("Verifica in due passaggi azzerata"),
+    "user.recovery_code": _l("Codice di recupero usato"),
+    "user.recovery_codes": _l("Codici di recupero rigenerati"),
     "token.create": _l("Token API creato"),
     "token.revoke": _l("Token API revocato"),
 }

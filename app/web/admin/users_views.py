@@ -8,7 +8,7 @@ from flask_babel import gettext as _
 
 from app.extensions import db
 from app.models import Customer
-from app.services import users
+from app.services import totp, users
 from app.services.errors import Conflict, ValidationError
 from app.web import current_actor, is_fragment_request, render, staff_required
 from app.web.admin.routes import bp
@@ -69,6 +69,26 @@ def user_active(user_id: int):
             _("%(e)s può di nuovo accedere.", e=user.email)
             if active
             else _("%(e)s non può più accedere.", e=user.email)
+        )
+        if not is_fragment_request():
+            flash(notice, "ok")
+            return redirect(url_for("admin.users"))
+    return render("admin/users.html", "admin/_users.html", status, **_context(notice=notice, error=error))
+
+
+@bp.route("/users/<int:user_id>/two-factor/reset", methods=["POST"])
+@staff_required
+def user_totp_reset(user_id: int):
+    """A lost phone: the user sets the second factor up again at the next login (audited)."""
+    status, notice, error = 200, None, None
+    try:
+        user = totp.reset(current_actor(), user_id)
+    except Conflict as e:
+        status, error = 409, e.message
+    else:
+        notice = _(
+            "Verifica in due passaggi di %(e)s azzerata: al prossimo accesso dovrà configurarla di nuovo.",
+            e=user.email,
         )
         if not is_fragment_request():
             flash(notice, "ok")

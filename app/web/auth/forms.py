@@ -13,9 +13,9 @@ class LoginForm(FlaskForm):
     password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=128)])
 
 
-def password_change(actor, user, form) -> None:
+def password_change(actor, user, form, keep_session_id: int | None = None) -> None:
     """The confirmation box is the form's own check; the passwords are the service's."""
     new = form.get("new_password", "")
     if new != form.get("confirm_password", ""):
         raise ValidationError.one("confirm_password", _("Le due password nuove non coincidono."))
-    users.change_password(actor, user, form.get("current_password", ""), new)
+    users.change_password(actor, user, form.get("current_password", ""), new, keep_session_id)
