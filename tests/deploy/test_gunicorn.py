@@ -31,7 +31,11 @@ def test_gunicorn_serves_the_login_page_in_production_mode(tmp_path):
     }
     bindir = ROOT / ".venv" / "bin"
     upgrade = subprocess.run(
-        [bindir / "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env, capture_output=True, text=True
+        [bindir / "flask", "--app", "wsgi", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert upgrade.returncode == 0, upgrade.stderr
     # The unit's command line, word for word.
