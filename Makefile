@@ -12,14 +12,25 @@ CHROMIUM ?= /usr/bin/chromium
 # Two xdist workers (one per core; each gets its own PostgreSQL database and Redis db): ~40% faster.
 PYTEST_ARGS ?= -p xdist -n 2
 
-.PHONY: help venv install run test lint format translations compile-translations system-packages mail-servers db-upgrade bench clean
+.PHONY: help venv install run test lint format translations compile-translations system-packages mail-servers deploy-tools db-upgrade bench clean
 
 help:
-	@echo "make run           web app on http://127.0.0.1:5000 + RQ worker + rq cron (demo data on first run)"
-	@echo "make test          lint, migrations check, the whole test suite (SQLite, PostgreSQL, Redis, Chromium)"
-	@echo "make lint          ruff check and ruff format --check"
-	@echo "make translations  extract messages and update the catalogs under translations/"
-	@echo "make bench         run the benchmarks in bench/"
+	@echo "make run                   web app on http://\$$RUN_HOST:\$$RUN_PORT (default 127.0.0.1:5000) + RQ worker"
+	@echo "                           + rq cron, restarted if they crash (demo data on first run); Ctrl-C stops all"
+	@echo "make test                  lint, migrations check, the whole test suite (SQLite, PostgreSQL, Redis,"
+	@echo "                           Dovecot, Postfix, Chromium, the deploy/ files); installs what it needs as root"
+	@echo "make lint                  ruff check and ruff format --check"
+	@echo "make format                ruff check --fix and ruff format"
+	@echo "make translations          extract messages and update the catalogs under translations/"
+	@echo "make compile-translations  compile the catalogs (.mo files)"
+	@echo "make bench                 run the benchmarks in bench/"
+	@echo "make install               the virtualenv .venv with requirements-dev.txt (make venv: the same)"
+	@echo "make db-upgrade            flask db upgrade (DATABASE_URL, default SQLite under instance/)"
+	@echo "make system-packages       chromium for the browser tests (as root on Debian)"
+	@echo "make mail-servers          Dovecot and Postfix for the integration tests (as root on Debian)"
+	@echo "make deploy-tools          nginx, openssl, psql, systemd-analyze to check deploy/ (as root on Debian)"
+	@echo "make clean                 remove .venv and the caches"
+	@echo "make help                  this list (also plain make)"
 
 venv: $(STAMP)
 install: $(STAMP)
@@ -57,7 +68,11 @@ system-packages:
 mail-servers:
 	@./scripts/install-mailservers.sh
 
-test: $(STAMP) system-packages mail-servers compile-translations
+# nginx, openssl, psql and systemd-analyze, with which tests/deploy checks the files under deploy/.
+deploy-tools:
+	@./scripts/install-deploy-tools.sh
+
+test: $(STAMP) system-packages mail-servers deploy-tools compile-translations
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -79,7 +94,7 @@ translations: $(STAMP)
 	fi
 
 bench: $(STAMP)
-	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+	@for script in bench/[!_]*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .cache

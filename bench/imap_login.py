@@ -1,6 +1,6 @@
 """IMAP LOGIN latency through the panel's SQL views, against Dovecot's fastest passdb (a passwd-file).
 
-A PostgreSQL database (panel_bench_imap) gets 100,000 mailboxes by bulk
+A PostgreSQL database (panel_bench_imap_<checkout>) gets 100,000 mailboxes by bulk
 insert. Two Dovecot instances run side by side on loopback, both from the
 configuration `flask mailserver config --dovecot` renders against that
 database; in the second one the sql passdb/userdb are swapped for a
@@ -45,6 +45,7 @@ from app.extensions import db  # noqa: E402
 from app.models import Alias, DistributionList, ListMember, Mailbox  # noqa: E402
 from app.services import classes, customers, domains, mailserver  # noqa: E402
 from app.services.access import Actor  # noqa: E402
+from bench._postgres import drop_database, fresh_database  # noqa: E402
 
 MAILBOXES = int(os.environ.get("BENCH_MAILBOXES", "100000"))
 LOGINS = int(os.environ.get("BENCH_LOGINS", "200"))
@@ -53,10 +54,7 @@ GOAL_RATIO = 1.5
 PASSWORD = "Bench-mailbox-1"
 HOST = "127.0.0.1"
 MAIL_USER, MAIL_GROUP = "nobody", "nogroup"
-PG_ADMIN_URL = os.environ.get(
-    "BENCH_POSTGRES_URL", os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-)
-DB_NAME = "panel_bench_imap"
+DB_BASE = "panel_bench_imap"
 CLASSES = ("Business Mail 1.000 MB", "Business Mail Plus 2.000 MB", "Professional Suite 5.000 MB")
 SYSTEM = Actor.system("bench")
 # (label, argon2 time cost, memory cost in KiB); the first is the panel's production default.
@@ -67,13 +65,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
-
-
-def database_url() -> str:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-    return re.sub(r"/[^/]*$", f"/{DB_NAME}", PG_ADMIN_URL)
 
 
 def make_app(url: str):
@@ -332,12 +323,20 @@ def main() -> int:
         print("not measured: needs root and Dovecot (scripts/install-mailservers.sh)")
         return 0
     try:
-        url = database_url()
+        url = fresh_database(DB_BASE)
     except psycopg.Error as e:
         print(f"not measured, PostgreSQL unreachable: {str(e).strip().splitlines()[0]}")
         return 0
+    try:
+        run(url)
+    finally:
+        drop_database(DB_BASE)
+    return 0
+
+
+def run(url: str) -> None:
+    """Each figure is printed once, as soon as it is measured."""
     app = make_app(url)
-    output = []
     with app.app_context():
         started = time.perf_counter()
         hashes = {label: argon2_hash(t, m) for label, t, m in COSTS}
@@ -347,8 +346,8 @@ def main() -> int:
             f"{time.perf_counter() - started:.1f} s",
             flush=True,
         )
-        output.append(f"The servers' lookups on PostgreSQL with {len(users):,} mailboxes (EXPLAIN ANALYZE):")
-        output += explain(url, users[len(users) // 2][0])
+        lines = [f"The servers' lookups on PostgreSQL with {len(users):,} mailboxes (EXPLAIN ANALYZE):"]
+        print("\n".join(lines + explain(url, users[len(users) // 2][0])), flush=True)
         views = Dovecot(app, url, "views")
         passwd = Dovecot(app, url, "passwd")
         passwd.use_passwd_file(users, hashes[COSTS[0][0]])
@@ -360,16 +359,12 @@ def main() -> int:
                 db.session.execute(sa.update(Mailbox).values(password_hash=hashes[label]))
                 db.session.commit()
                 passwd.write_passwd_file(users, hashes[label])
-                lines = measure(views, passwd, users, label)
-                print("\n".join(lines), flush=True)
-                output += lines
+                print("\n".join(measure(views, passwd, users, label)), flush=True)
         finally:
             views.stop()
             passwd.stop()
         db.session.remove()
         db.engine.dispose()
-    print("\n" + "\n".join(output))
-    return 0
 
 
 if __name__ == "__main__":

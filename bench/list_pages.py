@@ -12,7 +12,6 @@ in as the customer's admin. Goal: median under 50 ms.
 from __future__ import annotations
 
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -30,13 +29,12 @@ from app.extensions import db  # noqa: E402
 from app.models import Alias, DistributionList, ListMember, Mailbox, MailboxPeriod  # noqa: E402
 from app.services import classes, customers, domains, passwords, users  # noqa: E402
 from app.services.access import Actor  # noqa: E402
+from bench._postgres import drop_database, fresh_database  # noqa: E402
 
 MAILBOXES, ALIASES, LISTS, MEMBERS_PER_LIST = 10_000, 2_000, 500, 4
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "200"))
 GOAL_MS = 50
-PG_ADMIN_URL = os.environ.get(
-    "BENCH_POSTGRES_URL", os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-)
+DB_BASE = "panel_bench"
 DOMAIN = "grande-cliente.example"
 ADMIN = ("admin@grande-cliente.example", "Bench-password-1")
 CLASSES = ("Business Mail 1.000 MB", "Business Mail Plus 2.000 MB", "Professional Suite 5.000 MB")
@@ -216,12 +214,9 @@ def run_backend(label: str, url: str) -> list[str]:
 
 def postgres_url() -> tuple[str | None, str]:
     try:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
-            conn.execute('DROP DATABASE IF EXISTS "panel_bench" WITH (FORCE)')
-            conn.execute('CREATE DATABASE "panel_bench"')
+        return fresh_database(DB_BASE), ""
     except psycopg.Error as e:
         return None, str(e).strip().splitlines()[0]
-    return re.sub(r"/[^/]*$", "/panel_bench", PG_ADMIN_URL), ""
 
 
 def main() -> int:
@@ -231,9 +226,13 @@ def main() -> int:
         results += run_backend("sqlite", f"sqlite:///{Path(tmp) / 'bench.sqlite3'}")
     url, problem = postgres_url()
     if url:
-        results += run_backend("postgresql", url)
+        try:
+            results += run_backend("postgresql", url)
+        finally:
+            drop_database(DB_BASE)
     else:
         results.append(f"[postgresql] not measured, PostgreSQL unreachable: {problem}")
+    # The figures, once each, after the loading progress above.
     print("\n".join(results))
     return 0
 

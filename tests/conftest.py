@@ -53,14 +53,24 @@ def _worker() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
-def _pg_database_url() -> str:
+def _pg_database_name() -> str:
     # One database per checkout and per xdist worker, so parallel runs never share tables.
     checkout = hashlib.sha1(str(Path(__file__).resolve().parent.parent).encode()).hexdigest()[:8]
-    name = f"panel_test_{checkout}_{_worker()}"
+    return f"panel_test_{checkout}_{_worker()}"
+
+
+def _pg_database_url() -> str:
+    name = _pg_database_name()
+    # Dropped at the end of the run too; here in case a run was killed before its end.
+    _drop_pg_database(name)
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     return re.sub(r"/[^/]*$", f"/{name}", PG_ADMIN_URL)
+
+
+def _drop_pg_database(name: str) -> None:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 TEST_CONFIG = {
@@ -91,15 +101,21 @@ def backend(request) -> str:
 
 
 @pytest.fixture(scope="session")
-def database_url(backend, tmp_path_factory) -> str:
-    if backend == "postgresql":
-        return _pg_database_url()
-    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'panel.sqlite3'}"
+def database_url(backend, tmp_path_factory):
+    if backend != "postgresql":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'panel.sqlite3'}"
+        return
+    yield _pg_database_url()
+    # The end of this process's run (each xdist worker drops its own): leave nothing behind.
+    _drop_pg_database(_pg_database_name())
 
 
 @pytest.fixture(scope="session")
 def _app(database_url):
-    return make_app(database_url)
+    app = make_app(database_url)
+    yield app
+    with app.app_context():
+        db.engine.dispose()  # its connections closed before the database is dropped
 
 
 @pytest.fixture

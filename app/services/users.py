@@ -271,3 +271,16 @@ def set_active(actor: Actor, user_id: object, active: bool) -> User:
             sessions.end_all(user.id)
         db.session.commit()
     return user
+
+
+# --- Operators: a password set by support or the CLI ---------------------------------------
+# (Kept apart from the self-service functions above.)
+
+
+def set_password(actor: Actor, user: User, new: object) -> None:
+    """Support sets a panel user's password without the old one (forgotten, or a first login)."""
+    require_staff(actor)
+    passwords.check_strength(new, "password")
+    user.password_hash = passwords.hash_user_password(new)
+    audit.record(actor, "user.password", customer_id=user.customer_id, target=user.email)
+    db.session.commit()

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import ApiToken, AuditEvent, Customer, Mailbox, User
 from app.services import demo
+from tests import factories
 
 PASSWORD = "Operator-pass-7"
 
@@ -146,3 +147,140 @@ def test_seed_demo_twice_is_harmless_and_prints_the_logins(runner, auth):
 
     email, password = demo.CONTRACT_ADMIN
     assert auth.login(email, password).status_code == 302
+
+
+# --- users list, set-password, disable/enable; seed-demo outside development; huge ids ---------
+
+
+def failed_cleanly(result) -> bool:
+    """A non-zero exit through sys.exit (a message), never an uncaught exception (a traceback)."""
+    return (
+        result.exit_code != 0
+        and isinstance(result.exception, SystemExit)
+        and "Traceback" not in result.output
+    )
+
+
+def test_users_list_shows_role_customer_and_whether_they_may_log_in(runner, make):
+    c = make.customer(name="Studio Verdi")
+    admin = make.admin(c, "it@studioverdi.example")
+    make.staff("supporto@collabra.it")
+    runner.invoke(args=["users", "disable", admin.email])
+
+    result = runner.invoke(args=["users", "list"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["email", "ruolo", "cliente", "attivo"]
+    staff_line = next(line for line in lines if "supporto@collabra.it" in line)
+    assert staff_line.split() == ["supporto@collabra.it", "staff", "—", "sì"]
+    admin_line = next(line for line in lines if admin.email in line)
+    assert admin_line.split() == [admin.email, "customer_admin", str(c.id), "Studio", "Verdi", "no"]
+
+    only = runner.invoke(args=["users", "list", "--customer", str(c.id)])
+    assert admin.email in only.output and "supporto@collabra.it" not in only.output
+
+
+def test_users_set_password_from_the_environment(runner, auth, make):
+    admin = make.admin(make.customer())
+    result = runner.invoke(
+        args=["users", "set-password", admin.email.upper(), "--password-env", "NEW_PW"],
+        env={"NEW_PW": "Nuova-password-42"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "Nuova-password-42" not in result.output
+    assert auth.login(admin.email, factories.PASSWORD).status_code == 401  # the old one is refused
+    assert auth.login(admin.email, "Nuova-password-42").status_code == 302
+    event = db.session.scalars(sa.select(AuditEvent).order_by(AuditEvent.id.desc())).first()
+    assert (event.action, event.target) == ("user.password", admin.email)
+
+
+def test_users_set_password_at_the_prompt(runner, auth, make):
+    staff = make.staff()
+    result = runner.invoke(args=["users", "set-password", staff.email], input="Nuova-password-42\n" * 2)
+    assert result.exit_code == 0, result.output
+    assert auth.login(staff.email, "Nuova-password-42").status_code == 302
+
+
+@pytest.mark.parametrize(
+    ("email", "env", "expected"),
+    [
+        ("nessuno@collabra.it", {"NEW_PW": "Nuova-password-42"}, "nessuno@collabra.it"),
+        (None, {"NEW_PW": "corta"}, "password"),
+        (None, {"NEW_PW": None}, "NEW_PW"),
+    ],
+    ids=["unknown-user", "weak-password", "missing-variable"],
+)
+def test_users_set_password_fails_cleanly(runner, make, email, env, expected):
+    staff = make.staff()
+    before = (staff.password_hash, rows())
+    result = runner.invoke(
+        args=["users", "set-password", email or staff.email, "--password-env", "NEW_PW"], env=env
+    )
+    assert failed_cleanly(result), result.output
+    assert expected.lower() in result.output.lower()
+    db.session.refresh(staff)
+    assert (staff.password_hash, rows()) == before
+
+
+def test_users_disable_ends_login_api_and_open_sessions_and_enable_restores(runner, auth, client, make):
+    c = make.customer()
+    admin = make.admin(c)
+    token = runner.invoke(args=["tokens", "create", admin.email]).output.strip()
+    assert auth.login(admin.email).status_code == 302  # a session open before
+
+    result = runner.invoke(args=["users", "disable", admin.email])
+    assert result.exit_code == 0, result.output
+    assert "disattivato" in result.output
+    page = client.get(f"/customers/{c.id}/")
+    assert page.status_code == 302 and "/login" in page.headers["Location"]
+    assert client.get("/api/v1/customers", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert auth.login(admin.email).status_code == 401  # refused
+
+    assert runner.invoke(args=["users", "enable", admin.email]).exit_code == 0
+    assert auth.login(admin.email).status_code == 302
+    actions = db.session.scalars(sa.select(AuditEvent.action).order_by(AuditEvent.id)).all()
+    assert actions[-2:] == ["user.deactivate", "user.activate"]
+
+
+def test_users_disable_an_unknown_user_fails_cleanly(runner):
+    before = rows()
+    result = runner.invoke(args=["users", "disable", "nessuno@collabra.it"])
+    assert failed_cleanly(result) and "nessuno@collabra.it" in result.output
+    assert rows() == before
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [
+            "users",
+            "create",
+            "a@collabra.it",
+            "--role",
+            "customer_admin",
+            "--customer",
+            "99999999999999999999",
+        ],
+        ["users", "create", "a@collabra.it", "--role", "customer_admin", "--customer", str(2**31)],
+        ["users", "create", "a@collabra.it", "--role", "customer_admin", "--customer", "0"],
+        ["users", "create", "a@collabra.it", "--role", "customer_admin", "--customer", "-5"],
+        ["users", "list", "--customer", "99999999999999999999"],
+    ],
+    ids=["above-2^63", "2^31", "zero", "negative", "list-above-2^63"],
+)
+def test_out_of_range_customer_ids_fail_cleanly(runner, args):
+    before = rows()
+    result = runner.invoke(args=args, env={"PANEL_PW": PASSWORD})
+    assert failed_cleanly(result), (result.output, result.exception)
+    assert "--customer" in result.output
+    assert rows() == before
+
+
+def test_seed_demo_refuses_outside_development(runner, app, monkeypatch):
+    monkeypatch.setitem(app.config, "ENV_NAME", "production")
+    before = rows()
+    result = runner.invoke(args=["seed-demo"])
+    assert failed_cleanly(result)
+    assert "APP_ENV=development" in result.output
+    assert demo.CONTRACT_ADMIN[1] not in result.output
+    assert rows() == before
