@@ -111,8 +111,7 @@ def check_current_password(actor: Actor, user: User, current: object) -> None:
 def change_password(
     actor: Actor, user: User, current: object, new: object, keep_session_id: int | None = None
 ) -> None:
-    """Change one's own password. Every other session ends and every API token is revoked:
-    whoever learnt the old password may have used it to open them."""
+    """Change one's own password (see _replace_password for what else ends)."""
     if actor.user_id != user.id:
         raise PermissionDenied(_("Puoi cambiare solo la tua password."))
     errors: dict[str, str] = {}
@@ -124,6 +123,12 @@ def change_password(
         errors["current_password"] = _("La password attuale non è corretta.")
     if errors:
         raise ValidationError(errors)
+    _replace_password(actor, user, new, keep_session_id)
+
+
+def _replace_password(actor: Actor, user: User, new: str, keep_session_id: int | None = None) -> None:
+    """A new password ends the user's other sessions and revokes every API token:
+    whoever learnt the old password may have used it to open them."""
     user.password_hash = passwords.hash_user_password(new)
     ended = sessions.end_all(user.id, keep_id=keep_session_id)
     revoked = db.session.execute(sa.delete(ApiToken).where(ApiToken.user_id == user.id)).rowcount or 0
@@ -281,6 +286,4 @@ def set_password(actor: Actor, user: User, new: object) -> None:
     """Support sets a panel user's password without the old one (forgotten, or a first login)."""
     require_staff(actor)
     passwords.check_strength(new, "password")
-    user.password_hash = passwords.hash_user_password(new)
-    audit.record(actor, "user.password", customer_id=user.customer_id, target=user.email)
-    db.session.commit()
+    _replace_password(actor, user, new)

@@ -194,6 +194,22 @@ def test_users_set_password_from_the_environment(runner, auth, make):
     assert (event.action, event.target) == ("user.password", admin.email)
 
 
+def test_users_set_password_ends_open_sessions_and_revokes_tokens(runner, auth, client, make):
+    c = make.customer()
+    admin = make.admin(c)
+    token = runner.invoke(args=["tokens", "create", admin.email]).output.strip()
+    assert auth.login(admin.email).status_code == 302  # a session opened with the old password
+
+    result = runner.invoke(
+        args=["users", "set-password", admin.email, "--password-env", "NEW_PW"],
+        env={"NEW_PW": "Nuova-password-42"},
+    )
+    assert result.exit_code == 0, result.output
+    page = client.get(f"/customers/{c.id}/")
+    assert page.status_code == 302 and "/login" in page.headers["Location"]
+    assert client.get("/api/v1/customers", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
 def test_users_set_password_at_the_prompt(runner, auth, make):
     staff = make.staff()
     result = runner.invoke(args=["users", "set-password", staff.email], input="Nuova-password-42\n" * 2)
