@@ -247,7 +247,7 @@ def test_limit_message_and_one_click_capacity_request(client, make, auth):
     cls_id = classes.resolve("Business Mail 100 MB").id
     asked = client.post(
         f"/customers/{c.id}/capacity-requests",
-        data={"service_class": cls_id, "extra_accounts": "1"},
+        data={"service_class": cls_id, "extra_accounts": "1", "note": "Arriva Luca", "fixed": "1"},
         headers=HX,
     )
     assert asked.status_code == 200
@@ -296,10 +296,10 @@ def test_the_create_panel_rereads_the_counts_after_a_delete(client, auth, make):
     auth.login(make.admin(c).email)
     first, _second = make.mailbox(c), make.mailbox(c)
     url = f"/customers/{c.id}/mailboxes"
-    assert "2 di 2 usate" in client.get(f"{url}/new", headers=HX).get_data(as_text=True)
+    assert "0 di 2 libere" in client.get(f"{url}/new", headers=HX).get_data(as_text=True)
     deleted = client.post(f"{url}/{first.id}/delete", headers=HX)
     assert "mailbox-usage-changed" in deleted.headers["HX-Trigger"]
     panel = client.get(f"{url}/new", headers=HX).get_data(as_text=True)
-    assert 'id="mailbox-create"' in panel and "1 di 2 usate" in panel
+    assert 'id="mailbox-create"' in panel and "1 di 2 libera" in panel
     assert "<html" not in panel  # the fragment alone; without htmx the same URL is the full page
     assert "<html" in client.get(f"{url}/new").get_data(as_text=True)
