@@ -25,6 +25,11 @@ INT = {"type": "integer"}
 BOOL = {"type": "boolean"}
 WHEN = {"type": "string", "format": "date-time"}
 NULLABLE_WHEN = {"type": ["string", "null"], "format": "date-time"}
+VAT_DUPLICATE_REASON = {
+    **NULLABLE_STR,
+    "maxLength": 500,
+    "description": "Why a VAT number another customer has is accepted (audited); without it, 409.",
+}
 ID = {"type": "integer", "readOnly": True}
 CLASS_REF = {
     "oneOf": [{"type": "string", "examples": ["Business Mail 5.000 MB", "business mail 5 GB"]}, INT],
@@ -77,12 +82,14 @@ SCHEMAS = {
         plan={"type": "string", "enum": ["payg", "contract"]},
         vat_number={**NULLABLE_STR, "description": "Partita IVA (11 digits) or an EU VAT number."},
         contact_email=NULLABLE_STR,
+        vat_duplicate_reason=VAT_DUPLICATE_REASON,
     ),
     "CustomerPatch": _obj(
         name={**STR, "maxLength": 200},
         plan={"type": "string", "enum": ["payg", "contract"]},
         vat_number=NULLABLE_STR,
         contact_email=NULLABLE_STR,
+        vat_duplicate_reason=VAT_DUPLICATE_REASON,
     ),
     "CustomerPage": _obj(
         ("items", "total", "page", "pages"),
@@ -342,12 +349,13 @@ def _paths() -> dict:
                 params=(_query("q", STR, "Search name, VAT number, contact email (staff)."), *PAGING),
             ),
             "post": _op(
-                "Create a customer (staff).",
+                "Create a customer (staff). A VAT number another customer has is a 409 "
+                "unless `vat_duplicate_reason` says why.",
                 "customers",
                 ok=_json(_ref("Customer"), "Created."),
                 status="201",
                 body="CustomerInput",
-                errors=("401", "403", "422"),
+                errors=("401", "403", "409", "422"),
             ),
         },
         "/api/v1/customers/{customer_id}": {

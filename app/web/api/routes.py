@@ -23,6 +23,7 @@ CUSTOMER_FIELDS = {
     "plan": body.text,
     "vat_number": body.optional_text,
     "contact_email": body.optional_text,
+    "vat_duplicate_reason": body.optional_text,
 }
 REQUEST_STATUSES = ("open", "approved", "rejected")
 
