@@ -53,7 +53,7 @@ def _filters() -> dict:
     }
 
 
-def _class_groups(customer=None, keep_class_id: int | None = None):
+def _class_groups(all_classes: list, customer=None, keep_class_id: int | None = None):
     """Classes grouped by type, in the guide's order, for <optgroup>s.
 
     With a contract customer: only the classes its contract provides (and
@@ -66,7 +66,7 @@ def _class_groups(customer=None, keep_class_id: int | None = None):
         if keep_class_id is not None:
             offered.add(keep_class_id)
     groups: dict[str, list] = {}
-    for cls in classes.all_classes():
+    for cls in all_classes:
         if offered is None or cls.id in offered:
             groups.setdefault(cls.type_name, []).append(cls)
     return list(groups.items())
@@ -90,6 +90,7 @@ def _list_context(view, form=None, errors=None, limit=None, created=None) -> dic
         page=f["page"],
         per_page=f["per_page"],
     )
+    every_class = classes.all_classes()
     return {
         "customer": view.customer,
         "can_manage": view.can_manage,
@@ -97,8 +98,8 @@ def _list_context(view, form=None, errors=None, limit=None, created=None) -> dic
         "results": page,
         "alias_counts": mailboxes.alias_counts([m.id for m in page.items]),
         **usage_context([m.id for m in page.items]),
-        "class_groups": _class_groups(),
-        "offer_groups": _class_groups(view.customer),
+        "class_groups": _class_groups(every_class),
+        "offer_groups": _class_groups(every_class, view.customer),
         "usage": _contract_usage(view.customer),
         "domains": domains.list_domains(view.actor, view.customer.id),
         "form": form or {},
@@ -185,7 +186,9 @@ def _row_context(view, mailbox, **extra) -> dict:
         "can_manage": view.can_manage,
         "m": mailbox,
         "alias_count": mailboxes.alias_counts([mailbox.id]).get(mailbox.id, 0),
-        "offer_groups": _class_groups(view.customer, keep_class_id=mailbox.service_class_id),
+        "offer_groups": _class_groups(
+            classes.all_classes(), view.customer, keep_class_id=mailbox.service_class_id
+        ),
         "usage": _contract_usage(view.customer),
         "form": {},
         "errors": {},
