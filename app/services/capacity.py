@@ -62,7 +62,7 @@ def request_capacity(
     customer = customer_for(actor, customer_id)
     cls, extra, text = _read(service_class, extra_accounts, note)
     if customer.plan != "contract":
-        raise Conflict(_("Le richieste di caselle riguardano solo i contratti a canone."))
+        raise Conflict(_("Le richieste al commerciale riguardano solo i contratti a canone."))
     # Serialises two requests for the same class, so the second finds the first and revises it.
     limits.lock_customer(customer.id)
     req = db.session.scalar(

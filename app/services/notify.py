@@ -97,7 +97,7 @@ def capacity_decided(req: CapacityRequest) -> None:
                 day=labels.when(req.created_at, "date"),
             )
             if req.status == "approved":
-                subject = _("Richiesta di caselle approvata: %(cls)s", cls=cls)
+                subject = _("Richiesta al commerciale approvata: %(cls)s", cls=cls)
                 lines = [
                     _("Buongiorno,"),
                     "",
@@ -121,7 +121,7 @@ def capacity_decided(req: CapacityRequest) -> None:
                     )
                 )
             else:
-                subject = _("Richiesta di caselle rifiutata: %(cls)s", cls=cls)
+                subject = _("Richiesta al commerciale rifiutata: %(cls)s", cls=cls)
                 lines = [
                     _("Buongiorno,"),
                     "",
@@ -142,9 +142,9 @@ def capacity_requested(req: CapacityRequest, *, created: bool) -> None:
     with force_locale("it"):
         cls = req.service_class.name
         subject = (
-            _("Nuova richiesta di caselle: %(cust)s, %(cls)s", cust=req.customer.name, cls=cls)
+            _("Nuova richiesta al commerciale: %(cust)s, %(cls)s", cust=req.customer.name, cls=cls)
             if created
-            else _("Richiesta di caselle modificata: %(cust)s, %(cls)s", cust=req.customer.name, cls=cls)
+            else _("Richiesta al commerciale modificata: %(cust)s, %(cls)s", cust=req.customer.name, cls=cls)
         )
         lines = [
             ngettext(

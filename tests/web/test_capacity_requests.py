@@ -188,7 +188,7 @@ def test_staff_approve_a_different_number_and_the_customer_reads_it(client, auth
 
     [mail] = smtp.wait_for(1)
     assert sorted(mail.envelope_to) == ["it@verdi.example", "segreteria@verdi-contatti.example"]
-    assert mail.subject == "Richiesta di caselle approvata: Business Mail 100 MB"
+    assert mail.subject == "Richiesta al commerciale approvata: Business Mail 100 MB"
     assert "La richiesta di 3 caselle Business Mail 100 MB in più" in mail.body
     assert "Concesse 2 caselle invece delle 3 richieste." in mail.body
     assert "Il contratto ora prevede 7 caselle Business Mail 100 MB." in mail.body
@@ -217,7 +217,7 @@ def test_a_rejection_needs_a_reason_the_customer_reads(client, auth, make, studi
     assert "Rifiutata" in mine and "Gli stagisti usano le caselle esistenti" in mine
     assert "Respinta" not in mine
     [mail] = smtp.wait_for(1)
-    assert mail.subject == "Richiesta di caselle rifiutata: Business Mail 100 MB"
+    assert mail.subject == "Richiesta al commerciale rifiutata: Business Mail 100 MB"
     assert "Motivo: Gli stagisti usano le caselle esistenti" in mail.body
 
 
@@ -263,7 +263,7 @@ def test_sales_hear_of_a_new_request(app, make, studio, smtp):
     )
     [mail] = smtp.wait_for(1)
     assert mail.envelope_to == ["commerciale@collabra.example"]
-    assert mail.subject == "Nuova richiesta di caselle: Studio Verdi, Business Mail 100 MB"
+    assert mail.subject == "Nuova richiesta al commerciale: Studio Verdi, Business Mail 100 MB"
     assert "Studio Verdi chiede 2 caselle Business Mail 100 MB in più." in mail.body
     assert "Motivo: Due soci" in mail.body
 
@@ -299,3 +299,21 @@ def test_api_revise_approve_a_different_number_and_reject(client, make, studio):
     approved = call(staff_token, f"/capacity-requests/{first.get_json()['id']}/approve", {"accounts": 3})
     assert approved.status_code == 200
     assert (approved.get_json()["granted_accounts"], _allowance(c)) == (3, 8)
+
+
+def test_the_limit_notice_in_an_edited_row_is_not_a_form_inside_the_edit_form(client, auth, make):
+    """Forms cannot nest: the browser would send the request form's button to the edit form."""
+    c = make.customer("contract", {BM100: 2, "Business Mail Plus 100 MB": 1})
+    make.mailbox(c, "plus", service_class="Business Mail Plus 100 MB")
+    box = make.mailbox(c, "anna")
+    auth.login(make.admin(c).email)
+    html = client.post(
+        f"/customers/{c.id}/mailboxes/{box.id}",
+        data={"display_name": "Anna", "service_class": "Business Mail Plus 100 MB"},
+        headers=HX,
+    ).get_data(as_text=True)
+    depth, deepest = 0, 0
+    for tag in re.findall(r"<(/?)form\b", html):
+        depth += -1 if tag else 1
+        deepest = max(deepest, depth)
+    assert html.count("<form") == 2 and deepest == 1

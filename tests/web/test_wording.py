@@ -1,7 +1,7 @@
 """One word per thing and one date format per language, everywhere.
 
-Regression: "Richieste al commerciale" and "Richieste di capacità" named one
-page, "Respinta" and "Rifiutata" one outcome, and templates wrote dates in
+Regression: "Richieste al commerciale" (customers) and "Richieste di capacità"
+(staff) named one page, "Respinta" and "Rifiutata" one outcome, and templates wrote dates in
 three formats (dd/MM/yyyy, Babel's "short", Babel's default).
 """
 
@@ -35,7 +35,7 @@ def test_dates_are_written_only_through_the_when_filter():
     assert _hits(r"datetimeformat|\|dateformat|strftime|format_date(time)?\(", exclude=("labels.py",)) == []
 
 
-@pytest.mark.parametrize("word", ["Richieste al commerciale", "Richieste di capacità", "Respinta"])
+@pytest.mark.parametrize("word", ["Richieste di capacità", "Richiesta di capacità", "Respinta"])
 def test_one_word_per_thing(word):
     assert _hits(re.escape(word)) == []
 

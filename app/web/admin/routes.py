@@ -38,7 +38,7 @@ PORTAL_PAGES = (
     ("portal.aliases", _l("Alias")),
     ("portal.lists", _l("Liste di distribuzione")),
     ("portal.domains", _l("Domini")),
-    ("portal.capacity_requests", _l("Richieste di caselle")),
+    ("portal.capacity_requests", _l("Richieste al commerciale")),
 )
 
 

@@ -174,9 +174,9 @@ def capacity_requests(customer_id: int):
     if asked.created:
         message = ngettext(
             "Richiesta inviata al commerciale: %(num)d casella %(cls)s in più. "
-            "Riceverai la risposta per email e la vedrai in Richieste di caselle.",
+            "Riceverai la risposta per email e la vedrai in Richieste al commerciale.",
             "Richiesta inviata al commerciale: %(num)d caselle %(cls)s in più. "
-            "Riceverai la risposta per email e la vedrai in Richieste di caselle.",
+            "Riceverai la risposta per email e la vedrai in Richieste al commerciale.",
             req.extra_accounts,
             cls=req.service_class.name,
         )
