@@ -157,6 +157,8 @@ def change_lines(action: str, changes: object, show=str) -> list[tuple[str, str]
             old, new = value
         else:
             old, new = None, value
+        if old in (None, "") and new in (None, ""):
+            continue  # a field created empty says nothing
         out.append((name, f"{_value(key, entity, old, show)} → {_value(key, entity, new, show)}"))
     return out
 
