@@ -31,6 +31,15 @@ class Asked:
     created: bool  # False: an open request for the class was revised
 
 
+def _reason(value: object, field: str, *, required: bool) -> str:
+    """A reason as people type it in a text area: line breaks kept, other control characters refused."""
+    if isinstance(value, str):
+        value = value.replace("\r\n", "\n").replace("\r", "\n")
+        fields.text(value.replace("\n", " "), field, max_len=MAX_NOTE, required=required)
+        return "\n".join(line.rstrip() for line in value.strip().split("\n"))
+    return fields.text(value, field, max_len=MAX_NOTE, required=required)
+
+
 def _read(service_class: object, extra_accounts: object, note: object):
     errors: dict[str, str] = {}
     cls = extra = text = None
@@ -43,7 +52,7 @@ def _read(service_class: object, extra_accounts: object, note: object):
     except ValidationError as e:
         errors.update(e.errors)
     try:
-        text = fields.text(note, "note", max_len=MAX_NOTE)
+        text = _reason(note, "note", required=True)
     except ValidationError as e:
         errors["note"] = (
             _("Scrivi perché ti servono: il commerciale decide anche in base al motivo.")
@@ -156,7 +165,7 @@ def decide(
         except ValidationError as e:
             errors.update(e.errors)
     try:
-        text = fields.text(reason, "reason", max_len=MAX_NOTE, required=not approve)
+        text = _reason(reason, "reason", required=not approve)
     except ValidationError as e:
         errors["reason"] = (
             _("Scrivi il motivo del rifiuto: il cliente lo leggerà.")

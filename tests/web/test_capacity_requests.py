@@ -317,3 +317,15 @@ def test_the_limit_notice_in_an_edited_row_is_not_a_form_inside_the_edit_form(cl
         depth += -1 if tag else 1
         deepest = max(deepest, depth)
     assert html.count("<form") == 2 and deepest == 1
+
+
+def test_a_reason_on_several_lines_is_kept_other_control_characters_are_not(client, auth, studio):
+    c, admin = studio
+    auth.login(admin.email)
+    assert _ask_on_page(client, c, note="Tre praticanti:\r\nLuca, Sara\r\ne Marco").status_code == 303
+    req = db.session.scalar(sa.select(CapacityRequest))
+    assert req.note == "Tre praticanti:\nLuca, Sara\ne Marco"
+    refused = _ask_on_page(client, c, note="Motivo\x00nascosto")
+    assert refused.status_code == 422 and "Contiene caratteri non ammessi" in refused.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(CapacityRequest, req.id).note == "Tre praticanti:\nLuca, Sara\ne Marco"

@@ -102,7 +102,8 @@ def _customer_page(customer, status: int = 200, **overrides):
         "portal_links": [
             (href, label)
             for endpoint, label in PORTAL_PAGES
-            if (href := optional_url(endpoint, customer_id=customer.id))
+            if (customer.plan == "contract" or endpoint != "portal.capacity_requests")
+            and (href := optional_url(endpoint, customer_id=customer.id))
         ],
     }
     ctx.update(overrides)
