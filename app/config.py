@@ -72,6 +72,11 @@ class Config:
     POSTFIX_SMTP_HOST = os.environ.get("POSTFIX_SMTP_HOST", "127.0.0.1")
     POSTFIX_SMTP_PORT = int(os.environ.get("POSTFIX_SMTP_PORT", "25"))
     HEALTH_TIMEOUT = float(os.environ.get("HEALTH_TIMEOUT", "2"))
+    # Mail to customers and sales (app/services/notify.py). Empty SMTP_HOST: not sent, only logged.
+    SMTP_HOST = os.environ.get("SMTP_HOST", "")
+    SMTP_PORT = int(os.environ.get("SMTP_PORT", "25"))
+    SMTP_TIMEOUT = float(os.environ.get("SMTP_TIMEOUT", "10"))
+    MAIL_FROM = os.environ.get("MAIL_FROM", "Collabra Professional Email <noreply@collabra.it>")
 
     @classmethod
     def finalize(cls, mapping: dict) -> dict:

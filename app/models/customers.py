@@ -56,17 +56,34 @@ class CapacityRequest(db.Model):
     """A customer asks sales for more accounts of a class; staff approve or reject."""
 
     __tablename__ = "capacity_requests"
-    __table_args__ = (sa.CheckConstraint("status IN ('open', 'approved', 'rejected')", name="status"),)
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('open', 'approved', 'rejected')", name="status"),
+        # One open request per customer and class: asking again revises it (capacity.request_capacity).
+        sa.Index(
+            "uq_capacity_requests_open_class",
+            "customer_id",
+            "service_class_id",
+            unique=True,
+            sqlite_where=sa.text("status = 'open'"),
+            postgresql_where=sa.text("status = 'open'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int] = mapped_column(sa.ForeignKey("customers.id", ondelete="CASCADE"), index=True)
     service_class_id: Mapped[int] = mapped_column(sa.ForeignKey("service_classes.id"))
     extra_accounts: Mapped[int]
+    # The customer's reason for asking.
     note: Mapped[str] = mapped_column(sa.String(1000), default="")
     status: Mapped[str] = mapped_column(sa.String(16), default="open")
+    # What staff granted (may differ from what was asked) and why, shown to the customer.
+    granted_accounts: Mapped[int | None]
+    decision_note: Mapped[str] = mapped_column(sa.String(1000), default="")
     requested_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
     decided_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When the customer last revised the open request (number or reason).
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     customer: Mapped[Customer] = relationship()

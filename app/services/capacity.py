@@ -1,6 +1,15 @@
-"""Capacity requests: a contract customer asks for more accounts; support approves or rejects."""
+"""Capacity requests: a contract customer asks for more accounts of a class; support decides.
+
+One open request per customer and class: asking again revises it (the
+number and the reason), so staff never see the same need twice. Staff
+approve (possibly a different number, which is what the allowance grows
+by) or reject with a reason; the customer reads the outcome on the
+requests page and by email.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
@@ -8,57 +17,106 @@ from flask_babel import gettext as _
 from app.extensions import db
 from app.models import Allowance, CapacityRequest
 from app.models.base import utcnow
-from app.services import audit, classes, fields, limits
+from app.services import audit, classes, fields, limits, notify
 from app.services.access import Actor, customer_for, require_staff, scoped
 from app.services.errors import Conflict, ValidationError
 
+MAX_ACCOUNTS = 10_000
+MAX_NOTE = 1000
 
-def request_capacity(
-    actor: Actor, customer_id: int, *, service_class: object, extra_accounts: object = 1, note: object = ""
-) -> CapacityRequest:
-    customer = customer_for(actor, customer_id)
+
+@dataclass(frozen=True)
+class Asked:
+    request: CapacityRequest
+    created: bool  # False: an open request for the class was revised
+
+
+def _reason(value: object, field: str, *, required: bool) -> str:
+    """A reason as people type it in a text area: line breaks kept, other control characters refused."""
+    if isinstance(value, str):
+        value = value.replace("\r\n", "\n").replace("\r", "\n")
+        fields.text(value.replace("\n", " "), field, max_len=MAX_NOTE, required=required)
+        return "\n".join(line.rstrip() for line in value.strip().split("\n"))
+    return fields.text(value, field, max_len=MAX_NOTE, required=required)
+
+
+def _read(service_class: object, extra_accounts: object, note: object):
     errors: dict[str, str] = {}
+    cls = extra = text = None
     try:
         cls = classes.resolve(service_class)
     except ValidationError as e:
         errors.update(e.errors)
     try:
-        extra = fields.integer(extra_accounts, "extra_accounts", minimum=1, maximum=10_000)
+        extra = fields.integer(extra_accounts, "extra_accounts", minimum=1, maximum=MAX_ACCOUNTS)
     except ValidationError as e:
         errors.update(e.errors)
     try:
-        text = fields.text(note, "note", max_len=1000, required=False)
+        text = _reason(note, "note", required=True)
     except ValidationError as e:
-        errors.update(e.errors)
+        errors["note"] = (
+            _("Scrivi perché ti servono: il commerciale decide anche in base al motivo.")
+            if not (note or "").strip()
+            else e.errors["note"]
+        )
     if errors:
         raise ValidationError(errors)
+    return cls, extra, text
+
+
+def request_capacity(
+    actor: Actor, customer_id: int, *, service_class: object, extra_accounts: object, note: object
+) -> Asked:
+    """Ask for extra_accounts more of a class, saying why; revises the open request for that class if any."""
+    customer = customer_for(actor, customer_id)
+    cls, extra, text = _read(service_class, extra_accounts, note)
     if customer.plan != "contract":
-        raise Conflict(_("Le richieste di capacità riguardano solo i contratti a canone."))
-    req = CapacityRequest(
-        customer_id=customer.id,
-        service_class_id=cls.id,
-        extra_accounts=extra,
-        note=text,
-        requested_by_id=actor.user_id,
+        raise Conflict(_("Le richieste al commerciale riguardano solo i contratti a canone."))
+    # Serialises two requests for the same class, so the second finds the first and revises it.
+    limits.lock_customer(customer.id)
+    req = db.session.scalar(
+        sa.select(CapacityRequest).where(
+            CapacityRequest.customer_id == customer.id,
+            CapacityRequest.service_class_id == cls.id,
+            CapacityRequest.status == "open",
+        )
     )
-    db.session.add(req)
-    db.session.flush()
-    audit.record(
-        actor,
-        "capacity.request",
-        customer_id=customer.id,
-        target=cls.name,
-        changes={"extra_accounts": [None, extra], "note": [None, text]},
-    )
+    if req is None:
+        req = CapacityRequest(
+            customer_id=customer.id,
+            service_class_id=cls.id,
+            extra_accounts=extra,
+            note=text,
+            requested_by_id=actor.user_id,
+        )
+        db.session.add(req)
+        db.session.flush()
+        audit.record(
+            actor,
+            "capacity.request",
+            customer_id=customer.id,
+            target=cls.name,
+            changes={"extra_accounts": [None, extra], "note": [None, text]},
+        )
+        created = True
+    else:
+        changes = audit.diff(
+            {"extra_accounts": req.extra_accounts, "note": req.note}, {"extra_accounts": extra, "note": text}
+        )
+        if changes:
+            req.extra_accounts, req.note = extra, text
+            req.requested_by_id = actor.user_id or req.requested_by_id
+            req.updated_at = utcnow()
+            audit.record(actor, "capacity.revise", customer_id=customer.id, target=cls.name, changes=changes)
+        created = False
     db.session.commit()
-    return req
+    notify.capacity_requested(req, created=created)
+    return Asked(req, created)
 
 
 def get_request(actor: Actor, request_id: object) -> CapacityRequest:
-    try:
-        req = db.session.get(CapacityRequest, int(request_id))
-    except (TypeError, ValueError):
-        req = None
+    request_id = fields.row_id(request_id)
+    req = db.session.get(CapacityRequest, request_id) if request_id else None
     return scoped(actor, req, _("Richiesta non trovata."))
 
 
@@ -76,16 +134,52 @@ def list_requests(
     return list(db.session.scalars(stmt.options(sa.orm.joinedload(CapacityRequest.customer))))
 
 
-def decide(actor: Actor, request_id: object, *, approve: bool) -> CapacityRequest:
-    """Approve (raise the allowance by the requested amount) or reject an open request."""
+def open_by_class(actor: Actor, customer_id: int) -> dict[int, CapacityRequest]:
+    """The customer's open requests, by class id (to show "asked: +3" beside a class)."""
+    return {r.service_class_id: r for r in list_requests(actor, customer_id=customer_id, status="open")}
+
+
+def decide(
+    actor: Actor,
+    request_id: object,
+    *,
+    approve: bool,
+    accounts: object = None,
+    reason: object = "",
+) -> CapacityRequest:
+    """Approve (the allowance grows by `accounts`, by default what was asked) or reject (a reason is required)."""
     # Scope first: someone else's request is a 404 for a customer, as everywhere.
     req = get_request(actor, request_id)
     require_staff(actor)
+    if req.status != "open":  # checked again under the lock below
+        raise Conflict(_("Questa richiesta è già stata gestita."))
+    errors: dict[str, str] = {}
+    granted = None
+    if approve:
+        try:
+            granted = (
+                req.extra_accounts
+                if accounts is None or accounts == ""
+                else fields.integer(accounts, "accounts", minimum=1, maximum=MAX_ACCOUNTS)
+            )
+        except ValidationError as e:
+            errors.update(e.errors)
+    try:
+        text = _reason(reason, "reason", required=not approve)
+    except ValidationError as e:
+        errors["reason"] = (
+            _("Scrivi il motivo del rifiuto: il cliente lo leggerà.")
+            if not (reason or "").strip()
+            else e.errors["reason"]
+        )
+    if errors:
+        raise ValidationError(errors)
     limits.lock_customer(req.customer_id)
     db.session.refresh(req)
     if req.status != "open":
         raise Conflict(_("Questa richiesta è già stata gestita."))
-    changes: dict = {"status": ["open", "approved" if approve else "rejected"]}
+    status = "approved" if approve else "rejected"
+    changes: dict = {"status": ["open", status]}
     if approve:
         allowance = db.session.scalar(
             sa.select(Allowance).where(
@@ -98,17 +192,23 @@ def decide(actor: Actor, request_id: object, *, approve: bool) -> CapacityReques
                 customer_id=req.customer_id, service_class_id=req.service_class_id, max_accounts=0
             )
             db.session.add(allowance)
-        allowance.max_accounts = before + req.extra_accounts
+        allowance.max_accounts = before + granted
+        changes["granted_accounts"] = [req.extra_accounts, granted]
         changes[req.service_class.name] = [before, allowance.max_accounts]
-    req.status = "approved" if approve else "rejected"
+    if text:
+        changes["decision_note"] = [None, text]
+    req.status = status
+    req.granted_accounts = granted
+    req.decision_note = text
     req.decided_by_id = actor.user_id
     req.decided_at = utcnow()
     audit.record(
         actor,
-        "capacity.approve" if approve else "capacity.reject",
+        f"capacity.{'approve' if approve else 'reject'}",
         customer_id=req.customer_id,
         target=req.service_class.name,
         changes=changes,
     )
     db.session.commit()
+    notify.capacity_decided(req)
     return req

@@ -68,9 +68,39 @@ def _read(data: dict, partial: bool) -> dict:
     return out
 
 
-def create_customer(actor: Actor, **data) -> Customer:
+def _check_vat_unique(values: dict, reason: object, customer_id: int | None = None) -> dict:
+    """Refuse a VAT number another customer has, unless staff give a reason (kept in the audit trail).
+
+    Returns the audit entry for an accepted duplicate ({} otherwise).
+    """
+    vat = values.get("vat_number")
+    if not vat:
+        return {}
+    stmt = sa.select(Customer.name).where(Customer.vat_number == vat).order_by(Customer.id)
+    if customer_id is not None:
+        stmt = stmt.where(Customer.id != customer_id)
+    holder = db.session.scalar(stmt.limit(1))
+    if holder is None:
+        return {}
+    why = fields.text(reason, "vat_duplicate_reason", max_len=500, required=False)
+    if not why:
+        raise Conflict(
+            _(
+                "La partita IVA %(vat)s è già del cliente «%(name)s». Se è voluto (ad esempio due sedi con "
+                "contratti separati), scrivi il motivo e salva di nuovo.",
+                vat=vat,
+                name=holder,
+            ),
+            field="vat_number",
+        )
+    return {"vat_duplicate_reason": [None, why]}
+
+
+def create_customer(actor: Actor, vat_duplicate_reason: object = "", **data) -> Customer:
+    """Staff only. A VAT number already in use is refused unless vat_duplicate_reason says why."""
     require_staff(actor)
     values = _read(data, partial=False)
+    override = _check_vat_unique(values, vat_duplicate_reason)
     customer = Customer(**values)
     db.session.add(customer)
     db.session.flush()
@@ -79,16 +109,19 @@ def create_customer(actor: Actor, **data) -> Customer:
         "customer.create",
         customer_id=customer.id,
         target=customer.name,
-        changes={k: [None, v] for k, v in values.items()},
+        changes={k: [None, v] for k, v in values.items()} | override,
     )
     db.session.commit()
     return customer
 
 
-def update_customer(actor: Actor, customer_id: int, **data) -> Customer:
+def update_customer(actor: Actor, customer_id: int, vat_duplicate_reason: object = "", **data) -> Customer:
     customer = customer_for(actor, customer_id)  # scope first: another customer's id is a 404
     require_staff(actor)
     values = _read(data, partial=True)
+    override = {}
+    if values.get("vat_number") and values["vat_number"] != customer.vat_number:
+        override = _check_vat_unique(values, vat_duplicate_reason, customer.id)
     limits.lock_customer(customer.id)
     if values.get("plan") == "contract" and customer.plan != "contract":
         _check_covers_usage(customer, {a.service_class_id: a.max_accounts for a in customer.allowances})
@@ -100,7 +133,7 @@ def update_customer(actor: Actor, customer_id: int, **data) -> Customer:
         "customer.update",
         customer_id=customer.id,
         target=customer.name,
-        changes=audit.diff(before, values),
+        changes=audit.diff(before, values) | override,
     )
     db.session.commit()
     return customer

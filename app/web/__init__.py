@@ -62,6 +62,13 @@ def register_web(app: Flask) -> None:
     app.register_blueprint(admin_bp, url_prefix="/admin")
     app.register_blueprint(api_bp, url_prefix="/api/v1")
 
+    from app.services import labels
+
+    # The one way templates write dates and name codes (app/services/labels.py).
+    app.add_template_filter(labels.when, "when")
+    app.add_template_global(labels.label, "label")
+    app.add_template_global(labels.action_label, "action_label")
+
     @app.context_processor
     def _globals():
         return {

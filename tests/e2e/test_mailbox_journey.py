@@ -32,6 +32,14 @@ def shot(page: Page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
+def ask_for_more(notice, count: str, reason: str) -> None:
+    """In a limit notice: open the request form, say how many and why, send."""
+    notice.get_by_text("Chiedi più caselle al commerciale").click()
+    notice.get_by_label(re.compile("Quante caselle")).fill(count)
+    notice.get_by_label("Perché ti servono").fill(reason)
+    notice.get_by_role("button", name="Invia la richiesta al commerciale").click()
+
+
 @contextmanager
 def no_page_load(page: Page):
     """Assert the block changed the page through htmx: no navigation, and the window survived."""
@@ -89,8 +97,11 @@ def fill_create_form(page: Page, local: str, name: str, password: str, service_c
     create.get_by_label("Indirizzo").fill(local)
     create.get_by_label("Nome visualizzato").fill(name)
     create.get_by_label("Password").fill(password)
-    # Each option also says how many of the class are used ("· 1 di 2 usate"): pick it by its name.
-    select = create.get_by_label("Classe di servizio")
+    pick_class(create.get_by_label("Classe di servizio"), service_class)
+
+
+def pick_class(select, service_class: str) -> None:
+    # Each option also says how many of the class are free ("· 1 di 2 libere"): pick it by its name.
     option = select.locator("option", has_text=re.compile(rf"^{re.escape(service_class)}\b"))
     select.select_option(value=option.get_attribute("value"))
 
@@ -144,14 +155,16 @@ def test_contract_admin_creates_hits_the_limit_edits_suspends_and_deletes(page, 
         expect(row(page, f"luca.verdi@{DOMAIN}")).to_have_count(0)
         shot(page, "04-limit")
 
-        notice.get_by_role("button", name="Chiedi più caselle al commerciale").click()
+        ask_for_more(notice, "1", "Arriva Luca Verdi")
         expect(page.locator("#mailbox-create")).to_contain_text("Richiesta inviata al commerciale")
         expect(page.locator("#mailbox-create")).to_contain_text(BM100)
         shot(page, "05-asked-for-more")
 
     db.session.remove()  # a fresh read of what the server committed
     requests = capacity.list_requests(factories.SYSTEM, customer_id=customer_id)
-    assert [(r.service_class.name, r.extra_accounts, r.status) for r in requests] == [(BM100, 1, "open")]
+    assert [(r.service_class.name, r.extra_accounts, r.note, r.status) for r in requests] == [
+        (BM100, 1, "Arriva Luca Verdi", "open")
+    ]
 
     with no_page_load(page):
         # Inline edit: new display name and a move to the class that still has room.
@@ -159,7 +172,7 @@ def test_contract_admin_creates_hits_the_limit_edits_suspends_and_deletes(page, 
         editor = page.locator("#mailbox-results tr.editing")
         expect(editor.get_by_role("heading")).to_have_text(f"Modifica {giulia}")
         editor.get_by_label("Nome visualizzato").fill("Giulia Bianchi (amministrazione)")
-        editor.get_by_label("Classe di servizio").select_option(label=PLUS100)
+        pick_class(editor.get_by_label("Classe di servizio"), PLUS100)
         shot(page, "06-editing")
         editor.get_by_role("button", name="Salva").click()
         expect(editor).to_have_count(0)
@@ -232,7 +245,7 @@ def test_support_raises_the_allowance_and_the_refused_mailbox_can_be_created(
     fill_create_form(page, "luca.verdi", "Luca Verdi", "Luca-Verdi-2026", BM100)
     page.get_by_role("button", name="Crea casella").click()
     expect(page.locator("#limit-notice")).to_contain_text("2 caselle su 2")
-    page.get_by_role("button", name="Chiedi più caselle al commerciale").click()
+    ask_for_more(page.locator("#limit-notice"), "1", "Arriva Luca Verdi")
     expect(page.locator("#mailbox-create")).to_contain_text("Richiesta inviata al commerciale")
 
     # Support, in another browser, finds the customer and gives one more Business Mail 100 MB.
@@ -258,7 +271,7 @@ def test_support_raises_the_allowance_and_the_refused_mailbox_can_be_created(
         expect(desk.locator("#contract")).to_contain_text(f"In vigore: 3 × {BM100}")
         shot(desk, "12-staff-contract")
     else:
-        menu.get_by_role("link", name="Richieste di capacità").click()
+        menu.get_by_role("link", name="Richieste al commerciale").click()
         pending = desk.get_by_role("region", name=re.compile("Da gestire"))
         request_row = pending.locator("tr", has_text="Studio Rossi & Associati")
         expect(request_row).to_contain_text(BM100)

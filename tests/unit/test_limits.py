@@ -112,7 +112,9 @@ def test_an_approved_capacity_request_raises_the_allowance(app, make):
     make.mailbox(c)
     with pytest.raises(LimitExceeded):
         make.mailbox(c)
-    req = capacity.request_capacity(make.SYSTEM, c.id, service_class="Business Mail 100 MB", extra_accounts=2)
+    req = capacity.request_capacity(
+        make.SYSTEM, c.id, service_class="Business Mail 100 MB", extra_accounts=2, note="Due assunti"
+    ).request
     capacity.decide(make.SYSTEM, req.id, approve=True)
     make.mailbox(c)
     make.mailbox(c)

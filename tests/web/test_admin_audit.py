@@ -45,7 +45,7 @@ def test_lists_changes_with_local_time_and_diff(client, make, staff):
     # 22:30 UTC on 1 July is 00:30 on 2 July in Rome (summer time).
     assert "02/07/2026" in row and "00:30:00" in row
     assert "qualcuno@collabra.it" in row and "192.0.2.7" in row and "API" in row
-    assert "stato: active → suspended" in row and "nome visualizzato: — → Mario" in row
+    assert "stato: Attiva → Sospesa" in row and "nome visualizzato: — → Mario" in row
     assert "Casella modificata" in row
     assert "Ditta Audit" in row
 
@@ -118,3 +118,59 @@ def test_international_domains_read_in_unicode(client, make, staff):
     make.mailbox(c, local="mario")
     rows = _rows(client.get("/admin/audit?action=mailbox.create").get_data(as_text=True))
     assert "mario@caffè-rossi.example" in rows[0] and "xn--" not in rows[0]
+
+
+def _change_lines(page: str) -> list[str]:
+    return [
+        re.sub(r"\s+", " ", line).strip()
+        for line in re.findall(r'<div class="change">(.*?)</div>', page, re.S)
+    ]
+
+
+def test_codes_are_named_not_shown_raw(client, make, staff):
+    """Regression: the Italian log showed `active → suspended`, `open → approved`, `customer_admin`, `payg`."""
+    from app.services import capacity, customers, mailboxes
+
+    c = make.customer("contract", {"Business Mail 100 MB": 1}, name="Ditta Codici")
+    box = make.mailbox(c, "mario")
+    mailboxes.update_mailbox(make.SYSTEM, box.id, status="suspended")
+    make.admin(c, "capo@codici.example")
+    customers.update_customer(make.SYSTEM, c.id, plan="payg")
+    customers.update_customer(make.SYSTEM, c.id, plan="contract")
+    req = capacity.request_capacity(
+        make.SYSTEM, c.id, service_class="Business Mail 100 MB", extra_accounts=2, note="Due soci"
+    ).request
+    capacity.decide(make.SYSTEM, req.id, approve=True, accounts=1, reason="Uno per ora")
+    lines = _change_lines(client.get(f"/admin/audit?customer_id={c.id}").get_data(as_text=True))
+    for expected in (
+        "stato: Attiva → Sospesa",
+        "ruolo: — → Amministratore cliente",
+        "piano: A canone → Pay per Use",
+        "piano: Pay per Use → A canone",
+        "stato: In attesa → Approvata",
+        "caselle concesse: 2 → 1",
+        "motivo della decisione: — → Uno per ora",
+        "Business Mail 100 MB: 1 → 2",
+    ):
+        assert expected in lines, (expected, lines)
+    joined = " ".join(lines)
+    for raw in ("active", "suspended", "approved", "customer_admin", "payg", "contract"):
+        assert not re.search(rf"\b{raw}\b", joined), raw
+
+
+def test_list_member_changes_name_the_addresses(client, make, staff):
+    """Regression: a list edit showed "aggiunti: — → —"."""
+    from app.services import lists
+
+    c = make.customer(name="Ditta Liste")
+    a, b = make.mailbox(c, "anna"), make.mailbox(c, "bruno")
+    dlist = make.dlist(c, "tutti", [a.address])
+    lists.update_list(make.SYSTEM, dlist.id, members=[b.address, "fuori@esterno.example"])
+    lists.update_list(make.SYSTEM, dlist.id, members=[b.address, "fuori@esterno.example", a.address])
+    page = client.get("/admin/audit?action=list.update").get_data(as_text=True)
+    lines = _change_lines(page)
+    assert f"aggiunti: {b.address}, fuori@esterno.example" in lines
+    assert f"tolti: {a.address}" in lines
+    assert f"aggiunti: {a.address}" in lines
+    assert not any("— → —" in line for line in lines), lines
+    assert "tolti: —" not in " ".join(lines)  # nothing removed the second time: no line

@@ -23,7 +23,7 @@ def full_customer(make):
 def _ask(c, admin, n=2, note="Due nuovi assunti"):
     return capacity.request_capacity(
         Actor.for_user(admin), c.id, service_class="Business Mail 100 MB", extra_accounts=n, note=note
-    )
+    ).request
 
 
 def _new_mailbox(c, admin, make):
@@ -71,7 +71,9 @@ def test_reject_leaves_allowance(client, make, auth, full_customer):
     c, admin = full_customer
     req = _ask(c, admin)
     auth.login(make.staff().email)
-    response = client.post(f"/admin/capacity-requests/{req.id}/decision", data={"decision": "reject"})
+    response = client.post(
+        f"/admin/capacity-requests/{req.id}/decision", data={"decision": "reject", "reason": "Budget chiuso"}
+    )
     assert response.status_code == 302
     assert "Rifiutata" in client.get("/admin/capacity-requests").get_data(as_text=True)
     assert db.session.scalar(sa.select(Allowance.max_accounts)) == 1

@@ -268,3 +268,117 @@ def test_post_without_csrf_changes_nothing(client, make, staff):
     assert db.session.get(Customer, c.id).name == "Intatto"
     assert db.session.scalar(sa.select(Allowance.max_accounts)) == 1
     assert db.session.scalar(sa.select(sa.func.count()).select_from(AuditEvent)) == before
+
+
+# Pay per Use customers: what fits the plan (regression: a 32-cell contract grid,
+# "self-administration: no", and "now set the contract" after creating one).
+
+
+def test_a_pay_per_use_customer_page_has_no_contract(client, make, staff):
+    c = make.customer("payg", name="Bar Sport")
+    page = client.get(f"/admin/customers/{c.id}").get_data(as_text=True)
+    assert "Piano Pay per Use" in page and "a punti" in page
+    assert 'id="contract"' not in page and "max_" not in page
+    assert "Amministrazione autonoma" not in page
+
+
+def test_creating_a_pay_per_use_customer_does_not_ask_for_a_contract(client, staff):
+    response = client.post(
+        "/admin/customers/new", data={"name": "Bar Sport", "plan": "payg"}, follow_redirects=True
+    )
+    page = response.get_data(as_text=True)
+    assert "Cliente «Bar Sport» creato, Pay per Use" in page and "imposta il contratto" not in page
+    contract = client.post(
+        "/admin/customers/new", data={"name": "Studio Blu", "plan": "contract"}, follow_redirects=True
+    )
+    assert "Ora imposta il contratto" in contract.get_data(as_text=True)
+    assert 'id="contract"' in contract.get_data(as_text=True)
+
+
+def test_switching_the_plan_with_htmx_reloads_the_page(client, make, staff):
+    c = make.customer("payg", name="Bar Sport")
+    response = client.post(
+        f"/admin/customers/{c.id}",
+        data={"name": "Bar Sport", "vat_number": "", "contact_email": "", "plan": "contract"},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 200 and response.headers["HX-Refresh"] == "true"
+    assert 'id="contract"' in client.get(f"/admin/customers/{c.id}").get_data(as_text=True)
+
+
+# One VAT number, one customer (regression: two customers with the same VAT were accepted silently).
+
+
+@pytest.mark.parametrize("spelling", ["03504190103", "IT03504190103", "it 035 041 901 03", "IT 03504190103"])
+def test_a_vat_number_in_use_is_refused_however_written(client, make, staff, spelling):
+    from app.services import customers
+
+    customers.create_customer(make.SYSTEM, name="Ottica Blu", plan="payg", vat_number="03504190103")
+    response = client.post(
+        "/admin/customers/new", data={"name": "Ottica Blu Due", "plan": "payg", "vat_number": spelling}
+    )
+    assert response.status_code == 409
+    page = response.get_data(as_text=True)
+    match = re.search(r'<p class="field-error" id="f-vat_number-error">([^<]+)</p>', page)
+    assert match and "è già del cliente «Ottica Blu»" in match.group(1)
+    assert 'name="vat_duplicate_reason"' in page
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Customer)) == 1
+
+
+def test_staff_may_accept_a_duplicate_vat_with_a_reason_in_the_audit(client, make, staff):
+    from app.services import customers
+
+    customers.create_customer(make.SYSTEM, name="Ottica Blu", plan="payg", vat_number="03504190103")
+    response = client.post(
+        "/admin/customers/new",
+        data={
+            "name": "Ottica Blu Milano",
+            "plan": "payg",
+            "vat_number": "IT03504190103",
+            "vat_duplicate_reason": "Seconda sede con contratto separato",
+        },
+    )
+    assert response.status_code == 302
+    event = db.session.scalar(
+        sa.select(AuditEvent).where(
+            AuditEvent.action == "customer.create", AuditEvent.target == "Ottica Blu Milano"
+        )
+    )
+    assert event.changes["vat_duplicate_reason"] == [None, "Seconda sede con contratto separato"]
+    audit = client.get("/admin/audit").get_data(as_text=True)
+    assert "motivo della partita IVA già in uso: — → Seconda sede con contratto separato" in audit
+
+
+def test_editing_to_another_customers_vat_is_refused_keeping_ones_own_is_fine(client, make, staff):
+    from app.services import customers
+
+    customers.create_customer(make.SYSTEM, name="Ottica Blu", plan="payg", vat_number="03504190103")
+    other = customers.create_customer(make.SYSTEM, name="Bar Sport", plan="payg", vat_number="12345670017")
+    data = {"name": "Bar Sport", "contact_email": "", "plan": "payg"}
+    same = client.post(
+        f"/admin/customers/{other.id}",
+        data={**data, "vat_number": "IT12345670017"},
+        headers={"HX-Request": "true"},
+    )
+    assert same.status_code == 200
+    taken = client.post(
+        f"/admin/customers/{other.id}",
+        data={**data, "vat_number": "03504190103"},
+        headers={"HX-Request": "true"},
+    )
+    assert taken.status_code == 409 and "è già del cliente «Ottica Blu»" in taken.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Customer, other.id).vat_number == "12345670017"
+
+
+def test_api_refuses_a_duplicate_vat_unless_a_reason_is_given(client, make):
+    from app.services import customers, users
+
+    customers.create_customer(make.SYSTEM, name="Ottica Blu", plan="payg", vat_number="03504190103")
+    token = users.create_token(make.SYSTEM, make.staff(), "t")[1]
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {"name": "Ottica Blu Due", "plan": "payg", "vat_number": "IT03504190103"}
+    refused = client.post("/api/v1/customers", json=body, headers=headers)
+    assert refused.status_code == 409 and "Ottica Blu" in refused.get_json()["error"]
+    ok = client.post("/api/v1/customers", json={**body, "vat_duplicate_reason": "Filiale"}, headers=headers)
+    assert ok.status_code == 201 and ok.get_json()["vat_number"] == "03504190103"

@@ -411,17 +411,25 @@ def test_capacity_request_asked_by_customer_approved_by_staff(api, make):
     assert r.get_json()["decided_at"]
     allowance = db.session.scalar(sa.select(Allowance.max_accounts).where(Allowance.customer_id == c.id))
     assert allowance == 5
-    r = staff.post(f"/capacity-requests/{req['id']}/reject")
+    r = staff.post(f"/capacity-requests/{req['id']}/reject", json={"reason": "Troppo tardi"})
     assert r.status_code == 409 and r.get_json()["error"]
 
 
 def test_capacity_request_rejected(api, make):
     c = make.customer("contract", {"Business Mail 100 MB": 1})
     admin, staff = api(make.admin(c)), api(make.staff())
-    req = admin.post(f"/customers/{c.id}/capacity-requests", json={"service_class": "Business Mail 100 MB"})
+    req = admin.post(
+        f"/customers/{c.id}/capacity-requests",
+        json={"service_class": "Business Mail 100 MB", "extra_accounts": 1, "note": "Un nuovo socio"},
+    )
     assert req.status_code == 201 and req.get_json()["extra_accounts"] == 1
-    r = staff.post(f"/capacity-requests/{req.get_json()['id']}/reject")
+    r = staff.post(f"/capacity-requests/{req.get_json()['id']}/reject", json={})
+    assert r.status_code == 422 and "reason" in r.get_json()["errors"]
+    r = staff.post(
+        f"/capacity-requests/{req.get_json()['id']}/reject", json={"reason": "Contratto in scadenza"}
+    )
     assert r.status_code == 200 and r.get_json()["status"] == "rejected"
+    assert r.get_json()["decision_note"] == "Contratto in scadenza"
     assert staff.get(f"/customers/{c.id}/contract").get_json()["allowances"][0]["max_accounts"] == 1
 
 

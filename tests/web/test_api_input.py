@@ -484,12 +484,15 @@ def test_bad_list_input_is_422_and_a_failed_patch_changes_nothing(ctx, make, pay
     ("payload", "status", "field"),
     [
         ({}, 422, "service_class"),
-        ({"service_class": "Gold"}, 422, "service_class"),
-        ({"service_class": CLASS, "extra_accounts": 0}, 422, "extra_accounts"),
-        ({"service_class": CLASS, "extra_accounts": "3"}, 422, "extra_accounts"),
-        ({"service_class": CLASS, "extra_accounts": 10_001}, 422, "extra_accounts"),
-        ({"service_class": CLASS, "note": "x" * 1001}, 422, "note"),
-        ({"service_class": CLASS, "note": ["x"]}, 422, "note"),
+        ({"service_class": "Gold", "extra_accounts": 1, "note": "x"}, 422, "service_class"),
+        ({"service_class": CLASS, "extra_accounts": 0, "note": "x"}, 422, "extra_accounts"),
+        ({"service_class": CLASS, "extra_accounts": "3", "note": "x"}, 422, "extra_accounts"),
+        ({"service_class": CLASS, "extra_accounts": 10_001, "note": "x"}, 422, "extra_accounts"),
+        ({"service_class": CLASS, "note": "x"}, 422, "extra_accounts"),
+        ({"service_class": CLASS, "extra_accounts": 1, "note": "x" * 1001}, 422, "note"),
+        ({"service_class": CLASS, "extra_accounts": 1, "note": ["x"]}, 422, "note"),
+        ({"service_class": CLASS, "extra_accounts": 1, "note": "   "}, 422, "note"),
+        ({"service_class": CLASS, "extra_accounts": 1}, 422, "note"),
     ],
 )
 def test_bad_capacity_requests_are_refused(ctx, payload, status, field):
@@ -503,7 +506,9 @@ def test_pay_per_use_customers_cannot_ask_for_capacity(ctx, client, make):
     admin = Api(client, users.create_token(make.SYSTEM, make.admin(ctx.other_customer), "t")[1])
     body = refused(
         lambda: admin(
-            "POST", f"/customers/{ctx.other_customer.id}/capacity-requests", {"service_class": CLASS}
+            "POST",
+            f"/customers/{ctx.other_customer.id}/capacity-requests",
+            {"service_class": CLASS, "extra_accounts": 1, "note": "Serve"},
         ),
         409,
     )
@@ -524,7 +529,11 @@ def test_ids_beyond_the_database_range_are_404_or_422(ctx):
         (_mailbox(ctx, service_class=str(huge)), "service_class", f"/customers/{c}/mailboxes"),
         ({"address": f"a@{ctx.domain}", "target": huge}, "target", f"/customers/{c}/aliases"),
         ({"address": f"a@{ctx.domain}", "target": str(huge)}, "target", f"/customers/{c}/aliases"),
-        ({"service_class": -huge}, "service_class", f"/customers/{c}/capacity-requests"),
+        (
+            {"service_class": -huge, "extra_accounts": 1, "note": "x"},
+            "service_class",
+            f"/customers/{c}/capacity-requests",
+        ),
     ]:
         body = refused(lambda p=path, b=payload: ctx.admin("POST", p, b))
         assert field in body["errors"], (path, body)

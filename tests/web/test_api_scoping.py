@@ -37,7 +37,9 @@ def two(make):
     box = make.mailbox(b, local="bruno", display_name="Bruno")
     alias = make.alias(b, "info", box)
     dlist = make.dlist(b, "tutti", [box.address])
-    req = capacity.request_capacity(make.SYSTEM, b.id, service_class="Business Mail 100 MB")
+    req = capacity.request_capacity(
+        make.SYSTEM, b.id, service_class="Business Mail 100 MB", extra_accounts=1, note="Serve"
+    ).request
     domain = db.session.scalar(sa.select(Domain).where(Domain.customer_id == b.id))
     ids = {
         "a": a.id,
@@ -82,7 +84,11 @@ def scoped_calls(i: dict) -> list[tuple[str, str, dict | None]]:
         ("PATCH", f"/lists/{i['list']}", {"members": ["spia@esterno.example"]}),
         ("DELETE", f"/lists/{i['list']}", None),
         ("GET", f"/customers/{b}/capacity-requests", None),
-        ("POST", f"/customers/{b}/capacity-requests", {"service_class": "Business Mail 100 MB"}),
+        (
+            "POST",
+            f"/customers/{b}/capacity-requests",
+            {"service_class": "Business Mail 100 MB", "extra_accounts": 1, "note": "x"},
+        ),
         # Staff-only operations too: another customer's id is not found before it is forbidden.
         ("PATCH", f"/customers/{b}", {"name": "Preso"}),
         ("PUT", f"/customers/{b}/contract", {"allowances": [], "self_service": True}),
@@ -211,5 +217,9 @@ def test_without_self_administration_a_contract_customer_reads_but_cannot_change
         assert "supporto" in r.get_json()["error"]
     assert counts() == before
     # Asking sales for more is always open to the customer.
-    r = admin("POST", f"/customers/{c.id}/capacity-requests", {"service_class": "Business Mail 100 MB"})
+    r = admin(
+        "POST",
+        f"/customers/{c.id}/capacity-requests",
+        {"service_class": "Business Mail 100 MB", "extra_accounts": 1, "note": "Un nuovo collega"},
+    )
     assert r.status_code == 201

@@ -247,7 +247,7 @@ def test_limit_message_and_one_click_capacity_request(client, make, auth):
     cls_id = classes.resolve("Business Mail 100 MB").id
     asked = client.post(
         f"/customers/{c.id}/capacity-requests",
-        data={"service_class": cls_id, "extra_accounts": "1"},
+        data={"service_class": cls_id, "extra_accounts": "1", "note": "Arriva Luca", "fixed": "1"},
         headers=HX,
     )
     assert asked.status_code == 200
@@ -296,10 +296,49 @@ def test_the_create_panel_rereads_the_counts_after_a_delete(client, auth, make):
     auth.login(make.admin(c).email)
     first, _second = make.mailbox(c), make.mailbox(c)
     url = f"/customers/{c.id}/mailboxes"
-    assert "2 di 2 usate" in client.get(f"{url}/new", headers=HX).get_data(as_text=True)
+    assert "0 di 2 libere" in client.get(f"{url}/new", headers=HX).get_data(as_text=True)
     deleted = client.post(f"{url}/{first.id}/delete", headers=HX)
     assert "mailbox-usage-changed" in deleted.headers["HX-Trigger"]
     panel = client.get(f"{url}/new", headers=HX).get_data(as_text=True)
-    assert 'id="mailbox-create"' in panel and "1 di 2 usate" in panel
+    assert 'id="mailbox-create"' in panel and "1 di 2 libera" in panel
     assert "<html" not in panel  # the fragment alone; without htmx the same URL is the full page
     assert "<html" in client.get(f"{url}/new").get_data(as_text=True)
+
+
+def _class_options(html: str, select_id: str) -> list[str]:
+    """The texts of a class <select>'s options (the blank "Scegli…" left out)."""
+    select = re.search(rf'<select id="{select_id}".*?</select>', html, re.S).group(0)
+    return [t.strip() for v, t in re.findall(r'<option value="([^"]*)"[^>]*>([^<]*)</option>', select) if v]
+
+
+def test_a_contract_customer_is_offered_only_its_classes_with_what_is_left(client, make, auth):
+    """Regression: all 32 classes were offered; one outside the contract was refused on submit."""
+    c = make.customer("contract", {"Business Mail 100 MB": 5, "Business Mail Plus 100 MB": 2})
+    for _ in range(3):
+        make.mailbox(c)
+    make.mailbox(c, service_class="Business Mail Plus 100 MB")
+    make.mailbox(c, service_class="Business Mail Plus 100 MB")
+    auth.login(make.admin(c).email)
+    html = client.get(f"/customers/{c.id}/mailboxes/new", headers=HX).get_data(as_text=True)
+    assert _class_options(html, "new-class") == [
+        "Business Mail 100 MB · 2 di 5 libere",
+        "Business Mail Plus 100 MB · 0 di 2 libere",
+    ]
+
+
+def test_the_edit_form_offers_only_the_contract_classes(client, make, auth):
+    c = make.customer("contract", {"Business Mail 100 MB": 2, "Standard Suite 500 MB": 1})
+    box = make.mailbox(c, service_class="Standard Suite 500 MB")
+    auth.login(make.admin(c).email)
+    html = client.get(f"/customers/{c.id}/mailboxes/{box.id}/edit", headers=HX).get_data(as_text=True)
+    assert _class_options(html, f"edit-{box.id}-class") == [
+        "Business Mail 100 MB · 2 di 2 libere",
+        "Standard Suite 500 MB · 0 di 1 libere",
+    ]
+    assert re.search(r'<option value="\d+" selected>Standard Suite 500 MB', html)
+
+
+def test_pay_per_use_is_offered_all_32_classes(client, make, payg):
+    html = client.get(f"/customers/{payg.id}/mailboxes/new", headers=HX).get_data(as_text=True)
+    options = _class_options(html, "new-class")
+    assert len(options) == 32 and "libere" not in html and options[0] == "Business Mail 100 MB"

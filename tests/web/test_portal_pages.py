@@ -189,7 +189,7 @@ def test_an_empty_domain_is_removed(client, auth, make):
 def test_capacity_requests_page_lists_the_customers_requests(client, auth, make):
     c = make.customer("contract", CONTRACT)
     capacity.request_capacity(
-        factories.SYSTEM, c.id, service_class="Business Mail Plus 100 MB", extra_accounts=2
+        factories.SYSTEM, c.id, service_class="Business Mail Plus 100 MB", extra_accounts=2, note="Nuovi soci"
     )
     auth.login(make.admin(c).email)
     html = client.get(f"/customers/{c.id}/capacity-requests").get_data(as_text=True)

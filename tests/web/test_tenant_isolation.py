@@ -56,8 +56,8 @@ def world(app, make):
     alias_b = make.alias(b, "alias", box_b)
     list_b = make.dlist(b, "lista", [box_b.address, "fuori@example.org"])
     req_b = capacity.request_capacity(
-        make.SYSTEM, b.id, service_class="Business Mail 100 MB", extra_accounts=1
-    )
+        make.SYSTEM, b.id, service_class="Business Mail 100 MB", extra_accounts=1, note="Un nuovo socio"
+    ).request
     token_b, _ = users.create_token(make.SYSTEM, admin_b, "b")
     _, token_a = users.create_token(make.SYSTEM, admin_a, "a")
     domain_b = b.id and db.session.scalar(

@@ -1,4 +1,4 @@
-"""Capacity requests: open ones first, approved or rejected in place."""
+"""Capacity requests: open ones first, approved (possibly a different number) or rejected with a reason, in place."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from flask_babel import ngettext
 from app.extensions import db
 from app.models import User
 from app.services import capacity, limits
-from app.services.errors import Conflict
+from app.services.errors import Conflict, ValidationError
 from app.web import current_actor, is_fragment_request, render, staff_required
 from app.web.admin.routes import bp
 
 
-def _context(notice: str | None = None, error: str | None = None) -> dict:
+def _context(notice: str | None = None, error: str | None = None, failed: dict | None = None) -> dict:
+    """failed: {"id": request id, "values": submitted, "errors": by field} for the row whose decision was refused."""
     requests = capacity.list_requests(current_actor())
     open_ = [r for r in requests if r.status == "open"]
     decided = [r for r in requests if r.status != "open"]
@@ -40,6 +41,7 @@ def _context(notice: str | None = None, error: str | None = None) -> dict:
         "allowed": allowed,
         "notice": notice,
         "error": error,
+        "failed": failed or {},
     }
 
 
@@ -53,22 +55,32 @@ def capacity_requests():
 @staff_required
 def capacity_decide(request_id: int):
     approve = request.form.get("decision") == "approve"
-    status, notice, error = 200, None, None
+    values = {"accounts": request.form.get("accounts", ""), "reason": request.form.get("reason", "")}
+    status, notice, error, failed = 200, None, None, None
     try:
-        req = capacity.decide(current_actor(), request_id, approve=approve)
+        req = capacity.decide(
+            current_actor(), request_id, approve=approve, accounts=values["accounts"], reason=values["reason"]
+        )
+    except ValidationError as e:
+        status, failed = 422, {"id": request_id, "values": values, "errors": e.errors}
+        error = _("La richiesta non è stata gestita: controlla il numero e il motivo.")
     except Conflict as e:
         status, error = 409, e.message
     else:
         if approve:
             notice = ngettext(
-                "Approvata: %(cust)s ha ora %(num)d casella in più di %(cls)s.",
-                "Approvata: %(cust)s ha ora %(num)d caselle in più di %(cls)s.",
-                req.extra_accounts,
+                "Approvata: %(cust)s ha ora %(num)d casella %(cls)s in più (limite: %(max)d).",
+                "Approvata: %(cust)s ha ora %(num)d caselle %(cls)s in più (limite: %(max)d).",
+                req.granted_accounts,
                 cust=req.customer.name,
                 cls=req.service_class.name,
+                max=limits.allowance_for(req.customer_id, req.service_class_id),
             )
         else:
-            notice = _("Richiesta di %(cust)s rifiutata.", cust=req.customer.name)
+            notice = _(
+                "Richiesta di %(cust)s rifiutata. Il cliente riceve il motivo per email.",
+                cust=req.customer.name,
+            )
         if not is_fragment_request():
             flash(notice, "ok")
             return redirect(url_for("admin.capacity_requests"))
@@ -76,5 +88,5 @@ def capacity_decide(request_id: int):
         "admin/capacity_requests.html",
         "admin/_capacity_requests.html",
         status,
-        **_context(notice=notice, error=error),
+        **_context(notice=notice, error=error, failed=failed),
     )

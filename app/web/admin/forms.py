@@ -11,17 +11,19 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from werkzeug.datastructures import MultiDict
 
 from app.models import ServiceClass
+from app.services import labels
 from app.services.addresses import idna_display
 
 MAX_PREFIX = "max_"
 
 
 def customer_fields(form: MultiDict) -> dict:
-    return {k: form.get(k, "") for k in ("name", "vat_number", "contact_email", "plan")}
+    return {
+        k: form.get(k, "") for k in ("name", "vat_number", "contact_email", "plan", "vat_duplicate_reason")
+    }
 
 
 def contract_allowances(form: MultiDict, classes: list[ServiceClass]) -> tuple[list[dict], list[str]]:
@@ -85,43 +87,9 @@ def int_or_none(value: object) -> int | None:
     return int(value) if value.isdigit() and len(value) < 10 else None
 
 
-FIELD_LABELS = {
-    "name": _l("nome"),
-    "vat_number": _l("partita IVA"),
-    "contact_email": _l("email di contatto"),
-    "plan": _l("piano"),
-    "self_service": _l("amministrazione autonoma"),
-    "display_name": _l("nome visualizzato"),
-    "service_class": _l("classe"),
-    "status": _l("stato"),
-    "password": _l("password"),
-    "target": _l("destinazione"),
-    "members": _l("membri"),
-    "added": _l("aggiunti"),
-    "removed": _l("tolti"),
-    "description": _l("descrizione"),
-    "extra_accounts": _l("caselle in più"),
-    "note": _l("nota"),
-    "role": _l("ruolo"),
-    "locale": _l("lingua"),
-    "active": _l("attivo"),
-    "token": _l("token"),
-}
-
-
-def change_lines(changes: object) -> list[tuple[str, str, str]]:
-    """An audit event's changes as (field, old, new) text, for "field: old → new" lines."""
-    if not isinstance(changes, dict):
-        return []
-    out = []
-    for key, value in changes.items():
-        if isinstance(value, list | tuple) and len(value) == 2:
-            old, new = value
-        else:
-            old, new = None, value
-        # Contract lines are keyed by class name ("Business Mail 100 MB"), shown as they are.
-        out.append((str(FIELD_LABELS.get(key, key)), _show(old), _show(new)))
-    return out
+def change_lines(action: str, changes: object) -> list[tuple[str, str]]:
+    """An audit event's changes as (field, text) lines, with codes named and addresses readable."""
+    return labels.change_lines(action, changes, show=readable)
 
 
 def readable(text: object) -> str:
@@ -134,15 +102,3 @@ def readable(text: object) -> str:
         local, at, domain = word.rpartition("@")
         words.append(f"{local}{at}{idna_display(domain)}" if "xn--" in domain else word)
     return " ".join(words)
-
-
-def _show(value: object) -> str:
-    if value is None or value == "":
-        return "—"
-    if value is True:
-        return _("sì")
-    if value is False:
-        return _("no")
-    if isinstance(value, list | tuple):
-        return ", ".join(_show(v) for v in value) or "—"
-    return readable(value)

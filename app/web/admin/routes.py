@@ -58,22 +58,32 @@ def customers_list():
 def customer_new():
     values = {"name": "", "vat_number": "", "contact_email": "", "plan": "contract"}
     errors: dict[str, str] = {}
+    status = 200
     if request.method == "POST":
         values = forms.customer_fields(request.form)
         try:
             customer = customers.create_customer(current_actor(), **values)
         except ValidationError as e:
-            errors = e.errors
+            errors, status = e.errors, 422
+        except Conflict as e:
+            errors, status = {e.field or "name": e.message}, 409
         else:
-            flash(_("Cliente «%(n)s» creato. Ora imposta il contratto.", n=customer.name), "ok")
+            if customer.plan == "contract":
+                message = _("Cliente «%(n)s» creato. Ora imposta il contratto.", n=customer.name)
+            else:
+                message = _(
+                    "Cliente «%(n)s» creato, Pay per Use: ora crea il suo amministratore.", n=customer.name
+                )
+            flash(message, "ok")
             return redirect(url_for("admin.customer", customer_id=customer.id))
     return render(
         "admin/customer_new.html",
         "admin/_customer_form.html",
-        status=422 if errors else 200,
+        status=status,
         values=values,
         errors=errors,
         customer=None,
+        vat_duplicate=status == 409 and "vat_number" in errors,
     )
 
 
@@ -92,7 +102,8 @@ def _customer_page(customer, status: int = 200, **overrides):
         "portal_links": [
             (href, label)
             for endpoint, label in PORTAL_PAGES
-            if (href := optional_url(endpoint, customer_id=customer.id))
+            if (customer.plan == "contract" or endpoint != "portal.capacity_requests")
+            and (href := optional_url(endpoint, customer_id=customer.id))
         ],
     }
     ctx.update(overrides)
@@ -139,17 +150,30 @@ def customer(customer_id: int):
         ctx, status = _customer_page(record)
         return render("admin/customer.html", None, status, **ctx)
     values = forms.customer_fields(request.form)
+    plan_before = record.plan
     try:
         customers.update_customer(actor, record.id, **values)
     except ValidationError as e:
         ctx, status = _customer_page(record, 422, values=values, errors=e.errors)
     except Conflict as e:
-        ctx, status = _customer_page(record, 409, values=values, errors={e.field or "plan": e.message})
+        ctx, status = _customer_page(
+            record,
+            409,
+            values=values,
+            errors={e.field or "plan": e.message},
+            vat_duplicate=e.field == "vat_number",
+        )
     else:
         if not is_fragment_request():
             flash(_("Dati del cliente salvati."), "ok")
             return redirect(url_for("admin.customer", customer_id=record.id))
         ctx, status = _customer_page(record, saved=_("Dati del cliente salvati."))
+        if record.plan != plan_before:
+            # The rest of the page depends on the plan (contract grid or Pay per Use): reload it whole.
+            flash(_("Dati del cliente salvati."), "ok")
+            response = render("admin/customer.html", "admin/_customer_form.html", status, **ctx)
+            response.headers["HX-Refresh"] = "true"
+            return response
     return render("admin/customer.html", "admin/_customer_form.html", status, **ctx)
 
 

@@ -25,6 +25,11 @@ INT = {"type": "integer"}
 BOOL = {"type": "boolean"}
 WHEN = {"type": "string", "format": "date-time"}
 NULLABLE_WHEN = {"type": ["string", "null"], "format": "date-time"}
+VAT_DUPLICATE_REASON = {
+    **NULLABLE_STR,
+    "maxLength": 500,
+    "description": "Why a VAT number another customer has is accepted (audited); without it, 409.",
+}
 ID = {"type": "integer", "readOnly": True}
 CLASS_REF = {
     "oneOf": [{"type": "string", "examples": ["Business Mail 5.000 MB", "business mail 5 GB"]}, INT],
@@ -77,12 +82,14 @@ SCHEMAS = {
         plan={"type": "string", "enum": ["payg", "contract"]},
         vat_number={**NULLABLE_STR, "description": "Partita IVA (11 digits) or an EU VAT number."},
         contact_email=NULLABLE_STR,
+        vat_duplicate_reason=VAT_DUPLICATE_REASON,
     ),
     "CustomerPatch": _obj(
         name={**STR, "maxLength": 200},
         plan={"type": "string", "enum": ["payg", "contract"]},
         vat_number=NULLABLE_STR,
         contact_email=NULLABLE_STR,
+        vat_duplicate_reason=VAT_DUPLICATE_REASON,
     ),
     "CustomerPage": _obj(
         ("items", "total", "page", "pages"),
@@ -201,18 +208,34 @@ SCHEMAS = {
         id=ID,
         customer_id=INT,
         service_class=STR,
-        extra_accounts=INT,
-        note=STR,
+        extra_accounts={**INT, "description": "How many more accounts the customer asks for."},
+        note={**STR, "description": "Why the customer asks."},
         status=REQUEST_STATUS,
+        granted_accounts={
+            "type": ["integer", "null"],
+            "description": "What staff granted (the allowance grew by it); null unless approved.",
+        },
+        decision_note={**STR, "description": "Staff's reason, shown to the customer; empty if none."},
         created_at=WHEN,
+        updated_at={**NULLABLE_WHEN, "description": "When the customer last revised the open request."},
         decided_at=NULLABLE_WHEN,
     ),
     "CapacityRequestInput": _obj(
-        ("service_class",),
+        ("service_class", "extra_accounts", "note"),
         service_class=CLASS_REF,
-        extra_accounts={"type": "integer", "minimum": 1, "maximum": 10000, "default": 1},
-        note={**NULLABLE_STR, "maxLength": 1000},
+        extra_accounts={"type": "integer", "minimum": 1, "maximum": 10000},
+        note={**STR, "minLength": 1, "maxLength": 1000, "description": "Why the accounts are needed."},
     ),
+    "CapacityApproval": _obj(
+        accounts={
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 10000,
+            "description": "How many to grant; by default what was asked.",
+        },
+        reason={**NULLABLE_STR, "maxLength": 1000},
+    ),
+    "CapacityRejection": _obj(("reason",), reason={**STR, "minLength": 1, "maxLength": 1000}),
 }
 
 
@@ -269,6 +292,15 @@ def _op(
     return op
 
 
+def _also(op: dict, status: str, response: dict) -> dict:
+    """An operation with one more success answer (a create that may revise instead)."""
+    return {**op, "responses": {status: response, **op["responses"]}}
+
+
+def _body_optional(op: dict) -> dict:
+    return {**op, "requestBody": {**op["requestBody"], "required": False}}
+
+
 def _path_param(name: str) -> dict:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
 
@@ -317,12 +349,13 @@ def _paths() -> dict:
                 params=(_query("q", STR, "Search name, VAT number, contact email (staff)."), *PAGING),
             ),
             "post": _op(
-                "Create a customer (staff).",
+                "Create a customer (staff). A VAT number another customer has is a 409 "
+                "unless `vat_duplicate_reason` says why.",
                 "customers",
                 ok=_json(_ref("Customer"), "Created."),
                 status="201",
                 body="CustomerInput",
-                errors=("401", "403", "422"),
+                errors=("401", "403", "409", "422"),
             ),
         },
         "/api/v1/customers/{customer_id}": {
@@ -489,31 +522,41 @@ def _paths() -> dict:
                 errors=("401", "404", "422"),
                 params=REQUEST_FILTER,
             ),
-            "post": _op(
-                "Ask sales for more accounts of a class (contract customers).",
-                "capacity",
-                ok=_json(_ref("CapacityRequest"), "Created."),
-                status="201",
-                body="CapacityRequestInput",
-                errors=("401", "404", "422", "409"),
+            "post": _also(
+                _op(
+                    "Ask sales for more accounts of a class, saying why (contract customers). "
+                    "There is one open request per class: asking again revises it and answers 200.",
+                    "capacity",
+                    ok=_json(_ref("CapacityRequest"), "Created."),
+                    status="201",
+                    body="CapacityRequestInput",
+                    errors=("401", "404", "422", "409"),
+                ),
+                "200",
+                _json(_ref("CapacityRequest"), "The open request for the class, revised."),
             ),
         },
         "/api/v1/capacity-requests/{request_id}/approve": {
             "parameters": [_path_param("request_id")],
-            "post": _op(
-                "Approve: the allowance grows by the requested accounts (staff).",
-                "capacity",
-                ok=_json(_ref("CapacityRequest")),
-                errors=("401", "403", "404", "409"),
+            "post": _body_optional(
+                _op(
+                    "Approve: the allowance grows by `accounts` (by default what was asked); "
+                    "the body may be omitted (staff).",
+                    "capacity",
+                    ok=_json(_ref("CapacityRequest")),
+                    body="CapacityApproval",
+                    errors=("401", "403", "404", "409", "422"),
+                )
             ),
         },
         "/api/v1/capacity-requests/{request_id}/reject": {
             "parameters": [_path_param("request_id")],
             "post": _op(
-                "Reject an open request (staff).",
+                "Reject an open request with a reason the customer reads (staff).",
                 "capacity",
                 ok=_json(_ref("CapacityRequest")),
-                errors=("401", "403", "404", "409"),
+                body="CapacityRejection",
+                errors=("401", "403", "404", "409", "422"),
             ),
         },
     }

@@ -23,6 +23,7 @@ CUSTOMER_FIELDS = {
     "plan": body.text,
     "vat_number": body.optional_text,
     "contact_email": body.optional_text,
+    "vat_duplicate_reason": body.optional_text,
 }
 REQUEST_STATUSES = ("open", "approved", "rejected")
 
@@ -107,28 +108,41 @@ def customer_capacity_requests(customer_id: int):
 
 @bp.post("/customers/<id:customer_id>/capacity-requests")
 def capacity_request_create(customer_id: int):
+    """201 with a new request; 200 when the customer's open request for the class was revised."""
     data = body.read(
-        {"service_class": body.name_or_id, "extra_accounts": body.integer, "note": body.optional_text},
-        required=("service_class",),
+        {"service_class": body.name_or_id, "extra_accounts": body.integer, "note": body.text},
+        required=("service_class", "extra_accounts", "note"),
     )
-    req = capacity.request_capacity(
+    asked = capacity.request_capacity(
         actor(),
         customer_id,
         service_class=data["service_class"],
-        extra_accounts=data.get("extra_accounts", 1),
-        note=data.get("note") or "",
+        extra_accounts=data["extra_accounts"],
+        note=data["note"],
     )
-    return jsonify(out.capacity_request(req)), 201
+    return jsonify(out.capacity_request(asked.request)), 201 if asked.created else 200
+
+
+def _decision_body(spec: dict) -> dict:
+    # An approval may come without a body (it grants what was asked); a rejection's missing
+    # reason is the service's to report, after it has said whether the request exists at all.
+    return body.read(spec) if request.get_data(cache=True).strip() else {}
 
 
 @bp.post("/capacity-requests/<id:request_id>/approve")
 def capacity_request_approve(request_id: int):
-    return jsonify(out.capacity_request(capacity.decide(actor(), request_id, approve=True)))
+    data = _decision_body({"accounts": body.integer, "reason": body.optional_text})
+    req = capacity.decide(
+        actor(), request_id, approve=True, accounts=data.get("accounts"), reason=data.get("reason") or ""
+    )
+    return jsonify(out.capacity_request(req))
 
 
 @bp.post("/capacity-requests/<id:request_id>/reject")
 def capacity_request_reject(request_id: int):
-    return jsonify(out.capacity_request(capacity.decide(actor(), request_id, approve=False)))
+    data = _decision_body({"reason": body.optional_text})
+    req = capacity.decide(actor(), request_id, approve=False, reason=data.get("reason") or "")
+    return jsonify(out.capacity_request(req))
 
 
 from app.web.api import mail  # noqa: E402,F401  (registers the domain/mailbox/alias/list routes)

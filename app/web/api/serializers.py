@@ -107,7 +107,10 @@ def capacity_request(r: CapacityRequest) -> dict:
         "extra_accounts": r.extra_accounts,
         "note": r.note,
         "status": r.status,
+        "granted_accounts": r.granted_accounts,
+        "decision_note": r.decision_note,
         "created_at": _when(r.created_at),
+        "updated_at": _when(r.updated_at),
         "decided_at": _when(r.decided_at),
     }
 

@@ -53,12 +53,30 @@ def _filters() -> dict:
     }
 
 
-def _class_groups():
-    """Classes grouped by type, in the guide's order, for <optgroup>s."""
+def _class_groups(all_classes: list, customer=None, keep_class_id: int | None = None):
+    """Classes grouped by type, in the guide's order, for <optgroup>s.
+
+    With a contract customer: only the classes its contract provides (and
+    keep_class_id, a mailbox's current class), so nobody picks a class that
+    the contract refuses on submit. Pay per Use offers all of them.
+    """
+    offered = None
+    if customer is not None and customer.plan == "contract":
+        offered = {a.service_class_id for a in customer.allowances if a.max_accounts > 0}
+        if keep_class_id is not None:
+            offered.add(keep_class_id)
     groups: dict[str, list] = {}
-    for cls in classes.all_classes():
-        groups.setdefault(cls.type_name, []).append(cls)
+    for cls in all_classes:
+        if offered is None or cls.id in offered:
+            groups.setdefault(cls.type_name, []).append(cls)
     return list(groups.items())
+
+
+def _contract_usage(customer) -> dict:
+    """{class id: UsageRow} for a contract customer (what is used and allowed), else {}."""
+    if customer.plan != "contract":
+        return {}
+    return {row.service_class.id: row for row in limits.usage_report(customer)}
 
 
 def _list_context(view, form=None, errors=None, limit=None, created=None) -> dict:
@@ -72,9 +90,7 @@ def _list_context(view, form=None, errors=None, limit=None, created=None) -> dic
         page=f["page"],
         per_page=f["per_page"],
     )
-    usage = {}
-    if view.customer.plan == "contract":
-        usage = {row.service_class.id: row for row in limits.usage_report(view.customer)}
+    every_class = classes.all_classes()
     return {
         "customer": view.customer,
         "can_manage": view.can_manage,
@@ -82,8 +98,9 @@ def _list_context(view, form=None, errors=None, limit=None, created=None) -> dic
         "results": page,
         "alias_counts": mailboxes.alias_counts([m.id for m in page.items]),
         **usage_context([m.id for m in page.items]),
-        "class_groups": _class_groups(),
-        "usage": usage,
+        "class_groups": _class_groups(every_class),
+        "offer_groups": _class_groups(every_class, view.customer),
+        "usage": _contract_usage(view.customer),
         "domains": domains.list_domains(view.actor, view.customer.id),
         "form": form or {},
         "errors": errors or {},
@@ -169,7 +186,10 @@ def _row_context(view, mailbox, **extra) -> dict:
         "can_manage": view.can_manage,
         "m": mailbox,
         "alias_count": mailboxes.alias_counts([mailbox.id]).get(mailbox.id, 0),
-        "class_groups": _class_groups(),
+        "offer_groups": _class_groups(
+            classes.all_classes(), view.customer, keep_class_id=mailbox.service_class_id
+        ),
+        "usage": _contract_usage(view.customer),
         "form": {},
         "errors": {},
         **extra,

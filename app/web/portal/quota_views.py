@@ -12,12 +12,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app, flash, request, url_for
-from flask_babel import format_datetime, format_decimal, to_user_timezone
+from flask_babel import format_decimal, to_user_timezone
 from flask_babel import gettext as _
 from redis.exceptions import RedisError
 
 from app.models.base import utcnow
-from app.services import quota
+from app.services import labels, quota
 from app.web.portal.common import back_to, bp, customer_view, fragment_reply, is_fragment_request
 
 MB = 1024 * 1024
@@ -48,10 +48,10 @@ def reading_time(moment: datetime | None) -> str:
     if moment is None:
         return ""
     local = to_user_timezone(moment)
-    time = format_datetime(moment, "HH:mm")
+    time = labels.when(moment, "time")
     if local.date() == to_user_timezone(utcnow()).date():
         return _("aggiornato alle %(t)s", t=time)
-    return _("aggiornato il %(d)s alle %(t)s", d=format_datetime(moment, "dd/MM/yyyy"), t=time)
+    return _("aggiornato il %(d)s alle %(t)s", d=labels.when(moment, "date"), t=time)
 
 
 def clock_time(moment: datetime | None) -> str:
@@ -59,8 +59,8 @@ def clock_time(moment: datetime | None) -> str:
     if moment is None:
         return ""
     if to_user_timezone(moment).date() == to_user_timezone(utcnow()).date():
-        return format_datetime(moment, "HH:mm")
-    return format_datetime(moment, "dd/MM/yyyy HH:mm")
+        return labels.when(moment, "time")
+    return labels.when(moment)
 
 
 @bp.record_once

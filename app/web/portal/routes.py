@@ -6,7 +6,7 @@ from flask import current_app, flash, request
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
-from app.services import capacity, domains, limits, overview
+from app.services import capacity, classes, domains, limits, overview
 from app.services.errors import Conflict, ValidationError
 from app.web import render
 from app.web.portal import address_views, mailbox_views, quota_views  # noqa: F401  (they add their routes to bp)
@@ -109,41 +109,94 @@ def domain_delete(customer_id: int, domain_id: int):
 
 # Capacity requests ("ask sales for more")
 
+CAPACITY_FIELDS = ("service_class", "extra_accounts", "note")
+
+
+def capacity_context(view, form=None, errors=None, fixed_class=None) -> dict:
+    """What the request form needs: the classes to choose from (the contract's first) or one fixed class."""
+    allowed = {row.service_class.id: row for row in limits.usage_report(view.customer)}
+    in_contract, others = [], []
+    for cls in classes.all_classes():
+        (in_contract if cls.id in allowed else others).append(cls)
+    return {
+        "customer": view.customer,
+        "capacity_form": form or {},
+        "capacity_errors": errors or {},
+        "capacity_choices": [(_("Nel contratto"), in_contract), (_("Altre classi"), others)],
+        "capacity_usage": allowed,
+        "capacity_open": capacity.open_by_class(view.actor, view.customer.id),
+        "fixed_class": fixed_class,
+    }
+
+
+def _capacity_page(view, status=200, **form_ctx):
+    return render(
+        "portal/capacity_requests.html",
+        status=status,
+        can_manage=view.can_manage,
+        requests=capacity.list_requests(view.actor, customer_id=view.customer.id),
+        **capacity_context(view, **form_ctx),
+    )
+
 
 @bp.route("/customers/<int:customer_id>/capacity-requests", methods=["GET", "POST"])
 def capacity_requests(customer_id: int):
     view = customer_view(customer_id)
     if request.method == "GET":
-        return render(
-            "portal/capacity_requests.html",
-            customer=view.customer,
-            can_manage=view.can_manage,
-            requests=capacity.list_requests(view.actor, customer_id=view.customer.id),
+        wanted = request.args.get("class", "")
+        form = (
+            {"service_class": wanted, "extra_accounts": "1"} if wanted.isdigit() and len(wanted) < 10 else {}
         )
-    form = {k: request.form.get(k, "") for k in ("service_class", "extra_accounts", "note")}
+        return _capacity_page(view, form=form)
+    form = {k: request.form.get(k, "") for k in CAPACITY_FIELDS}
+    fixed = None
+    if request.form.get("fixed"):
+        # The form inside a limit notice asks for the class that hit the limit; it keeps it on errors.
+        try:
+            fixed = classes.resolve(form["service_class"])
+        except ValidationError:
+            fixed = None
     try:
-        req = capacity.request_capacity(
+        asked = capacity.request_capacity(
             view.actor,
             view.customer.id,
             service_class=form["service_class"],
-            extra_accounts=form["extra_accounts"] or 1,
+            extra_accounts=form["extra_accounts"],
             note=form["note"],
         )
     except FAILURES as e:
         errors = field_errors(e)
-        message = "; ".join(errors.values())
         if is_fragment_request():
-            return fragment_reply("portal/_capacity_reply.html", status=e.status, ok=False, message=message)
-        flash(message, "error")
-        return back_to("portal.capacity_requests", customer_id=customer_id)
-    message = ngettext(
-        "Richiesta inviata al commerciale: %(num)d casella %(cls)s in più. Ti ricontatteremo a breve.",
-        "Richiesta inviata al commerciale: %(num)d caselle %(cls)s in più. Ti ricontatteremo a breve.",
-        req.extra_accounts,
-        cls=req.service_class.name,
-    )
+            ctx = capacity_context(view, form=form, errors=errors, fixed_class=fixed)
+            return fragment_reply("portal/_capacity_form.html", status=e.status, **ctx)
+        return _capacity_page(view, status=e.status, form=form, errors=errors)
+    req = asked.request
+    if asked.created:
+        message = ngettext(
+            "Richiesta inviata al commerciale: %(num)d casella %(cls)s in più. "
+            "Riceverai la risposta per email e la vedrai in Richieste al commerciale.",
+            "Richiesta inviata al commerciale: %(num)d caselle %(cls)s in più. "
+            "Riceverai la risposta per email e la vedrai in Richieste al commerciale.",
+            req.extra_accounts,
+            cls=req.service_class.name,
+        )
+    else:
+        message = ngettext(
+            "Richiesta aggiornata: ora chiedi %(num)d casella %(cls)s in più. "
+            "C'è una sola richiesta aperta per classe: il commerciale vede quella aggiornata.",
+            "Richiesta aggiornata: ora chiedi %(num)d caselle %(cls)s in più. "
+            "C'è una sola richiesta aperta per classe: il commerciale vede quella aggiornata.",
+            req.extra_accounts,
+            cls=req.service_class.name,
+        )
     if is_fragment_request():
-        return fragment_reply("portal/_capacity_reply.html", ok=True, message=message)
+        response = fragment_reply(
+            "portal/_capacity_reply.html", ok=True, message=message, customer=view.customer
+        )
+        if fixed:
+            # Sent from a limit notice: the answer takes the notice's place.
+            response.headers["HX-Retarget"] = "#limit-notice"
+        return response
     flash(message, "ok")
     return back_to("portal.capacity_requests", customer_id=customer_id)
 

@@ -1,0 +1,184 @@
+"""How the product names its codes and writes dates, in the reader's language.
+
+The one place that turns stored codes (`payg`, `suspended`, `approved`,
+`customer_admin`, audit actions and fields) into words, and datetimes into
+the one date format of each language. Pages, the audit log and emails all
+read from here, so a thing has one name everywhere.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from flask_babel import format_datetime, get_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
+PLAN = {"payg": _l("Pay per Use"), "contract": _l("A canone")}
+MAILBOX_STATUS = {"active": _l("Attiva"), "suspended": _l("Sospesa"), "disabled": _l("Disabilitata")}
+REQUEST_STATUS = {"open": _l("In attesa"), "approved": _l("Approvata"), "rejected": _l("Rifiutata")}
+ROLE = {
+    "staff": _l("Supporto tecnico"),
+    "customer_admin": _l("Amministratore cliente"),
+    "system": _l("Sistema"),
+}
+DOMAIN_STATE = {"pending": _l("In attesa di approvazione"), "active": _l("Attivo")}
+LANGUAGE = {"it": "Italiano", "en": "English"}
+VIA = {"web": "Web", "api": "API", "cli": _l("riga di comando"), "job": _l("attività pianificata")}
+
+KINDS = {
+    "plan": PLAN,
+    "mailbox_status": MAILBOX_STATUS,
+    "request_status": REQUEST_STATUS,
+    "role": ROLE,
+    "domain_state": DOMAIN_STATE,
+    "language": LANGUAGE,
+    "via": VIA,
+}
+
+# Unknown actions (new ones) show their code, so nothing is ever hidden.
+ACTION = {
+    "customer.create": _l("Cliente creato"),
+    "customer.update": _l("Dati cliente modificati"),
+    "contract.update": _l("Contratto modificato"),
+    "domain.create": _l("Dominio aggiunto"),
+    "domain.approve": _l("Dominio approvato"),
+    "domain.delete": _l("Dominio eliminato"),
+    "mailbox.create": _l("Casella creata"),
+    "mailbox.update": _l("Casella modificata"),
+    "mailbox.delete": _l("Casella eliminata"),
+    "alias.create": _l("Alias creato"),
+    "alias.update": _l("Alias modificato"),
+    "alias.delete": _l("Alias eliminato"),
+    "list.create": _l("Lista creata"),
+    "list.update": _l("Lista modificata"),
+    "list.delete": _l("Lista eliminata"),
+    "capacity.request": _l("Richiesta al commerciale inviata"),
+    "capacity.revise": _l("Richiesta al commerciale modificata"),
+    "capacity.approve": _l("Richiesta al commerciale approvata"),
+    "capacity.reject": _l("Richiesta al commerciale rifiutata"),
+    "user.create": _l("Utente creato"),
+    "user.password": _l("Password cambiata"),
+    "user.locale": _l("Lingua cambiata"),
+    "user.activate": _l("Utente riattivato"),
+    "user.deactivate": _l("Utente disattivato"),
+    "user.sessions_end": _l("Uscita da tutti i dispositivi"),
+    "user.totp_enable": _l("Verifica in due passaggi attivata"),
+    "user.totp_disable": _l("Verifica in due passaggi disattivata"),
+    "user.totp_reset": _l("Verifica in due passaggi azzerata"),
+    "user.recovery_code": _l("Codice di recupero usato"),
+    "user.recovery_codes": _l("Codici di recupero rigenerati"),
+    "token.create": _l("Token API creato"),
+    "token.revoke": _l("Token API revocato"),
+}
+
+FIELD = {
+    "name": _l("nome"),
+    "vat_number": _l("partita IVA"),
+    "vat_duplicate_reason": _l("motivo della partita IVA già in uso"),
+    "contact_email": _l("email di contatto"),
+    "plan": _l("piano"),
+    "self_service": _l("amministrazione autonoma"),
+    "display_name": _l("nome visualizzato"),
+    "service_class": _l("classe"),
+    "status": _l("stato"),
+    "state": _l("stato"),
+    "password": _l("password"),
+    "target": _l("destinazione"),
+    "members": _l("membri"),
+    "added": _l("aggiunti"),
+    "removed": _l("tolti"),
+    "description": _l("descrizione"),
+    "extra_accounts": _l("caselle richieste"),
+    "granted_accounts": _l("caselle concesse"),
+    "note": _l("motivo"),
+    "decision_note": _l("motivo della decisione"),
+    "role": _l("ruolo"),
+    "locale": _l("lingua"),
+    "active": _l("attivo"),
+    "token": _l("token"),
+}
+
+# Which label table reads the values of a field; "status" depends on what changed.
+_VALUE_KIND = {"plan": "plan", "role": "role", "state": "domain_state", "locale": "language"}
+_STATUS_KIND = {"mailbox": "mailbox_status", "capacity": "request_status"}
+# Fields whose value is a set of members, not an old -> new pair.
+_SET_FIELDS = ("added", "removed")
+
+# One date format per language: day first in Italian, the month spelled out in English.
+DATE_FORMATS = {"it": "dd/MM/yyyy", "en": "d MMM yyyy"}
+
+
+def label(kind: str, code: object) -> str:
+    """The words for a code of a kind (plan, mailbox_status, ...); the code itself if unknown."""
+    if code is None or code == "":
+        return ""
+    found = KINDS.get(kind, {}).get(code)
+    return str(found) if found is not None else str(code)
+
+
+def action_label(action: str) -> str:
+    found = ACTION.get(action)
+    return str(found) if found is not None else action
+
+
+PARTS = ("datetime", "date", "time", "datetime_seconds", "time_seconds")
+
+
+def when(value: date | datetime | None, part: str = "datetime") -> str:
+    """A date or datetime in the one format of the reader's language, datetimes in the panel's timezone.
+
+    part: "datetime" (the default), "date", "time", or "datetime_seconds" / "time_seconds".
+    A plain date is always written as a date.
+    """
+    if value is None or value == "":
+        return ""
+    if part not in PARTS:
+        raise ValueError(f"unknown part {part!r}")
+    day = DATE_FORMATS.get(str(get_locale() or "it")[:2], DATE_FORMATS["it"])
+    clock = "HH:mm:ss" if part.endswith("_seconds") else "HH:mm"
+    if not isinstance(value, datetime):
+        return format_datetime(datetime(value.year, value.month, value.day), day, rebase=False)
+    pattern = {"date": day, "time": clock, "time_seconds": clock}.get(part, f"{day} {clock}")
+    return format_datetime(value, pattern)
+
+
+def change_lines(action: str, changes: object, show=str) -> list[tuple[str, str]]:
+    """An audit event's changes as (field, "old → new") lines; member sets as the names they hold.
+
+    show turns a plain value into text (addresses in their Unicode form, say).
+    """
+    if not isinstance(changes, dict):
+        return []
+    entity = action.split(".", 1)[0] if isinstance(action, str) else ""
+    out = []
+    for key, value in changes.items():
+        name = str(FIELD.get(key, key))  # contract lines are keyed by class name, shown as they are
+        if key in _SET_FIELDS:
+            members = value if isinstance(value, list | tuple) else [value]
+            if members:
+                out.append((name, ", ".join(_value(key, entity, m, show) for m in members)))
+            continue
+        if isinstance(value, list | tuple) and len(value) == 2:
+            old, new = value
+        else:
+            old, new = None, value
+        if old in (None, "") and new in (None, ""):
+            continue  # a field created empty says nothing
+        out.append((name, f"{_value(key, entity, old, show)} → {_value(key, entity, new, show)}"))
+    return out
+
+
+def _value(key: str, entity: str, value: object, show) -> str:
+    if value is None or value == "":
+        return "—"
+    if value is True:
+        return _("sì")
+    if value is False:
+        return _("no")
+    if isinstance(value, list | tuple):
+        return ", ".join(_value(key, entity, v, show) for v in value) or "—"
+    kind = _STATUS_KIND.get(entity) if key == "status" else _VALUE_KIND.get(key)
+    if kind and isinstance(value, str):
+        return label(kind, value)
+    return show(value)
