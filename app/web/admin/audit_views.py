@@ -22,6 +22,7 @@ ACTION_LABELS = {
     "contract.update": _l("Contratto modificato"),
     "domain.create": _l("Dominio aggiunto"),
     "domain.delete": _l("Dominio eliminato"),
+    "domain.approve": _l("Dominio approvato"),
     "mailbox.create": _l("Casella creata"),
     "mailbox.update": _l("Casella modificata"),
     "mailbox.delete": _l("Casella eliminata"),
