@@ -12,6 +12,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
+import idna
 from flask import current_app
 from flask_babel import gettext as _
 from publicsuffixlist import PublicSuffixList
@@ -80,8 +81,9 @@ def _registered(value: str) -> str:
     if not host:
         return ""
     try:
-        host = host.encode("idna").decode("ascii")
-    except UnicodeError:
+        # The same IDNA rules (UTS 46) as the names customers type, so both compare equal.
+        host = idna.encode(host, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
         raise RuntimeError(f"not a valid domain name in the provider's settings: {value!r}") from None
     return _public_suffixes().privatesuffix(host) or host
 
