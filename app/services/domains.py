@@ -75,11 +75,11 @@ def add_domain(actor: Actor, customer_id: int, name: object, override_reason: ob
 
 
 def _override_reason(actor: Actor, value: object) -> str:
+    if not actor.is_staff and value not in (None, ""):
+        raise PermissionDenied(_("Solo il supporto tecnico può aggiungere un dominio in deroga alle regole."))
     reason = fields.text(value, "override_reason", max_len=500, required=False)
     if not reason:
         return ""
-    if not actor.is_staff:
-        raise PermissionDenied(_("Solo il supporto tecnico può aggiungere un dominio in deroga alle regole."))
     if len(reason) < MIN_REASON:
         raise ValidationError.one(
             "override_reason", _("Scrivi il motivo della deroga (almeno %(n)d caratteri).", n=MIN_REASON)

@@ -172,6 +172,9 @@ def test_a_customer_cannot_approve_its_own_domain_nor_see_anothers(client, auth,
     assert client.get("/admin/domains").status_code == 404
     assert {domain_named("mio.it").state, domain_named("altrui.it").state} == {"pending"}
     assert 'name="override_reason"' not in text(client.get(f"/customers/{c.id}/domains"))
+    forged = {"name": "gmail.com", "override_reason": "Il dominio è nostro da sempre"}
+    assert client.post(f"/customers/{c.id}/domains", data=forged).status_code == 403
+    assert domain_named("gmail.com") is None
 
 
 # The back office
@@ -291,10 +294,13 @@ def test_api_refusals_name_the_field_and_a_customer_hears_only_not_available(api
         assert words in message and "Rossi" not in message, (name, body)
         if status == 409:
             assert body["field"] == "name"
-    r = admin(
-        "POST", f"/customers/{c.id}/domains", {"name": "gmail.com", "override_reason": "È nostro, davvero"}
-    )
-    assert r.status_code == 403
+    # Only staff may give a reason, whatever it is; a non-text one is refused by its type first.
+    for reason, status in (("È nostro, davvero", 403), ("\x00", 403), (12, 422)):
+        r = admin("POST", f"/customers/{c.id}/domains", {"name": "gmail.com", "override_reason": reason})
+        assert r.status_code == status, (reason, r.get_json())
+    # The state is the service's to decide, never the caller's.
+    r = admin("POST", f"/customers/{c.id}/domains", {"name": "mio.it", "state": "active"})
+    assert r.status_code == 422 and "state" in r.get_json()["errors"]
     assert counts() == before
 
 
