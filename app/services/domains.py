@@ -33,8 +33,11 @@ def list_domains(actor: Actor, customer_id: int) -> list[Domain]:
     )
 
 
-def get_domain(actor: Actor, domain_id: int) -> Domain:
-    return scoped(actor, db.session.get(Domain, domain_id), _("Dominio non trovato."))
+def get_domain(actor: Actor, domain_id: object) -> Domain:
+    # An id beyond the database's integer range names nothing (and must not reach the driver).
+    row_id = fields.row_id(domain_id)
+    domain = db.session.get(Domain, row_id) if row_id is not None else None
+    return scoped(actor, domain, _("Dominio non trovato."))
 
 
 def add_domain(actor: Actor, customer_id: int, name: object, override_reason: object = None) -> Domain:

@@ -206,7 +206,8 @@ def test_the_back_office_lists_pending_domains_across_customers_and_approves_the
     assert again.status_code == 200 and "<html" not in again.get_data(as_text=True)
     events = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.action == "domain.approve")).all()
     assert [(e.target, e.customer_id) for e in events] == [("verdi.it", a.id)]
-    assert client.post("/admin/domains/999999/approve").status_code == 404
+    for missing in (999999, 2**31, 2**63, 2**64):
+        assert client.post(f"/admin/domains/{missing}/approve").status_code == 404, missing
 
 
 def test_the_back_office_customer_page_shows_the_domains_with_their_state(client, auth, make):
