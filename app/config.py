@@ -29,6 +29,9 @@ class Config:
     PROVIDER_MAIL_HOST = os.environ.get("PROVIDER_MAIL_HOST", "mail.collabra.it")
     WEBMAIL_URL = os.environ.get("WEBMAIL_URL", "")
     SALES_EMAIL = os.environ.get("SALES_EMAIL", "commerciale@collabra.it")
+    # The provider's own domains (comma list): never addable by anyone, nor their subdomains.
+    # The domains of PROVIDER_MX_HOST, PROVIDER_MAIL_HOST and SALES_EMAIL always count too.
+    PROVIDER_DOMAINS = os.environ.get("PROVIDER_DOMAINS", "")
     TIMEZONE = os.environ.get("TIMEZONE", "Europe/Rome")
 
     BABEL_DEFAULT_LOCALE = "it"

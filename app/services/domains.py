@@ -1,18 +1,29 @@
-"""A customer's mail domains. A domain belongs to one customer only."""
+"""A customer's mail domains. A domain belongs to one customer only.
+
+Which names may be served at all is domain_names' business; here, who holds a name
+and its state: a domain a customer adds stays pending (not served) until support
+approves it, one support adds is active at once.
+"""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
+import sqlalchemy.orm
 from flask_babel import gettext as _
 from flask_babel import ngettext
+from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from app.models import Alias, DistributionList, Domain, Mailbox
 from app.models.base import utcnow
-from app.services import audit, limits
-from app.services.access import Actor, customer_for, require_manage, scoped
-from app.services.addresses import domain_to_ascii
-from app.services.errors import Conflict
+from app.services import audit, domain_names, fields, limits
+from app.services.access import Actor, customer_for, require_manage, require_staff, scoped
+from app.services.addresses import domain_to_ascii, idna_display
+from app.services.domain_names import PublicProviderDomain
+from app.services.errors import Conflict, PermissionDenied, ValidationError
+
+# A reason staff give to set a rule aside: long enough to say something to whoever reads the audit trail.
+MIN_REASON = 10
 
 
 def list_domains(actor: Actor, customer_id: int) -> list[Domain]:
@@ -22,25 +33,161 @@ def list_domains(actor: Actor, customer_id: int) -> list[Domain]:
     )
 
 
-def get_domain(actor: Actor, domain_id: int) -> Domain:
-    return scoped(actor, db.session.get(Domain, domain_id), _("Dominio non trovato."))
+def get_domain(actor: Actor, domain_id: object) -> Domain:
+    # An id beyond the database's integer range names nothing (and must not reach the driver).
+    row_id = fields.row_id(domain_id)
+    domain = db.session.get(Domain, row_id) if row_id is not None else None
+    return scoped(actor, domain, _("Dominio non trovato."))
 
 
-def add_domain(actor: Actor, customer_id: int, name: object) -> Domain:
+def add_domain(actor: Actor, customer_id: int, name: object, override_reason: object = None) -> Domain:
+    """Add a domain: active at once when staff add it, pending (not served) when a customer does.
+
+    override_reason lets staff add a public mailbox provider's domain; it goes into the audit trail.
+    """
     customer = customer_for(actor, customer_id)
     require_manage(actor, customer)
+    reason = _override_reason(actor, override_reason)
     ascii_name = domain_to_ascii(name)
+    try:
+        domain_names.check_claimable(ascii_name, override_public=bool(reason))
+    except PublicProviderDomain as e:
+        if actor.is_staff:
+            e.errors["name"] += " " + _("Per aggiungerlo comunque, scrivi il motivo della deroga.")
+        raise
     limits.lock_customer(customer.id)
-    if db.session.scalar(sa.select(Domain.id).where(Domain.name == ascii_name)) is not None:
-        raise Conflict(_("Il dominio %(d)s è già registrato sul servizio.", d=ascii_name), field="name")
-    domain = Domain(customer_id=customer.id, name=ascii_name)
+    _check_available(actor, customer.id, ascii_name)
+    domain = Domain(customer_id=customer.id, name=ascii_name, state="pending")
     if actor.is_staff:
         domain.state, domain.activated_at, domain.activated_by_id = "active", utcnow(), actor.user_id
+    changes: dict = {"state": [None, domain.state]}
+    provider = domain_names.public_provider(ascii_name) if reason else None
+    if provider:
+        changes["public_provider"] = [None, provider]
+        changes["override_reason"] = [None, reason]
     db.session.add(domain)
-    db.session.flush()
-    audit.record(actor, "domain.create", customer_id=customer.id, target=ascii_name)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        # Another customer added the same name a moment ago (each locks only their own customer).
+        db.session.rollback()
+        raise Conflict(_not_available(ascii_name), field="name") from None
+    audit.record(actor, "domain.create", customer_id=customer.id, target=ascii_name, changes=changes)
     db.session.commit()
     return domain
+
+
+def _override_reason(actor: Actor, value: object) -> str:
+    if not actor.is_staff and value not in (None, ""):
+        raise PermissionDenied(_("Solo il supporto tecnico può aggiungere un dominio in deroga alle regole."))
+    reason = fields.text(value, "override_reason", max_len=500, required=False)
+    if not reason:
+        return ""
+    if len(reason) < MIN_REASON:
+        raise ValidationError.one(
+            "override_reason", _("Scrivi il motivo della deroga (almeno %(n)d caratteri).", n=MIN_REASON)
+        )
+    return reason
+
+
+def _not_available(ascii_name: str) -> str:
+    # The same words whoever holds it: a customer must not learn who else is served here.
+    return _(
+        "Il dominio %(d)s non è disponibile. Se è della tua azienda, contatta il supporto tecnico.",
+        d=idna_display(ascii_name),
+    )
+
+
+def _check_available(actor: Actor, customer_id: int, ascii_name: str) -> None:
+    """Refuse a name already served; a customer is also refused a parent or a subdomain of another's domain."""
+    related = sa.or_(
+        Domain.name.in_(domain_names.ancestors(ascii_name)),
+        Domain.name.endswith("." + ascii_name, autoescape=True),
+    )
+    rows = db.session.scalars(
+        sa.select(Domain).where(related).options(sa.orm.joinedload(Domain.customer)).order_by(Domain.name)
+    ).all()
+    same = next((d for d in rows if d.name == ascii_name), None)
+    if same is not None and same.customer_id == customer_id:
+        raise Conflict(
+            _("Il dominio %(d)s è già tra i domini di questo cliente.", d=same.display_name), field="name"
+        )
+    others = [d for d in rows if d.customer_id != customer_id]
+    if same is None and (actor.is_staff or not others):
+        # Staff may serve a parent or a subdomain of another customer's domain: they check who owns what.
+        return
+    if not actor.is_staff:
+        raise Conflict(_not_available(ascii_name), field="name")
+    raise Conflict(
+        _(
+            "Il dominio %(d)s è già registrato sul servizio per il cliente «%(customer)s» (%(state)s).",
+            d=same.display_name,
+            customer=same.customer.name,
+            state=state_label(same.state),
+        ),
+        field="name",
+    )
+
+
+def state_label(state: str) -> str:
+    return _("attivo") if state == "active" else _("in attesa di verifica")
+
+
+def approve_domain(actor: Actor, domain_id: int) -> Domain:
+    """Support confirms the customer owns the domain: it becomes active and the mail servers serve it.
+
+    Approving an active domain changes nothing and records nothing.
+    """
+    # Scope first: another customer's domain is a 404 for a customer, as everywhere.
+    domain = get_domain(actor, domain_id)
+    require_staff(actor)
+    limits.lock_customer(domain.customer_id)
+    db.session.refresh(domain)
+    if domain.is_active:
+        return domain
+    # The provider's domains may have been configured since the customer added it.
+    domain_names.check_claimable(domain.name, override_public=True)
+    domain.state, domain.activated_at, domain.activated_by_id = "active", utcnow(), actor.user_id
+    audit.record(
+        actor,
+        "domain.approve",
+        customer_id=domain.customer_id,
+        target=domain.name,
+        changes={"state": ["pending", "active"]},
+    )
+    db.session.commit()
+    return domain
+
+
+def pending_domains(actor: Actor) -> list[Domain]:
+    """Every customer's domains waiting for support, oldest first."""
+    require_staff(actor)
+    return list(
+        db.session.scalars(
+            sa.select(Domain)
+            .where(Domain.state == "pending")
+            .options(sa.orm.joinedload(Domain.customer))
+            .order_by(Domain.created_at, Domain.id)
+        )
+    )
+
+
+def pending_names(customer_id: int) -> dict[int, str]:
+    """{domain id: name to show} of the customer's pending domains, for marking addresses not served yet.
+
+    The caller has already scoped customer_id to the actor.
+    """
+    rows = db.session.execute(
+        sa.select(Domain.id, Domain.name)
+        .where(Domain.customer_id == customer_id, Domain.state == "pending")
+        .order_by(Domain.name)
+    )
+    return {domain_id: idna_display(name) for domain_id, name in rows}
+
+
+def count_pending(actor: Actor) -> int:
+    require_staff(actor)
+    return db.session.scalar(sa.select(sa.func.count()).select_from(Domain).where(Domain.state == "pending"))
 
 
 def delete_domain(actor: Actor, domain_id: int) -> None:

@@ -22,7 +22,7 @@ ROLE = {
     "customer_admin": _l("Amministratore cliente"),
     "system": _l("Sistema"),
 }
-DOMAIN_STATE = {"pending": _l("In attesa di approvazione"), "active": _l("Attivo")}
+DOMAIN_STATE = {"pending": _l("In attesa di verifica"), "active": _l("Attivo")}
 LANGUAGE = {"it": "Italiano", "en": "English"}
 VIA = {"web": "Web", "api": "API", "cli": _l("riga di comando"), "job": _l("attività pianificata")}
 
@@ -83,6 +83,8 @@ FIELD = {
     "service_class": _l("classe"),
     "status": _l("stato"),
     "state": _l("stato"),
+    "public_provider": _l("servizio di posta pubblico"),
+    "override_reason": _l("motivo della deroga"),
     "password": _l("password"),
     "target": _l("destinazione"),
     "members": _l("membri"),

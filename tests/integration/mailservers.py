@@ -29,6 +29,8 @@ from sqlalchemy.engine import make_url
 
 HOST = "127.0.0.1"
 HOSTNAME = "mail.test"
+# A loopback address outside mynetworks: mail from it is mail from the Internet.
+OUTSIDE_HOST = "127.0.0.2"
 MASTER_USER = "assistenza"
 MASTER_PASSWORD = "Master-pass-42"
 # doveadm's HTTP API, where the panel reads quota usage.
@@ -347,6 +349,8 @@ def start_mail_servers(app, database_url: str) -> MailServers:
         "--doveadm-port", str(ports["doveadm"]),
         "--master-user-file", str(conf / "master-users"),
         "--relayhost", f"[{HOST}]:{sink.port}",
+        # Only 127.0.0.1 is trusted to relay: a client on OUTSIDE_HOST stands for the Internet.
+        "--mynetworks", f"{HOST}/32",
         "--tls-cert", str(conf / "cert.pem"), "--tls-key", str(conf / "key.pem"),
         "--queue-dir", str(root / "spool"), "--data-dir", str(root / "data"),
         "--instance-name", f"panel-test-{root.name}",

@@ -19,6 +19,7 @@ ADMIN_GETS = [
     "/admin/customers/new",
     "/admin/customers/{cid}",
     "/admin/capacity-requests",
+    "/admin/domains",
     "/admin/audit",
     "/admin/users",
     "/admin/health",
@@ -29,6 +30,7 @@ ADMIN_POSTS = [
     "/admin/customers/{cid}/contract",
     "/admin/customers/{cid}/admins",
     "/admin/capacity-requests/1/decision",
+    "/admin/domains/1/approve",
     "/admin/users",
     "/admin/users/1/active",
     "/admin/users/1/two-factor/reset",
@@ -41,6 +43,7 @@ def test_every_admin_url_is_listed_here(app):
     listed = {u.split("?")[0].replace("{cid}", "<int:customer_id>") for u in ADMIN_GETS + ADMIN_POSTS}
     listed = {u.replace("/1/", "/<int:request_id>/", 1) if "capacity" in u else u for u in listed}
     listed = {u.replace("users/1/", "users/<int:user_id>/") for u in listed}
+    listed = {u.replace("domains/1/", "domains/<int:domain_id>/") for u in listed}
     assert rules == listed
 
 

@@ -63,6 +63,7 @@ def scoped_calls(i: dict) -> list[tuple[str, str, dict | None]]:
         ("GET", f"/customers/{b}/domains", None),
         ("POST", f"/customers/{b}/domains", {"name": "nuovo-b.example"}),
         ("GET", f"/domains/{i['domain']}", None),
+        ("POST", f"/domains/{i['domain']}/approve", None),
         ("DELETE", f"/domains/{i['domain']}", None),
         ("GET", f"/customers/{b}/mailboxes", None),
         (
@@ -102,6 +103,7 @@ STAFF_ONLY = [
     ("PUT", "/customers/{b}/contract", {"allowances": [], "self_service": True}),
     ("POST", "/capacity-requests/{req}/approve", None),
     ("POST", "/capacity-requests/{req}/reject", None),
+    ("POST", "/domains/{domain}/approve", None),
 ]
 
 
@@ -133,6 +135,7 @@ def test_staff_only_endpoints_are_403_for_a_customer_admin_on_their_own_customer
         assert r.get_json()["error"]
     assert b_admin("POST", "/customers", {"name": "Nuovo", "plan": "payg"}).status_code == 403
     assert b_admin("GET", "/capacity-requests", None).status_code == 403
+    assert b_admin("GET", "/domains", None).status_code == 403
     assert counts() == before
     assert db.session.get(Customer, two["b"]).name == "Cliente B"
     assert db.session.get(CapacityRequest, two["req"]).status == "open"

@@ -230,4 +230,4 @@ def customer_admin_new(customer_id: int):
 
 
 # The other back-office pages register their routes on bp.
-from app.web.admin import audit_views, capacity_views, health_views, users_views  # noqa: E402, F401
+from app.web.admin import audit_views, capacity_views, domain_views, health_views, users_views  # noqa: E402, F401

@@ -37,8 +37,23 @@ def domain_list(customer_id: int):
 
 @bp.post("/customers/<id:customer_id>/domains")
 def domain_create(customer_id: int):
-    data = body.read({"name": body.text}, required=("name",))
-    return jsonify(out.domain(domains.add_domain(actor(), customer_id, data["name"]))), 201
+    data = body.read({"name": body.text, "override_reason": body.optional_text}, required=("name",))
+    domain = domains.add_domain(
+        actor(), customer_id, data["name"], override_reason=data.get("override_reason")
+    )
+    return jsonify(out.domain(domain)), 201
+
+
+@bp.get("/domains")
+def domain_pending_list():
+    if (request.args.get("state") or "pending") != "pending":
+        raise ValidationError.one("state", _("Stato non valido: usa pending."))
+    return jsonify([out.domain(d) for d in domains.pending_domains(actor())])
+
+
+@bp.post("/domains/<id:domain_id>/approve")
+def domain_approve(domain_id: int):
+    return jsonify(out.domain(domains.approve_domain(actor(), domain_id)))
 
 
 @bp.get("/domains/<id:domain_id>")

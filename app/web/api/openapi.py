@@ -127,9 +127,25 @@ SCHEMAS = {
         customer_id=INT,
         name={**STR, "description": "ASCII (punycode) form, as stored."},
         unicode_name=STR,
+        state={
+            "type": "string",
+            "enum": ["pending", "active"],
+            "description": "pending: added by a customer, not served until support approves it; "
+            "active: the mail servers serve it.",
+        },
         created_at=WHEN,
+        activated_at=NULLABLE_WHEN,
     ),
-    "DomainInput": _obj(("name",), name={**STR, "description": "Unicode or punycode."}),
+    "DomainInput": _obj(
+        ("name",),
+        name={**STR, "description": "Unicode or punycode."},
+        override_reason={
+            **NULLABLE_STR,
+            "maxLength": 500,
+            "description": "Staff only: add a public mailbox provider's domain anyway, for this reason "
+            "(at least 10 characters; kept in the audit trail).",
+        },
+    ),
     "Mailbox": _obj(
         ("id", "address", "display_name", "service_class", "status", "created_at", "updated_at"),
         id=ID,
@@ -388,7 +404,10 @@ def _paths() -> dict:
             **c,
             "get": _op("A customer's domains.", "domains", ok=_json(_arr("Domain"))),
             "post": _op(
-                "Add a domain (Unicode names are stored as punycode).",
+                "Add a domain (Unicode names are stored as punycode). A customer admin's domain is "
+                "pending until support approves it; staff's is active at once. Refused: the provider's "
+                "own domains, public mailbox providers (staff may give override_reason), names that are "
+                "not registrable, and names already served (a customer hears only 'not available').",
                 "domains",
                 ok=_json(_ref("Domain"), "Created."),
                 status="201",
@@ -405,6 +424,31 @@ def _paths() -> dict:
                 status="204",
                 errors=("401", "403", "404", "409"),
             ),
+        },
+        "/api/v1/domains/{domain_id}/approve": {
+            "parameters": [_path_param("domain_id")],
+            "post": _op(
+                "Approve a pending domain: it becomes active and the mail servers serve it (staff). "
+                "Approving an active domain changes nothing.",
+                "domains",
+                ok=_json(_ref("Domain")),
+                errors=("401", "403", "404", "422"),
+            ),
+        },
+        "/api/v1/domains": {
+            "get": _op(
+                "Every customer's domains in one state, oldest first (staff).",
+                "domains",
+                ok=_json(_arr("Domain")),
+                errors=("401", "403", "422"),
+                params=(
+                    _query(
+                        "state",
+                        {"type": "string", "enum": ["pending"], "default": "pending"},
+                        "Only domains in this state.",
+                    ),
+                ),
+            )
         },
         "/api/v1/customers/{customer_id}/mailboxes": {
             **c,

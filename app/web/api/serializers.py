@@ -57,7 +57,9 @@ def domain(d: Domain) -> dict:
         "customer_id": d.customer_id,
         "name": d.name,
         "unicode_name": d.display_name,
+        "state": d.state,
         "created_at": _when(d.created_at),
+        "activated_at": _when(d.activated_at),
     }
 
 

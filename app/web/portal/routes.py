@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import current_app, flash, request
+from flask import current_app, flash, g, request
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
@@ -40,15 +40,18 @@ def dashboard(customer_id: int):
 # Domains
 
 
-def _domains_context(view, form=None, errors=None, notice=None) -> dict:
+def _domains_context(view, form=None, errors=None, notice=None, override=False) -> dict:
     return {
         "customer": view.customer,
         "can_manage": view.can_manage,
+        "is_staff": view.actor.is_staff,
         "domains": domains.list_domains(view.actor, view.customer.id),
         "mx_host": current_app.config["PROVIDER_MX_HOST"],
         "form": form or {},
         "errors": errors or {},
         "notice": notice,
+        # Staff see the reason field once a name was refused as a public provider's, or when they filled it.
+        "show_override": view.actor.is_staff and (override or bool((form or {}).get("override_reason"))),
     }
 
 
@@ -56,15 +59,27 @@ def domains_page(customer_id: int):
     view = customer_view(customer_id)
     if request.method == "GET":
         return render("portal/domains.html", "portal/_domains.html", **_domains_context(view))
-    form = {"name": request.form.get("name", "")}
+    form = {k: request.form.get(k, "") for k in ("name", "override_reason")}
     try:
-        domain = domains.add_domain(view.actor, view.customer.id, form["name"])
+        domain = domains.add_domain(
+            view.actor, view.customer.id, form["name"], override_reason=form["override_reason"] or None
+        )
     except FAILURES as e:
-        ctx = _domains_context(view, form=form, errors=field_errors(e))
+        ctx = _domains_context(
+            view, form=form, errors=field_errors(e), override=isinstance(e, domains.PublicProviderDomain)
+        )
         return render("portal/domains.html", "portal/_domains.html", status=e.status, **ctx)
-    message = _(
-        "Dominio %(d)s aggiunto. Ora fai impostare il record MX indicato qui sotto.", d=domain.display_name
-    )
+    if domain.is_active:
+        message = _(
+            "Dominio %(d)s aggiunto e attivo. Ora fai impostare il record MX indicato qui sotto.",
+            d=domain.display_name,
+        )
+    else:
+        message = _(
+            "Dominio %(d)s aggiunto: è in attesa di verifica. Fai impostare il record MX indicato qui sotto; "
+            "il supporto tecnico lo attiverà dopo aver verificato che il dominio è della tua azienda.",
+            d=domain.display_name,
+        )
     if is_fragment_request():
         return fragment_reply("portal/_domains.html", **_domains_context(view, notice=("ok", message)))
     flash(message, "ok")
@@ -72,6 +87,38 @@ def domains_page(customer_id: int):
 
 
 bp.add_url_rule("/customers/<int:customer_id>/domains", "domains", domains_page, methods=["GET", "POST"])
+
+
+@bp.route("/customers/<int:customer_id>/domains/<int:domain_id>/approve", methods=["POST"])
+def domain_approve(customer_id: int, domain_id: int):
+    """Staff approve a pending domain from the customer's domains page (the service refuses anyone else)."""
+    view = customer_view(customer_id)
+    domain = owned(domains.get_domain(view.actor, domain_id), view.customer.id, _("Dominio non trovato."))
+    try:
+        domains.approve_domain(view.actor, domain.id)
+    except FAILURES as e:
+        ctx = _domains_context(view, notice=("error", "; ".join(field_errors(e).values())))
+        return render("portal/domains.html", "portal/_domains.html", status=e.status, **ctx)
+    message = _("Dominio %(d)s attivato: ora i server di posta lo servono.", d=domain.display_name)
+    if is_fragment_request():
+        return fragment_reply("portal/_domains.html", **_domains_context(view, notice=("ok", message)))
+    flash(message, "ok")
+    return back_to("portal.domains", customer_id=customer_id)
+
+
+@bp.app_template_global()
+def pending_domains(customer_id: int, loaded=None) -> dict[int, str]:
+    """The customer's domains not served yet ({id: name}), once per request: pages mark their addresses.
+
+    loaded: the customer's domains when the page has them already, to spare a query.
+    """
+    cache = g.setdefault("pending_domains", {})
+    if customer_id not in cache:
+        if loaded is not None:
+            cache[customer_id] = {d.id: d.display_name for d in loaded if not d.is_active}
+        else:
+            cache[customer_id] = domains.pending_names(customer_id)
+    return cache[customer_id]
 
 
 @bp.route("/customers/<int:customer_id>/domains/<int:domain_id>/delete", methods=["GET", "POST"])
