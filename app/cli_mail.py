@@ -110,6 +110,18 @@ def _fail(error: DomainError) -> None:
     show_envvar=True,
     help="Key of doveadm's HTTP API (better from the environment: DOVEADM_API_KEY).",
 )
+@click.option(
+    "--policy-user",
+    default="nobody",
+    show_default=True,
+    help="User running the list-policy service (group postfix; not root, not postfix).",
+)
+@click.option(
+    "--policy-python",
+    default="/usr/bin/python3",
+    show_default=True,
+    help="Python 3 that runs the list-policy service (PostgreSQL: with psycopg2 or psycopg).",
+)
 def config_command(want_dovecot, want_postfix, db_kind, database_url, out_dir, config_dir, **opts):
     """Render Dovecot 2.3 and/or Postfix 3.7 configuration that reads the panel's views.
 
@@ -144,7 +156,14 @@ def config_command(want_dovecot, want_postfix, db_kind, database_url, out_dir, c
         groups.append(("postfix", mailserver.render_postfix(settings)))
     for group, files in groups:
         if out_dir:
-            for path in mailserver.write_files(files, out_dir, group=group):
+            try:
+                per_file = {}
+                if group == "postfix" and os.geteuid() == 0:
+                    per_file["list_policy.cf"] = mailserver.user_group(settings.policy_user)
+                paths = mailserver.write_files(files, out_dir, group=group, groups=per_file)
+            except DomainError as e:
+                _fail(e)
+            for path in paths:
                 click.echo(path)
         else:
             for name, text in files.items():
@@ -170,7 +189,10 @@ def master_user_command(path):
         _fail(e)
     directory = os.path.dirname(os.path.abspath(path))
     name = os.path.basename(path)
-    written = mailserver.write_files({name: line}, directory, group="dovecot", private={name})
+    try:
+        written = mailserver.write_files({name: line}, directory, group="dovecot", private={name})
+    except DomainError as e:
+        _fail(e)
     click.echo(_("Utente master %(user)s scritto in %(path)s.", user=user, path=written[0]))
 
 

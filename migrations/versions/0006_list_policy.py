@@ -1,0 +1,126 @@
+"""Who may post to a distribution list; limits on a customer's external list members
+
+Every list gets `post_policy`: `anyone`, `customer` (only the customer's own
+mailboxes, authenticated) or `members` (only the list's members). Lists that
+exist when this runs get `anyone`, exactly what they did before: the
+migration does not change live mail flow. New lists default to `customer`
+(the model's default); their owners open them up when they need to.
+
+Customers get two nullable overrides of the limits on external list members
+(per list and in all); NULL means the configured default
+(LIST_EXTERNAL_PER_LIST, LIST_EXTERNAL_PER_CUSTOMER).
+
+Two new views for Postfix (docs/mailserver.md): `mail_lists` (each list's
+address and post_policy, so `check_recipient_access` sends restricted lists to
+the list-policy service) and `mail_list_senders` (who may post to each
+restricted list). The existing views keep their definitions: on SQLite they
+are saved, dropped around the table rebuild and recreated verbatim.
+
+Revision ID: 0006_list_policy
+Revises: 0004_domain_state
+Create Date: 2026-12-01 15:30:00
+
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0006_list_policy"
+down_revision = "0004_domain_state"
+branch_labels = None
+depends_on = None
+
+# One row per list on an active domain: Postfix asks it for every recipient.
+MAIL_LISTS = """
+CREATE VIEW mail_lists AS
+SELECT l.address AS address, l.post_policy AS post_policy
+FROM distribution_lists l
+JOIN domains ld ON ld.id = l.domain_id
+WHERE ld.state = 'active'
+"""
+
+# Who may post to a restricted list. `authenticated` = 1: the sender is one of
+# our mailboxes and must have logged in (SMTP AUTH) as `sender`, so a forged
+# MAIL FROM from outside does not pass; 0: an external member, recognised by
+# the envelope sender. A `customer` list admits every active mailbox of the
+# list's customer; a `members` list its active member mailboxes and external
+# members. `anyone` lists have no rows (the policy service is not asked).
+MAIL_LIST_SENDERS = """
+CREATE VIEW mail_list_senders AS
+SELECT l.address AS list, m.address AS sender, 1 AS authenticated
+FROM distribution_lists l
+JOIN domains ld ON ld.id = l.domain_id
+JOIN mailboxes m ON m.customer_id = l.customer_id
+JOIN domains md ON md.id = m.domain_id
+WHERE l.post_policy = 'customer' AND m.status = 'active' AND ld.state = 'active' AND md.state = 'active'
+UNION ALL
+SELECT l.address, m.address, 1
+FROM distribution_lists l
+JOIN domains ld ON ld.id = l.domain_id
+JOIN list_members lm ON lm.list_id = l.id
+JOIN mailboxes m ON m.id = lm.mailbox_id
+JOIN domains md ON md.id = m.domain_id
+WHERE l.post_policy = 'members' AND m.status = 'active' AND ld.state = 'active' AND md.state = 'active'
+UNION ALL
+SELECT l.address, lm.external_address, 0
+FROM distribution_lists l
+JOIN domains ld ON ld.id = l.domain_id
+JOIN list_members lm ON lm.list_id = l.id
+WHERE l.post_policy = 'members' AND lm.external_address IS NOT NULL AND ld.state = 'active'
+"""
+
+NEW_VIEWS = ("mail_list_senders", "mail_lists")
+
+
+def _drop_sqlite_views() -> list[tuple[str, str]]:
+    """SQLite's batch mode rebuilds a table, which a view reading it would block:
+    drop every view, returning their definitions to recreate unchanged."""
+    if op.get_bind().dialect.name != "sqlite":
+        return []
+    views = op.get_bind().execute(sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'view' ORDER BY rowid"))
+    saved = [(name, sql) for name, sql in views]
+    for name, _sql in saved:
+        op.execute(f"DROP VIEW {name}")
+    return saved
+
+
+def _recreate(saved: list[tuple[str, str]]) -> None:
+    for _name, sql in saved:
+        op.execute(sa.text(sql.replace(":", "\\:")))
+
+
+def upgrade():
+    saved = _drop_sqlite_views()
+    with op.batch_alter_table("distribution_lists") as batch:
+        batch.add_column(sa.Column("post_policy", sa.String(16), nullable=False, server_default="anyone"))
+        batch.create_check_constraint(
+            batch.f("ck_distribution_lists_post_policy"), "post_policy IN ('anyone', 'customer', 'members')"
+        )
+    with op.batch_alter_table("distribution_lists") as batch:
+        batch.alter_column("post_policy", server_default=None)
+    with op.batch_alter_table("customers") as batch:
+        batch.add_column(sa.Column("list_external_per_list", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("list_external_per_customer", sa.Integer(), nullable=True))
+        batch.create_check_constraint(
+            batch.f("ck_customers_list_external_per_list"), "list_external_per_list >= 0"
+        )
+        batch.create_check_constraint(
+            batch.f("ck_customers_list_external_per_customer"), "list_external_per_customer >= 0"
+        )
+    _recreate(saved)
+    op.execute(MAIL_LISTS)
+    op.execute(MAIL_LIST_SENDERS)
+
+
+def downgrade():
+    for name in NEW_VIEWS:
+        op.execute(f"DROP VIEW {name}")
+    saved = _drop_sqlite_views()
+    with op.batch_alter_table("customers") as batch:
+        batch.drop_constraint(batch.f("ck_customers_list_external_per_customer"), type_="check")
+        batch.drop_constraint(batch.f("ck_customers_list_external_per_list"), type_="check")
+        batch.drop_column("list_external_per_customer")
+        batch.drop_column("list_external_per_list")
+    with op.batch_alter_table("distribution_lists") as batch:
+        batch.drop_constraint(batch.f("ck_distribution_lists_post_policy"), type_="check")
+        batch.drop_column("post_policy")
+    _recreate(saved)
