@@ -141,7 +141,7 @@ class DistributionList(_Address, db.Model):
     description: Mapped[str] = mapped_column(sa.String(200), default="")
     # Who may post (POST_POLICIES); Postfix enforces it through the mail_lists and
     # mail_list_senders views. New lists are closed to strangers.
-    post_policy: Mapped[str] = mapped_column(sa.String(16), default="customer")
+    post_policy: Mapped[str] = mapped_column(sa.String(16), default="customer", server_default="customer")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     members: Mapped[list["ListMember"]] = relationship(

@@ -13,15 +13,13 @@ Customers get two nullable overrides of the limits on external list members
 Two new views for Postfix (docs/mailserver.md): `mail_lists` (each list's
 address and post_policy, so `check_recipient_access` sends restricted lists to
 the list-policy service) and `mail_list_senders` (who may post to each
-restricted list). The existing views keep their definitions: on SQLite they
-are saved, dropped around the table rebuild and recreated verbatim.
+restricted list). The existing views are not touched.
 
 Revision ID: 0006_list_policy
 Revises: 0004_domain_state
 Create Date: 2026-12-01 15:30:00
 
 """
-import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_list_policy"
@@ -70,43 +68,25 @@ WHERE l.post_policy = 'members' AND lm.external_address IS NOT NULL AND ld.state
 
 NEW_VIEWS = ("mail_list_senders", "mail_lists")
 
-
-def _drop_sqlite_views() -> list[tuple[str, str]]:
-    """SQLite's batch mode rebuilds a table, which a view reading it would block:
-    drop every view, returning their definitions to recreate unchanged."""
-    if op.get_bind().dialect.name != "sqlite":
-        return []
-    views = op.get_bind().execute(sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'view' ORDER BY rowid"))
-    saved = [(name, sql) for name, sql in views]
-    for name, _sql in saved:
-        op.execute(f"DROP VIEW {name}")
-    return saved
-
-
-def _recreate(saved: list[tuple[str, str]]) -> None:
-    for _name, sql in saved:
-        op.execute(sa.text(sql.replace(":", "\\:")))
+# Plain ALTER TABLE ADD/DROP COLUMN, the same SQL on both backends: no table rebuild,
+# so on SQLite no view has to be dropped and no ON DELETE CASCADE fires (a batch
+# rebuild drops the old table, which with foreign keys on deletes the rows that
+# depend on it).
+ADD_COLUMNS = (
+    "ALTER TABLE distribution_lists ADD COLUMN post_policy VARCHAR(16) DEFAULT 'customer' NOT NULL "
+    "CONSTRAINT ck_distribution_lists_post_policy CHECK (post_policy IN ('anyone', 'customer', 'members'))",
+    "ALTER TABLE customers ADD COLUMN list_external_per_list INTEGER "
+    "CONSTRAINT ck_customers_list_external_per_list CHECK (list_external_per_list >= 0)",
+    "ALTER TABLE customers ADD COLUMN list_external_per_customer INTEGER "
+    "CONSTRAINT ck_customers_list_external_per_customer CHECK (list_external_per_customer >= 0)",
+)
 
 
 def upgrade():
-    saved = _drop_sqlite_views()
-    with op.batch_alter_table("distribution_lists") as batch:
-        batch.add_column(sa.Column("post_policy", sa.String(16), nullable=False, server_default="anyone"))
-        batch.create_check_constraint(
-            batch.f("ck_distribution_lists_post_policy"), "post_policy IN ('anyone', 'customer', 'members')"
-        )
-    with op.batch_alter_table("distribution_lists") as batch:
-        batch.alter_column("post_policy", server_default=None)
-    with op.batch_alter_table("customers") as batch:
-        batch.add_column(sa.Column("list_external_per_list", sa.Integer(), nullable=True))
-        batch.add_column(sa.Column("list_external_per_customer", sa.Integer(), nullable=True))
-        batch.create_check_constraint(
-            batch.f("ck_customers_list_external_per_list"), "list_external_per_list >= 0"
-        )
-        batch.create_check_constraint(
-            batch.f("ck_customers_list_external_per_customer"), "list_external_per_customer >= 0"
-        )
-    _recreate(saved)
+    for sql in ADD_COLUMNS:
+        op.execute(sql)
+    # Lists made before this revision keep taking everyone's mail, as they did.
+    op.execute("UPDATE distribution_lists SET post_policy = 'anyone'")
     op.execute(MAIL_LISTS)
     op.execute(MAIL_LIST_SENDERS)
 
@@ -114,13 +94,6 @@ def upgrade():
 def downgrade():
     for name in NEW_VIEWS:
         op.execute(f"DROP VIEW {name}")
-    saved = _drop_sqlite_views()
-    with op.batch_alter_table("customers") as batch:
-        batch.drop_constraint(batch.f("ck_customers_list_external_per_customer"), type_="check")
-        batch.drop_constraint(batch.f("ck_customers_list_external_per_list"), type_="check")
-        batch.drop_column("list_external_per_customer")
-        batch.drop_column("list_external_per_list")
-    with op.batch_alter_table("distribution_lists") as batch:
-        batch.drop_constraint(batch.f("ck_distribution_lists_post_policy"), type_="check")
-        batch.drop_column("post_policy")
-    _recreate(saved)
+    op.execute("ALTER TABLE customers DROP COLUMN list_external_per_customer")
+    op.execute("ALTER TABLE customers DROP COLUMN list_external_per_list")
+    op.execute("ALTER TABLE distribution_lists DROP COLUMN post_policy")
