@@ -82,7 +82,8 @@ def test_a_list_cannot_be_a_member_of_another_list(make):
 
 def test_the_views_say_which_lists_are_restricted_and_who_may_post(make):
     c = make.customer(domain="viste.example")
-    anna, bruno = make.mailbox(c, "anna"), make.mailbox(c, "bruno")
+    anna = make.mailbox(c, "anna")
+    make.mailbox(c, "bruno")
     other = make.mailbox(make.customer(domain="altro.example"), "carlo")
     make.dlist(c, "aperta", [anna.address], post_policy="anyone")
     make.dlist(c, "staff", [anna.address])
@@ -107,7 +108,9 @@ def ask(attrs: dict[str, str]) -> str:
     request = "".join(f"{k}={v}\n" for k, v in attrs.items()) + "\n"
     connection = db.session.connection().connection.driver_connection
     placeholder = "?" if db.engine.dialect.name == "sqlite" else "%s"
-    return mail_list_policy.decide(connection, placeholder, mail_list_policy.read_request(io.StringIO(request)))
+    return mail_list_policy.decide(
+        connection, placeholder, mail_list_policy.read_request(io.StringIO(request))
+    )
 
 
 def test_the_policy_service_admits_logins_for_mailboxes_and_envelope_senders_for_external_members(make):
@@ -118,7 +121,9 @@ def test_the_policy_service_admits_logins_for_mailboxes_and_envelope_senders_for
     make.dlist(c, "aperta", [], post_policy="anyone")
 
     def verdict(rcpt, sender="", login=""):
-        return ask({"request": "smtpd_access_policy", "recipient": rcpt, "sender": sender, "sasl_username": login})
+        return ask(
+            {"request": "smtpd_access_policy", "recipient": rcpt, "sender": sender, "sasl_username": login}
+        )
 
     assert verdict("Staff@Servizio.example", bruno.address, bruno.address) == "DUNNO"
     assert verdict("staff@servizio.example", bruno.address).startswith("REJECT 5.7.1")  # forged, no login
