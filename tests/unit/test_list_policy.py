@@ -37,8 +37,9 @@ def test_a_new_list_is_closed_to_strangers_and_the_policy_is_validated(make):
         make.dlist(c, "altra", [], post_policy="chiunque")
 
 
-def test_external_members_are_limited_per_list_and_per_customer(make, app):
-    app.config.update(LIST_EXTERNAL_PER_LIST=3, LIST_EXTERNAL_PER_CUSTOMER=5)
+def test_external_members_are_limited_per_list_and_per_customer(make, app, monkeypatch):
+    monkeypatch.setitem(app.config, "LIST_EXTERNAL_PER_LIST", 3)
+    monkeypatch.setitem(app.config, "LIST_EXTERNAL_PER_CUSTOMER", 5)
     c = make.customer(domain="limiti.example")
     box = make.mailbox(c, "anna")
     # Mailboxes of the customer never count.

@@ -39,9 +39,11 @@ def test_existing_lists_stay_open_and_the_views_survive(backend, tmp_path):
         with app.app_context():
             from alembic.script import ScriptDirectory
 
-            before = ScriptDirectory.from_config(app.extensions["migrate"].migrate.get_config()).get_revision(
-                REVISION
-            ).down_revision
+            before = (
+                ScriptDirectory.from_config(app.extensions["migrate"].migrate.get_config())
+                .get_revision(REVISION)
+                .down_revision
+            )
             upgrade(revision=before)
             run = lambda sql: db.session.execute(sa.text(sql))  # noqa: E731
             run(
@@ -56,12 +58,16 @@ def test_existing_lists_stay_open_and_the_views_survive(backend, tmp_path):
                 "INSERT INTO distribution_lists (id, customer_id, domain_id, local_part, address, description, "
                 "created_at) VALUES (1, 1, 1, 'tutti', 'tutti@rossi.example', '', CURRENT_TIMESTAMP)"
             )
-            run("INSERT INTO list_members (id, list_id, external_address) VALUES (1, 1, 'socio@fuori.example')")
+            run(
+                "INSERT INTO list_members (id, list_id, external_address) VALUES (1, 1, 'socio@fuori.example')"
+            )
             db.session.commit()
 
             upgrade()
             assert run("SELECT post_policy FROM distribution_lists").scalar_one() == "anyone"
-            assert run("SELECT address, post_policy FROM mail_lists").all() == [("tutti@rossi.example", "anyone")]
+            assert run("SELECT address, post_policy FROM mail_lists").all() == [
+                ("tutti@rossi.example", "anyone")
+            ]
             assert run("SELECT address, destination FROM mail_aliases").all() == [
                 ("tutti@rossi.example", "socio@fuori.example")
             ]
