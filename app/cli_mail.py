@@ -153,7 +153,10 @@ def config_command(want_dovecot, want_postfix, db_kind, database_url, out_dir, c
         except DomainError as e:
             _fail(e)
     if want_postfix:
-        groups.append(("postfix", mailserver.render_postfix(settings)))
+        try:
+            groups.append(("postfix", mailserver.render_postfix(settings)))
+        except DomainError as e:
+            _fail(e)
     for group, files in groups:
         if out_dir:
             try:
@@ -184,6 +187,7 @@ def master_user_command(path):
         click.echo(_("Errore: imposta DOVECOT_MASTER_USER e DOVECOT_MASTER_PASSWORD."), err=True)
         sys.exit(2)
     try:
+        mailserver.check_master_password(password)
         line = mailserver.master_user_line(user, passwords.hash_mailbox_password(password))
     except DomainError as e:
         _fail(e)

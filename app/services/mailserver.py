@@ -10,7 +10,10 @@ a mapping file name -> text; the CLI (`flask mailserver config`) writes it.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +37,14 @@ SECRET_FILES = {
     # doveadm's HTTP API key: whoever holds it can read and change every mailbox.
     "dovecot-doveadm.conf.ext",
 }
+
+
+def conninfo_value(value: str) -> str:
+    """A value of a libpq connection string (PostgreSQL's "Connection Strings"):
+    bare when it is plain, else single-quoted with backslash escapes."""
+    if value and not any(c.isspace() or c in "'\\" for c in value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 @dataclass
@@ -82,13 +93,19 @@ class Database:
         )
 
     def dovecot_connect(self) -> str:
+        """Dovecot hands this string to libpq (PQconnectdb): `key=value` pairs, a value
+        with a space, a quote or a backslash in single quotes with `\\'` and `\\\\`."""
         if self.kind == "sqlite":
             return self.path
-        parts = [f"host={self.host}", f"port={self.port}", f"dbname={self.name}"]
+        parts = [
+            f"host={conninfo_value(self.host)}",
+            f"port={self.port}",
+            f"dbname={conninfo_value(self.name)}",
+        ]
         if self.user:
-            parts.append(f"user={self.user}")
+            parts.append(f"user={conninfo_value(self.user)}")
         if self.password:
-            parts.append(f"password={self.password}")
+            parts.append(f"password={conninfo_value(self.password)}")
         return " ".join(parts)
 
     def policy_connection(self) -> list[str]:
@@ -588,7 +605,145 @@ list-policy unix  -       n       n       -       0       spawn
     )
 
 
+_PATH = re.compile(r"/[A-Za-z0-9._+@/-]*")
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+_SYSTEM_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+_INSTANCE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_PORT_FIELDS = (
+    "imap_port",
+    "pop3_port",
+    "imaps_port",
+    "pop3s_port",
+    "lmtp_port",
+    "smtp_port",
+    "submission_port",
+)
+_PATH_FIELDS = (
+    "config_dir",
+    "postfix_config_dir",
+    "mail_root",
+    "base_dir",
+    "state_dir",
+    "master_user_file",
+    "postfix_queue_dir",
+    "postfix_data_dir",
+    "policy_python",
+)
+_OPTIONAL_PATH_FIELDS = ("log_dir", "tls_cert", "tls_key")
+
+
+def _has_control(value: str) -> bool:
+    return any(unicodedata.category(c) in {"Cc", "Cf", "Zl", "Zp"} for c in value)
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _is_host(value: str) -> bool:
+    return _is_ip(value) or bool(_HOSTNAME.fullmatch(value))
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("postfix_", "").replace("_", "-")
+
+
+def validate_settings(s: MailServerSettings) -> None:
+    """Every value that lands in a configuration line: one line each, of the shape the
+    server expects. Raised before anything is rendered, one message per option."""
+    errors: dict[str, str] = {}
+
+    def bad(name: str, message: str) -> None:
+        errors.setdefault(_option(name), message)
+
+    for name, value in vars(s).items():
+        if isinstance(value, str) and _has_control(value):
+            bad(name, _("Non può contenere a capo o caratteri di controllo."))
+    db_values = {
+        "database_url": [
+            s.database.path,
+            s.database.host,
+            s.database.name,
+            s.database.user,
+            s.database.password,
+        ]
+    }
+    if any(_has_control(v) for v in db_values["database_url"]):
+        errors["--database-url"] = _("L'URL del database non può contenere a capo o caratteri di controllo.")
+    if s.database.password != s.database.password.strip():
+        errors["--database-url"] = _("La password del database non può iniziare o finire con uno spazio.")
+    if s.database.kind == "sqlite" and not _PATH.fullmatch(s.database.path):
+        errors["--database-url"] = _(
+            "Il percorso del file SQLite può contenere solo lettere, cifre e . _ + @ - /: %(p)s",
+            p=s.database.path,
+        )
+    if s.database.kind == "postgresql":
+        if not (_is_host(s.database.host) or _PATH.fullmatch(s.database.host)):
+            errors["--database-url"] = _("Host del database non valido: %(h)s", h=s.database.host)
+        if not 1 <= s.database.port <= 65535:
+            errors["--database-url"] = _("La porta del database deve essere tra 1 e 65535.")
+    for name in _PORT_FIELDS:
+        if not 1 <= getattr(s, name) <= 65535:
+            bad(name, _("La porta deve essere tra 1 e 65535 (indicata: %(p)s).", p=getattr(s, name)))
+    if not 0 <= s.doveadm_port <= 65535:
+        bad("doveadm_port", _("La porta deve essere tra 1 e 65535, o 0 per nessuna."))
+    ports = [getattr(s, n) for n in _PORT_FIELDS if n not in {"imaps_port", "pop3s_port"} or s.tls]
+    if s.doveadm_port:
+        ports.append(s.doveadm_port)
+    if len(set(ports)) != len(ports):
+        errors["--port"] = _("Due servizi non possono usare la stessa porta.")
+    if not 0 <= s.auth_failure_delay <= 60:
+        bad("auth_failure_delay", _("Il ritardo deve essere tra 0 e 60 secondi."))
+    for name in _PATH_FIELDS + _OPTIONAL_PATH_FIELDS:
+        value = getattr(s, name)
+        if name in _OPTIONAL_PATH_FIELDS and not value:
+            continue
+        if not _PATH.fullmatch(value) or "/../" in value + "/":
+            bad(
+                name,
+                _(
+                    "Serve un percorso assoluto fatto di lettere, cifre e . _ + @ - / (indicato: %(p)s).",
+                    p=value,
+                ),
+            )
+    if not _HOSTNAME.fullmatch(s.hostname) or _is_ip(s.hostname):
+        bad("hostname", _("Nome host non valido: %(h)s (es. mail.azienda.it).", h=s.hostname))
+    for name in ("mail_user", "mail_group", "policy_user"):
+        if not _SYSTEM_NAME.fullmatch(getattr(s, name)):
+            bad(name, _("Nome utente o gruppo di sistema non valido: %(n)s", n=getattr(s, name)))
+    if not _INSTANCE.fullmatch(s.instance_name):
+        bad("instance_name", _("Può contenere solo lettere, cifre, . _ -"))
+    listen = s.listen.replace(",", " ").split()
+    if not listen or not all(a == "*" or _is_ip(a) for a in listen):
+        bad("listen", _("Indirizzi non validi: indica * o indirizzi IP separati da virgole."))
+    for network in s.mynetworks.split():
+        address, _slash, bits = network.partition("/")
+        try:
+            ipaddress.ip_network(address.strip("[]") + ("/" + bits if bits else ""), strict=False)
+        except ValueError:
+            bad("mynetworks", _("Rete non valida: %(n)s (es. 127.0.0.0/8 [::1]/128).", n=network))
+            break
+    if s.relayhost:
+        match = re.fullmatch(
+            r"(\[(?P<bracketed>[^\]]+)\]|(?P<host>[^:\[\]]+))(:(?P<port>\d{1,5}))?", s.relayhost
+        )
+        host = match and (match["bracketed"] or match["host"])
+        if not match or not _is_host(host) or (match["port"] and not 1 <= int(match["port"]) <= 65535):
+            bad("relayhost", _("Relayhost non valido: %(r)s (es. [smtp.relay.example]:587).", r=s.relayhost))
+    if bool(s.tls_cert) != bool(s.tls_key):
+        bad("tls_cert", _("Indica sia --tls-cert sia --tls-key, o nessuno dei due."))
+    if errors:
+        raise ValidationError(errors)
+
+
 def render_dovecot(s: MailServerSettings) -> dict[str, str]:
+    validate_settings(s)
     check_doveadm(s)
     files = {"dovecot.conf": dovecot_conf(s), "dovecot-sql.conf.ext": dovecot_sql(s)}
     if s.doveadm_port:
@@ -597,6 +752,7 @@ def render_dovecot(s: MailServerSettings) -> dict[str, str]:
 
 
 def render_postfix(s: MailServerSettings) -> dict[str, str]:
+    validate_settings(s)
     files = {"main.cf": postfix_main_cf(s), "master.cf": postfix_master_cf(s)}
     for name in POSTFIX_MAPS:
         files[name] = postfix_map(s, name)
@@ -605,9 +761,24 @@ def render_postfix(s: MailServerSettings) -> dict[str, str]:
     return files
 
 
+# The master password opens every mailbox: longer than any mailbox's minimum.
+MASTER_PASSWORD_MIN = 16
+
+
+def check_master_password(password: str) -> None:
+    if len(password) < MASTER_PASSWORD_MIN:
+        raise ValidationError.one(
+            "DOVECOT_MASTER_PASSWORD",
+            _(
+                "La password dell'utente master deve avere almeno %(n)d caratteri: apre ogni casella.",
+                n=MASTER_PASSWORD_MIN,
+            ),
+        )
+
+
 def master_user_line(user: str, password_hash: str) -> str:
     """One line of Dovecot's passwd-file: "name:{ARGON2ID}$argon2id$..."."""
-    if not user or ":" in user or "*" in user or any(c.isspace() for c in user):
+    if not user or ":" in user or "*" in user or any(c.isspace() for c in user) or _has_control(user):
         raise ValidationError.one(
             "master_user", _("Nome dell'utente master non valido (niente spazi, ':' o '*').")
         )

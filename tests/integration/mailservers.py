@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 HOST = "127.0.0.1"
 HOSTNAME = "mail.test"
 MASTER_USER = "assistenza"
-MASTER_PASSWORD = "Master-pass-42"
+MASTER_PASSWORD = "Master-pass-42-assistenza"
 # doveadm's HTTP API, where the panel reads quota usage.
 DOVEADM_API_KEY = "chiave-di-prova-doveadm"
 # Mail is stored as this unprivileged system user (Dovecot refuses root).
