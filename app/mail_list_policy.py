@@ -71,7 +71,8 @@ def connect(conf: dict[str, str]):
 
 def decide(connection, placeholder: str, attrs: dict[str, str]) -> str:
     """The action for one request: DUNNO (let the other restrictions decide) or a refusal."""
-    recipient = attrs.get("recipient", "").strip().lower()
+    # As mail_lists.cf does: "list@domain." is delivered to the list too.
+    recipient = attrs.get("recipient", "").strip().lower().rstrip(".")
     sender = attrs.get("sender", "").strip().lower()
     login = attrs.get("sasl_username", "").strip().lower()
     cursor = connection.cursor()

@@ -421,9 +421,11 @@ POSTFIX_MAPS = {
         "UNION ALL SELECT destination FROM mail_aliases WHERE address = LOWER('%s') AND kind = 'alias'"
     ),
     # Lists closed to strangers: the answer is a restriction class (main.cf) that asks
-    # the list-policy service whether this sender may post.
+    # the list-policy service whether this sender may post. The key is the address as
+    # the client wrote it: "list@domain." (trailing dot) reaches the list as well.
     "mail_lists.cf": (
-        "SELECT 'list_senders_only' FROM mail_lists WHERE address = LOWER('%s') AND post_policy <> 'anyone'"
+        "SELECT 'list_senders_only' FROM mail_lists WHERE address = LOWER(RTRIM('%s', '.')) "
+        "AND post_policy <> 'anyone'"
     ),
 }
 
@@ -534,6 +536,12 @@ smtpd_sasl_security_options = noanonymous
 # then only our domains are accepted from the outside world.
 smtpd_reject_unlisted_recipient = yes
 smtpd_recipient_restrictions = reject_unlisted_recipient, $list_post_restrictions
+
+# No address rewriting tricks: "domain!list" (UUCP bang path) and "list%domain@host"
+# would be rewritten into the list's address after the SMTP checks, around the rule
+# on who may post. Nobody sends such addresses today.
+swap_bangpath = no
+allow_percent_hack = no
 
 # Who may post to a distribution list (its post_policy). A list open to anyone is
 # not in the answer of mail_lists.cf; a restricted one answers the restriction
