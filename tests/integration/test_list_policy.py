@@ -68,7 +68,7 @@ def test_no_other_spelling_of_the_list_address_gets_around_the_rule(mail):
     anna = factories.mailbox(c, "anna")
     factories.dlist(c, "staff", [anna.address])
     for spelling in ("STAFF@Grafie.Example", '"staff"@grafie.example', "staff@grafie.example."):
-        assert_refused(lambda: send(mail, spelling, subject()), spelling)
+        assert_refused(lambda rcpt=spelling: send(mail, rcpt, subject()), spelling)
     # A UUCP bang path is not rewritten into the list's address: it stays outside our domains
     # (relayed here only because the test client is on the trusted loopback network).
     bang = subject()
