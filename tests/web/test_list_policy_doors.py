@@ -45,6 +45,7 @@ def test_the_create_form_offers_the_three_choices_closed_by_default(client, make
     assert response.status_code == 303
     [dlist] = lists.list_lists(factories.SYSTEM, customer.id)
     assert dlist.post_policy == "members"
+    assert re.search(r'data-label="Chi può scrivere">Solo i membri<', client.get(url).get_data(as_text=True))
 
     bad = client.post(
         url, data={"local_part": "x", "domain": "studio.example", "post_policy": "tutti"}, headers=HX
@@ -119,3 +120,18 @@ def test_the_api_carries_and_accepts_post_policy_and_staff_set_the_limits(client
     assert raised.get_json()["per_customer"] == 200
     assert staff.put(f"/customers/{c.id}/list-limits", json={"per_list": -1}).status_code == 422
     assert staff.put(f"/customers/{c.id}/list-limits", json={"per_list": "100"}).status_code == 422
+
+
+def test_without_self_administration_the_rule_is_shown_not_offered(client, make, auth):
+    c = make.customer(
+        "contract", {"Business Mail 100 MB": 1}, self_service=False, domain="sola.example", name="Sola"
+    )
+    dlist = make.dlist(c, "tutti", [])
+    auth.login(make.admin(c).email)
+    page = client.get(f"/customers/{c.id}/lists/{dlist.id}").get_data(as_text=True)
+    assert "<p>Solo le caselle di Sola</p>" in page and 'name="post_policy"' not in page
+    assert (
+        client.post(f"/customers/{c.id}/lists/{dlist.id}/policy", data={"post_policy": "anyone"}).status_code
+        == 403
+    )
+    assert lists.get_list(factories.SYSTEM, dlist.id).post_policy == "customer"
