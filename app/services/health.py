@@ -7,6 +7,7 @@ reason, so one component down never hangs the page nor hides the others.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import socket
 import time
 import urllib.error
@@ -218,4 +219,7 @@ def report() -> Report:
     for check in checks:
         check.detail = scrub(check.detail)
     state = quota.refresh_state() if checks[0].ok else None
+    if state is not None and state.last_error:
+        # Stored by the quota refresh, which names the doveadm URL it could not reach.
+        state = dataclasses.replace(state, last_error=scrub(state.last_error))
     return Report(checks, queues, last_cron_tick(conn), state)

@@ -49,6 +49,13 @@ def test_passwords_in_redis_and_doveadm_urls_never_reach_the_page(
     assert "Segreto" not in down
     assert "admin:***@127.0.0.1" in down  # the page still says where it looked
 
+    # The quota refresh stored the URL it could not reach in its error.
+    from app.services import quota
+
+    quota.refresh_usage()
+    assert "Segreto" in quota.refresh_state().last_error
+    assert "Segreto" not in client.get("/admin/health").get_data(as_text=True)
+
     # Up, too: the reachable service's URL is shown redacted.
     monkeypatch.setitem(
         app.config, "DOVEADM_URL", f"http://admin:Segreto-dove-9@127.0.0.1:{doveadm}/doveadm/v1"
