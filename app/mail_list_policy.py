@@ -55,6 +55,9 @@ def connect(conf: dict[str, str]):
     if "dbpath" in conf:
         import sqlite3
 
+        # A wrong path must fail, not create an empty database (SQLite would).
+        if not os.path.isfile(conf["dbpath"]):
+            raise FileNotFoundError(conf["dbpath"])
         return sqlite3.connect(conf["dbpath"], timeout=10), "?"
     params = {k: conf[k] for k in ("host", "port", "dbname", "user", "password") if conf.get(k)}
     try:

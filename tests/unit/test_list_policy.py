@@ -144,3 +144,7 @@ def test_the_policy_service_speaks_postfix_s_protocol_and_defers_when_the_databa
     request = "request=smtpd_access_policy\nrecipient=a@b.example\nsender=c@d.example\n\n"
     mail_list_policy.serve(str(conf), io.StringIO(request * 2), out)
     assert out.getvalue() == "action=DEFER_IF_PERMIT 4.3.0 list policy temporarily unavailable\n\n" * 2
+    # Nothing was created where the database should be.
+    conf.write_text(f"dbpath = {tmp_path / 'manca.sqlite3'}\n")
+    mail_list_policy.serve(str(conf), io.StringIO(request), io.StringIO())
+    assert not (tmp_path / "manca.sqlite3").exists()

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from app.services import health
+from app.services import health, quota
 
 
 def closed_port() -> int:
@@ -50,8 +50,6 @@ def test_passwords_in_redis_and_doveadm_urls_never_reach_the_page(
     assert "admin:***@127.0.0.1" in down  # the page still says where it looked
 
     # The quota refresh stored the URL it could not reach in its error.
-    from app.services import quota
-
     quota.refresh_usage()
     assert "Segreto" in quota.refresh_state().last_error
     assert "Segreto" not in client.get("/admin/health").get_data(as_text=True)
