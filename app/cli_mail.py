@@ -114,7 +114,7 @@ def _fail(error: DomainError) -> None:
     "--policy-user",
     default="nobody",
     show_default=True,
-    help="User running the list-policy service (group postfix; not root, not postfix).",
+    help="User running the list-policy service; its group reads list_policy.cf (not root, not postfix).",
 )
 @click.option(
     "--policy-python",
@@ -157,18 +157,20 @@ def config_command(want_dovecot, want_postfix, db_kind, database_url, out_dir, c
             groups.append(("postfix", mailserver.render_postfix(settings)))
         except DomainError as e:
             _fail(e)
-    for group, files in groups:
-        if out_dir:
-            try:
-                per_file = {}
-                if group == "postfix" and os.geteuid() == 0:
-                    per_file["list_policy.cf"] = mailserver.user_group(settings.policy_user)
-                paths = mailserver.write_files(files, out_dir, group=group, groups=per_file)
-            except DomainError as e:
-                _fail(e)
-            for path in paths:
-                click.echo(path)
-        else:
+    if out_dir:
+        # One write for both servers: every check passes before the first file is written.
+        every_file = {name: text for _group, files in groups for name, text in files.items()}
+        owners = {name: group for group, files in groups for name in files}
+        try:
+            if want_postfix and os.geteuid() == 0:
+                owners["list_policy.cf"] = mailserver.user_group(settings.policy_user)
+            paths = mailserver.write_files(every_file, out_dir, groups=owners)
+        except DomainError as e:
+            _fail(e)
+        for path in paths:
+            click.echo(path)
+    else:
+        for _group, files in groups:
             for name, text in files.items():
                 click.echo(f"==> {name} <==\n{text}")
 

@@ -3,7 +3,9 @@ with a message, never a traceback, and never a half-written or injected configur
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import shutil
 import stat
 
@@ -231,3 +233,13 @@ def test_the_master_user_needs_a_name_and_a_password_of_16_characters(app, out):
     )
     refused(spaced, "master")
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.skipif(not ROOT, reason="groups are set only when root writes")
+def test_an_unknown_policy_user_is_refused_before_any_file_is_written(app, out):
+    refused(config(app, out, "--policy-user", "nessuno-qui"), "nessuno-qui")
+    assert list(out.iterdir()) == []
+    assert config(app, out).exit_code == 0
+    # The default policy user, nobody, reads its settings through its group; Postfix's maps are postfix's.
+    assert (out / "list_policy.cf").stat().st_gid == pwd.getpwnam("nobody").pw_gid
+    assert (out / "mail_users.cf").stat().st_gid == grp.getgrnam("postfix").gr_gid
