@@ -1,7 +1,9 @@
 """Configuration of Dovecot 2.3 and Postfix 3.7 (Debian 12) on the panel's database.
 
-The servers read only the views of migration 0002_mail_views (mail_domains,
-mail_users, mail_aliases); docs/mailserver.md describes that contract. What
+The servers read only the views of migrations 0002_mail_views (mail_domains,
+mail_users, mail_aliases) and 0006_list_policy (mail_lists, mail_list_senders,
+read by Postfix and its list-policy service, app/mail_list_policy.py);
+docs/mailserver.md describes that contract. What
 differs between hosts comes in as MailServerSettings, so one renderer makes a
 production configuration and a throwaway test instance alike. The result is
 a mapping file name -> text; the CLI (`flask mailserver config`) writes it.
