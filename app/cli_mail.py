@@ -110,6 +110,18 @@ def _fail(error: DomainError) -> None:
     show_envvar=True,
     help="Key of doveadm's HTTP API (better from the environment: DOVEADM_API_KEY).",
 )
+@click.option(
+    "--policy-user",
+    default="nobody",
+    show_default=True,
+    help="User running the list-policy service; its group reads list_policy.cf (not root, not postfix).",
+)
+@click.option(
+    "--policy-python",
+    default="/usr/bin/python3",
+    show_default=True,
+    help="Python 3 that runs the list-policy service (PostgreSQL: with psycopg2 or psycopg).",
+)
 def config_command(want_dovecot, want_postfix, db_kind, database_url, out_dir, config_dir, **opts):
     """Render Dovecot 2.3 and/or Postfix 3.7 configuration that reads the panel's views.
 
@@ -141,12 +153,24 @@ def config_command(want_dovecot, want_postfix, db_kind, database_url, out_dir, c
         except DomainError as e:
             _fail(e)
     if want_postfix:
-        groups.append(("postfix", mailserver.render_postfix(settings)))
-    for group, files in groups:
-        if out_dir:
-            for path in mailserver.write_files(files, out_dir, group=group):
-                click.echo(path)
-        else:
+        try:
+            groups.append(("postfix", mailserver.render_postfix(settings)))
+        except DomainError as e:
+            _fail(e)
+    if out_dir:
+        # One write for both servers: every check passes before the first file is written.
+        every_file = {name: text for _group, files in groups for name, text in files.items()}
+        owners = {name: group for group, files in groups for name in files}
+        try:
+            if want_postfix and os.geteuid() == 0:
+                owners["list_policy.cf"] = mailserver.user_group(settings.policy_user)
+            paths = mailserver.write_files(every_file, out_dir, groups=owners)
+        except DomainError as e:
+            _fail(e)
+        for path in paths:
+            click.echo(path)
+    else:
+        for _group, files in groups:
             for name, text in files.items():
                 click.echo(f"==> {name} <==\n{text}")
 
@@ -165,12 +189,16 @@ def master_user_command(path):
         click.echo(_("Errore: imposta DOVECOT_MASTER_USER e DOVECOT_MASTER_PASSWORD."), err=True)
         sys.exit(2)
     try:
+        mailserver.check_master_password(password)
         line = mailserver.master_user_line(user, passwords.hash_mailbox_password(password))
     except DomainError as e:
         _fail(e)
     directory = os.path.dirname(os.path.abspath(path))
     name = os.path.basename(path)
-    written = mailserver.write_files({name: line}, directory, group="dovecot", private={name})
+    try:
+        written = mailserver.write_files({name: line}, directory, group="dovecot", private={name})
+    except DomainError as e:
+        _fail(e)
     click.echo(_("Utente master %(user)s scritto in %(path)s.", user=user, path=written[0]))
 
 

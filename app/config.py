@@ -63,6 +63,13 @@ class Config:
 
     PAGE_SIZE = 25
 
+    # External members of distribution lists: every message to a list is copied to
+    # each of them, so an open list is a spam amplifier. 50 per list covers a
+    # company's partners or a board; 200 over all the lists of one customer is a
+    # small business's whole address book. Support raises them per customer.
+    LIST_EXTERNAL_PER_LIST = int(os.environ.get("LIST_EXTERNAL_PER_LIST", "50"))
+    LIST_EXTERNAL_PER_CUSTOMER = int(os.environ.get("LIST_EXTERNAL_PER_CUSTOMER", "200"))
+
     # Where the panel reads quota usage: doveadm's HTTP API (docs/mailserver.md).
     # Empty: not configured, the pages say the reading is unavailable.
     DOVEADM_URL = os.environ.get("DOVEADM_URL", "")

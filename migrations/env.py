@@ -28,7 +28,7 @@ def get_metadata():
 
 # Views made by migrations (the mail servers' contract, 0002_mail_views) are not
 # models: autogenerate must neither drop them nor try to create tables for them.
-MAIL_VIEWS = {"mail_domains", "mail_users", "mail_aliases"}
+MAIL_VIEWS = {"mail_domains", "mail_users", "mail_aliases", "mail_lists", "mail_list_senders"}
 
 
 def include_object(object, name, type_, reflected, compare_to):
@@ -54,9 +54,23 @@ def run_migrations_online():
     conf_args.setdefault("process_revision_directives", process_revision_directives)
     conf_args.setdefault("include_object", include_object)
     with get_engine().connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # A batch migration rebuilds a table (copy, drop, rename): with foreign keys on,
+            # dropping the old table fires ON DELETE CASCADE and empties every table that
+            # points to it. SQLite ignores this pragma inside a transaction, so it is set first.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
         with context.begin_transaction():
             context.run_migrations()
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"the migration left rows pointing nowhere: {broken[:5]}")
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()
 
 
 if context.is_offline_mode():

@@ -12,6 +12,8 @@ set -euo pipefail
 PACKAGES=(
   dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-sqlite dovecot-pgsql
   postfix postfix-sqlite postfix-pgsql
+  # The list-policy service (who may post to a list) reads PostgreSQL with it.
+  python3-psycopg2
 )
 
 missing=()

@@ -68,5 +68,5 @@ def alias(c, local: str, target):
     return aliases.create_alias(SYSTEM, c.id, address=f"{local}@{domain_of(c)}", target=target.address)
 
 
-def dlist(c, local: str, members: list[str]):
-    return lists.create_list(SYSTEM, c.id, address=f"{local}@{domain_of(c)}", members=members)
+def dlist(c, local: str, members: list[str], **kw):
+    return lists.create_list(SYSTEM, c.id, address=f"{local}@{domain_of(c)}", members=members, **kw)

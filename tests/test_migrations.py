@@ -68,3 +68,51 @@ def test_capacity_migration_merges_duplicate_open_requests(app):
         (bm100, 2, "Un collega", "open", None),
         (plus, 3, "altra classe", "open", None),
     ]
+
+
+def test_upgrading_keeps_every_row_of_an_existing_database(backend, tmp_path):
+    """A migration that rebuilds a table on SQLite (batch mode) must not fire ON DELETE CASCADE:
+    the mailboxes, aliases, lists and tokens made before 0004 are all there after the upgrade."""
+    import sqlalchemy as sa
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from tests.conftest import TEST_CONFIG
+    from tests.dbstate import fresh_database
+
+    inserts = [
+        "INSERT INTO customers (id, name, plan, self_service, lock_version, created_at) "
+        "VALUES (1, 'Rossi', 'payg', false, 0, CURRENT_TIMESTAMP)",
+        "INSERT INTO domains (id, customer_id, name, created_at) VALUES (1, 1, 'rossi.example', CURRENT_TIMESTAMP)",
+        "INSERT INTO users (id, email, password_hash, role, customer_id, locale, active, created_at) "
+        "VALUES (1, 'it@rossi.example', 'x', 'customer_admin', 1, 'it', true, CURRENT_TIMESTAMP)",
+        "INSERT INTO api_tokens (id, user_id, name, prefix, token_hash, created_at) "
+        "VALUES (1, 1, 'cli', 'cp_abc', 'h', CURRENT_TIMESTAMP)",
+        "INSERT INTO mailboxes (id, customer_id, domain_id, local_part, address, display_name, password_hash, "
+        "service_class_id, status, created_at, updated_at) VALUES (1, 1, 1, 'anna', 'anna@rossi.example', 'Anna', "
+        "'x', 1, 'active', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+        "INSERT INTO aliases (id, customer_id, domain_id, local_part, address, target_id, created_at) "
+        "VALUES (1, 1, 1, 'info', 'info@rossi.example', 1, CURRENT_TIMESTAMP)",
+        "INSERT INTO distribution_lists (id, customer_id, domain_id, local_part, address, description, created_at) "
+        "VALUES (1, 1, 1, 'tutti', 'tutti@rossi.example', '', CURRENT_TIMESTAMP)",
+        "INSERT INTO list_members (id, list_id, mailbox_id) VALUES (1, 1, 1)",
+    ]
+    tables = ["customers", "domains", "users", "api_tokens", "mailboxes", "aliases", "distribution_lists"]
+    with fresh_database(backend, tmp_path) as url:
+        old = create_app({**TEST_CONFIG, "SQLALCHEMY_DATABASE_URI": url})
+        with old.app_context():
+            upgrade(revision="0003_mailbox_usage")
+            with db.engine.begin() as conn:
+                for sql in inserts:
+                    conn.execute(sa.text(sql))
+            upgrade()
+            with db.engine.connect() as conn:
+                counts = {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one() for t in tables}
+                counts["list_members"] = conn.execute(
+                    sa.text("SELECT count(*) FROM list_members")
+                ).scalar_one()
+                served = conn.execute(sa.text("SELECT address FROM mail_users")).scalars().all()
+            db.session.remove()
+            db.engine.dispose()
+    assert counts == dict.fromkeys([*tables, "list_members"], 1)
+    assert served == ["anna@rossi.example"]  # a domain that was there before stays active

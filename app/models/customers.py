@@ -12,7 +12,11 @@ PLANS = ("payg", "contract")
 
 class Customer(db.Model):
     __tablename__ = "customers"
-    __table_args__ = (sa.CheckConstraint("plan IN ('payg', 'contract')", name="plan"),)
+    __table_args__ = (
+        sa.CheckConstraint("plan IN ('payg', 'contract')", name="plan"),
+        sa.CheckConstraint("list_external_per_list >= 0", name="list_external_per_list"),
+        sa.CheckConstraint("list_external_per_customer >= 0", name="list_external_per_customer"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(200))
@@ -23,6 +27,9 @@ class Customer(db.Model):
     self_service: Mapped[bool] = mapped_column(default=False)
     # Bumped by every write that must be serialised per customer (limits, addresses).
     lock_version: Mapped[int] = mapped_column(default=0)
+    # Staff overrides of LIST_EXTERNAL_PER_LIST / LIST_EXTERNAL_PER_CUSTOMER (NULL: the default).
+    list_external_per_list: Mapped[int | None] = mapped_column(sa.Integer)
+    list_external_per_customer: Mapped[int | None] = mapped_column(sa.Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     allowances: Mapped[list["Allowance"]] = relationship(

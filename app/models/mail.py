@@ -10,6 +10,9 @@ from app.models.catalog import ServiceClass
 from app.models.customers import Customer
 
 STATUSES = ("active", "suspended", "disabled")
+# Who may post to a distribution list: anyone, only the customer's own (authenticated)
+# mailboxes, or only its members.
+POST_POLICIES = ("anyone", "customer", "members")
 # A domain a customer adds waits (pending) until its ownership is proved or support approves it;
 # only active domains reach the mail servers' views.
 DOMAIN_STATES = ("pending", "active")
@@ -126,6 +129,9 @@ class DistributionList(_Address, db.Model):
     """An address that delivers to every member: mailboxes or external addresses. Free."""
 
     __tablename__ = "distribution_lists"
+    __table_args__ = (
+        sa.CheckConstraint("post_policy IN ('anyone', 'customer', 'members')", name="post_policy"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int] = mapped_column(sa.ForeignKey("customers.id", ondelete="CASCADE"), index=True)
@@ -133,6 +139,9 @@ class DistributionList(_Address, db.Model):
     local_part: Mapped[str] = mapped_column(sa.String(64))
     address: Mapped[str] = mapped_column(sa.String(320), unique=True)
     description: Mapped[str] = mapped_column(sa.String(200), default="")
+    # Who may post (POST_POLICIES); Postfix enforces it through the mail_lists and
+    # mail_list_senders views. New lists are closed to strangers.
+    post_policy: Mapped[str] = mapped_column(sa.String(16), default="customer", server_default="customer")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     members: Mapped[list["ListMember"]] = relationship(

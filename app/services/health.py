@@ -7,9 +7,11 @@ reason, so one component down never hangs the page nor hides the others.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,6 +41,49 @@ def redis_connection(timeout: float) -> Redis:
     if url:
         return Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     return get_redis()  # the embedded server of a laptop run: a local unix socket
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password in its userinfo replaced by ***: what a page may show."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "***"
+    if parts.password is None and "@" not in parts.netloc:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    netloc = f"{user}:***@{hostport}" if user else f":***@{hostport}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def _secret_urls() -> list[str]:
+    config = current_app.config
+    return [
+        u
+        for u in (
+            config.get("SQLALCHEMY_DATABASE_URI"),
+            config.get("DATABASE_URL"),
+            redis_url(),
+            config.get("DOVEADM_URL"),
+        )
+        if isinstance(u, str) and u
+    ]
+
+
+def scrub(text: str) -> str:
+    """Take every configured URL's password out of a message (a URL, a driver's error)."""
+    for url in _secret_urls():
+        text = text.replace(url, redact_url(url))
+        try:
+            password = urllib.parse.urlsplit(url).password
+        except ValueError:
+            password = None
+        for form in {password, password and urllib.parse.unquote(password)}:
+            # A very short one would blank out ordinary words; URLs are redacted above anyway.
+            if form and len(form) >= 4:
+                text = text.replace(form, "***")
+    return text
 
 
 def _timed(func):
@@ -95,7 +140,7 @@ def check_doveadm(timeout: float) -> Check | None:
         return Check("doveadm", False, f"{url}: {getattr(e, 'reason', None) or e}")
     except ValueError as e:
         return Check("doveadm", False, f"{url}: {e}")
-    return Check("doveadm", True, url, (time.monotonic() - started) * 1000)
+    return Check("doveadm", True, redact_url(url), (time.monotonic() - started) * 1000)
 
 
 def check_redis(timeout: float) -> tuple[Check, Redis | None]:
@@ -104,7 +149,7 @@ def check_redis(timeout: float) -> tuple[Check, Redis | None]:
         _, ms = _timed(conn.ping)
     except (RedisError, OSError) as e:
         return Check("redis", False, str(e)[:200]), None
-    return Check("redis", True, redis_url() or "embedded", ms), conn
+    return Check("redis", True, redact_url(redis_url()) if redis_url() else "embedded", ms), conn
 
 
 def check_queues(conn: Redis | None) -> tuple[Check, list[dict]]:
@@ -170,5 +215,11 @@ def report() -> Report:
     )
     workers, queues = check_queues(conn)
     checks.append(workers)
+    # Whatever a check or a driver put in its message, no password reaches the page.
+    for check in checks:
+        check.detail = scrub(check.detail)
     state = quota.refresh_state() if checks[0].ok else None
+    if state is not None and state.last_error:
+        # Stored by the quota refresh, which names the doveadm URL it could not reach.
+        state = dataclasses.replace(state, last_error=scrub(state.last_error))
     return Report(checks, queues, last_cron_tick(conn), state)

@@ -24,6 +24,11 @@ ROLE = {
 }
 DOMAIN_STATE = {"pending": _l("In attesa di verifica"), "active": _l("Attivo")}
 LANGUAGE = {"it": "Italiano", "en": "English"}
+POST_POLICY = {
+    "anyone": _l("Chiunque"),
+    "customer": _l("Solo le caselle del cliente"),
+    "members": _l("Solo i membri"),
+}
 VIA = {"web": "Web", "api": "API", "cli": _l("riga di comando"), "job": _l("attività pianificata")}
 
 KINDS = {
@@ -34,6 +39,7 @@ KINDS = {
     "domain_state": DOMAIN_STATE,
     "language": LANGUAGE,
     "via": VIA,
+    "post_policy": POST_POLICY,
 }
 
 # Unknown actions (new ones) show their code, so nothing is ever hidden.
@@ -53,6 +59,7 @@ ACTION = {
     "list.create": _l("Lista creata"),
     "list.update": _l("Lista modificata"),
     "list.delete": _l("Lista eliminata"),
+    "customer.list_limits": _l("Limiti dei membri esterni delle liste modificati"),
     "capacity.request": _l("Richiesta al commerciale inviata"),
     "capacity.revise": _l("Richiesta al commerciale modificata"),
     "capacity.approve": _l("Richiesta al commerciale approvata"),
@@ -91,6 +98,9 @@ FIELD = {
     "added": _l("aggiunti"),
     "removed": _l("tolti"),
     "description": _l("descrizione"),
+    "post_policy": _l("chi può scrivere"),
+    "list_external_per_list": _l("membri esterni per lista"),
+    "list_external_per_customer": _l("membri esterni in tutto"),
     "extra_accounts": _l("caselle richieste"),
     "granted_accounts": _l("caselle concesse"),
     "note": _l("motivo"),
@@ -102,7 +112,13 @@ FIELD = {
 }
 
 # Which label table reads the values of a field; "status" depends on what changed.
-_VALUE_KIND = {"plan": "plan", "role": "role", "state": "domain_state", "locale": "language"}
+_VALUE_KIND = {
+    "post_policy": "post_policy",
+    "plan": "plan",
+    "role": "role",
+    "state": "domain_state",
+    "locale": "language",
+}
 _STATUS_KIND = {"mailbox": "mailbox_status", "capacity": "request_status"}
 # Fields whose value is a set of members, not an old -> new pair.
 _SET_FIELDS = ("added", "removed")

@@ -3,15 +3,110 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from flask import current_app
 from flask_babel import gettext as _
 
 from app.extensions import db
-from app.models import DistributionList, Domain, ListMember, Mailbox
+from app.models import Customer, DistributionList, Domain, ListMember, Mailbox
+from app.models.mail import POST_POLICIES
 from app.services import addresses, audit, fields, limits
-from app.services.access import Actor, customer_for, require_manage, scoped
+from app.services.access import Actor, customer_for, require_manage, require_staff, scoped
 from app.services.errors import ValidationError
 
 MAX_MEMBERS = 1000
+DEFAULT_POST_POLICY = "customer"
+
+
+def parse_post_policy(value: object) -> str:
+    if not isinstance(value, str) or value.strip() not in POST_POLICIES:
+        raise ValidationError.one(
+            "post_policy", _("Scegli chi può scrivere alla lista: anyone, customer o members.")
+        )
+    return value.strip()
+
+
+def external_limits(customer: Customer) -> tuple[int, int]:
+    """(external members per list, external members over all the customer's lists):
+    the customer's staff-set override, else the configured default."""
+    per_list = customer.list_external_per_list
+    per_customer = customer.list_external_per_customer
+    if per_list is None:
+        per_list = current_app.config["LIST_EXTERNAL_PER_LIST"]
+    if per_customer is None:
+        per_customer = current_app.config["LIST_EXTERNAL_PER_CUSTOMER"]
+    return per_list, per_customer
+
+
+def external_count(customer_id: int, exclude_list_id: int | None = None) -> int:
+    """External member rows over the customer's lists: each is one more copy of every message."""
+    stmt = (
+        sa.select(sa.func.count())
+        .select_from(ListMember)
+        .join(DistributionList, DistributionList.id == ListMember.list_id)
+        .where(DistributionList.customer_id == customer_id, ListMember.external_address.is_not(None))
+    )
+    if exclude_list_id is not None:
+        stmt = stmt.where(DistributionList.id != exclude_list_id)
+    return db.session.scalar(stmt) or 0
+
+
+def _check_external(customer: Customer, members: list[ListMember], dlist: DistributionList | None) -> None:
+    """Refuse more external members than the limits allow. A change that does not add
+    any (removing members, after a limit was lowered) always passes."""
+    new = sum(1 for m in members if m.external_address is not None)
+    old = sum(1 for m in dlist.members if m.external_address is not None) if dlist else 0
+    if new <= old:
+        return
+    per_list, per_customer = external_limits(customer)
+    if new > per_list:
+        raise ValidationError.one(
+            "members",
+            _(
+                "Troppi indirizzi esterni: %(n)d in questa lista, il limite è %(limit)d per lista.",
+                n=new,
+                limit=per_list,
+            ),
+        )
+    others = external_count(customer.id, dlist.id if dlist else None)
+    if others + new > per_customer:
+        raise ValidationError.one(
+            "members",
+            _(
+                "Troppi indirizzi esterni: %(n)d in tutte le liste con questa modifica, "
+                "il limite è %(limit)d per cliente.",
+                n=others + new,
+                limit=per_customer,
+            ),
+        )
+
+
+def set_external_limits(
+    actor: Actor, customer_id: int, *, per_list: object, per_customer: object
+) -> Customer:
+    """Staff override the limits on external list members for one customer (None: the default)."""
+    require_staff(actor)
+    customer = customer_for(actor, customer_id)
+    values = {}
+    errors: dict[str, str] = {}
+    for name, value in (("list_external_per_list", per_list), ("list_external_per_customer", per_customer)):
+        if value is None or value == "":
+            values[name] = None
+            continue
+        try:
+            values[name] = fields.integer(value, name, minimum=0, maximum=100_000)
+        except ValidationError as e:
+            errors.update(e.errors)
+    if errors:
+        raise ValidationError(errors)
+    changes = {k: [getattr(customer, k), v] for k, v in values.items() if getattr(customer, k) != v}
+    if changes:
+        for k, v in values.items():
+            setattr(customer, k, v)
+        audit.record(
+            actor, "customer.list_limits", customer_id=customer.id, target=customer.name, changes=changes
+        )
+        db.session.commit()
+    return customer
 
 
 def get_list(actor: Actor, list_id: object) -> DistributionList:
@@ -68,6 +163,17 @@ def _members(customer_id: int, values: object, own_address: str | None = None) -
             parsed.append(f"{local}@{domain}")
         except ValidationError:
             parsed.append(addresses.external_address(value, "members"))
+    # A list of ours as a member would reach its members around its own rule on
+    # who may post (Postfix expands aliases after the SMTP checks).
+    other_lists = (
+        set(
+            db.session.scalars(
+                sa.select(DistributionList.address).where(DistributionList.address.in_(parsed))
+            )
+        )
+        if parsed
+        else set()
+    )
     mailboxes = (
         {
             m.address: m
@@ -86,6 +192,11 @@ def _members(customer_id: int, values: object, own_address: str | None = None) -
         seen.add(address)
         if address == own_address:
             raise ValidationError.one("members", _("Una lista non può contenere sé stessa."))
+        if address in other_lists:
+            raise ValidationError.one(
+                "members",
+                _("%(a)s è una lista di distribuzione: una lista non può contenerne un'altra.", a=address),
+            )
         if address in mailboxes:
             out.append(ListMember(mailbox_id=mailboxes[address].id, mailbox=mailboxes[address]))
         elif address.partition("@")[2] in own_domains:
@@ -96,7 +207,13 @@ def _members(customer_id: int, values: object, own_address: str | None = None) -
 
 
 def create_list(
-    actor: Actor, customer_id: int, *, address: object, members: object = (), description: object = ""
+    actor: Actor,
+    customer_id: int,
+    *,
+    address: object,
+    members: object = (),
+    description: object = "",
+    post_policy: object = DEFAULT_POST_POLICY,
 ) -> DistributionList:
     customer = customer_for(actor, customer_id)
     require_manage(actor, customer)
@@ -113,15 +230,25 @@ def create_list(
     except ValidationError as e:
         errors.update(e.errors)
     try:
+        policy = parse_post_policy(post_policy)
+    except ValidationError as e:
+        errors.update(e.errors)
+    try:
         new_members = _members(customer.id, list(members) if isinstance(members, tuple) else members, full)
     except ValidationError as e:
         errors.update(e.errors)
     if errors:
         raise ValidationError(errors)
     limits.lock_customer(customer.id)
+    _check_external(customer, new_members, None)
     addresses.ensure_free(full)
     dlist = DistributionList(
-        customer_id=customer.id, domain_id=domain.id, local_part=local, address=full, description=desc
+        customer_id=customer.id,
+        domain_id=domain.id,
+        local_part=local,
+        address=full,
+        description=desc,
+        post_policy=policy,
     )
     dlist.members = new_members
     db.session.add(dlist)
@@ -131,27 +258,44 @@ def create_list(
         "list.create",
         customer_id=customer.id,
         target=full,
-        changes={"members": [None, [m.address for m in new_members]]},
+        changes={"members": [None, [m.address for m in new_members]], "post_policy": [None, policy]},
     )
     db.session.commit()
     return dlist
 
 
 def update_list(
-    actor: Actor, list_id: object, *, members: object = None, description: object = None
+    actor: Actor,
+    list_id: object,
+    *,
+    members: object = None,
+    description: object = None,
+    post_policy: object = None,
 ) -> DistributionList:
-    """Replace the members (and/or the description) of a list."""
+    """Replace the members (and/or the description, who may post) of a list."""
     dlist = get_list(actor, list_id)
     customer = customer_for(actor, dlist.customer_id)
     require_manage(actor, customer)
-    changes: dict = {}
-    if description is not None:
-        desc = fields.text(description, "description", max_len=200, required=False)
-        if desc != dlist.description:
-            changes["description"] = [dlist.description, desc]
-            dlist.description = desc
+    # Everything is checked before anything changes: a refused edit leaves the list as it was.
+    desc = (
+        fields.text(description, "description", max_len=200, required=False)
+        if description is not None
+        else None
+    )
+    policy = parse_post_policy(post_policy) if post_policy is not None else None
+    new_members = None
     if members is not None:
         new_members = _members(customer.id, members, dlist.address)
+        limits.lock_customer(customer.id)
+        _check_external(customer, new_members, dlist)
+    changes: dict = {}
+    if desc is not None and desc != dlist.description:
+        changes["description"] = [dlist.description, desc]
+        dlist.description = desc
+    if policy is not None and policy != dlist.post_policy:
+        changes["post_policy"] = [dlist.post_policy, policy]
+        dlist.post_policy = policy
+    if new_members is not None:
         before = [m.address for m in dlist.members]
         after = [m.address for m in new_members]
         if sorted(before) != sorted(after):

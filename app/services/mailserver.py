@@ -1,7 +1,9 @@
 """Configuration of Dovecot 2.3 and Postfix 3.7 (Debian 12) on the panel's database.
 
-The servers read only the views of migration 0002_mail_views (mail_domains,
-mail_users, mail_aliases); docs/mailserver.md describes that contract. What
+The servers read only the views of migrations 0002_mail_views (mail_domains,
+mail_users, mail_aliases) and 0007_list_policy (mail_lists, mail_list_senders,
+read by Postfix and its list-policy service, app/mail_list_policy.py);
+docs/mailserver.md describes that contract. What
 differs between hosts comes in as MailServerSettings, so one renderer makes a
 production configuration and a throwaway test instance alike. The result is
 a mapping file name -> text; the CLI (`flask mailserver config`) writes it.
@@ -9,7 +11,11 @@ a mapping file name -> text; the CLI (`flask mailserver config`) writes it.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,9 +34,19 @@ SECRET_FILES = {
     "mail_users.cf",
     "mail_aliases.cf",
     "sender_login_maps.cf",
+    "mail_lists.cf",
+    "list_policy.cf",
     # doveadm's HTTP API key: whoever holds it can read and change every mailbox.
     "dovecot-doveadm.conf.ext",
 }
+
+
+def conninfo_value(value: str) -> str:
+    """A value of a libpq connection string (PostgreSQL's "Connection Strings"):
+    bare when it is plain, else single-quoted with backslash escapes."""
+    if value and not any(c.isspace() or c in "'\\" for c in value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 @dataclass
@@ -79,14 +95,31 @@ class Database:
         )
 
     def dovecot_connect(self) -> str:
+        """Dovecot hands this string to libpq (PQconnectdb): `key=value` pairs, a value
+        with a space, a quote or a backslash in single quotes with `\\'` and `\\\\`."""
         if self.kind == "sqlite":
             return self.path
-        parts = [f"host={self.host}", f"port={self.port}", f"dbname={self.name}"]
+        parts = [
+            f"host={conninfo_value(self.host)}",
+            f"port={self.port}",
+            f"dbname={conninfo_value(self.name)}",
+        ]
         if self.user:
-            parts.append(f"user={self.user}")
+            parts.append(f"user={conninfo_value(self.user)}")
         if self.password:
-            parts.append(f"password={self.password}")
+            parts.append(f"password={conninfo_value(self.password)}")
         return " ".join(parts)
+
+    def policy_connection(self) -> list[str]:
+        """The list-policy service's settings (app/mail_list_policy.py reads them)."""
+        if self.kind == "sqlite":
+            return [f"dbpath = {self.path}"]
+        lines = [f"host = {self.host}", f"port = {self.port}", f"dbname = {self.name}"]
+        if self.user:
+            lines.append(f"user = {self.user}")
+        if self.password:
+            lines.append(f"password = {self.password}")
+        return lines
 
     def postfix_connection(self) -> list[str]:
         if self.kind == "sqlite":
@@ -144,6 +177,11 @@ class MailServerSettings:
     # call (docs/mailserver.md). Port 0: no listener.
     doveadm_port: int = 0
     doveadm_api_key: str = ""
+    # The list-policy service (who may post to a list) runs as this user (spawn(8)
+    # refuses root and postfix's user and group); list_policy.cf, with the database
+    # password, is readable by root and this user's group only.
+    policy_user: str = "nobody"
+    policy_python: str = "/usr/bin/python3"
     extra: dict = field(default_factory=dict)
 
     @property
@@ -384,7 +422,16 @@ POSTFIX_MAPS = {
         "SELECT address FROM mail_users WHERE address = LOWER('%s') AND login_allowed = 1 "
         "UNION ALL SELECT destination FROM mail_aliases WHERE address = LOWER('%s') AND kind = 'alias'"
     ),
+    # Lists closed to strangers: the answer is a restriction class (main.cf) that asks
+    # the list-policy service whether this sender may post. The key is the address as
+    # the client wrote it: "list@domain." (trailing dot) reaches the list as well.
+    "mail_lists.cf": (
+        "SELECT 'list_senders_only' FROM mail_lists WHERE address = LOWER(RTRIM('%s', '.')) "
+        "AND post_policy <> 'anyone'"
+    ),
 }
+
+LIST_POLICY_SCRIPT = "mail_list_policy.py"
 
 
 def postfix_map(s: MailServerSettings, name: str) -> str:
@@ -394,6 +441,19 @@ def postfix_map(s: MailServerSettings, name: str) -> str:
         + "\n".join(s.database.postfix_connection())
         + f"\nquery = {POSTFIX_MAPS[name]}\n"
     )
+
+
+def list_policy_conf(s: MailServerSettings) -> str:
+    return (
+        _header("the list-policy service's database (list_policy.cf)")
+        + "\n"
+        + "\n".join(s.database.policy_connection())
+        + "\n"
+    )
+
+
+def list_policy_script() -> str:
+    return (Path(__file__).resolve().parent.parent / LIST_POLICY_SCRIPT).read_text(encoding="utf-8")
 
 
 def _map(s: MailServerSettings, name: str) -> str:
@@ -477,7 +537,24 @@ smtpd_sasl_security_options = noanonymous
 # Port 25: unknown and disabled recipients are refused first (5xx at RCPT);
 # then only our domains are accepted from the outside world.
 smtpd_reject_unlisted_recipient = yes
-smtpd_recipient_restrictions = reject_unlisted_recipient
+smtpd_recipient_restrictions = reject_unlisted_recipient, $list_post_restrictions
+
+# No address rewriting tricks: "domain!list" (UUCP bang path) and "list%domain@host"
+# would be rewritten into the list's address after the SMTP checks, around the rule
+# on who may post. Nobody sends such addresses today.
+swap_bangpath = no
+allow_percent_hack = no
+
+# Who may post to a distribution list (its post_policy). A list open to anyone is
+# not in the answer of mail_lists.cf; a restricted one answers the restriction
+# class list_senders_only, which asks the list-policy service (master.cf) whether
+# the SMTP AUTH login or the envelope sender may post (view mail_list_senders).
+# Applied on port 25 and on submission alike.
+list_post_restrictions = check_recipient_access {_map(s, "mail_lists.cf")}
+smtpd_restriction_classes = list_senders_only
+list_senders_only = check_policy_service unix:private/list-policy
+# spawn(8) would stop the service after 1000 s; it must live as long as the smtpd that uses it.
+list-policy_time_limit = 3600s
 smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination
 """
     )
@@ -489,6 +566,8 @@ def postfix_master_cf(s: MailServerSettings) -> str:
         return str(port)
 
     submission_tls = "  -o smtpd_tls_security_level=encrypt\n" if s.tls else ""
+    policy = os.path.join(s.postfix_config_dir, LIST_POLICY_SCRIPT)
+    policy_conf = os.path.join(s.postfix_config_dir, "list_policy.cf")
     return (
         _header("Postfix 3.7 master.cf")
         + f"""
@@ -504,7 +583,7 @@ def postfix_master_cf(s: MailServerSettings) -> str:
 {submission_tls}  -o smtpd_sasl_auth_enable=yes
   -o smtpd_client_restrictions=permit_sasl_authenticated,reject
   -o smtpd_sender_restrictions=reject_sender_login_mismatch
-  -o smtpd_recipient_restrictions=
+  -o smtpd_recipient_restrictions=$list_post_restrictions
   -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
   -o milter_macro_daemon_name=ORIGINATING
 pickup    unix  n       -       n       60      1       pickup
@@ -529,11 +608,152 @@ lmtp      unix  -       -       n       -       -       lmtp
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+# Who may post to a restricted distribution list (main.cf: list_senders_only).
+list-policy unix  -       n       n       -       0       spawn
+  user={s.policy_user} argv={s.policy_python} {policy} {policy_conf}
 """
     )
 
 
+_PATH = re.compile(r"/[A-Za-z0-9._+@/-]*")
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+_SYSTEM_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+_INSTANCE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_PORT_FIELDS = (
+    "imap_port",
+    "pop3_port",
+    "imaps_port",
+    "pop3s_port",
+    "lmtp_port",
+    "smtp_port",
+    "submission_port",
+)
+_PATH_FIELDS = (
+    "config_dir",
+    "postfix_config_dir",
+    "mail_root",
+    "base_dir",
+    "state_dir",
+    "master_user_file",
+    "postfix_queue_dir",
+    "postfix_data_dir",
+    "policy_python",
+)
+_OPTIONAL_PATH_FIELDS = ("log_dir", "tls_cert", "tls_key")
+
+
+def _has_control(value: str) -> bool:
+    return any(unicodedata.category(c) in {"Cc", "Cf", "Zl", "Zp"} for c in value)
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _is_host(value: str) -> bool:
+    return _is_ip(value) or bool(_HOSTNAME.fullmatch(value))
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("postfix_", "").replace("_", "-")
+
+
+def validate_settings(s: MailServerSettings) -> None:
+    """Every value that lands in a configuration line: one line each, of the shape the
+    server expects. Raised before anything is rendered, one message per option."""
+    errors: dict[str, str] = {}
+
+    def bad(name: str, message: str) -> None:
+        errors.setdefault(_option(name), message)
+
+    for name, value in vars(s).items():
+        if isinstance(value, str) and _has_control(value):
+            bad(name, _("Non può contenere a capo o caratteri di controllo."))
+    db_values = {
+        "database_url": [
+            s.database.path,
+            s.database.host,
+            s.database.name,
+            s.database.user,
+            s.database.password,
+        ]
+    }
+    if any(_has_control(v) for v in db_values["database_url"]):
+        errors["--database-url"] = _("L'URL del database non può contenere a capo o caratteri di controllo.")
+    if s.database.password != s.database.password.strip():
+        errors["--database-url"] = _("La password del database non può iniziare o finire con uno spazio.")
+    if s.database.kind == "sqlite" and not _PATH.fullmatch(s.database.path):
+        errors["--database-url"] = _(
+            "Il percorso del file SQLite può contenere solo lettere, cifre e . _ + @ - /: %(p)s",
+            p=s.database.path,
+        )
+    if s.database.kind == "postgresql":
+        if not (_is_host(s.database.host) or _PATH.fullmatch(s.database.host)):
+            errors["--database-url"] = _("Host del database non valido: %(h)s", h=s.database.host)
+        if not 1 <= s.database.port <= 65535:
+            errors["--database-url"] = _("La porta del database deve essere tra 1 e 65535.")
+    for name in _PORT_FIELDS:
+        if not 1 <= getattr(s, name) <= 65535:
+            bad(name, _("La porta deve essere tra 1 e 65535 (indicata: %(p)s).", p=getattr(s, name)))
+    if not 0 <= s.doveadm_port <= 65535:
+        bad("doveadm_port", _("La porta deve essere tra 1 e 65535, o 0 per nessuna."))
+    ports = [getattr(s, n) for n in _PORT_FIELDS if n not in {"imaps_port", "pop3s_port"} or s.tls]
+    if s.doveadm_port:
+        ports.append(s.doveadm_port)
+    if len(set(ports)) != len(ports):
+        errors["--port"] = _("Due servizi non possono usare la stessa porta.")
+    if not 0 <= s.auth_failure_delay <= 60:
+        bad("auth_failure_delay", _("Il ritardo deve essere tra 0 e 60 secondi."))
+    for name in _PATH_FIELDS + _OPTIONAL_PATH_FIELDS:
+        value = getattr(s, name)
+        if name in _OPTIONAL_PATH_FIELDS and not value:
+            continue
+        if not _PATH.fullmatch(value) or "/../" in value + "/":
+            bad(
+                name,
+                _(
+                    "Serve un percorso assoluto fatto di lettere, cifre e . _ + @ - / (indicato: %(p)s).",
+                    p=value,
+                ),
+            )
+    if not _HOSTNAME.fullmatch(s.hostname) or _is_ip(s.hostname):
+        bad("hostname", _("Nome host non valido: %(h)s (es. mail.azienda.it).", h=s.hostname))
+    for name in ("mail_user", "mail_group", "policy_user"):
+        if not _SYSTEM_NAME.fullmatch(getattr(s, name)):
+            bad(name, _("Nome utente o gruppo di sistema non valido: %(n)s", n=getattr(s, name)))
+    if not _INSTANCE.fullmatch(s.instance_name):
+        bad("instance_name", _("Può contenere solo lettere, cifre, . _ -"))
+    listen = s.listen.replace(",", " ").split()
+    if not listen or not all(a == "*" or _is_ip(a) for a in listen):
+        bad("listen", _("Indirizzi non validi: indica * o indirizzi IP separati da virgole."))
+    for network in s.mynetworks.split():
+        address, _slash, bits = network.partition("/")
+        try:
+            ipaddress.ip_network(address.strip("[]") + ("/" + bits if bits else ""), strict=False)
+        except ValueError:
+            bad("mynetworks", _("Rete non valida: %(n)s (es. 127.0.0.0/8 [::1]/128).", n=network))
+            break
+    if s.relayhost:
+        match = re.fullmatch(
+            r"(\[(?P<bracketed>[^\]]+)\]|(?P<host>[^:\[\]]+))(:(?P<port>\d{1,5}))?", s.relayhost
+        )
+        host = match and (match["bracketed"] or match["host"])
+        if not match or not _is_host(host) or (match["port"] and not 1 <= int(match["port"]) <= 65535):
+            bad("relayhost", _("Relayhost non valido: %(r)s (es. [smtp.relay.example]:587).", r=s.relayhost))
+    if bool(s.tls_cert) != bool(s.tls_key):
+        bad("tls_cert", _("Indica sia --tls-cert sia --tls-key, o nessuno dei due."))
+    if errors:
+        raise ValidationError(errors)
+
+
 def render_dovecot(s: MailServerSettings) -> dict[str, str]:
+    validate_settings(s)
     check_doveadm(s)
     files = {"dovecot.conf": dovecot_conf(s), "dovecot-sql.conf.ext": dovecot_sql(s)}
     if s.doveadm_port:
@@ -542,45 +762,167 @@ def render_dovecot(s: MailServerSettings) -> dict[str, str]:
 
 
 def render_postfix(s: MailServerSettings) -> dict[str, str]:
+    validate_settings(s)
     files = {"main.cf": postfix_main_cf(s), "master.cf": postfix_master_cf(s)}
     for name in POSTFIX_MAPS:
         files[name] = postfix_map(s, name)
+    files["list_policy.cf"] = list_policy_conf(s)
+    files[LIST_POLICY_SCRIPT] = list_policy_script()
     return files
+
+
+# The master password opens every mailbox: longer than any mailbox's minimum.
+MASTER_PASSWORD_MIN = 16
+
+
+def check_master_password(password: str) -> None:
+    if len(password) < MASTER_PASSWORD_MIN:
+        raise ValidationError.one(
+            "DOVECOT_MASTER_PASSWORD",
+            _(
+                "La password dell'utente master deve avere almeno %(n)d caratteri: apre ogni casella.",
+                n=MASTER_PASSWORD_MIN,
+            ),
+        )
 
 
 def master_user_line(user: str, password_hash: str) -> str:
     """One line of Dovecot's passwd-file: "name:{ARGON2ID}$argon2id$..."."""
-    if not user or ":" in user or "*" in user or any(c.isspace() for c in user):
+    if not user or ":" in user or "*" in user or any(c.isspace() for c in user) or _has_control(user):
         raise ValidationError.one(
             "master_user", _("Nome dell'utente master non valido (niente spazi, ':' o '*').")
         )
     return f"{user}:{password_hash}\n"
 
 
-def write_files(
-    files: dict[str, str], out_dir: str, group: str | None = None, private: set[str] = SECRET_FILES
-) -> list[str]:
-    """Write the rendered files. The private ones (database password, master user's
-    hash) are readable by root and `group` (the daemon's: dovecot or postfix) only."""
+def _group_id(group: str) -> int:
     import grp
 
-    os.makedirs(out_dir, exist_ok=True)
-    gid = -1
-    if group and os.geteuid() == 0:
-        try:
-            gid = grp.getgrnam(group).gr_gid
-        except KeyError:
-            gid = -1
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ValidationError.one(
+            "group", _("Il gruppo %(g)s non esiste su questo sistema.", g=group)
+        ) from None
+
+
+def user_group(user: str) -> str:
+    """The primary group of a system user (the list-policy service's, for its settings file)."""
+    import grp
+    import pwd
+
+    try:
+        gid = pwd.getpwnam(user).pw_gid
+    except KeyError:
+        raise ValidationError.one(
+            "policy_user", _("L'utente %(u)s non esiste su questo sistema.", u=user)
+        ) from None
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def check_output_dir(out_dir: str) -> None:
+    """The directory must exist, belong to whoever writes (root writes only into its own
+    directories too) and be writable by no one else: otherwise another local user could
+    swap a file for a symlink, or read the secrets while they are written."""
+    import stat
+
+    try:
+        st = os.stat(out_dir)
+    except FileNotFoundError:
+        raise ValidationError.one(
+            "out", _("La cartella %(d)s non esiste: creala prima (con i permessi giusti).", d=out_dir)
+        ) from None
+    except OSError as e:
+        raise ValidationError.one(
+            "out", _("Cartella %(d)s non accessibile: %(e)s", d=out_dir, e=e.strerror)
+        ) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise ValidationError.one("out", _("%(d)s non è una cartella.", d=out_dir))
+    if st.st_uid != os.geteuid():
+        raise ValidationError.one(
+            "out", _("La cartella %(d)s appartiene a un altro utente: scrivi in una cartella tua.", d=out_dir)
+        )
+    if st.st_mode & stat.S_IWOTH or (st.st_mode & stat.S_IWGRP and st.st_gid != 0):
+        raise ValidationError.one(
+            "out",
+            _(
+                "La cartella %(d)s è scrivibile da altri utenti (permessi %(m)s): usa una cartella protetta.",
+                d=out_dir,
+                m=oct(stat.S_IMODE(st.st_mode)),
+            ),
+        )
+
+
+def _write_one(directory: str, name: str, text: str, mode: int, gid: int) -> str:
+    """Write a file atomically: a new file, created exclusively (never through a link)
+    with its final mode and group before any content, then renamed over the target.
+    An existing symlink at the target is replaced, never followed."""
+    import secrets
+
+    path = os.path.join(directory, name)
+    if os.path.isdir(path) and not os.path.islink(path):
+        raise ValidationError.one("out", _("%(p)s è una cartella, non un file.", p=path))
+    tmp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(tmp, flags, mode)
+    except OSError as e:
+        raise ValidationError.one(
+            "out", _("Impossibile scrivere %(p)s: %(e)s", p=path, e=e.strerror)
+        ) from None
+    try:
+        # The umask may have narrowed the mode, never widened it: set it exactly.
+        os.fchmod(fd, mode)
+        if gid != -1:
+            os.fchown(fd, 0, gid)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            fd = -1
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        if fd != -1:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise ValidationError.one(
+            "out", _("Impossibile scrivere %(p)s: %(e)s", p=path, e=e.strerror)
+        ) from None
+    return path
+
+
+def write_files(
+    files: dict[str, str],
+    out_dir: str,
+    group: str | None = None,
+    private: set[str] = SECRET_FILES,
+    groups: dict[str, str] | None = None,
+) -> list[str]:
+    """Write the rendered files into an existing, safe directory. The private ones
+    (database password, master user's hash) are readable by root and `group` (the
+    daemon's: dovecot or postfix; `groups` names another for some files) only."""
+    out_dir = os.path.abspath(out_dir)
+    check_output_dir(out_dir)
+    for name in files:
+        if not name or "/" in name or name in {".", ".."}:
+            raise ValidationError.one("out", _("Nome di file non valido: %(n)s", n=name))
+    root = os.geteuid() == 0
+    gids = {}
+    for name in files:
+        wanted = (groups or {}).get(name, group)
+        gids[name] = _group_id(wanted) if (root and wanted and name in private) else -1
     written = []
     for name, text in files.items():
-        path = os.path.join(out_dir, name)
-        secret = name in private
-        mode = 0o640 if secret else 0o644
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(path, mode)
-        if secret and gid != -1:
-            os.chown(path, 0, gid)
-        written.append(path)
+        mode = 0o640 if name in private else 0o644
+        written.append(_write_one(out_dir, name, text, mode, gids[name]))
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(out_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
     return written

@@ -132,20 +132,20 @@ def test_the_mail_role_cannot_write_or_create(panel_db):
 
 
 def test_a_new_mail_view_is_granted_when_the_script_runs_again(panel_db):
-    """What a migration does (recreate a view, add mail_list_senders): the script run after it restores access."""
+    """What a migration does (recreate a view, add a new mail_ view): the script run after it restores access."""
     assert run_script().returncode == 0
-    as_owner("CREATE VIEW mail_list_senders AS SELECT address FROM distribution_lists")
+    as_owner("CREATE VIEW mail_future_lookup AS SELECT address FROM distribution_lists")
     as_owner("CREATE VIEW other_report AS SELECT address FROM mailboxes")
     as_owner("DROP VIEW mail_domains")
     as_owner("CREATE VIEW mail_domains AS SELECT name AS domain FROM domains")
     try:
-        assert not can_read("mail_list_senders") and not can_read("mail_domains")
+        assert not can_read("mail_future_lookup") and not can_read("mail_domains")
         second = run_script()
         assert second.returncode == 0, second.stderr
-        assert can_read("mail_list_senders") and can_read("mail_domains")
+        assert can_read("mail_future_lookup") and can_read("mail_domains")
         assert not can_read("other_report")
     finally:
-        as_owner("DROP VIEW mail_list_senders")
+        as_owner("DROP VIEW mail_future_lookup")
         as_owner("DROP VIEW other_report")
 
 

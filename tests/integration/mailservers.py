@@ -32,7 +32,7 @@ HOSTNAME = "mail.test"
 # A loopback address outside mynetworks: mail from it is mail from the Internet.
 OUTSIDE_HOST = "127.0.0.2"
 MASTER_USER = "assistenza"
-MASTER_PASSWORD = "Master-pass-42"
+MASTER_PASSWORD = "Master-pass-42-assistenza"
 # doveadm's HTTP API, where the panel reads quota usage.
 DOVEADM_API_KEY = "chiave-di-prova-doveadm"
 # Mail is stored as this unprivileged system user (Dovecot refuses root).
@@ -306,8 +306,19 @@ def start_mail_servers(app, database_url: str) -> MailServers:
     # Dovecot's and Postfix's own users must reach their files under it.
     root.chmod(0o755)
     url = make_url(database_url)
+    servers_database_url = database_url
     if url.get_backend_name() == "sqlite":
-        _open_path_for(Path(url.database).resolve())
+        database = Path(url.database).resolve()
+        _open_path_for(database)
+        # The servers read the same file through a hard link in their own directory: pytest
+        # makes /tmp/pytest-of-<user> private again whenever another session starts, and
+        # processes the servers start later (smtpd, the list-policy service) must still reach it.
+        link = root / "panel.sqlite3"
+        try:
+            os.link(database, link)
+            servers_database_url = f"sqlite:///{link}"
+        except OSError:
+            pass
 
     # Every listener on a free port, the SSL ones too: two instances (xdist workers) run side by side.
     ports = {
@@ -333,7 +344,7 @@ def start_mail_servers(app, database_url: str) -> MailServers:
     runner = app.test_cli_runner()
     args = [
         "mailserver", "config", "--dovecot", "--postfix",
-        "--database-url", database_url,
+        "--database-url", servers_database_url,
         "--out", str(conf),
         "--mail-root", str(servers.mail_root),
         "--mail-user", MAIL_USER, "--mail-group", MAIL_GROUP,

@@ -65,11 +65,11 @@ def test_master_user_file_comes_from_the_environment_only(app, tmp_path):
     assert runner.invoke(args=["mailserver", "master-user", str(target)], env={}).exit_code == 2
     result = runner.invoke(
         args=["mailserver", "master-user", str(target)],
-        env={"DOVECOT_MASTER_USER": "assistenza", "DOVECOT_MASTER_PASSWORD": "Segreta-123"},
+        env={"DOVECOT_MASTER_USER": "assistenza", "DOVECOT_MASTER_PASSWORD": "Segreta-123-assistenza"},
     )
     assert result.exit_code == 0, result.output
     line = target.read_text()
-    assert line.startswith("assistenza:{ARGON2ID}$argon2id$") and "Segreta-123" not in line
+    assert line.startswith("assistenza:{ARGON2ID}$argon2id$") and "Segreta-123-assistenza" not in line
     assert not target.stat().st_mode & stat.S_IROTH
 
 

@@ -7,6 +7,7 @@ from flask_babel import gettext as _
 
 from app.models.mail import STATUSES
 from app.services import aliases, classes, domains, lists, mailboxes
+from app.services.access import customer_for
 from app.services.errors import ValidationError
 from app.web.api import body
 from app.web.api import serializers as out
@@ -20,7 +21,12 @@ MAILBOX_FIELDS = {
     "service_class": body.name_or_id,
     "status": body.text,
 }
-LIST_FIELDS = {"address": body.text, "members": body.text_list, "description": body.optional_text}
+LIST_FIELDS = {
+    "address": body.text,
+    "members": body.text_list,
+    "description": body.optional_text,
+    "post_policy": body.text,
+}
 
 
 def _no_content():
@@ -176,8 +182,41 @@ def list_create(customer_id: int):
         address=data["address"],
         members=data.get("members", []),
         description=data.get("description") or "",
+        post_policy=data.get("post_policy", lists.DEFAULT_POST_POLICY),
     )
     return jsonify(out.distribution_list(dlist)), 201
+
+
+def _optional_count(v: object) -> str | None:
+    if v is None or (isinstance(v, int) and not isinstance(v, bool)):
+        return None
+    return _("Deve essere un numero intero (o null).")
+
+
+def _list_limits(customer) -> dict:
+    per_list, per_customer = lists.external_limits(customer)
+    return {
+        "per_list": per_list,
+        "per_customer": per_customer,
+        "per_list_override": customer.list_external_per_list,
+        "per_customer_override": customer.list_external_per_customer,
+        "external_members": lists.external_count(customer.id),
+    }
+
+
+@bp.get("/customers/<id:customer_id>/list-limits")
+def list_limits_get(customer_id: int):
+    return jsonify(_list_limits(customer_for(actor(), customer_id)))
+
+
+@bp.put("/customers/<id:customer_id>/list-limits")
+def list_limits_put(customer_id: int):
+    # PUT replaces both: a missing or null value goes back to the default.
+    data = body.read({"per_list": _optional_count, "per_customer": _optional_count})
+    customer = lists.set_external_limits(
+        actor(), customer_id, per_list=data.get("per_list"), per_customer=data.get("per_customer")
+    )
+    return jsonify(_list_limits(customer))
 
 
 @bp.get("/lists/<id:list_id>")
@@ -191,7 +230,13 @@ def list_update(list_id: int):
     description = data.get("description")
     if "description" in data and description is None:
         description = ""
-    dlist = lists.update_list(actor(), list_id, members=data.get("members"), description=description)
+    dlist = lists.update_list(
+        actor(),
+        list_id,
+        members=data.get("members"),
+        description=description,
+        post_policy=data.get("post_policy"),
+    )
     return jsonify(out.distribution_list(dlist))
 
 

@@ -24,6 +24,11 @@ NULLABLE_STR = {"type": ["string", "null"]}
 INT = {"type": "integer"}
 BOOL = {"type": "boolean"}
 WHEN = {"type": "string", "format": "date-time"}
+POST_POLICY = {
+    "type": "string",
+    "enum": ["anyone", "customer", "members"],
+    "description": "Who may post: anyone; only the customer's own mailboxes, logged in; only the members.",
+}
 NULLABLE_WHEN = {"type": ["string", "null"], "format": "date-time"}
 VAT_DUPLICATE_REASON = {
     **NULLABLE_STR,
@@ -203,6 +208,7 @@ SCHEMAS = {
         unicode_address=STR,
         description=STR,
         members={"type": "array", "items": STR},
+        post_policy=POST_POLICY,
         created_at=WHEN,
     ),
     "DistributionListInput": _obj(
@@ -214,10 +220,27 @@ SCHEMAS = {
             "description": "Mailboxes of the customer or outside addresses.",
         },
         description={**NULLABLE_STR, "maxLength": 200},
+        post_policy={**POST_POLICY, "default": "customer"},
+    ),
+    "ListLimits": _obj(
+        ("per_list", "per_customer", "external_members"),
+        per_list={**INT, "description": "External members allowed in one list."},
+        per_customer={**INT, "description": "External members allowed over all the customer's lists."},
+        per_list_override={
+            "type": ["integer", "null"],
+            "description": "Staff's override; null: the default.",
+        },
+        per_customer_override={"type": ["integer", "null"]},
+        external_members={**INT, "description": "External members now, over all lists."},
+    ),
+    "ListLimitsInput": _obj(
+        per_list={"type": ["integer", "null"], "minimum": 0},
+        per_customer={"type": ["integer", "null"], "minimum": 0},
     ),
     "DistributionListPatch": _obj(
         members={"type": "array", "items": STR, "description": "Replaces all members."},
         description={**NULLABLE_STR, "maxLength": 200},
+        post_policy=POST_POLICY,
     ),
     "CapacityRequest": _obj(
         ("id", "customer_id", "service_class", "extra_accounts", "status"),
@@ -534,6 +557,21 @@ def _paths() -> dict:
                 status="201",
                 body="DistributionListInput",
                 errors=write,
+            ),
+        },
+        "/api/v1/customers/{customer_id}/list-limits": {
+            **c,
+            "get": _op(
+                "Limits on external list members for a customer, and what is used.",
+                "lists",
+                ok=_json(_ref("ListLimits")),
+            ),
+            "put": _op(
+                "Staff: override the limits on external list members (null: the default).",
+                "lists",
+                ok=_json(_ref("ListLimits")),
+                body="ListLimitsInput",
+                errors=("401", "403", "404", "422"),
             ),
         },
         "/api/v1/lists/{list_id}": {

@@ -97,6 +97,7 @@ def distribution_list(d: DistributionList) -> dict:
         "unicode_address": d.display_address,
         "description": d.description,
         "members": [m.address for m in d.members],
+        "post_policy": d.post_policy,
         "created_at": _when(d.created_at),
     }
 

@@ -173,7 +173,9 @@ def lists_page(customer_id: int):
     view = customer_view(customer_id)
     if request.method == "GET":
         return render("portal/lists.html", "portal/_list_table.html", **_lists_context(view))
-    form = {k: request.form.get(k, "") for k in ("local_part", "domain", "description", "members")}
+    form = {
+        k: request.form.get(k, "") for k in ("local_part", "domain", "description", "members", "post_policy")
+    }
     try:
         dlist = lists.create_list(
             view.actor,
@@ -181,6 +183,7 @@ def lists_page(customer_id: int):
             address=_address(form),
             description=form["description"],
             members=form["members"],
+            post_policy=form["post_policy"] or lists.DEFAULT_POST_POLICY,
         )
     except FAILURES as e:
         ctx = _lists_context(view, form=form, errors=_local_errors(field_errors(e)))
@@ -202,10 +205,17 @@ def _dlist(view, list_id: int):
 
 
 def _detail_context(view, dlist, **extra) -> dict:
+    per_list, per_customer = lists.external_limits(view.customer)
     return {
         "customer": view.customer,
         "can_manage": view.can_manage,
         "dlist": dlist,
+        "external": {
+            "here": sum(1 for m in dlist.members if m.external_address is not None),
+            "per_list": per_list,
+            "all": lists.external_count(view.customer.id),
+            "per_customer": per_customer,
+        },
         "form": {},
         "errors": {},
         **extra,
@@ -239,6 +249,24 @@ def list_detail(customer_id: int, list_id: int):
             "portal/_list_description.html", **_detail_context(view, d, saved=_("Descrizione salvata."))
         )
     flash(_("Descrizione salvata."), "ok")
+    return back_to("portal.list_detail", customer_id=customer_id, list_id=d.id)
+
+
+@bp.route("/customers/<int:customer_id>/lists/<int:list_id>/policy", methods=["POST"])
+def list_policy(customer_id: int, list_id: int):
+    """Who may post to the list."""
+    view = customer_view(customer_id)
+    d = _dlist(view, list_id)
+    policy = request.form.get("post_policy", "")
+    try:
+        d = lists.update_list(view.actor, d.id, post_policy=policy)
+    except FAILURES as e:
+        ctx = _detail_context(view, d, form={"post_policy": policy}, errors=field_errors(e))
+        return render("portal/list.html", "portal/_list_policy.html", status=e.status, **ctx)
+    saved = _("Salvato: la regola vale dal prossimo messaggio.")
+    if is_fragment_request():
+        return fragment_reply("portal/_list_policy.html", **_detail_context(view, d, saved=saved))
+    flash(saved, "ok")
     return back_to("portal.list_detail", customer_id=customer_id, list_id=d.id)
 
 

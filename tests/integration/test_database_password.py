@@ -1,0 +1,67 @@
+"""Dovecot and Postfix reach PostgreSQL as a read-only role whose password has a space and quotes.
+
+The rendered connect string goes to libpq through Dovecot (single-quoted, backslash
+escapes) and the Postfix maps carry it verbatim. The test cluster trusts 127.0.0.1,
+so what this proves is the syntax: a badly quoted string fails to parse and every
+login and delivery would fail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from tests import factories
+from tests.factories import PASSWORD
+from tests.integration.mailservers import missing_reason, start_mail_servers
+from tests.integration.test_mailservers import send, subject, wait_in_inbox
+
+pytestmark = pytest.mark.integration
+
+READER_PASSWORD = "lettore con spazio, 'apice' e \"virgolette\" \\ fine"
+VIEWS = ("mail_domains", "mail_users", "mail_aliases", "mail_lists", "mail_list_senders")
+
+
+@pytest.fixture
+def reader_url(database_url):
+    if missing_reason():
+        pytest.skip(missing_reason())
+    checkout = hashlib.sha1(str(Path(__file__).resolve().parents[2]).encode()).hexdigest()[:8]
+    role = f"panel_mail_reader_{checkout}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), READER_PASSWORD)
+        )
+        for view in VIEWS:
+            conn.execute(
+                sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(view), sql.Identifier(role))
+            )
+    url = make_url(database_url)
+    yield f"postgresql://{role}:{quote(READER_PASSWORD, safe='')}@{url.host}:{url.port or 5432}/{url.database}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+# A role with a password is a PostgreSQL thing: this test runs on that backend only.
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_servers_log_in_and_deliver_through_a_role_with_a_spaced_quoted_password(_app, app, reader_url):
+    servers = start_mail_servers(_app, reader_url)
+    try:
+        conf = (servers.conf / "dovecot-sql.conf.ext").read_text()
+        assert "password='lettore con spazio, \\'apice\\' e \"virgolette\" \\\\ fine'" in conf
+        assert f"password = {READER_PASSWORD}\n" in (servers.conf / "mail_users.cf").read_text()
+
+        box = factories.mailbox(factories.customer(domain="ruolo.example"), "anna")
+        sent = subject()
+        send(servers, box.address, sent)
+        wait_in_inbox(servers, box.address, sent, PASSWORD)
+    finally:
+        servers.stop()
