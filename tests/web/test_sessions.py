@@ -89,7 +89,7 @@ def test_log_out_everywhere(app, client, auth, admin):
     page = client.get("/account").get_data(as_text=True)
     assert "Esci da tutti i dispositivi" in page and "questo browser" in page
     response = client.post("/account/sessions/end", follow_redirects=True)
-    assert "Sei uscito da tutti i dispositivi" in response.get_data(as_text=True)
+    assert "Accesso chiuso su tutti i dispositivi" in response.get_data(as_text=True)
     assert not _signed_in(client) and not _signed_in(other)
     assert db.session.scalar(sa.select(AuditEvent.action).where(AuditEvent.action == "user.sessions_end"))
 

@@ -232,7 +232,7 @@ def account_sessions_end():
     users.end_sessions(current_actor(), current_user)
     logout_user()
     _fresh_session()
-    flash(_("Sei uscito da tutti i dispositivi. Accedi di nuovo per continuare."), "ok")
+    flash(_("Accesso chiuso su tutti i dispositivi. Accedi di nuovo per continuare."), "ok")
     response = redirect(url_for("auth.login"))
     if is_fragment_request():
         response.headers["HX-Redirect"] = url_for("auth.login")
