@@ -85,3 +85,14 @@
   document.addEventListener("DOMContentLoaded", label);
   document.addEventListener("htmx:load", label);
 })();
+
+// The navigation is a <details> that CSS keeps open on a wide screen (::details-content). A browser
+// without that gets the list opened here instead, rather than a closed "Menu" beside the content.
+(function () {
+  var wide = window.matchMedia("(min-width: 901px)");
+  if (!wide.matches || (window.CSS && CSS.supports("selector(::details-content)"))) return;
+  document.addEventListener("DOMContentLoaded", function () {
+    var menu = document.querySelector("#sidenav > details");
+    if (menu) menu.open = true;
+  });
+})();
