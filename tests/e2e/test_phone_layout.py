@@ -84,18 +84,15 @@ def people(make):
         name="Studio Associato Bianchi",
     )
     make.mailbox(contract, "anna.bianchi", display_name="Anna Bianchi")
-    open_request = capacity.request_capacity(
-        factories.SYSTEM,
-        contract.id,
-        service_class="Business Mail 100 MB",
-        extra_accounts=3,
-        note="Due nuovi praticanti e una segretaria da gennaio",
-    )
-    decided = capacity.request_capacity(
-        factories.SYSTEM, contract.id, service_class="Business Mail Plus 100 MB", extra_accounts=1
-    )
-    capacity.decide(factories.SYSTEM, decided.id, approve=True)
-    assert open_request.status == "open"
+    for service_class, extra, note in (
+        ("Business Mail 100 MB", 3, "Due nuovi praticanti e una segretaria da gennaio"),
+        ("Business Mail Plus 100 MB", 1, "Un collega in più"),
+    ):
+        capacity.request_capacity(
+            factories.SYSTEM, contract.id, service_class=service_class, extra_accounts=extra, note=note
+        )
+    plus = capacity.list_requests(factories.SYSTEM, customer_id=contract.id)[0]
+    capacity.decide(factories.SYSTEM, plus.id, approve=True)  # one for the "already decided" table
     return {
         "payg": payg,
         "payg_admin": make.admin(payg, email="admin@rossi-caffe.example").email,
@@ -194,9 +191,18 @@ def test_phone_tables_read_as_labelled_cards_with_their_actions_on_screen(page, 
     for button in ("Approva", "Rifiuta"):
         box = card.get_by_role("button", name=button).bounding_box()
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], button
-    # Each value carries its column's name, as the header row is hidden.
-    label = card.locator("td", has_text="+3").evaluate("td => getComputedStyle(td, '::before').content")
-    assert label == '"Caselle in più"'
+    # The header row is hidden: every value but the card's title and its buttons carries its
+    # column's name, the same words as the header.
+    labels = page.evaluate(
+        """() => {
+          const table = document.querySelector("#capacity table");
+          const heads = [...table.tHead.rows[0].cells].map(th => th.textContent.trim());
+          return [...table.tBodies[0].rows[0].cells]
+            .filter(td => !/primary-cell|actions/.test(td.className))
+            .map(td => [heads[td.cellIndex], getComputedStyle(td, "::before").content]);
+        }"""
+    )
+    assert labels and all(content == f'"{head}"' for head, content in labels), labels
     shot(page, "phone-capacity-requests")
 
 
