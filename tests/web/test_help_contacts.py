@@ -56,6 +56,12 @@ def test_read_only_customers_are_told_how_to_reach_support(client, make, auth):
     assert "scrivi al supporto tecnico o chiama" not in notice
 
 
+def test_domains_page_says_how_to_reach_support_for_a_domain_we_manage(client, customer_admin):
+    content = client.get(f"/customers/{customer_admin.id}/domains").get_data(as_text=True)
+    content = content.split('<footer class="footer">')[0]
+    assert SUPPORT_MAIL in content and SUPPORT_TEL.search(content)
+
+
 def test_contract_dashboard_shows_the_sales_address(client, make, auth):
     c = make.customer("contract", {"Business Mail 100 MB": 2})
     auth.login(make.admin(c).email)
