@@ -26,10 +26,10 @@ class Config:
     PROVIDER_MX_HOST = os.environ.get("PROVIDER_MX_HOST", "mx.collabra.it")
     PROVIDER_MAIL_HOST = os.environ.get("PROVIDER_MAIL_HOST", "mail.collabra.it")
     WEBMAIL_URL = os.environ.get("WEBMAIL_URL", "")
-    SALES_EMAIL = os.environ.get("SALES_EMAIL", "commerciale@collabra.it")
-    # The help pages and the footer link to these (mailto: and tel:).
+    # The help pages and every page's footer link to these (mailto: and tel:), with SALES_EMAIL.
     SUPPORT_EMAIL = os.environ.get("SUPPORT_EMAIL", "assistenza@collabra.it")
     SUPPORT_PHONE = os.environ.get("SUPPORT_PHONE", "+39 010 5961255")
+    SALES_EMAIL = os.environ.get("SALES_EMAIL", "commerciale@collabra.it")
     TIMEZONE = os.environ.get("TIMEZONE", "Europe/Rome")
 
     BABEL_DEFAULT_LOCALE = "it"

@@ -96,7 +96,7 @@ def test_alias_save_and_delete_are_said_in_words(client, make, customer):
 
     saved = client.post(url, data={"target": luca.address}, headers=HX)
     assert announced(saved) == "Alias info@rossi.example aggiornato: la posta arriva a luca@rossi.example."
-    assert 'class="saved"' in saved.get_data(as_text=True)
+    assert "&rarr; luca@rossi.example" in saved.get_data(as_text=True)  # the row, then the words
 
     deleted = client.post(f"{url}/delete", headers=HX)
     assert announced(deleted) == "Alias info@rossi.example eliminato."

@@ -114,9 +114,7 @@ def alias(customer_id: int, alias_id: int):
         "Alias %(a)s aggiornato: la posta arriva a %(t)s.", a=a.display_address, t=a.target.display_address
     )
     if is_fragment_request():
-        return fragment_reply(
-            "portal/_alias_row.html", announce=message, **_alias_row_context(view, a, saved=True)
-        )
+        return fragment_reply("portal/_alias_row.html", announce=message, **_alias_row_context(view, a))
     flash(message, "ok")
     return back_to("portal.aliases", customer_id=view.customer.id)
 
