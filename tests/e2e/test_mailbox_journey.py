@@ -261,7 +261,7 @@ def test_support_raises_the_allowance_and_the_refused_mailbox_can_be_created(
         expect(desk.locator("#contract")).to_contain_text(f"In vigore: 3 × {BM100}")
         shot(desk, "12-staff-contract")
     else:
-        menu.get_by_role("link", name="Richieste di capacità").click()
+        menu.get_by_role("link", name="Richieste al commerciale").click()
         pending = desk.get_by_role("region", name=re.compile("Da gestire"))
         request_row = pending.locator("tr", has_text="Studio Rossi & Associati")
         expect(request_row).to_contain_text(BM100)
