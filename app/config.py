@@ -28,6 +28,9 @@ class Config:
     PROVIDER_MX_HOST = os.environ.get("PROVIDER_MX_HOST", "mx.collabra.it")
     PROVIDER_MAIL_HOST = os.environ.get("PROVIDER_MAIL_HOST", "mail.collabra.it")
     WEBMAIL_URL = os.environ.get("WEBMAIL_URL", "")
+    # The help pages and every page's footer link to these (mailto: and tel:), with SALES_EMAIL.
+    SUPPORT_EMAIL = os.environ.get("SUPPORT_EMAIL", "assistenza@collabra.it")
+    SUPPORT_PHONE = os.environ.get("SUPPORT_PHONE", "+39 010 5961255")
     SALES_EMAIL = os.environ.get("SALES_EMAIL", "commerciale@collabra.it")
     # The provider's own domains (comma list): never addable by anyone, nor their subdomains.
     # The domains of PROVIDER_MX_HOST, PROVIDER_MAIL_HOST and SALES_EMAIL always count too.

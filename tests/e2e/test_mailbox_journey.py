@@ -253,7 +253,10 @@ def test_support_raises_the_allowance_and_the_refused_mailbox_can_be_created(
     login(desk, staff.email)
     menu = desk.get_by_role("navigation", name="Menu principale")
     if way == "contract editor":
-        menu.get_by_role("link", name="Clienti").click()
+        # Staff land on this same page: wait for the click's own load, or the search may be typed
+        # into the page being replaced.
+        with desk.expect_navigation():
+            menu.get_by_role("link", name="Clienti").click()
         expect(desk.locator("#customers-table")).to_contain_text("Bianchi Costruzioni")
         desk.get_by_role("searchbox", name="Cerca un cliente").fill("Rossi")
         expect(desk).to_have_url(re.compile(r"/admin/customers\?q=Rossi"))

@@ -293,7 +293,9 @@ def test_health_page_shows_every_component_up(mail, connection, client, auth):
     assert "* OK" in check_row(html, "dovecot") and "220" in check_row(html, "postfix")
     assert "28/11/2026 11:42:00" in html  # the cron's last tick, in Rome's time
     assert re.search(r"riuscito il \d\d/\d\d/\d{4} [\d:]+: \d+ caselle", html)
-    assert re.search(r'<th scope="row">default</th><td class="num">0</td><td class="num">0</td>', html)
+    assert re.search(
+        r'<th scope="row">default</th><td [^>]*class="num">0</td><td [^>]*class="num">0</td>', html
+    )
     assert 'href="/admin/health"' in html  # in the staff navigation
 
 

@@ -110,9 +110,12 @@ def alias(customer_id: int, alias_id: int):
     except FAILURES as e:
         ctx = _alias_row_context(view, a, form=form, errors=field_errors(e), editing=True)
         return render("portal/alias.html", "portal/_alias_edit_row.html", status=e.status, **ctx)
+    message = _(
+        "Alias %(a)s aggiornato: la posta arriva a %(t)s.", a=a.display_address, t=a.target.display_address
+    )
     if is_fragment_request():
-        return fragment_reply("portal/_alias_row.html", **_alias_row_context(view, a))
-    flash(_("Alias %(a)s aggiornato.", a=a.display_address), "ok")
+        return fragment_reply("portal/_alias_row.html", announce=message, **_alias_row_context(view, a))
+    flash(message, "ok")
     return back_to("portal.aliases", customer_id=view.customer.id)
 
 
@@ -142,11 +145,11 @@ def alias_delete(customer_id: int, alias_id: int):
             danger=True,
             cancel=url_for("portal.aliases", customer_id=customer_id),
         )
-    address = a.display_address
+    message = _("Alias %(a)s eliminato.", a=a.display_address)
     aliases.delete_alias(view.actor, a.id)
     if is_fragment_request():
-        return empty_reply()
-    flash(_("Alias %(a)s eliminato.", a=address), "ok")
+        return empty_reply(trigger="aliases-changed", announce=message)
+    flash(message, "ok")
     return back_to("portal.aliases", customer_id=view.customer.id)
 
 
@@ -289,10 +292,14 @@ def list_member_add(customer_id: int, list_id: int):
 def list_member_remove(customer_id: int, list_id: int, member_id: int):
     view = customer_view(customer_id)
     d = _dlist(view, list_id)
+    member = next((m for m in d.members if m.id == member_id), None)
+    name = (member.mailbox.display_address if member.mailbox else member.address) if member else ""
     d = lists.remove_member(view.actor, d.id, member_id)
+    message = _("%(a)s tolto dalla lista.", a=name) if name else _("Membro rimosso dalla lista.")
     if is_fragment_request():
-        return _detail_reply(view, d)
-    flash(_("Membro rimosso dalla lista."), "ok")
+        # Said where the person is looking: the members' own notice line.
+        return _detail_reply(view, d, added=message)
+    flash(message, "ok")
     return back_to("portal.list_detail", customer_id=customer_id, list_id=d.id)
 
 

@@ -68,19 +68,32 @@ def field_errors(error: Exception) -> dict[str, str]:
     return {"_form": str(error)}
 
 
-def fragment_reply(template: str, status: int = 200, trigger: str | None = None, **context):
+def fragment_reply(
+    template: str, status: int = 200, trigger: str | None = None, announce: str | None = None, **context
+):
+    """An htmx fragment; `announce` says in words what was done (see `announced`)."""
     response = make_response(render_template(template, **context), status)
     response.headers.add("Vary", "HX-Request")
     if trigger:
         response.headers["HX-Trigger"] = trigger
-    return response
+    return announced(response, announce)
 
 
-def empty_reply(trigger: str | None = None):
+def empty_reply(trigger: str | None = None, announce: str | None = None):
+    """Nothing to swap in where the request came from (a deleted row), but maybe words to show."""
     response = make_response("", 200)
     response.headers.add("Vary", "HX-Request")
     if trigger:
         response.headers["HX-Trigger"] = trigger
+    return announced(response, announce)
+
+
+def announced(response, text: str | None, kind: str = "ok"):
+    """Adds to an htmx reply what the action did, in words, for the page's status region (base.html):
+    a removed row or a briefly highlighted one says nothing by itself."""
+    if text:
+        oob = render_template("_status_oob.html", text=text, kind=kind)
+        response.set_data(response.get_data() + oob.encode())
     return response
 
 
@@ -105,6 +118,7 @@ __all__ = [
     "field_errors",
     "fragment_reply",
     "empty_reply",
+    "announced",
     "back_to",
     "is_fragment_request",
 ]

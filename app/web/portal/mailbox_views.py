@@ -222,11 +222,15 @@ def mailbox(customer_id: int, mailbox_id: int):
     except (ValidationError, *_conflicts()) as e:
         ctx = _row_context(view, m, form=form, errors=field_errors(e), editing=True)
         return render("portal/mailbox.html", "portal/_mailbox_edit_row.html", status=e.status, **ctx)
+    message = _("Modifiche a %(a)s salvate.", a=m.display_address)
     if is_fragment_request():
         return fragment_reply(
-            "portal/_mailbox_row.html", trigger=USAGE_CHANGED, **_row_context(view, m, saved=True)
+            "portal/_mailbox_row.html",
+            trigger=USAGE_CHANGED,
+            announce=message,
+            **_row_context(view, m, saved=True),
         )
-    flash(_("Modifiche a %(a)s salvate.", a=m.display_address), "ok")
+    flash(message, "ok")
     return back_to("portal.mailboxes", customer_id=view.customer.id)
 
 
@@ -261,7 +265,9 @@ def mailbox_status(customer_id: int, mailbox_id: int):
     message = _done_message(m.status, m.display_address)
     if is_fragment_request():
         return fragment_reply(
-            "portal/_mailbox_row.html", **_row_context(view, m, saved=True, row_message=message)
+            "portal/_mailbox_row.html",
+            announce=message,
+            **_row_context(view, m, saved=True),
         )
     flash(message, "ok")
     return back_to("portal.mailboxes", customer_id=view.customer.id)
@@ -297,9 +303,9 @@ def mailbox_delete(customer_id: int, mailbox_id: int):
             danger=True,
             cancel=url_for("portal.mailboxes", customer_id=customer_id),
         )
-    address = m.display_address
+    message = _("Casella %(a)s eliminata.", a=m.display_address)
     mailboxes.delete_mailbox(view.actor, m.id)
     if is_fragment_request():
-        return empty_reply(trigger=f"{CHANGED}, {USAGE_CHANGED}")
-    flash(_("Casella %(a)s eliminata.", a=address), "ok")
+        return empty_reply(trigger=f"{CHANGED}, {USAGE_CHANGED}", announce=message)
+    flash(message, "ok")
     return back_to("portal.mailboxes", customer_id=view.customer.id)

@@ -251,6 +251,29 @@ def capacity_requests(customer_id: int):
 # Help pages: the same for every customer.
 
 
+def tel_uri(phone: str) -> str | None:
+    """A dialable tel: URI (RFC 3966) for a phone number written for people: "+39 010 5961255"."""
+    digits = "".join(ch for ch in phone if ch.isdigit() and ch.isascii())
+    if not digits:
+        return None
+    international = phone.strip().startswith("+")
+    return f"tel:{'+' if international else ''}{digits}"
+
+
+@bp.app_template_global("help_contacts")
+def help_contacts() -> dict:
+    """Support and sales contacts, for the footer of every page and the help pages (templates/_contacts.html).
+    A template global, so macros imported without context see it too."""
+    config = current_app.config
+    phone = (config.get("SUPPORT_PHONE") or "").strip()
+    return {
+        "support_email": (config.get("SUPPORT_EMAIL") or "").strip(),
+        "support_phone": phone,
+        "support_tel": tel_uri(phone),
+        "sales_email": (config.get("SALES_EMAIL") or "").strip(),
+    }
+
+
 def _help_context() -> dict:
     config = current_app.config
     host = config["PROVIDER_MAIL_HOST"]
