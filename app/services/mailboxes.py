@@ -234,10 +234,9 @@ def search_mailboxes(
             )
         )
     if service_class_id not in (None, ""):
-        try:
-            stmt = stmt.where(Mailbox.service_class_id == int(service_class_id))
-        except (TypeError, ValueError):
-            pass
+        # Not an id (a word, or past the integer range): no class has it, no mailbox matches.
+        class_id = fields.row_id(service_class_id)
+        stmt = stmt.where(Mailbox.service_class_id == class_id if class_id else sa.false())
     if status in STATUSES:
         stmt = stmt.where(Mailbox.status == status)
     return paginate(stmt, page, per_page)

@@ -62,14 +62,41 @@ def allowance_list(v: object) -> str | None:
     return None
 
 
+# Our bodies nest three levels at most (an object, a list, its objects). A limit far below
+# Python's recursion limit keeps every later walk over the value safe.
+MAX_DEPTH = 32
+
+
+def _depth(value: object) -> int:
+    """How deep lists and objects nest, without recursion (the value may be 900 levels deep)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            level += 1
+            deepest = max(deepest, level)
+            stack.extend((child, level) for child in item)
+    return deepest
+
+
 def _parse() -> object:
     raw = request.get_data(cache=True)
     if not raw.strip():
         raise ValidationError.one("body", _("Manca il corpo della richiesta (un oggetto JSON)."))
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        too_deep = _depth(data) > MAX_DEPTH
+    except RecursionError:  # past the parser's own limit
+        too_deep = True
+    except (ValueError, UnicodeDecodeError):
         raise ValidationError.one("body", _("Il corpo della richiesta non è JSON valido.")) from None
+    if too_deep:
+        raise ValidationError.one(
+            "body", _("Il JSON è annidato troppo in profondità (al massimo %(n)d livelli).", n=MAX_DEPTH)
+        )
+    return data
 
 
 def _reject_constant(name: str):
