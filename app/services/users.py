@@ -36,7 +36,7 @@ def create_user(
     except ValidationError as e:
         errors.update(e.errors)
     try:
-        passwords.check_strength(password)
+        passwords.check_strength(password, address=email, staff=role == "staff")
     except ValidationError as e:
         errors.update(e.errors)
     if role not in ROLES:
@@ -54,7 +54,9 @@ def create_user(
         raise Conflict(_("Esiste già un utente con email %(e)s.", e=email), field="email")
     user = User(
         email=email,
-        password_hash=passwords.hash_user_password(password),
+        password_hash=passwords.hash_user_password(
+            password, int(customer_id) if role == "customer_admin" else None
+        ),
         role=role,
         customer_id=int(customer_id) if role == "customer_admin" else None,
         locale=locale if locale in ("it", "en") else "it",
@@ -95,12 +97,12 @@ def change_password(actor: Actor, user: User, current: object, new: object) -> N
     if not isinstance(current, str) or not passwords.verify_user_password(user.password_hash, current):
         errors["current_password"] = _("La password attuale non è corretta.")
     try:
-        passwords.check_strength(new, "new_password")
+        passwords.check_strength(new, "new_password", address=user.email, staff=user.is_staff)
     except ValidationError as e:
         errors.update(e.errors)
     if errors:
         raise ValidationError(errors)
-    user.password_hash = passwords.hash_user_password(new)
+    user.password_hash = passwords.hash_user_password(new, user.customer_id)
     audit.record(actor, "user.password", customer_id=user.customer_id, target=user.email)
     db.session.commit()
 

@@ -297,3 +297,47 @@ def test_nul_in_a_search_box_is_400(app, client, auth, make, path):
     response = client.get(f"/customers/{c.id}/{path}?q=%00")
     assert response.status_code == 400
     assert "caratteri non ammessi" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "content_type, data",
+    [
+        ("application/x-www-form-urlencoded", "name=Intrusa&plan=payg"),
+        ("text/plain", '{"name": "Intrusa", "plan": "payg"}'),
+        (
+            "multipart/form-data; boundary=x",
+            '--x\r\nContent-Disposition: form-data; name="name"\r\n\r\nI\r\n--x--',
+        ),
+        (None, '{"name": "Intrusa", "plan": "payg"}'),
+    ],
+)
+def test_the_api_answers_415_to_a_body_that_is_not_json(app, client, make, content_type, data):
+    c = make.customer()
+    token = users.create_token(factories.SYSTEM, make.staff(), "t")[1]
+    before = _snapshot()
+    headers = {"Authorization": f"Bearer {token}"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    for method, path in (("POST", "/api/v1/customers"), ("PATCH", f"/api/v1/customers/{c.id}")):
+        response = client.open(path, method=method, data=data, headers=headers)
+        assert response.status_code == 415, (method, response.get_json())
+        assert "application/json" in response.get_json()["error"]
+    assert _snapshot() == before
+
+
+def test_json_with_a_charset_and_a_bodyless_approval_are_fine(app, client, make):
+    c = make.customer("contract", {"Business Mail 100 MB": 1})
+    token = users.create_token(factories.SYSTEM, make.staff(), "t")[1]
+    auth = {"Authorization": f"Bearer {token}"}
+    created = client.post(
+        "/api/v1/customers",
+        data='{"name": "Nuova Ditta", "plan": "payg"}',
+        headers={**auth, "Content-Type": "application/json; charset=utf-8"},
+    )
+    assert created.status_code == 201
+    req = capacity.request_capacity(
+        factories.SYSTEM, c.id, service_class="Business Mail 100 MB", extra_accounts=1
+    )
+    db.session.commit()
+    approved = client.post(f"/api/v1/capacity-requests/{req.id}/approve", headers=auth)
+    assert approved.status_code == 200

@@ -8,7 +8,7 @@ from app.extensions import csrf, db
 from app.services import aliases, capacity, domains, lists, mailboxes
 from app.services.access import customer_for
 from app.services.errors import Conflict, DomainError, LimitExceeded, ValidationError
-from app.web.api import auth
+from app.web.api import auth, body
 
 bp = Blueprint("api", __name__)
 # Safe only because the API reads no cookies: a bearer token cannot be forged cross-site.
@@ -40,6 +40,7 @@ def _authenticate():
     # role): a caller learns nothing about what is not theirs. The services decide.
     for name, value in (request.view_args or {}).items():
         SCOPED_IDS[name](auth.actor(), value)
+    body.require_json_media_type()
     return None
 
 

@@ -14,7 +14,7 @@ from flask import request
 from flask_babel import gettext as _
 
 from app.services import fields
-from app.services.errors import ValidationError
+from app.services.errors import DomainError, ValidationError
 
 Check = Callable[[object], str | None]
 
@@ -79,6 +79,28 @@ def _depth(value: object) -> int:
             deepest = max(deepest, level)
             stack.extend((child, level) for child in item)
     return deepest
+
+
+class NotJson(DomainError):
+    status = 415
+
+
+def require_json_media_type() -> None:
+    """A body sent with POST, PUT or PATCH must say it is JSON (any charset), or it is a 415.
+
+    A form post or text/plain would otherwise be read as JSON by accident, and a bodyless
+    call (an approval) needs no Content-Type at all.
+    """
+    if request.method not in {"POST", "PUT", "PATCH"}:
+        return
+    if (
+        not request.content_length
+        and not request.headers.get("Content-Type")
+        and not request.get_data(cache=True)
+    ):
+        return
+    if request.mimetype != "application/json":
+        raise NotJson(_("Il corpo della richiesta deve essere JSON: invia Content-Type: application/json."))
 
 
 def _parse() -> object:
