@@ -60,7 +60,10 @@ def split_address(address: object, field: str = "address") -> tuple[str, str]:
         raise ValidationError.one(field, _("La parte prima della @ può avere al massimo 64 caratteri."))
     if not _LOCAL_CHARS.fullmatch(local):
         raise ValidationError.one(
-            field, _("La parte prima della @ può contenere solo lettere non accentate, cifre, punti, - e _.")
+            field,
+            _(
+                "La parte prima della @ può contenere solo lettere non accentate, cifre, punto (.), trattino (-) e trattino basso (_)."
+            ),
         )
     if not _LOCAL_RE.fullmatch(local):
         raise ValidationError.one(

@@ -88,7 +88,10 @@ def test_the_api_says_which_characters_a_local_part_may_have(app, client, make):
         headers={"Authorization": f"Bearer {token}"},
     )
     assert response.status_code == 422
-    assert "lettere non accentate, cifre, punti, - e _" in response.get_json()["errors"]["address"]
+    assert (
+        "lettere non accentate, cifre, punto (.), trattino (-) e trattino basso (_)"
+        in response.get_json()["errors"]["address"]
+    )
 
 
 @pytest.mark.parametrize(
