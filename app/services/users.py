@@ -44,7 +44,9 @@ def create_user(
     elif role == "customer_admin":
         if customer_id in (None, ""):
             errors["customer_id"] = _("Indica il cliente che questo utente amministra.")
-        elif db.session.get(Customer, int(customer_id) if str(customer_id).isdigit() else -1) is None:
+        elif (
+            fields.row_id(customer_id) is None or db.session.get(Customer, fields.row_id(customer_id)) is None
+        ):
             errors["customer_id"] = _("Il cliente %(c)s non esiste.", c=str(customer_id)[:20])
     elif customer_id not in (None, ""):
         errors["customer_id"] = _("Un utente dello staff non appartiene a un cliente.")
