@@ -103,10 +103,13 @@ def refuse_control_characters():
     bad = _offending(request.args, _QUERY_CONTROL) + _offending(request.form, _FORM_CONTROL)
     if not bad:
         return None
+    # 422 on both doors, as when a service refuses a field: the content, not the request's form, is wrong.
     if wants_json():
         return jsonify({"errors": dict.fromkeys(bad, _("Contiene caratteri non ammessi."))}), 422
-    message = _("La richiesta contiene caratteri non ammessi (caratteri di controllo): correggi e riprova.")
-    return render("error.html", "_error.html", status=400, message=message)
+    message = _(
+        "Contiene caratteri non ammessi (caratteri di controllo, come il carattere nullo): correggi e riprova."
+    )
+    return render("error.html", "_error.html", status=422, message=message)
 
 
 # Our pages load scripts and styles from our origin only, plus the one pinned htmx file.
