@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import sqlalchemy as sa
 from werkzeug.routing import IntegerConverter
 
 from app.extensions import db
+from app.models import CapacityRequest
 from app.services import capacity, domains, users
 from tests import factories
 from tests.web.test_tenant_isolation import NON_ID_ARGS, _snapshot
@@ -88,6 +90,17 @@ NESTED = ("[" * 500 + "]" * 500, '{"a":' * 450 + "1" + "}" * 450, '{"name": ' + 
 SKIPPED_ENDPOINTS = {"auth.logout", "static"}  # logging out mid-walk would only shorten it
 
 
+def _open_request(customer_id: int) -> CapacityRequest:
+    capacity.request_capacity(
+        factories.SYSTEM,
+        customer_id,
+        service_class="Business Mail 100 MB",
+        extra_accounts=1,
+        note="più caselle",
+    )
+    return db.session.scalar(sa.select(CapacityRequest).where(CapacityRequest.customer_id == customer_id))
+
+
 @pytest.fixture
 def world(app, make):
     c = make.customer("contract", {"Business Mail 100 MB": 5, "Business Mail 200 MB": 5})
@@ -97,9 +110,7 @@ def world(app, make):
     box = make.mailbox(c, "casella")
     alias = make.alias(c, "alias", box)
     dlist = make.dlist(c, "lista", [box.address, "fuori@example.org"])
-    req = capacity.request_capacity(
-        make.SYSTEM, c.id, service_class="Business Mail 100 MB", extra_accounts=1, note="walk"
-    )
+    req = _open_request(c.id)
     spare_token, _ = users.create_token(make.SYSTEM, spare, "spare")
     _, admin_token = users.create_token(make.SYSTEM, admin, "walk")
     _, staff_token = users.create_token(make.SYSTEM, staff, "walk")
@@ -398,9 +409,7 @@ def test_json_with_a_charset_and_a_bodyless_approval_are_fine(app, client, make)
         headers={**auth, "Content-Type": "application/json; charset=utf-8"},
     )
     assert created.status_code == 201
-    req = capacity.request_capacity(
-        factories.SYSTEM, c.id, service_class="Business Mail 100 MB", extra_accounts=1
-    )
+    req = _open_request(c.id)
     db.session.commit()
     approved = client.post(f"/api/v1/capacity-requests/{req.id}/approve", headers=auth)
     assert approved.status_code == 200
