@@ -63,8 +63,15 @@ class Config:
     # core per hash so that N workers hash N passwords at once.
     ARGON2_TIME_COST = int(os.environ.get("ARGON2_TIME_COST", "3"))
     ARGON2_MEMORY_COST = int(os.environ.get("ARGON2_MEMORY_COST", "65536"))
+    # Hashes one customer may run at once in a process, and how long its next one waits
+    # for a free slot before the request is refused (429): app/services/passwords.py.
+    ARGON2_PER_CUSTOMER = int(os.environ.get("ARGON2_PER_CUSTOMER", "2"))
+    ARGON2_WAIT_SECONDS = float(os.environ.get("ARGON2_WAIT_SECONDS", "30"))
 
     PAGE_SIZE = 25
+    # A failed statement's message (an IntegrityError in a log or a traceback) shows the SQL
+    # but never its parameters: they can be password hashes, addresses, tokens.
+    SQLALCHEMY_ENGINE_OPTIONS = {"hide_parameters": True}
 
     # External members of distribution lists: every message to a list is copied to
     # each of them, so an open list is a spam amplifier. 50 per list covers a

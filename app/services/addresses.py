@@ -13,7 +13,11 @@ from app.extensions import db
 from app.models import Alias, DistributionList, Domain, Mailbox
 from app.services.errors import Conflict, ValidationError
 
-_LOCAL_RE = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+# What Postfix and Dovecot treat as a plain name: no quoting, no wildcard or path characters
+# (* / % ' " \\), no "+" (Dovecot's default recipient_delimiter: "mario+news" is delivered to
+# "mario"), no leading "-" (Postfix refuses it, allow_min_user), no empty part between dots.
+_LOCAL_CHARS = re.compile(r"[a-z0-9._-]+")
+_LOCAL_RE = re.compile(r"[a-z0-9_][a-z0-9_-]*(?:\.[a-z0-9_-]+)*")
 
 
 def domain_to_ascii(name: object, field: str = "name") -> str:
@@ -54,10 +58,19 @@ def split_address(address: object, field: str = "address") -> tuple[str, str]:
         raise ValidationError.one(field, _("Manca la parte prima della @."))
     if len(local) > 64:
         raise ValidationError.one(field, _("La parte prima della @ può avere al massimo 64 caratteri."))
-    if not _LOCAL_RE.match(local):
+    if not _LOCAL_CHARS.fullmatch(local):
         raise ValidationError.one(
             field,
-            _("La parte prima della @ può contenere solo lettere non accentate, cifre, punti e - _ +."),
+            _(
+                "La parte prima della @ può contenere solo lettere non accentate, cifre, punto (.), trattino (-) e trattino basso (_)."
+            ),
+        )
+    if not _LOCAL_RE.fullmatch(local):
+        raise ValidationError.one(
+            field,
+            _(
+                "La parte prima della @ non può iniziare con un punto o un trattino, finire con un punto, né avere due punti di fila."
+            ),
         )
     return local, domain_to_ascii(domain, field)
 

@@ -222,12 +222,13 @@ def search_customers(actor: Actor, q: str = "", page: int = 1, per_page: int = 2
     stmt = sa.select(Customer).order_by(Customer.name, Customer.id)
     q = (q or "").strip()
     if q:
-        like = f"%{q.lower()}%"
+        # autoescape: a search for "%" or "_" finds those characters, not everything.
+        q = q.lower()
         stmt = stmt.where(
             sa.or_(
-                sa.func.lower(Customer.name).like(like),
-                sa.func.lower(sa.func.coalesce(Customer.vat_number, "")).like(like),
-                sa.func.lower(sa.func.coalesce(Customer.contact_email, "")).like(like),
+                sa.func.lower(Customer.name).contains(q, autoescape=True),
+                sa.func.lower(sa.func.coalesce(Customer.vat_number, "")).contains(q, autoescape=True),
+                sa.func.lower(sa.func.coalesce(Customer.contact_email, "")).contains(q, autoescape=True),
             )
         )
     return paginate(stmt, page, per_page)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from flask_babel import gettext as _
 
 from app.services.errors import ValidationError
@@ -17,9 +19,22 @@ def text(value: object, field: str, *, max_len: int, required: bool = True) -> s
         raise ValidationError.one(field, _("Campo obbligatorio."))
     if len(value) > max_len:
         raise ValidationError.one(field, _("Al massimo %(n)d caratteri.", n=max_len))
-    if any(ord(c) < 32 for c in value):
-        raise ValidationError.one(field, _("Contiene caratteri non ammessi."))
+    if has_hidden_characters(value):
+        raise ValidationError.one(
+            field, _("Contiene caratteri non ammessi: di controllo, invisibili o che invertono il testo.")
+        )
     return value
+
+
+# Control characters (Cc), invisible format characters (Cf: zero-width spaces and joiners,
+# bidi embeddings and overrides U+202A-U+202E and isolates U+2066-U+2069, U+FEFF), line and
+# paragraph separators and lone surrogates: none belongs in a name, and some make one name
+# look like another ("‮moc.elpmaxe") in every list that shows it.
+_HIDDEN_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs"}
+
+
+def has_hidden_characters(value: str) -> bool:
+    return any(unicodedata.category(c) in _HIDDEN_CATEGORIES for c in value)
 
 
 def integer(value: object, field: str, *, minimum: int = 0, maximum: int = 1_000_000) -> int:

@@ -85,7 +85,7 @@ def create_mailbox(
     except ValidationError as e:
         errors.update(e.errors)
     try:
-        passwords.check_strength(password)
+        passwords.check_strength(password, address=address)
     except ValidationError as e:
         errors.update(e.errors)
     if domain_name and "address" not in errors:
@@ -96,7 +96,7 @@ def create_mailbox(
     if errors:
         raise ValidationError(errors)
     # Hash before taking the lock: it is the slow part (~0.2 s of one core).
-    hashed = passwords.hash_mailbox_password(password)
+    hashed = passwords.hash_mailbox_password(password, customer.id)
     full = f"{local}@{domain.name}"
     limits.lock_customer(customer.id)
     addresses.ensure_free(full)
@@ -146,7 +146,7 @@ def update_mailbox(
         ("display_name", display_name, lambda v: fields.text(v, "display_name", max_len=200, required=False)),
         ("service_class", service_class, classes.resolve),
         ("status", status, _status),
-        ("password", password, passwords.check_strength),
+        ("password", password, lambda v: passwords.check_strength(v, address=mailbox.address)),
     )
     for field, value, reader in readers:
         if value is UNSET:
@@ -157,7 +157,7 @@ def update_mailbox(
             errors.update(e.errors)
     if errors:
         raise ValidationError(errors)
-    hashed = passwords.hash_mailbox_password(new["password"]) if "password" in new else None
+    hashed = passwords.hash_mailbox_password(new["password"], customer.id) if "password" in new else None
 
     limits.lock_customer(customer.id)
     db.session.refresh(mailbox)
@@ -234,10 +234,9 @@ def search_mailboxes(
             )
         )
     if service_class_id not in (None, ""):
-        try:
-            stmt = stmt.where(Mailbox.service_class_id == int(service_class_id))
-        except (TypeError, ValueError):
-            pass
+        # Not an id (a word, or past the integer range): no class has it, no mailbox matches.
+        class_id = fields.row_id(service_class_id)
+        stmt = stmt.where(Mailbox.service_class_id == class_id if class_id else sa.false())
     if status in STATUSES:
         stmt = stmt.where(Mailbox.status == status)
     return paginate(stmt, page, per_page)

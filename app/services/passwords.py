@@ -1,17 +1,32 @@
-"""Password hashing: argon2id, one core per hash, in the form Dovecot verifies itself."""
+"""Passwords: the policy every door applies, and argon2id hashing in the form Dovecot verifies.
+
+One core per hash (parallelism=1), and a bounded number of hashes per customer at once.
+"""
 
 from __future__ import annotations
+
+import functools
+import threading
+from contextlib import contextmanager
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
 from flask_babel import gettext as _
 
-from app.services.errors import ValidationError
+from app.services.errors import DomainError, ValidationError
 
 DOVECOT_SCHEME = "{ARGON2ID}"
 MIN_LENGTH = 8
+STAFF_MIN_LENGTH = 12  # staff can read and change every customer's mail
 MAX_LENGTH = 128
+COMMON_COUNT = 10_000
+
+
+class HashingBusy(DomainError):
+    """This customer already has as many passwords being hashed as it may: try again shortly."""
+
+    status = 429
 
 
 def _hasher() -> PasswordHasher:
@@ -21,24 +36,92 @@ def _hasher() -> PasswordHasher:
     )
 
 
-def check_strength(password: object, field: str = "password") -> str:
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    """The 10,000 most common passwords, most common first in zxcvbn's ranked list (lower case).
+
+    Read from the installed package, so the list is neither copied here nor fetched at run time.
+    """
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+    return frozenset(FREQUENCY_LISTS["passwords"][:COMMON_COUNT])
+
+
+def check_strength(
+    password: object, field: str = "password", *, address: object = None, staff: bool = False
+) -> str:
+    """The password policy, for mailboxes and panel users alike, from every door.
+
+    address: the mailbox's or the user's address, which the password may not repeat.
+    """
     if not isinstance(password, str) or not password:
         raise ValidationError.one(field, _("Inserisci una password."))
-    if len(password) < MIN_LENGTH:
-        raise ValidationError.one(field, _("La password deve avere almeno %(n)d caratteri.", n=MIN_LENGTH))
+    minimum = STAFF_MIN_LENGTH if staff else MIN_LENGTH
+    if len(password) < minimum:
+        if staff:
+            message = _("La password del supporto tecnico deve avere almeno %(n)d caratteri.", n=minimum)
+        else:
+            message = _("La password deve avere almeno %(n)d caratteri.", n=minimum)
+        raise ValidationError.one(field, message)
     if len(password) > MAX_LENGTH:
         raise ValidationError.one(field, _("La password può avere al massimo %(n)d caratteri.", n=MAX_LENGTH))
     if any(ord(c) < 32 for c in password):
         raise ValidationError.one(field, _("La password contiene caratteri non ammessi."))
+    folded = password.casefold()
+    if folded in common_passwords():
+        raise ValidationError.one(
+            field, _("È una delle password più usate, la prima che un attaccante prova: scegline un'altra.")
+        )
+    if isinstance(address, str) and address.strip():
+        whole = address.strip().casefold()
+        if folded in {whole, whole.partition("@")[0]}:
+            raise ValidationError.one(
+                field, _("La password non può essere l'indirizzo email né la parte prima della @.")
+            )
     return password
 
 
-def hash_mailbox_password(password: str) -> str:
-    return DOVECOT_SCHEME + _hasher().hash(password)
+# Hashing is bounded per customer in each process: one customer creating hundreds of mailboxes
+# at once (the API, a script) gets ARGON2_PER_CUSTOMER of the process's cores at most; its other
+# requests wait for a slot (then get a 429) while another customer's hash goes straight through.
+# Why a semaphore in the process and not a counter in Redis: the cores being shared are the
+# process's own, a sync worker hashes one password at a time anyway, and a Redis counter would
+# put a network round trip and a new failure mode (a crashed holder's slot) in front of every
+# password change. What no process-local bound can stop, one customer's requests occupying every
+# worker, is the request rate limits' job.
+_slots: dict[tuple[object, int], threading.BoundedSemaphore] = {}
+_slots_lock = threading.Lock()
 
 
-def hash_user_password(password: str) -> str:
-    return _hasher().hash(password)
+def _slot(customer_id: int | None) -> threading.BoundedSemaphore:
+    key = (customer_id, current_app.config["ARGON2_PER_CUSTOMER"])
+    with _slots_lock:
+        if key not in _slots:
+            _slots[key] = threading.BoundedSemaphore(key[1])
+        return _slots[key]
+
+
+@contextmanager
+def hashing_slot(customer_id: int | None):
+    """Hold one of the customer's hashing slots (staff and the provider share the None slot)."""
+    slot = _slot(customer_id)
+    if not slot.acquire(timeout=current_app.config["ARGON2_WAIT_SECONDS"]):
+        raise HashingBusy(
+            _("Troppe password in elaborazione per questo cliente in questo momento: riprova tra poco.")
+        )
+    try:
+        yield
+    finally:
+        slot.release()
+
+
+def hash_mailbox_password(password: str, customer_id: int | None = None) -> str:
+    return DOVECOT_SCHEME + hash_user_password(password, customer_id)
+
+
+def hash_user_password(password: str, customer_id: int | None = None) -> str:
+    with hashing_slot(customer_id):
+        return _hasher().hash(password)
 
 
 def verify_user_password(stored: str, password: str) -> bool:

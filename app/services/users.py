@@ -36,7 +36,7 @@ def create_user(
     except ValidationError as e:
         errors.update(e.errors)
     try:
-        passwords.check_strength(password)
+        passwords.check_strength(password, address=email, staff=role == "staff")
     except ValidationError as e:
         errors.update(e.errors)
     if role not in ROLES:
@@ -44,7 +44,9 @@ def create_user(
     elif role == "customer_admin":
         if customer_id in (None, ""):
             errors["customer_id"] = _("Indica il cliente che questo utente amministra.")
-        elif db.session.get(Customer, int(customer_id) if str(customer_id).isdigit() else -1) is None:
+        elif (
+            fields.row_id(customer_id) is None or db.session.get(Customer, fields.row_id(customer_id)) is None
+        ):
             errors["customer_id"] = _("Il cliente %(c)s non esiste.", c=str(customer_id)[:20])
     elif customer_id not in (None, ""):
         errors["customer_id"] = _("Un utente dello staff non appartiene a un cliente.")
@@ -54,7 +56,9 @@ def create_user(
         raise Conflict(_("Esiste già un utente con email %(e)s.", e=email), field="email")
     user = User(
         email=email,
-        password_hash=passwords.hash_user_password(password),
+        password_hash=passwords.hash_user_password(
+            password, int(customer_id) if role == "customer_admin" else None
+        ),
         role=role,
         customer_id=int(customer_id) if role == "customer_admin" else None,
         locale=locale if locale in ("it", "en") else "it",
@@ -116,7 +120,7 @@ def change_password(
         raise PermissionDenied(_("Puoi cambiare solo la tua password."))
     errors: dict[str, str] = {}
     try:
-        passwords.check_strength(new, "new_password")
+        passwords.check_strength(new, "new_password", address=user.email, staff=user.is_staff)
     except ValidationError as e:
         errors.update(e.errors)
     if not password_matches(actor, user, current):
@@ -129,7 +133,7 @@ def change_password(
 def _replace_password(actor: Actor, user: User, new: str, keep_session_id: int | None = None) -> None:
     """A new password ends the user's other sessions and revokes every API token:
     whoever learnt the old password may have used it to open them."""
-    user.password_hash = passwords.hash_user_password(new)
+    user.password_hash = passwords.hash_user_password(new, user.customer_id)
     ended = sessions.end_all(user.id, keep_id=keep_session_id)
     revoked = db.session.execute(sa.delete(ApiToken).where(ApiToken.user_id == user.id)).rowcount or 0
     audit.record(
@@ -285,5 +289,5 @@ def set_active(actor: Actor, user_id: object, active: bool) -> User:
 def set_password(actor: Actor, user: User, new: object) -> None:
     """Support sets a panel user's password without the old one (forgotten, or a first login)."""
     require_staff(actor)
-    passwords.check_strength(new, "password")
+    passwords.check_strength(new, "password", address=user.email, staff=user.is_staff)
     _replace_password(actor, user, new)

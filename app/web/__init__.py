@@ -16,9 +16,11 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
+from werkzeug.routing import IntegerConverter
 
 from app.services.access import Actor
 from app.services.errors import DomainError
+from app.services.fields import MAX_ROW_ID
 
 HTMX_VERSION = "2.0.11"
 HTMX_URL = f"https://cdn.jsdelivr.net/npm/htmx.org@{HTMX_VERSION}/dist/htmx.min.js"
@@ -51,11 +53,112 @@ def wants_json() -> bool:
     return request.path.startswith("/api/")
 
 
+def _numbers_up_to(limit: int) -> str:
+    """A regex matching the decimal numbers 1..limit, written without leading zeros."""
+    digits = str(limit)
+    shorter = [rf"[1-9]\d{{0,{len(digits) - 2}}}"] if len(digits) > 1 else []
+    same_length = [
+        digits[:i] + f"[{'1' if i == 0 else '0'}-{int(d) - 1}]" + rf"\d{{{len(digits) - i - 1}}}"
+        for i, d in enumerate(digits)
+        if int(d) > (1 if i == 0 else 0)
+    ]
+    return "(?:" + "|".join([*shorter, *same_length, digits]) + ")"
+
+
+class RowIdConverter(IntegerConverter):
+    """An id in a path, within the databases' integer range (PostgreSQL's is 32-bit).
+
+    A bigger number cannot name a row: it is a plain 404, never a driver error. The
+    range is in the regex, not only in to_python, because werkzeug answers 405 rather
+    than 404 when a rule matches the path but its converter then refuses the value.
+    """
+
+    regex = _numbers_up_to(MAX_ROW_ID)
+
+    def __init__(self, map, *args, **kwargs):
+        super().__init__(map, min=1, max=MAX_ROW_ID)
+
+
+# Form fields may hold line breaks and tabs (a textarea of list members); nothing else below
+# U+0020 is ever typed, and PostgreSQL refuses NUL in text outright.
+_FORM_CONTROL = frozenset(chr(c) for c in (*range(32), 127)) - {"\t", "\n", "\r"}
+_QUERY_CONTROL = frozenset(chr(c) for c in (*range(32), 127))
+
+
+def _offending(values, banned: frozenset) -> list[str]:
+    """Names of the fields whose name or a value holds a banned character."""
+    return [
+        name[:64].translate({ord(c): "?" for c in banned})
+        for name, value in values.items(multi=True)
+        if not _QUERY_CONTROL.isdisjoint(name) or not banned.isdisjoint(value)
+    ]
+
+
+def refuse_control_characters():
+    """before_request: one place where NUL and control characters stop, for every door.
+
+    Checked on the query string and the form (names and values) before any view reads
+    them, so no route can forget; JSON bodies are checked by app.web.api.body.
+    """
+    bad = _offending(request.args, _QUERY_CONTROL) + _offending(request.form, _FORM_CONTROL)
+    if not bad:
+        return None
+    # 422 on both doors, as when a service refuses a field: the content, not the request's form, is wrong.
+    if wants_json():
+        return jsonify({"errors": dict.fromkeys(bad, _("Contiene caratteri non ammessi."))}), 422
+    message = _(
+        "Contiene caratteri non ammessi (caratteri di controllo, come il carattere nullo): correggi e riprova."
+    )
+    return render("error.html", "_error.html", status=422, message=message)
+
+
+# Our pages load scripts and styles from our origin only, plus the one pinned htmx file.
+# No inline script anywhere (htmx's hx-on would need eval: listeners live in static/js).
+# Inline style *attributes* stay allowed: the usage bars' widths are data, and a style
+# attribute cannot run script; <style> elements are refused (htmx's own is configured off).
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        f"script-src 'self' {HTMX_URL}",
+        "style-src 'self'",
+        "style-src-attr 'unsafe-inline'",
+        "img-src 'self' data:",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",  # frame-ancestors for browsers that predate it
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+# Only where the panel is served over TLS: a laptop run on http://127.0.0.1 must not pin it.
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+def _security_headers(response):
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if current_app.config["ENV_NAME"] not in {"development", "testing"}:
+        response.headers.setdefault("Strict-Transport-Security", HSTS)
+    return response
+
+
 def register_web(app: Flask) -> None:
     from app.web.admin.routes import bp as admin_bp
     from app.web.api.routes import bp as api_bp
     from app.web.auth.routes import bp as auth_bp
     from app.web.portal.routes import bp as portal_bp
+
+    # Every route's ids, "<int:...>" and the API's "<id:...>" alike, are bounded: set before
+    # the blueprints add their rules, which look their converters up when added.
+    app.url_map.converters["int"] = RowIdConverter
+    app.url_map.converters["id"] = RowIdConverter
+    app.before_request(refuse_control_characters)
+    app.after_request(_security_headers)
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(portal_bp)

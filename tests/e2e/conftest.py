@@ -5,7 +5,8 @@ Fixtures:
   or simply use the `make` factories, which run in that app here);
 - page: a Playwright page whose base URL is the live server; htmx's CDN URL is
   served from the npm registry's copy, so the browser checks SRI for real;
-  every other external request is aborted;
+  every other external request is aborted; a Content-Security-Policy violation
+  on the console fails the test;
 - login(page, email, password): signs in through the login form.
 Tables are emptied after each test.
 """
@@ -155,6 +156,16 @@ def open_context(browser, live_server, htmx: bytes, **options):
             route.abort()
 
     context.route("**/*", route)
+    # What the Content-Security-Policy refused (Chromium says so on the console), per context.
+    context.csp_violations = []
+
+    def watch(page):
+        page.on(
+            "console",
+            lambda m: "Content Security Policy" in m.text and context.csp_violations.append(m.text),
+        )
+
+    context.on("page", watch)
     return context
 
 
@@ -163,7 +174,9 @@ def page(browser, live_server, app, htmx_js):
     context = open_context(browser, live_server, htmx_js)
     page = context.new_page()
     yield page
+    violations = context.csp_violations
     context.close()
+    assert not violations, "the page broke its Content-Security-Policy:\n" + "\n".join(violations)
 
 
 @pytest.fixture

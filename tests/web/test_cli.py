@@ -223,15 +223,17 @@ def test_users_set_password_at_the_prompt(runner, auth, make):
         ("nessuno@collabra.it", {"NEW_PW": "Nuova-password-42"}, "nessuno@collabra.it"),
         (None, {"NEW_PW": "corta"}, "password"),
         (None, {"NEW_PW": None}, "NEW_PW"),
+        (None, {"NEW_PW": "Breve-pw-42"}, "12"),  # long enough for a customer, not for staff
+        ("STAFF", {"NEW_PW": "STAFF"}, "indirizzo"),  # the staff member's own address
     ],
-    ids=["unknown-user", "weak-password", "missing-variable"],
+    ids=["unknown-user", "weak-password", "missing-variable", "staff-minimum", "equal-to-address"],
 )
 def test_users_set_password_fails_cleanly(runner, make, email, env, expected):
     staff = make.staff()
     before = (staff.password_hash, rows())
-    result = runner.invoke(
-        args=["users", "set-password", email or staff.email, "--password-env", "NEW_PW"], env=env
-    )
+    email = staff.email if email in (None, "STAFF") else email
+    env = {k: staff.email if v == "STAFF" else v for k, v in env.items()}
+    result = runner.invoke(args=["users", "set-password", email, "--password-env", "NEW_PW"], env=env)
     assert failed_cleanly(result), result.output
     assert expected.lower() in result.output.lower()
     db.session.refresh(staff)

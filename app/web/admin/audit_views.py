@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import sqlalchemy as sa
 from flask import request
 
@@ -13,6 +15,7 @@ from app.web.admin import forms
 from app.web.admin.routes import bp
 
 PER_PAGE = 50
+EARLIEST, LATEST = date(1970, 1, 1), date(9000, 12, 31)
 
 
 @bp.route("/audit", endpoint="audit")
@@ -31,6 +34,10 @@ def audit_log():
     }
     since = forms.local_date(filters["date_from"], "date_from", errors)
     until = forms.local_date(filters["date_to"], "date_to", errors)
+    # Nothing happened before the first or after the last day a date can hold in every
+    # timezone (0001-01-01 or 9999-12-31 would overflow in UTC): such a bound is no bound.
+    since = since if since and since > EARLIEST else None
+    until = until if until and until < LATEST else None
     customer_id = forms.int_or_none(filters["customer_id"])
     results = audit.search_events(
         actor,

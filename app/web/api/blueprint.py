@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
-from werkzeug.routing import IntegerConverter
 
 from app.extensions import csrf, db
 from app.services import aliases, capacity, domains, lists, mailboxes
 from app.services.access import customer_for
 from app.services.errors import Conflict, DomainError, LimitExceeded, ValidationError
-from app.services.fields import MAX_ROW_ID
-from app.web.api import auth
+from app.web.api import auth, body
 
 bp = Blueprint("api", __name__)
 # Safe only because the API reads no cookies: a bearer token cannot be forged cross-site.
 csrf.exempt(bp)
-
-
-class RowIdConverter(IntegerConverter):
-    """An id in a path: beyond the database's integer range it is a plain 404, not a driver error."""
-
-    def __init__(self, map, *args, **kwargs):
-        super().__init__(map, min=1, max=MAX_ROW_ID)
-
-
-# Registered before the routes below are added, which use <id:...>.
-bp.record_once(lambda state: state.app.url_map.converters.setdefault("id", RowIdConverter))
+# Its routes' "<id:...>" is app.web.RowIdConverter, registered before any blueprint.
 
 PUBLIC_ENDPOINTS = {"api.openapi"}
 
@@ -52,6 +40,7 @@ def _authenticate():
     # role): a caller learns nothing about what is not theirs. The services decide.
     for name, value in (request.view_args or {}).items():
         SCOPED_IDS[name](auth.actor(), value)
+    body.require_json_media_type()
     return None
 
 

@@ -14,7 +14,7 @@ from flask import request
 from flask_babel import gettext as _
 
 from app.services import fields
-from app.services.errors import ValidationError
+from app.services.errors import DomainError, ValidationError
 
 Check = Callable[[object], str | None]
 
@@ -62,14 +62,63 @@ def allowance_list(v: object) -> str | None:
     return None
 
 
+# Our bodies nest three levels at most (an object, a list, its objects). A limit far below
+# Python's recursion limit keeps every later walk over the value safe.
+MAX_DEPTH = 32
+
+
+def _depth(value: object) -> int:
+    """How deep lists and objects nest, without recursion (the value may be 900 levels deep)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            level += 1
+            deepest = max(deepest, level)
+            stack.extend((child, level) for child in item)
+    return deepest
+
+
+class NotJson(DomainError):
+    status = 415
+
+
+def require_json_media_type() -> None:
+    """A body sent with POST, PUT or PATCH must say it is JSON (any charset), or it is a 415.
+
+    A form post or text/plain would otherwise be read as JSON by accident, and a bodyless
+    call (an approval) needs no Content-Type at all.
+    """
+    if request.method not in {"POST", "PUT", "PATCH"}:
+        return
+    if (
+        not request.content_length
+        and not request.headers.get("Content-Type")
+        and not request.get_data(cache=True)
+    ):
+        return
+    if request.mimetype != "application/json":
+        raise NotJson(_("Il corpo della richiesta deve essere JSON: invia Content-Type: application/json."))
+
+
 def _parse() -> object:
     raw = request.get_data(cache=True)
     if not raw.strip():
         raise ValidationError.one("body", _("Manca il corpo della richiesta (un oggetto JSON)."))
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        too_deep = _depth(data) > MAX_DEPTH
+    except RecursionError:  # past the parser's own limit
+        too_deep = True
+    except (ValueError, UnicodeDecodeError):
         raise ValidationError.one("body", _("Il corpo della richiesta non è JSON valido.")) from None
+    if too_deep:
+        raise ValidationError.one(
+            "body", _("Il JSON è annidato troppo in profondità (al massimo %(n)d livelli).", n=MAX_DEPTH)
+        )
+    return data
 
 
 def _reject_constant(name: str):

@@ -295,6 +295,7 @@ RESPONSES = {
         "description": "A contract allowance is used up, or another conflict.",
         "content": {"application/json": {"schema": {"oneOf": [_ref("LimitExceeded"), _ref("Error")]}}},
     },
+    "UnsupportedMediaType": _error("A request body must be sent as Content-Type: application/json."),
 }
 
 
@@ -326,6 +327,7 @@ def _op(
     op: dict = {"summary": summary, "tags": [tag], "responses": responses}
     if body:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(body)}}}
+        responses["415"] = {"$ref": "#/components/responses/UnsupportedMediaType"}
     if params:
         op["parameters"] = list(params)
     return op
