@@ -174,3 +174,9 @@ def register_cli(app: Flask) -> None:
             click.echo(_("I dati dimostrativi sono già presenti."))
         for line in demo.LOGINS:
             click.echo(line)
+        click.echo(
+            _(
+                "Al primo accesso il supporto tecnico configura la verifica in due passaggi "
+                "(un'app di autenticazione sul telefono)."
+            )
+        )
