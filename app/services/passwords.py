@@ -6,13 +6,16 @@ One core per hash (parallelism=1), and a bounded number of hashes per customer a
 from __future__ import annotations
 
 import functools
+import secrets
 import threading
+import time
 from contextlib import contextmanager
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
 from flask_babel import gettext as _
+from redis.exceptions import RedisError
 
 from app.services.errors import DomainError, ValidationError
 
@@ -81,14 +84,15 @@ def check_strength(
     return password
 
 
-# Hashing is bounded per customer in each process: one customer creating hundreds of mailboxes
-# at once (the API, a script) gets ARGON2_PER_CUSTOMER of the process's cores at most; its other
-# requests wait for a slot (then get a 429) while another customer's hash goes straight through.
-# Why a semaphore in the process and not a counter in Redis: the cores being shared are the
-# process's own, a sync worker hashes one password at a time anyway, and a Redis counter would
-# put a network round trip and a new failure mode (a crashed holder's slot) in front of every
-# password change. What no process-local bound can stop, one customer's requests occupying every
-# worker, is the request rate limits' job.
+# Hashing is bounded per customer: one customer creating hundreds of mailboxes at once (the API,
+# a script, many browser tabs) gets ARGON2_PER_CUSTOMER hashes at a time, across every process
+# that shares the panel's Redis; its next one waits for a slot (then gets a 429) while another
+# customer's hash goes straight through. Two gates: a semaphore in the process (threads) and a
+# sorted set per customer in Redis (processes and hosts). A slot whose holder died (a killed
+# worker) stops counting after HOLD_SECONDS, far more than one hash takes. Without a configured
+# REDIS_URL, or with Redis unreachable, only the process's own gate holds: a password change
+# never fails because the shared counter is away.
+HOLD_SECONDS = 60
 _slots: dict[tuple[object, int], threading.BoundedSemaphore] = {}
 _slots_lock = threading.Lock()
 
@@ -101,16 +105,66 @@ def _slot(customer_id: int | None) -> threading.BoundedSemaphore:
         return _slots[key]
 
 
+def _busy() -> HashingBusy:
+    return HashingBusy(
+        _("Troppe password in elaborazione per questo cliente in questo momento: riprova tra poco.")
+    )
+
+
+def shared_key(customer_id: int | None) -> str:
+    return f"panel:hashing:{customer_id if customer_id is not None else 'staff'}"
+
+
+def _take_shared(customer_id: int | None, deadline: float):
+    """A slot in the customer's Redis set: (connection, key, member), or None without Redis."""
+    if not current_app.config.get("REDIS_URL"):
+        return None
+    from app.redis import get_redis
+
+    key, member, limit = (
+        shared_key(customer_id),
+        secrets.token_hex(8),
+        current_app.config["ARGON2_PER_CUSTOMER"],
+    )
+    try:
+        conn = get_redis()
+        while True:
+            now = time.time()
+            pipe = conn.pipeline()
+            pipe.zremrangebyscore(key, "-inf", now - HOLD_SECONDS)
+            pipe.zadd(key, {member: now})
+            pipe.zrank(key, member)
+            pipe.expire(key, HOLD_SECONDS)
+            if pipe.execute()[2] < limit:
+                return conn, key, member
+            conn.zrem(key, member)
+            if time.monotonic() >= deadline:
+                raise _busy()
+            time.sleep(0.05)
+    except RedisError:
+        current_app.logger.warning("password hashing: Redis unreachable, bounding in this process only")
+        return None
+
+
 @contextmanager
 def hashing_slot(customer_id: int | None):
     """Hold one of the customer's hashing slots (staff and the provider share the None slot)."""
+    wait = current_app.config["ARGON2_WAIT_SECONDS"]
+    deadline = time.monotonic() + wait
     slot = _slot(customer_id)
-    if not slot.acquire(timeout=current_app.config["ARGON2_WAIT_SECONDS"]):
-        raise HashingBusy(
-            _("Troppe password in elaborazione per questo cliente in questo momento: riprova tra poco.")
-        )
+    if not slot.acquire(timeout=wait):
+        raise _busy()
     try:
-        yield
+        shared = _take_shared(customer_id, deadline)
+        try:
+            yield
+        finally:
+            if shared:
+                conn, key, member = shared
+                try:
+                    conn.zrem(key, member)
+                except RedisError:
+                    pass  # it stops counting after HOLD_SECONDS
     finally:
         slot.release()
 

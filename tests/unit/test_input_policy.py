@@ -8,6 +8,7 @@ person meets it, through one door to see the message.
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -19,6 +20,7 @@ from app.services.access import Actor
 from app.services.errors import ValidationError
 from tests import factories
 from tests.dbstate import row_counts
+from tests.integration.conftest import REDIS_URL, connection  # noqa: F401 (the Redis fixture)
 
 SYSTEM = factories.SYSTEM
 CLASS = "Business Mail 100 MB"
@@ -281,6 +283,38 @@ def test_a_customer_at_its_hashing_limit_reads_a_429_in_the_portal(app, client, 
         for t in threads:
             t.join()
         app.config.update(ARGON2_PER_CUSTOMER=2, ARGON2_WAIT_SECONDS=30)
+
+
+def test_the_bound_holds_across_processes_through_redis(app, make, connection):  # noqa: F811
+    busy, other = make.customer(), make.customer()
+    key = passwords.shared_key(busy.id)
+    app.config.update(REDIS_URL=REDIS_URL, ARGON2_PER_CUSTOMER=2, ARGON2_WAIT_SECONDS=0.3)
+    # Two other processes (web workers, a job) hold both of the busy customer's slots.
+    now = time.time()
+    connection.zadd(key, {"worker-a": now, "worker-b": now})
+    try:
+        box = make.mailbox(other, "libera")
+        assert passwords.verify_mailbox_password(box.password_hash, factories.PASSWORD)
+        before = row_counts()
+        with pytest.raises(passwords.HashingBusy):
+            make.mailbox(busy, "in-coda")
+        db.session.rollback()
+        assert row_counts() == before
+        # A holder that died (killed with its slot) stops counting after HOLD_SECONDS.
+        connection.zadd(key, {"worker-a": now - passwords.HOLD_SECONDS - 1})
+        make.mailbox(busy, "dopo")
+        assert connection.zrange(key, 0, -1) == [b"worker-b"]  # its own slot was given back
+    finally:
+        app.config.update(REDIS_URL=None, ARGON2_PER_CUSTOMER=2, ARGON2_WAIT_SECONDS=30)
+
+
+def test_without_redis_the_process_bound_still_lets_passwords_through(app, make):
+    app.config.update(REDIS_URL="redis://127.0.0.1:1/0")  # nothing listens there
+    try:
+        box = make.mailbox(make.customer(), "anna")
+        assert passwords.verify_mailbox_password(box.password_hash, factories.PASSWORD)
+    finally:
+        app.config.update(REDIS_URL=None)
 
 
 # Searches take % and _ literally
