@@ -69,6 +69,8 @@ class Config:
     ARGON2_WAIT_SECONDS = float(os.environ.get("ARGON2_WAIT_SECONDS", "30"))
 
     PAGE_SIZE = 25
+    # The largest request body accepted (forms, API JSON); the nginx site has the same cap.
+    MAX_CONTENT_LENGTH = int(os.environ.get("MAX_CONTENT_LENGTH", str(2 * 1024 * 1024)))
     # A failed statement's message (an IntegrityError in a log or a traceback) shows the SQL
     # but never its parameters: they can be password hashes, addresses, tokens.
     SQLALCHEMY_ENGINE_OPTIONS = {"hide_parameters": True}

@@ -199,6 +199,7 @@ def register_web(app: Flask) -> None:
     for code, text in (
         (404, _l("Pagina non trovata.")),
         (405, _l("Metodo non consentito.")),
+        (413, _l("La richiesta è troppo grande.")),
         (429, _l("Troppi tentativi: attendi un minuto e riprova.")),
     ):
         app.register_error_handler(code, _http_error(code, text))

@@ -323,6 +323,23 @@ def test_nul_in_the_login_email_is_422_and_logs_nobody_in(app, client, make):
     assert client.get("/admin/customers").status_code == 302
 
 
+def test_a_body_larger_than_the_cap_is_a_clear_413_before_anything_reads_it(app, client, make):
+    staff = make.staff()
+    token = users.create_token(factories.SYSTEM, staff, "t")[1]
+    before = _snapshot()
+    huge = "x" * (app.config["MAX_CONTENT_LENGTH"] + 1)
+    page = client.post("/login", data={"email": staff.email, "password": huge})
+    assert page.status_code == 413
+    assert "troppo grande" in page.get_data(as_text=True)
+    api = client.post(
+        "/api/v1/customers",
+        data=json.dumps({"name": huge}),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    assert api.status_code == 413 and "troppo grande" in api.get_json()["error"]
+    assert _snapshot() == before
+
+
 @pytest.mark.parametrize("depth", [64, 400, 900, 5000])
 def test_api_json_nested_deeply_is_a_clear_422(app, client, make, depth):
     staff = make.staff()
