@@ -49,7 +49,7 @@ ACTION = {
     "contract.update": _l("Contratto modificato"),
     "domain.create": _l("Dominio aggiunto"),
     "domain.approve": _l("Dominio approvato"),
-    "domain.delete": _l("Dominio eliminato"),
+    "domain.delete": _l("Dominio tolto"),
     "mailbox.create": _l("Casella creata"),
     "mailbox.update": _l("Casella modificata"),
     "mailbox.delete": _l("Casella eliminata"),

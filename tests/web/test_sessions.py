@@ -62,7 +62,7 @@ def test_password_change_ends_other_sessions_and_revokes_tokens(app, client, aut
         follow_redirects=True,
     )
     page = response.get_data(as_text=True)
-    assert "Le altre sessioni sono state chiuse e i token API revocati" in page
+    assert "Gli altri accessi sono stati chiusi e i token API revocati" in page
     assert _signed_in(client)  # this browser stays in
     assert _signed_in(copy)  # (the copy is this same session)
     assert not _signed_in(other)

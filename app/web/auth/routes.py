@@ -220,7 +220,7 @@ def account_password():
         ctx = _account_context(password_errors={"current_password": e.message})
         return render("auth/account.html", "auth/_password.html", 429, **ctx)
     if not is_fragment_request():
-        flash(_("Password cambiata. Le altre sessioni sono state chiuse e i token API revocati."), "ok")
+        flash(_("Password cambiata. Gli altri accessi sono stati chiusi e i token API revocati."), "ok")
         return redirect(url_for("auth.account"))
     return render("auth/account.html", "auth/_password.html", **_account_context(password_saved=True))
 

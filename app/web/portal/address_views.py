@@ -295,7 +295,7 @@ def list_member_remove(customer_id: int, list_id: int, member_id: int):
     member = next((m for m in d.members if m.id == member_id), None)
     name = (member.mailbox.display_address if member.mailbox else member.address) if member else ""
     d = lists.remove_member(view.actor, d.id, member_id)
-    message = _("%(a)s tolto dalla lista.", a=name) if name else _("Membro rimosso dalla lista.")
+    message = _("%(a)s tolto dalla lista.", a=name) if name else _("Membro tolto dalla lista.")
     if is_fragment_request():
         # Said where the person is looking: the members' own notice line.
         return _detail_reply(view, d, added=message)
