@@ -41,10 +41,13 @@ def integer(value: object, field: str, *, minimum: int = 0, maximum: int = 1_000
     if isinstance(value, bool):
         raise ValidationError.one(field, _("Deve essere un numero intero."))
     if isinstance(value, str):
-        value = value.strip()
-        if not value.lstrip("-").isdigit():
+        try:
+            # int() refuses some strings isdigit() accepts ("²", "--5", thousands of digits).
+            value = int(value.strip()) if value.strip().lstrip("-").isdigit() else None
+        except ValueError:
+            value = None
+        if value is None:
             raise ValidationError.one(field, _("Deve essere un numero intero."))
-        value = int(value)
     if not isinstance(value, int):
         raise ValidationError.one(field, _("Deve essere un numero intero."))
     if value < minimum or value > maximum:

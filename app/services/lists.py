@@ -50,6 +50,19 @@ def external_count(customer_id: int, exclude_list_id: int | None = None) -> int:
     return db.session.scalar(stmt) or 0
 
 
+def largest_external_list(customer_id: int) -> int:
+    """External members of the customer's list that has the most (0 without any)."""
+    per_list = (
+        sa.select(sa.func.count().label("n"))
+        .select_from(ListMember)
+        .join(DistributionList, DistributionList.id == ListMember.list_id)
+        .where(DistributionList.customer_id == customer_id, ListMember.external_address.is_not(None))
+        .group_by(DistributionList.id)
+        .subquery()
+    )
+    return db.session.scalar(sa.select(sa.func.max(per_list.c.n))) or 0
+
+
 def _check_external(customer: Customer, members: list[ListMember], dlist: DistributionList | None) -> None:
     """Refuse more external members than the limits allow. A change that does not add
     any (removing members, after a limit was lowered) always passes."""
@@ -89,7 +102,7 @@ def set_external_limits(
     values = {}
     errors: dict[str, str] = {}
     for name, value in (("list_external_per_list", per_list), ("list_external_per_customer", per_customer)):
-        if value is None or value == "":
+        if value is None or (isinstance(value, str) and not value.strip()):
             values[name] = None
             continue
         try:

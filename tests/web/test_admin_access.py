@@ -29,6 +29,7 @@ ADMIN_POSTS = [
     "/admin/customers/{cid}",
     "/admin/customers/{cid}/contract",
     "/admin/customers/{cid}/admins",
+    "/admin/customers/{cid}/list-limits",
     "/admin/capacity-requests/1/decision",
     "/admin/domains/1/approve",
     "/admin/users",

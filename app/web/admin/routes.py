@@ -7,11 +7,12 @@ the same 404 as for a page that does not exist.
 from __future__ import annotations
 
 from flask import Blueprint, current_app, flash, redirect, request, url_for
+from flask_babel import format_decimal
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from werkzeug.routing import BuildError
 
-from app.services import catalog, classes, customers, limits, users
+from app.services import catalog, classes, customers, limits, lists, users
 from app.services.access import customer_for
 from app.services.errors import Conflict, ValidationError
 from app.web import current_actor, is_fragment_request, render, staff_required
@@ -99,6 +100,7 @@ def _customer_page(customer, status: int = 200, **overrides):
         "admin_values": {"email": ""},
         "admin_errors": {},
         "admin_saved": None,
+        "list_limits": _list_limits_ctx(customer),
         "portal_links": [
             (href, label)
             for endpoint, label in PORTAL_PAGES
@@ -108,6 +110,37 @@ def _customer_page(customer, status: int = 200, **overrides):
     }
     ctx.update(overrides)
     return ctx, status
+
+
+LIST_LIMIT_FIELDS = ("list_external_per_list", "list_external_per_customer")
+
+
+def _list_limits_ctx(customer, submitted=None, errors=None, saved=None) -> dict:
+    """External list members in use, the limits in force (own or default) and the form to set them."""
+    per_list, per_customer = lists.external_limits(customer)
+    values = {k: "" if getattr(customer, k) is None else getattr(customer, k) for k in LIST_LIMIT_FIELDS}
+    if submitted is not None:
+        values = {k: submitted.get(k, "") for k in LIST_LIMIT_FIELDS}
+    return {
+        "rows": [
+            (
+                "list_external_per_list",
+                lists.largest_external_list(customer.id),
+                per_list,
+                current_app.config["LIST_EXTERNAL_PER_LIST"],
+            ),
+            (
+                "list_external_per_customer",
+                lists.external_count(customer.id),
+                per_customer,
+                current_app.config["LIST_EXTERNAL_PER_CUSTOMER"],
+            ),
+        ],
+        "own": {k: getattr(customer, k) is not None for k in LIST_LIMIT_FIELDS},
+        "values": values,
+        "errors": errors or {},
+        "saved": saved,
+    }
 
 
 def _contract_ctx(customer, submitted=None, field_errors=None, general=None, saved=False) -> dict:
@@ -227,6 +260,36 @@ def customer_admin_new(customer_id: int):
             return redirect(url_for("admin.customer", customer_id=record.id) + "#admins")
         ctx, status = _customer_page(record, admin_saved=_("Utente %(e)s creato.", e=email.strip().lower()))
     return render("admin/customer.html", "admin/_customer_admins.html", status, **ctx)
+
+
+@bp.route("/customers/<int:customer_id>/list-limits", methods=["POST"])
+@staff_required
+def customer_list_limits(customer_id: int):
+    actor = current_actor()
+    record = customer_for(actor, customer_id)
+    submitted = {k: request.form.get(k, "") for k in LIST_LIMIT_FIELDS}
+    try:
+        lists.set_external_limits(
+            actor,
+            record.id,
+            per_list=submitted["list_external_per_list"],
+            per_customer=submitted["list_external_per_customer"],
+        )
+    except ValidationError as e:
+        ctx, status = _customer_page(record, 422, list_limits=_list_limits_ctx(record, submitted, e.errors))
+    else:
+        per_list, per_customer = lists.external_limits(record)
+        message = _(
+            "Limiti delle liste salvati: al massimo %(per_list)s indirizzi esterni per lista "
+            "e %(per_customer)s in tutto.",
+            per_list=format_decimal(per_list, format="#,##0"),
+            per_customer=format_decimal(per_customer, format="#,##0"),
+        )
+        if not is_fragment_request():
+            flash(message, "ok")
+            return redirect(url_for("admin.customer", customer_id=record.id) + "#list-limits")
+        ctx, status = _customer_page(record, list_limits=_list_limits_ctx(record, saved=message))
+    return render("admin/customer.html", "admin/_list_limits.html", status, **ctx)
 
 
 # The other back-office pages register their routes on bp.

@@ -165,6 +165,8 @@ def _lists_context(view, form=None, errors=None, created=None) -> dict:
         "q": q,
         "lists": rows,
         "member_counts": lists.member_counts([d.id for d in rows]),
+        "external_limits": lists.external_limits(view.customer),
+        "external_used": lists.external_count(view.customer.id),
         "domains": domains.list_domains(view.actor, view.customer.id),
         "form": form or {},
         "errors": errors or {},
