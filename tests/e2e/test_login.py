@@ -22,7 +22,7 @@ def test_customer_admin_logs_in_and_sees_the_dashboard(page, login, make):
     expect(page.locator("main")).to_contain_text("Studio Associato Verdi")
     # The script tag carries an SRI hash: htmx exists only if the browser accepted the file.
     # It is deferred, so it may run just after the page shows: wait for it (fails on timeout).
-    page.wait_for_function("typeof window.htmx === 'object'", timeout=5000)
+    page.wait_for_function("() => typeof window.htmx === 'object'", timeout=5000)
 
 
 def test_wrong_password_stays_on_the_login_form(page, make):
@@ -36,4 +36,4 @@ def test_wrong_password_stays_on_the_login_form(page, make):
 
     expect(page.locator("[role=alert]")).to_contain_text("Email o password non corretti.")
     expect(page).to_have_url(re.compile(r"/login"))
-    page.wait_for_function("typeof window.htmx === 'object'", timeout=5000)
+    page.wait_for_function("() => typeof window.htmx === 'object'", timeout=5000)

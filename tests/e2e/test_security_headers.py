@@ -17,7 +17,7 @@ from tests.e2e.conftest import open_context
 
 
 def _htmx_ready(page):
-    page.wait_for_function("typeof window.htmx === 'object'", timeout=5000)
+    page.wait_for_function("() => typeof window.htmx === 'object'", timeout=5000)
 
 
 def test_the_policy_is_sent_and_refuses_an_injected_inline_script(browser, live_server, app, htmx_js):
