@@ -34,11 +34,13 @@ def seed() -> bool:
         vat_number="03504190103",
         contact_email="amministrazione@rossi-caffe.it",
     )
-    users.create_user(
+    payg_admin = users.create_user(
         system, email=PAYG_ADMIN[0], password=PAYG_ADMIN[1], role="customer_admin", customer_id=payg.id
     )
     domains.add_domain(system, payg.id, "rossi-caffe.it")
     domains.add_domain(system, payg.id, "caffè-rossi.it")
+    # Added by the customer itself, so it waits for support's approval (the back office shows it).
+    domains.add_domain(Actor.for_user(payg_admin), payg.id, "rossi-shop.it")
     people = [
         ("mario.rossi", "Mario Rossi", "Professional Suite 5.000 MB"),
         ("giulia.rossi", "Giulia Rossi", "Business Mail Plus 1.000 MB"),
