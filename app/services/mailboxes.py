@@ -16,12 +16,6 @@ from app.services.paging import Page, paginate
 
 UNSET = object()
 
-STATUS_LABELS = {
-    "active": "attiva",
-    "suspended": "sospesa",
-    "disabled": "disabilitata",
-}
-
 
 def _status(value: object) -> str:
     if value not in STATUSES:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import Blueprint, current_app, make_response, redirect, render_template, url_for
-from flask_login import current_user, login_required
+from flask_login import login_required
 
 from app.models import Customer
 from app.services.access import Actor, customer_for
@@ -101,13 +101,6 @@ def back_to(endpoint: str, **values):
     response = redirect(url_for(endpoint, **values), 303)
     response.headers.add("Vary", "HX-Request")
     return response
-
-
-def staff_or_own_customer_id() -> int | None:
-    """The customer whose areas the navigation links to, when the page itself has none."""
-    if current_user.is_authenticated and not current_user.is_staff:
-        return current_user.customer_id
-    return None
 
 
 __all__ = [

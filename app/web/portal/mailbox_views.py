@@ -6,7 +6,7 @@ from flask import flash, request, url_for
 from flask_babel import gettext as _
 
 from app.services import classes, domains, limits, mailboxes
-from app.services.errors import LimitExceeded, ValidationError
+from app.services.errors import Conflict, LimitExceeded, ValidationError
 from app.web import render
 from app.web.portal.common import (
     back_to,
@@ -146,7 +146,7 @@ def mailboxes_page(customer_id: int):
         )
     except LimitExceeded as e:
         return _create_failed(view, form, {}, e, 409)
-    except (ValidationError, *_conflicts()) as e:
+    except (ValidationError, Conflict) as e:
         errors = field_errors(e)
         return _create_failed(view, form, errors, None, e.status)
     message = _("Casella %(a)s creata.", a=mailbox.display_address)
@@ -155,13 +155,6 @@ def mailboxes_page(customer_id: int):
         return fragment_reply("portal/_mailbox_create.html", trigger=CHANGED, **ctx)
     flash(message, "ok")
     return back_to("portal.mailboxes", customer_id=view.customer.id)
-
-
-def _conflicts():
-    # PermissionDenied is left to the app-wide handler: a 403 page with its message.
-    from app.services.errors import Conflict
-
-    return (Conflict,)
 
 
 def _create_failed(view, form, errors, limit, status):
@@ -219,7 +212,7 @@ def mailbox(customer_id: int, mailbox_id: int):
     except LimitExceeded as e:
         ctx = _row_context(view, m, form=form, errors={}, limit=e, editing=True)
         return render("portal/mailbox.html", "portal/_mailbox_edit_row.html", status=409, **ctx)
-    except (ValidationError, *_conflicts()) as e:
+    except (ValidationError, Conflict) as e:
         ctx = _row_context(view, m, form=form, errors=field_errors(e), editing=True)
         return render("portal/mailbox.html", "portal/_mailbox_edit_row.html", status=e.status, **ctx)
     message = _("Modifiche a %(a)s salvate.", a=m.display_address)
