@@ -87,7 +87,7 @@ class Database:
         return " ".join(parts)
 
     def policy_connection(self) -> list[str]:
-        """The list-policy service's settings (app/mail_list_policy.py reads them)."""
+        """The list-policy service's settings (mail_list_policy.py reads them)."""
         if self.kind == "sqlite":
             return [f"dbpath = {self.path}"]
         lines = [f"host = {self.host}", f"port = {self.port}", f"dbname = {self.name}"]
