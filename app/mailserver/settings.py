@@ -86,26 +86,19 @@ class Database:
             parts.append(f"password={conninfo_value(self.password)}")
         return " ".join(parts)
 
+    def _key_value_lines(self, *lines: str) -> list[str]:
+        """`name = value` lines (Postfix's maps and the list-policy service read the same form)."""
+        if self.kind == "sqlite":
+            return [f"dbpath = {self.path}"]
+        credentials = [f"{k} = {v}" for k, v in (("user", self.user), ("password", self.password)) if v]
+        return [*lines, f"dbname = {self.name}", *credentials]
+
     def policy_connection(self) -> list[str]:
         """The list-policy service's settings (mail_list_policy.py reads them)."""
-        if self.kind == "sqlite":
-            return [f"dbpath = {self.path}"]
-        lines = [f"host = {self.host}", f"port = {self.port}", f"dbname = {self.name}"]
-        if self.user:
-            lines.append(f"user = {self.user}")
-        if self.password:
-            lines.append(f"password = {self.password}")
-        return lines
+        return self._key_value_lines(f"host = {self.host}", f"port = {self.port}")
 
     def postfix_connection(self) -> list[str]:
-        if self.kind == "sqlite":
-            return [f"dbpath = {self.path}"]
-        lines = [f"hosts = inet:{self.host}:{self.port}", f"dbname = {self.name}"]
-        if self.user:
-            lines.append(f"user = {self.user}")
-        if self.password:
-            lines.append(f"password = {self.password}")
-        return lines
+        return self._key_value_lines(f"hosts = inet:{self.host}:{self.port}")
 
     @property
     def postfix_type(self) -> str:
