@@ -10,6 +10,8 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from flask_babel import gettext as _
 
+from app.mailserver import files
+from app.mailserver.settings import Database, MailServerSettings
 from app.services import mailserver, passwords
 from app.services.errors import DomainError, ValidationError
 
@@ -131,13 +133,11 @@ def config_command(want_dovecot, want_postfix, db_kind, database_url, out_dir, c
         click.echo(_("Errore: indica --dovecot, --postfix o entrambi."), err=True)
         sys.exit(2)
     try:
-        database = mailserver.Database.from_url(
-            database_url or current_app.config["SQLALCHEMY_DATABASE_URI"], db_kind
-        )
+        database = Database.from_url(database_url or current_app.config["SQLALCHEMY_DATABASE_URI"], db_kind)
     except DomainError as e:
         _fail(e)
     deploy = os.path.abspath(config_dir or out_dir) if (config_dir or out_dir) else None
-    settings = mailserver.MailServerSettings(
+    settings = MailServerSettings(
         database=database,
         config_dir=deploy or "/etc/dovecot",
         postfix_config_dir=deploy or "/etc/postfix",
@@ -159,19 +159,19 @@ def config_command(want_dovecot, want_postfix, db_kind, database_url, out_dir, c
             _fail(e)
     if out_dir:
         # One write for both servers: every check passes before the first file is written.
-        every_file = {name: text for _group, files in groups for name, text in files.items()}
-        owners = {name: group for group, files in groups for name in files}
+        every_file = {name: text for _group, rendered in groups for name, text in rendered.items()}
+        owners = {name: group for group, rendered in groups for name in rendered}
         try:
             if want_postfix and os.geteuid() == 0:
-                owners["list_policy.cf"] = mailserver.user_group(settings.policy_user)
-            paths = mailserver.write_files(every_file, out_dir, groups=owners)
+                owners["list_policy.cf"] = files.user_group(settings.policy_user)
+            paths = files.write_files(every_file, out_dir, groups=owners)
         except DomainError as e:
             _fail(e)
         for path in paths:
             click.echo(path)
     else:
-        for _group, files in groups:
-            for name, text in files.items():
+        for _group, rendered in groups:
+            for name, text in rendered.items():
                 click.echo(f"==> {name} <==\n{text}")
 
 
@@ -196,7 +196,7 @@ def master_user_command(path):
     directory = os.path.dirname(os.path.abspath(path))
     name = os.path.basename(path)
     try:
-        written = mailserver.write_files({name: line}, directory, group="dovecot", private={name})
+        written = files.write_files({name: line}, directory, group="dovecot", private={name})
     except DomainError as e:
         _fail(e)
     click.echo(_("Utente master %(user)s scritto in %(path)s.", user=user, path=written[0]))

@@ -42,6 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app import create_app  # noqa: E402
 from app.extensions import db  # noqa: E402
+from app.mailserver import render  # noqa: E402
+from app.mailserver.settings import Database, MailServerSettings  # noqa: E402
 from app.models import Alias, DistributionList, ListMember, Mailbox  # noqa: E402
 from app.services import classes, customers, domains, mailserver  # noqa: E402
 from app.services.access import Actor  # noqa: E402
@@ -121,11 +123,11 @@ def load(password_hash: str) -> list[tuple[str, str, int]]:
 
 def server_queries(url: str) -> dict[str, str]:
     """The queries Dovecot and Postfix send, taken from what the renderer writes."""
-    settings = mailserver.MailServerSettings(database=mailserver.Database.from_url(url))
-    text = mailserver.dovecot_sql(settings).replace("\\\n", " ")
+    settings = MailServerSettings(database=Database.from_url(url))
+    text = mailserver.render_dovecot(settings)["dovecot-sql.conf.ext"].replace("\\\n", " ")
     found = dict(re.findall(r"^(password_query|user_query) = (.*)$", text, re.M))
     queries = {f"dovecot {k}": v.replace("'%s'", "'imap'") for k, v in found.items()}
-    queries.update({f"postfix {name}": query for name, query in mailserver.POSTFIX_MAPS.items()})
+    queries.update({f"postfix {name}": query for name, query in render.POSTFIX_MAPS.items()})
     return queries
 
 

@@ -6,13 +6,10 @@ reason, so one component down never hangs the page nor hides the others.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import socket
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -22,6 +19,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from app.extensions import db
+from app.mailserver.doveadm import Doveadm, DoveadmError
 from app.redis import get_redis, redis_url
 from app.services import quota
 
@@ -127,20 +125,11 @@ def check_doveadm(timeout: float) -> Check | None:
     url = config["DOVEADM_URL"]
     if not url:
         return None
-    key = base64.b64encode(config["DOVEADM_API_KEY"].encode()).decode()
-    # GET lists the API's commands: it proves the service answers and the key is accepted.
-    request = urllib.request.Request(url, method="GET", headers={"Authorization": f"X-Dovecot-API {key}"})
-    started = time.monotonic()
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            response.read()
-    except urllib.error.HTTPError as e:
-        return Check("doveadm", False, f"{url}: HTTP {e.code} {e.reason}")
-    except (urllib.error.URLError, OSError) as e:
-        return Check("doveadm", False, f"{url}: {getattr(e, 'reason', None) or e}")
-    except ValueError as e:
-        return Check("doveadm", False, f"{url}: {e}")
-    return Check("doveadm", True, redact_url(url), (time.monotonic() - started) * 1000)
+        _, ms = _timed(Doveadm(url, config["DOVEADM_API_KEY"], timeout).commands)
+    except DoveadmError as e:
+        return Check("doveadm", False, str(e))
+    return Check("doveadm", True, redact_url(url), ms)
 
 
 def check_redis(timeout: float) -> tuple[Check, Redis | None]:

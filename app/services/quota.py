@@ -9,12 +9,7 @@ when Dovecot is down; they then say when the last good reading was taken.
 
 from __future__ import annotations
 
-import base64
-import http.client
-import json
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,6 +17,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from app.extensions import db
+from app.mailserver.doveadm import Doveadm, DoveadmError
 from app.models import Mailbox, MailboxUsage, UsageRefresh
 from app.models.base import utcnow
 
@@ -51,10 +47,6 @@ class RefreshState:
         return self.last_error is not None
 
 
-class QuotaReadError(Exception):
-    """Dovecot could not be asked, or its answer made no sense."""
-
-
 @dataclass(frozen=True)
 class Reading:
     address: str
@@ -62,41 +54,13 @@ class Reading:
     messages: int
 
 
-def read_dovecot_usage(url: str, api_key: str, timeout: float) -> list[Reading]:
+def read_dovecot_usage(client: Doveadm) -> list[Reading]:
     """Every mailbox's usage, from doveadm's HTTP API (`doveadm quota get -A`)."""
-    if not url:
-        raise QuotaReadError("DOVEADM_URL is not configured")
-    body = json.dumps([["quotaGet", {"allUsers": True}, "panel"]]).encode()
-    request = urllib.request.Request(
-        url,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "Authorization": "X-Dovecot-API " + base64.b64encode(api_key.encode()).decode(),
-        },
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            payload = json.loads(response.read())
-    except urllib.error.HTTPError as e:
-        raise QuotaReadError(f"doveadm answered HTTP {e.code} {e.reason}") from e
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
-        reason = getattr(e, "reason", None) or e
-        raise QuotaReadError(f"doveadm unreachable at {url}: {reason}") from e
-    except ValueError as e:  # not JSON (also a bad URL)
-        raise QuotaReadError(f"doveadm gave an unreadable answer: {e}") from e
-    return parse_quota_get(payload)
+    return parse_quota_get(client.run("quotaGet", {"allUsers": True}))
 
 
-def parse_quota_get(payload: object) -> list[Reading]:
-    """[["doveadmResponse", [{"username", "type": "STORAGE"|"MESSAGE", "value"}, ...], tag]]."""
-    try:
-        kind, rows = payload[0][0], payload[0][1]
-    except (TypeError, IndexError, KeyError) as e:
-        raise QuotaReadError(f"doveadm gave an unexpected answer: {str(payload)[:200]}") from e
-    if kind != "doveadmResponse":
-        raise QuotaReadError(f"doveadm refused quotaGet: {json.dumps(rows)[:200]}")
+def parse_quota_get(rows: list) -> list[Reading]:
+    """[{"username", "type": "STORAGE"|"MESSAGE", "value"}, ...], one row per user and kind."""
     found: dict[str, dict[str, int]] = {}
     try:
         for row in rows:
@@ -107,7 +71,7 @@ def parse_quota_get(payload: object) -> list[Reading]:
             elif row["type"] == "MESSAGE":
                 values["messages"] = values.get("messages", 0) + int(row["value"])
     except (TypeError, KeyError, ValueError, AttributeError) as e:
-        raise QuotaReadError(f"doveadm gave an unexpected row: {e}") from e
+        raise DoveadmError(f"doveadm gave an unexpected row: {e}") from e
     return [Reading(a, v.get("bytes", 0), v.get("messages", 0)) for a, v in found.items()]
 
 
@@ -143,9 +107,9 @@ def refresh_usage() -> RefreshState:
     clock = time.monotonic()
     try:
         readings = read_dovecot_usage(
-            config["DOVEADM_URL"], config["DOVEADM_API_KEY"], config["QUOTA_READ_TIMEOUT"]
+            Doveadm(config["DOVEADM_URL"], config["DOVEADM_API_KEY"], config["QUOTA_READ_TIMEOUT"])
         )
-    except QuotaReadError as e:
+    except DoveadmError as e:
         _record(
             {
                 "last_attempt_at": started,

@@ -8,8 +8,8 @@ import io
 import pytest
 import sqlalchemy as sa
 
-from app import mail_list_policy
 from app.extensions import db
+from app.mailserver import mail_list_policy
 from app.services import lists
 from app.services.access import Actor
 from app.services.errors import PermissionDenied, ValidationError

@@ -12,6 +12,7 @@ import stat
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
+from app.mailserver.settings import Database, MailServerSettings
 from app.services import mailserver
 from app.services.errors import ValidationError
 
@@ -181,7 +182,7 @@ PASSWORD = 'pass word\'con \\ e "virgolette"'
 
 
 def test_a_database_password_with_spaces_and_quotes_reaches_libpq_and_postfix_intact():
-    db = mailserver.Database(
+    db = Database(
         kind="postgresql", host="127.0.0.1", port=5432, name="posta", user="lettore", password=PASSWORD
     )
     # libpq's own parser (PQconninfoParse, through psycopg) reads Dovecot's connect string back.
@@ -194,25 +195,23 @@ def test_a_database_password_with_spaces_and_quotes_reaches_libpq_and_postfix_in
         "password": PASSWORD,
     }
     assert (
-        conninfo_to_dict(mailserver.Database(kind="postgresql", name="a", password="x'").dovecot_connect())[
-            "password"
-        ]
+        conninfo_to_dict(Database(kind="postgresql", name="a", password="x'").dovecot_connect())["password"]
         == "x'"
     )
     # Postfix takes the rest of the line, whitespace trimmed at both ends: no quoting.
     assert f"password = {PASSWORD}" in db.postfix_connection()
-    settings = mailserver.MailServerSettings(database=db, hostname="mail.test")
+    settings = MailServerSettings(database=db, hostname="mail.test")
     assert (
         "connect = host=127.0.0.1 port=5432 dbname=posta user=lettore password='pass word\\'con \\\\ e \"virgolette\"'"
-        in mailserver.dovecot_sql(settings)
+        in mailserver.render_dovecot(settings)["dovecot-sql.conf.ext"]
     )
 
 
 @pytest.mark.parametrize("password", [" spazio-iniziale", "a capo\nx"])
 def test_a_database_password_postfix_cannot_carry_is_refused(password):
-    db = mailserver.Database(kind="postgresql", name="posta", user="lettore", password=password)
+    db = Database(kind="postgresql", name="posta", user="lettore", password=password)
     with pytest.raises(ValidationError) as e:
-        mailserver.render_postfix(mailserver.MailServerSettings(database=db, hostname="mail.test"))
+        mailserver.render_postfix(MailServerSettings(database=db, hostname="mail.test"))
     assert "--database-url" in e.value.errors
 
 

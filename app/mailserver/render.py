@@ -1,0 +1,116 @@
+"""Dovecot 2.3 and Postfix 3.7 (Debian 12) configuration from the templates in templates/.
+
+The servers read only the views of migrations 0002_mail_views (mail_domains,
+mail_users, mail_aliases) and 0007_list_policy (mail_lists, mail_list_senders,
+read by Postfix and its list-policy service, mail_list_policy.py);
+docs/mailserver.md describes that contract. The settings must have passed
+app/services/mailserver.validate_settings first: no value reaching a template
+may carry a newline or a control character. The result is a mapping file
+name -> text.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jinja2
+
+from app.mailserver.settings import MailServerSettings
+
+HERE = Path(__file__).resolve().parent
+
+# Our own environment, not Flask's: these are configuration files, not HTML (no
+# escaping), and a variable a template names but nobody passed is an error, never
+# an empty string in a server's configuration.
+environment = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(HERE / "templates"),
+    undefined=jinja2.StrictUndefined,
+    autoescape=False,
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+POSTFIX_MAPS = {
+    # Every customer domain is ours: unknown users on it are rejected.
+    "mail_domains.cf": "SELECT domain FROM mail_domains WHERE domain = LOWER('%s')",
+    # Only mailboxes that accept mail: a disabled one is absent, so
+    # reject_unlisted_recipient answers 550 at RCPT time.
+    "mail_users.cf": "SELECT home FROM mail_users WHERE address = LOWER('%s') AND accepts_mail = 1",
+    # One row per destination; Postfix joins them (a list expands to every member).
+    "mail_aliases.cf": "SELECT destination FROM mail_aliases WHERE address = LOWER('%s')",
+    # Who may send as an address: its own mailbox, and the mailbox an alias points to.
+    "sender_login_maps.cf": (
+        "SELECT address FROM mail_users WHERE address = LOWER('%s') AND login_allowed = 1 "
+        "UNION ALL SELECT destination FROM mail_aliases WHERE address = LOWER('%s') AND kind = 'alias'"
+    ),
+    # Lists closed to strangers: the answer is a restriction class (main.cf) that asks
+    # the list-policy service whether this sender may post. The key is the address as
+    # the client wrote it: "list@domain." (trailing dot) reaches the list as well.
+    "mail_lists.cf": (
+        "SELECT 'list_senders_only' FROM mail_lists WHERE address = LOWER(RTRIM('%s', '.')) "
+        "AND post_policy <> 'anyone'"
+    ),
+}
+
+LIST_POLICY_SCRIPT = "mail_list_policy.py"
+
+
+def _context(s: MailServerSettings, message_size_limit: int) -> dict:
+    """Every value the templates use, derived once from the settings."""
+    interfaces = "all" if s.listen.strip() in {"*", "*, ::", "", "0.0.0.0"} else s.listen.replace(",", " ")
+    protocols = "ipv4" if all(":" not in a for a in interfaces.split()) and interfaces != "all" else "all"
+    log_dir = s.log_dir
+
+    def postfix_map(name: str) -> str:
+        return f"{s.database.postfix_type}:{os.path.join(s.postfix_config_dir, name)}"
+
+    return {
+        "s": s,
+        "database": s.database,
+        "mail_root": s.mail_root.rstrip("/"),
+        "sql_conf": os.path.join(s.config_dir, "dovecot-sql.conf.ext"),
+        "doveadm_conf": os.path.join(s.config_dir, "dovecot-doveadm.conf.ext"),
+        "dovecot_log": os.path.join(log_dir, "dovecot.log") if log_dir else "",
+        "dovecot_info_log": os.path.join(log_dir, "dovecot-info.log") if log_dir else "",
+        "postfix_log": os.path.join(log_dir, "postfix.log") if log_dir else "",
+        "inet_interfaces": interfaces,
+        "inet_protocols": protocols,
+        "message_size_limit": message_size_limit,
+        "maps": {name: postfix_map(name) for name in POSTFIX_MAPS},
+        "policy_script": os.path.join(s.postfix_config_dir, LIST_POLICY_SCRIPT),
+        "policy_conf": os.path.join(s.postfix_config_dir, "list_policy.cf"),
+    }
+
+
+def render(template: str, **context) -> str:
+    return environment.get_template(template).render(**context)
+
+
+def dovecot_files(s: MailServerSettings, message_size_limit: int) -> dict[str, str]:
+    context = _context(s, message_size_limit)
+    files = {
+        "dovecot.conf": render("dovecot.conf.j2", **context),
+        "dovecot-sql.conf.ext": render("dovecot-sql.conf.ext.j2", **context),
+    }
+    if s.doveadm_port:
+        files["dovecot-doveadm.conf.ext"] = render("dovecot-doveadm.conf.ext.j2", **context)
+    return files
+
+
+def list_policy_script() -> str:
+    return (HERE / LIST_POLICY_SCRIPT).read_text(encoding="utf-8")
+
+
+def postfix_files(s: MailServerSettings, message_size_limit: int) -> dict[str, str]:
+    context = _context(s, message_size_limit)
+    files = {
+        "main.cf": render("main.cf.j2", **context),
+        "master.cf": render("master.cf.j2", **context),
+    }
+    for name, query in POSTFIX_MAPS.items():
+        files[name] = render("postfix-map.cf.j2", name=name, query=query, **context)
+    files["list_policy.cf"] = render("list_policy.cf.j2", **context)
+    files[LIST_POLICY_SCRIPT] = list_policy_script()
+    return files
