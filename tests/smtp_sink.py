@@ -18,7 +18,8 @@ class Received:
 
     @property
     def subject(self) -> str:
-        return str(self.message["Subject"])
+        # A long subject is folded before its first word; mail clients show it without that space.
+        return str(self.message["Subject"]).strip()
 
     @property
     def body(self) -> str:

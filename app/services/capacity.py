@@ -10,6 +10,7 @@ requests page and by email.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
@@ -23,6 +24,8 @@ from app.services.errors import Conflict, ValidationError
 
 MAX_ACCOUNTS = 10_000
 MAX_NOTE = 1000
+# Sales hear of a revised request at most this often (a new one always).
+REVISION_MAIL_GAP = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -98,19 +101,24 @@ def request_capacity(
             target=cls.name,
             changes={"extra_accounts": [None, extra], "note": [None, text]},
         )
-        created = True
+        created = tell_sales = True
     else:
         changes = audit.diff(
             {"extra_accounts": req.extra_accounts, "note": req.note}, {"extra_accounts": extra, "note": text}
         )
+        tell_sales = False
         if changes:
+            now = utcnow()
+            # A customer editing its request over and over must not flood sales' inbox.
+            tell_sales = now - (req.updated_at or req.created_at) >= REVISION_MAIL_GAP
             req.extra_accounts, req.note = extra, text
             req.requested_by_id = actor.user_id or req.requested_by_id
-            req.updated_at = utcnow()
+            req.updated_at = now
             audit.record(actor, "capacity.revise", customer_id=customer.id, target=cls.name, changes=changes)
         created = False
     db.session.commit()
-    notify.capacity_requested(req, created=created)
+    if tell_sales:
+        notify.capacity_requested(req, created=created)
     return Asked(req, created)
 
 

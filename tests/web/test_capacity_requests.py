@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -266,6 +267,30 @@ def test_sales_hear_of_a_new_request(app, make, studio, smtp):
     assert mail.subject == "Nuova richiesta al commerciale: Studio Verdi, Business Mail 100 MB"
     assert "Studio Verdi chiede 2 caselle Business Mail 100 MB in più." in mail.body
     assert "Motivo: Due soci" in mail.body
+
+
+def test_sales_hear_of_a_revision_once_not_of_every_edit(app, make, studio, smtp):
+    c, admin = studio
+    app.config["SALES_EMAIL"] = "commerciale@collabra.example"
+    ask = lambda n, note: capacity.request_capacity(  # noqa: E731
+        Actor.for_user(admin), c.id, service_class=BM100, extra_accounts=n, note=note
+    )
+    ask(2, "Due soci")
+    ask(2, "Due soci")  # the same again: nothing changed, nothing to tell
+    ask(3, "Tre soci")  # edited right away, then again: sales are not flooded
+    ask(4, "Quattro soci")
+    time.sleep(0.5)
+    assert [m.subject for m in smtp.received] == [
+        "Nuova richiesta al commerciale: Studio Verdi, Business Mail 100 MB"
+    ]
+    # Later on, a revision is news again.
+    req = db.session.scalar(sa.select(CapacityRequest).where(CapacityRequest.customer_id == c.id))
+    req.updated_at = req.updated_at - capacity.REVISION_MAIL_GAP
+    db.session.commit()
+    ask(5, "Cinque soci")
+    mails = smtp.wait_for(2)
+    assert mails[1].subject == "Richiesta al commerciale modificata: Studio Verdi, Business Mail 100 MB"
+    assert "Studio Verdi chiede 5 caselle Business Mail 100 MB in più." in mails[1].body
 
 
 def test_a_decision_checks_the_number(app, make, studio):
