@@ -55,9 +55,17 @@ def missing_reason() -> str | None:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports: every socket stays bound until all are drawn, so the kernel
+    cannot hand the same port out twice."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind((HOST, 0))
+        return [s.getsockname()[1] for s in sockets]
 
 
 # --- the outside world: an SMTP sink ------------------------------------------
@@ -321,10 +329,8 @@ def start_mail_servers(app, database_url: str) -> MailServers:
             pass
 
     # Every listener on a free port, the SSL ones too: two instances (xdist workers) run side by side.
-    ports = {
-        name: free_port()
-        for name in ("imap", "pop3", "imaps", "pop3s", "lmtp", "smtp", "submission", "doveadm")
-    }
+    names = ("imap", "pop3", "imaps", "pop3s", "lmtp", "smtp", "submission", "doveadm")
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     sink = SmtpSink()
     servers = MailServers(root=root, ports=ports, sink=sink)
     for sub in ("conf", "run", "state", "log", "spool", "data"):
