@@ -1,8 +1,8 @@
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.data import catalog
 from app.extensions import db
-from app.services import catalog
 
 
 class ServiceClass(db.Model):

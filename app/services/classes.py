@@ -1,13 +1,16 @@
-"""Classes of service as database rows, looked up by the names people type."""
+"""Classes of service as database rows, looked up by the names people type (the catalogue: app/data/catalog.py)."""
 
 from __future__ import annotations
+
+import re
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
 
+from app.data import catalog
 from app.extensions import db
 from app.models import ServiceClass
-from app.services import catalog, fields
+from app.services import fields
 from app.services.errors import ValidationError
 
 
@@ -25,8 +28,8 @@ def resolve(value: object, field: str = "service_class") -> ServiceClass:
         row = db.session.get(ServiceClass, class_id) if class_id else None
     else:
         try:
-            key = catalog.parse_class_name(value)
-        except catalog.UnknownServiceClass:
+            key = parse_class_name(value)
+        except UnknownServiceClass:
             row = None
         else:
             row = db.session.scalar(
@@ -46,3 +49,56 @@ def resolve(value: object, field: str = "service_class") -> ServiceClass:
             ),
         )
     return row
+
+
+class UnknownServiceClass(ValueError):
+    """A name that is not one of the 32 classes; carries the valid names."""
+
+    def __init__(self, given: str):
+        self.given = given
+        self.valid_names = catalog.all_names()
+        super().__init__(given)
+
+
+# Longest type names first so "Business Mail Plus" is not read as "Business Mail".
+_TYPE_BY_NORMALISED = sorted(
+    ((re.sub(r"[\s_-]+", " ", name.lower()), code) for code, name, _ in catalog.TYPES),
+    key=lambda item: -len(item[0]),
+)
+_SIZE_RE = re.compile(r"^(?P<num>\d{1,3}(?:[.,\s]\d{3})+|\d+(?:[.,]\d+)?)\s*(?P<unit>mb|gb)?$")
+
+
+def _parse_size(text: str) -> int | None:
+    m = _SIZE_RE.match(text)
+    if not m:
+        return None
+    num, unit = m.group("num"), m.group("unit") or "mb"
+    if re.fullmatch(r"\d{1,3}(?:[.,\s]\d{3})+", num):
+        value = float(re.sub(r"[.,\s]", "", num))
+    else:
+        value = float(num.replace(",", "."))
+    if unit == "gb":
+        # "5 GB" is how people say 5.000 MB; the catalogue is decimal.
+        value *= 1000
+    if value != int(value):
+        return None
+    return int(value)
+
+
+def parse_class_name(text: object) -> catalog.ClassKey:
+    """Read a class name as the guide writes it, or a sensible variant.
+
+    Accepts any case, "5000", "5.000", "5000MB", "5 GB", and underscores or
+    dashes between words. Raises UnknownServiceClass otherwise.
+    """
+    if not isinstance(text, str):
+        raise UnknownServiceClass(str(text))
+    normalised = re.sub(r"[\s_]+", " ", text.strip().lower())
+    for type_text, code in _TYPE_BY_NORMALISED:
+        if normalised.startswith(type_text):
+            rest = normalised[len(type_text) :].strip()
+            size = _parse_size(rest)
+            if size in catalog.SIZES_MB:
+                return catalog.ClassKey(code, size)
+            break
+    raise UnknownServiceClass(text)

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
+from app.data import catalog
 from app.extensions import db
 from app.models import Allowance, Customer, Mailbox, ServiceClass
-from app.services import catalog
 from app.services.errors import LimitExceeded
 
 

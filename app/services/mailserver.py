@@ -2,7 +2,7 @@
 
 Every value that lands in a configuration line is checked here, one message
 per option, before app/mailserver/render.py puts it in a template; the CLI
-(`flask mailserver config`, app/cli_mail.py) then writes the files with
+(`flask mailserver config`, app/cli/mailserver.py) then writes the files with
 app/mailserver/files.py.
 """
 

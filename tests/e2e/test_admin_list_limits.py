@@ -8,9 +8,9 @@ import pytest
 import sqlalchemy as sa
 from playwright.sync_api import Page, expect
 
+from app.cli import demo
 from app.extensions import db
 from app.models import Customer
-from app.services import demo
 from tests.e2e.conftest import open_context
 from tests.e2e.test_phone_layout import DESKTOP, PHONE, SHOTS, SIDEWAYS, shot
 

@@ -1,9 +1,10 @@
 import pytest
 import sqlalchemy as sa
 
+from app.data import catalog
 from app.extensions import db
 from app.models import ServiceClass
-from app.services import catalog, classes
+from app.services import classes
 from app.services.errors import ValidationError
 
 
@@ -39,7 +40,7 @@ def test_features_grow_with_the_type():
     ],
 )
 def test_parsing_accepts_the_guide_form_and_variants(text, expected):
-    key = catalog.parse_class_name(text)
+    key = classes.parse_class_name(text)
     assert (key.type, key.quota_mb) == expected
 
 
@@ -60,8 +61,8 @@ def test_parsing_accepts_the_guide_form_and_variants(text, expected):
     ],
 )
 def test_parsing_rejects_anything_else_with_the_valid_names(text):
-    with pytest.raises(catalog.UnknownServiceClass) as err:
-        catalog.parse_class_name(text)
+    with pytest.raises(classes.UnknownServiceClass) as err:
+        classes.parse_class_name(text)
     assert "Business Mail 100 MB" in err.value.valid_names
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import click
 import pytest
 import sqlalchemy as sa
 
+from app.cli import demo
 from app.extensions import db
 from app.models import ApiToken, AuditEvent, Customer, Mailbox, User
-from app.services import demo
 from tests import factories
 
 PASSWORD = "Operator-pass-7"
@@ -302,3 +303,42 @@ def test_seed_demo_refuses_outside_development(runner, app, monkeypatch):
     assert "APP_ENV=development" in result.output
     assert demo.CONTRACT_ADMIN[1] not in result.output
     assert rows() == before
+
+
+# --- one error policy for every command: the exit code says what went wrong ---------------------
+
+
+def test_the_exit_code_says_what_went_wrong(runner, make):
+    make.staff("doppio@collabra.it")
+    invalid = create_user(runner, "non-una-email", "--role", "staff")
+    assert invalid.exit_code == 2 and invalid.stderr.startswith("Errore (email): "), invalid.output
+    unknown = runner.invoke(args=["users", "disable", "nessuno@collabra.it"])
+    assert unknown.exit_code == 3 and "nessuno@collabra.it" in unknown.stderr, unknown.output
+    duplicate = create_user(runner, "doppio@collabra.it", "--role", "staff")
+    assert duplicate.exit_code == 4 and duplicate.stderr.startswith("Errore: "), duplicate.output
+    assert duplicate.stdout == unknown.stdout == invalid.stdout == ""
+
+
+def test_seed_demo_outside_development_is_not_permitted(runner, app, monkeypatch):
+    monkeypatch.setitem(app.config, "ENV_NAME", "production")
+    assert runner.invoke(args=["seed-demo"]).exit_code == 5
+
+
+def test_every_panel_command_goes_through_the_error_policy(app):
+    from app.cli.errors import Command
+
+    flask_migrate = {"db"}
+    found = []
+
+    def walk(command):
+        if isinstance(command, click.Group):
+            for sub in command.commands.values():
+                walk(sub)
+        else:
+            found.append(command)
+
+    for name, command in app.cli.commands.items():
+        if name not in flask_migrate:
+            walk(command)
+    assert {c.name for c in found} >= {"create", "list", "seed-demo", "config", "master-user"}
+    assert [c.name for c in found if not isinstance(c, Command)] == []

@@ -12,7 +12,8 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from werkzeug.routing import BuildError
 
-from app.services import catalog, classes, customers, limits, lists, users
+from app.data import catalog
+from app.services import classes, customers, limits, lists, users
 from app.services.access import customer_for
 from app.services.errors import Conflict, ValidationError
 from app.web import current_actor, is_fragment_request, render, staff_required

@@ -5,7 +5,7 @@ A test keeps it honest: every API route is here and everything here is a route.
 
 from __future__ import annotations
 
-from app.services import catalog
+from app.data import catalog
 
 
 def _ref(name: str) -> dict:

@@ -1,13 +1,20 @@
-"""Demo data for a laptop run: a staff user, a Pay per Use and a contract customer."""
+"""`flask seed-demo`: demo data for a laptop run, a staff user, a Pay per Use and a contract customer."""
 
 from __future__ import annotations
 
+import click
 import sqlalchemy as sa
+from flask import current_app
+from flask_babel import gettext as _
 
+from app.cli.errors import EXIT_PERMISSION, command, refuse
 from app.extensions import db
 from app.models import User
 from app.services import aliases, customers, domains, lists, mailboxes, users
 from app.services.access import Actor
+
+# Where demo data may be loaded: a laptop, and the test suite.
+DEMO_ENVIRONMENTS = {"development", "testing"}
 
 STAFF = ("supporto@collabra.it", "supporto-demo")
 PAYG_ADMIN = ("admin@rossi-caffe.it", "rossi-demo")
@@ -119,3 +126,29 @@ def seed() -> bool:
         members=["anna.bianchi@studiobianchi.it", "luca.verdi@studiobianchi.it"],
     )
     return True
+
+
+@command("seed-demo")
+def seed_demo_command():
+    """Load the demo data (once) and print the demo logins. Development only."""
+    env_name = current_app.config["ENV_NAME"]
+    # The demo passwords are in this repository: anyone could log in with them.
+    if env_name not in DEMO_ENVIRONMENTS:
+        refuse(
+            _(
+                "Errore: i dati dimostrativi hanno password pubbliche; flask seed-demo funziona solo "
+                "con APP_ENV=development (ora: %(env)s).",
+                env=env_name,
+            ),
+            EXIT_PERMISSION,
+        )
+    if not seed():
+        click.echo(_("I dati dimostrativi sono già presenti."))
+    for line in LOGINS:
+        click.echo(line)
+    click.echo(
+        _(
+            "Al primo accesso il supporto tecnico configura la verifica in due passaggi "
+            "(un'app di autenticazione sul telefono)."
+        )
+    )

@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import click
-from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask import current_app
 from flask_babel import gettext as _
 
+from app.cli.errors import Group, refuse
 from app.mailserver import files
 from app.mailserver.settings import Database, MailServerSettings
 from app.services import mailserver, passwords
-from app.services.errors import DomainError, ValidationError
 
-mailserver_group = AppGroup("mailserver", help="Dovecot and Postfix on the panel's database.")
-
-
-def _fail(error: DomainError) -> None:
-    if isinstance(error, ValidationError):
-        for field, message in error.errors.items():
-            click.echo(_("Errore (%(field)s): %(message)s", field=field, message=message), err=True)
-    else:
-        click.echo(_("Errore: %(message)s", message=error.message), err=True)
-    sys.exit(2)
+mailserver_group = Group("mailserver", help="Dovecot and Postfix on the panel's database.")
 
 
 @mailserver_group.command("config")
@@ -130,12 +119,8 @@ def config_command(want_dovecot, want_postfix, db_kind, database_url, out_dir, c
     Example: flask mailserver config --dovecot --postfix --out /tmp/mail --listen 127.0.0.1
     """
     if not (want_dovecot or want_postfix):
-        click.echo(_("Errore: indica --dovecot, --postfix o entrambi."), err=True)
-        sys.exit(2)
-    try:
-        database = Database.from_url(database_url or current_app.config["SQLALCHEMY_DATABASE_URI"], db_kind)
-    except DomainError as e:
-        _fail(e)
+        refuse(_("Errore: indica --dovecot, --postfix o entrambi."))
+    database = Database.from_url(database_url or current_app.config["SQLALCHEMY_DATABASE_URI"], db_kind)
     deploy = os.path.abspath(config_dir or out_dir) if (config_dir or out_dir) else None
     settings = MailServerSettings(
         database=database,
@@ -148,25 +133,16 @@ def config_command(want_dovecot, want_postfix, db_kind, database_url, out_dir, c
     )
     groups = []
     if want_dovecot:
-        try:
-            groups.append(("dovecot", mailserver.render_dovecot(settings)))
-        except DomainError as e:
-            _fail(e)
+        groups.append(("dovecot", mailserver.render_dovecot(settings)))
     if want_postfix:
-        try:
-            groups.append(("postfix", mailserver.render_postfix(settings)))
-        except DomainError as e:
-            _fail(e)
+        groups.append(("postfix", mailserver.render_postfix(settings)))
     if out_dir:
         # One write for both servers: every check passes before the first file is written.
         every_file = {name: text for _group, rendered in groups for name, text in rendered.items()}
         owners = {name: group for group, rendered in groups for name in rendered}
-        try:
-            if want_postfix and os.geteuid() == 0:
-                owners["list_policy.cf"] = files.user_group(settings.policy_user)
-            paths = files.write_files(every_file, out_dir, groups=owners)
-        except DomainError as e:
-            _fail(e)
+        if want_postfix and os.geteuid() == 0:
+            owners["list_policy.cf"] = files.user_group(settings.policy_user)
+        paths = files.write_files(every_file, out_dir, groups=owners)
         for path in paths:
             click.echo(path)
     else:
@@ -186,21 +162,10 @@ def master_user_command(path):
     user = os.environ.get("DOVECOT_MASTER_USER", "")
     password = os.environ.get("DOVECOT_MASTER_PASSWORD", "")
     if not user or not password:
-        click.echo(_("Errore: imposta DOVECOT_MASTER_USER e DOVECOT_MASTER_PASSWORD."), err=True)
-        sys.exit(2)
-    try:
-        mailserver.check_master_password(password)
-        line = mailserver.master_user_line(user, passwords.hash_mailbox_password(password))
-    except DomainError as e:
-        _fail(e)
+        refuse(_("Errore: imposta DOVECOT_MASTER_USER e DOVECOT_MASTER_PASSWORD."))
+    mailserver.check_master_password(password)
+    line = mailserver.master_user_line(user, passwords.hash_mailbox_password(password))
     directory = os.path.dirname(os.path.abspath(path))
     name = os.path.basename(path)
-    try:
-        written = files.write_files({name: line}, directory, group="dovecot", private={name})
-    except DomainError as e:
-        _fail(e)
+    written = files.write_files({name: line}, directory, group="dovecot", private={name})
     click.echo(_("Utente master %(user)s scritto in %(path)s.", user=user, path=written[0]))
-
-
-def register_mail_cli(app: Flask) -> None:
-    app.cli.add_command(mailserver_group)
