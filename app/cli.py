@@ -9,6 +9,7 @@ import click
 from flask import Flask
 from flask_babel import gettext as _
 
+from app.models.enums import Role
 from app.services import users
 from app.services.access import Actor
 from app.services.errors import DomainError, ValidationError
@@ -58,7 +59,7 @@ def register_cli(app: Flask) -> None:
 
     @users_group.command("create")
     @click.argument("email")
-    @click.option("--role", type=click.Choice(["staff", "customer_admin"]), required=True)
+    @click.option("--role", type=click.Choice(Role.values()), required=True)
     @click.option(
         "--customer", "customer_id", type=CUSTOMER_ID, default=None, help="Customer id (customer_admin)"
     )
