@@ -63,6 +63,16 @@ ENUMS: dict[str, type[Codes]] = {
     "post_policy": PostPolicy,
 }
 
+# What every door says of a value that is not one of an enum's codes.
+INVALID = {
+    MailboxStatus: _l("Stato non valido: usa active, suspended o disabled."),
+    Plan: _l("Il piano deve essere «payg» (Pay per Use) o «contract» (canone)."),
+    Role: _l("Il ruolo deve essere staff o customer_admin."),
+    RequestStatus: _l("Stato non valido: usa open, approved o rejected."),
+    PostPolicy: _l("Scegli chi può scrivere alla lista: anyone, customer o members."),
+    Locale: _l("Lingua non disponibile."),
+}
+
 # Unknown actions (new ones) show their code, so nothing is ever hidden.
 ACTION = {
     "customer.create": _l("Cliente creato"),
