@@ -23,8 +23,9 @@ from app.models.enums import Codes
 from app.services import fields, labels
 from app.services.errors import DomainError, ValidationError
 
-# JSON types a Field can have. "name_or_id" is a text or an integer (a class by name or id).
-KINDS = ("text", "integer", "boolean", "name_or_id", "datetime", "list", "object")
+# JSON types a Field can have. "name_or_id" is a text or an integer (a class by name or id);
+# "json" is any JSON value (a job's result, say).
+KINDS = ("text", "integer", "boolean", "name_or_id", "datetime", "list", "object", "json")
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,9 @@ class Shape:
         out = {
             k: replace(f, required=False) if optional else f for k, f in self.fields.items() if k not in drop
         }
-        return Shape(name, {**out, **changed}, self.description)
+        variant = shape(name, **{**out, **changed})
+        variant.description = self.description
+        return variant
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,10 @@ def choice(enum: type[Codes] | tuple, **kw) -> Field:
     return Field("text", enum=enum, **kw)
 
 
+def any_json(**kw) -> Field:
+    return Field("json", **kw)
+
+
 def datetime(**kw) -> Field:
     return Field("datetime", format="date-time", **kw)
 
@@ -160,9 +167,14 @@ def object_of(shape: Shape, **kw) -> Field:
 
 
 def shape(name: str, /, **shape_fields: Field) -> Shape:
-    """A request body's shape; each enum in it must have words for a value outside it."""
+    """A request body's shape. Each enum in it must have words for a value outside it, and a
+    field holding objects words its own wrong type (what belongs inside is the caller's to say)."""
     for f in _walk(shape_fields.values()):
         _refusable(f.enum, f.refusal)
+    for key, f in shape_fields.items():
+        holds_objects = f.kind == "object" or f.kind == "list" and f.items.kind != "text"
+        if holds_objects and not f.message:
+            raise ValueError(f"{name}.{key}: give message= for a value of the wrong shape")
     return Shape(name, shape_fields)
 
 
@@ -207,6 +219,7 @@ _IS = {
     "name_or_id": lambda v: isinstance(v, str) or _is_int(v),
     "list": lambda v: isinstance(v, list),
     "object": lambda v: isinstance(v, dict),
+    "json": lambda v: True,
 }
 
 
@@ -223,7 +236,9 @@ def _type_message(f: Field) -> str:
         return _("Deve essere true o false.")
     if f.kind == "name_or_id":
         return _("Deve essere un nome (testo) o un id (intero).")
-    return _("Deve essere un elenco di testi.")
+    if f.kind == "list":  # of texts: shape() asks any other list for its own words
+        return _("Deve essere un elenco di testi.")
+    return _("Deve essere un testo.")
 
 
 def _enum_message(enum: type[Codes] | tuple, refusal: str | None = None) -> str:

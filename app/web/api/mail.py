@@ -14,8 +14,7 @@ from app.web.api import serializers as out
 from app.web.api.auth import actor
 from app.web.api.blueprint import bp
 from app.web.api.body import Param, choice, integer, list_of, name_or_id, shape, text
-from app.web.api.openapi import documented
-from app.web.api.openapi import list_of as array_of
+from app.web.api.openapi import array_of, documented
 
 # What the routes read
 

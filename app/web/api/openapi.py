@@ -9,23 +9,44 @@ makes `build()` fail, and so the tests.
 
 To document a new endpoint (in a new module too, e.g. app/web/api/jobs.py):
 
-    JOB = body.response("Job", id=body.integer(read_only=True), state=body.choice(JobState), ...)
+    from app.web.api import body
+    from app.web.api.blueprint import bp
+    from app.web.api.openapi import array_of, documented
+
+    # An answer's shape, next to its serializer (every field is required in an answer).
+    JOB = body.response(
+        "Job",
+        id=body.integer(read_only=True),
+        kind=body.text(),
+        state=body.choice(JobState),          # an enum of app/models/enums.py
+        done=body.integer(),
+        total=body.integer(nullable=True),
+        message=body.text(),
+        result=body.any_json(nullable=True),
+    )
     JOB_FILTERS = (body.Param("state", enum=JobState, description="Only jobs in this state."),)
 
     @bp.get("/customers/<id:customer_id>/jobs")
-    @documented("A customer's jobs, newest first.", "jobs", ok=list_of(JOB), query=JOB_FILTERS)
+    @documented("A customer's jobs, newest first.", "jobs", ok=array_of(JOB), query=JOB_FILTERS)
     def customer_jobs(customer_id: int):
-        args = body.query()          # checks exactly the declared JOB_FILTERS
+        args = body.query()                   # checks exactly JOB_FILTERS: {"state": ...}
         ...
 
     @bp.post("/customers/<id:customer_id>/quota-refresh")
-    @documented("Start a quota refresh.", "jobs", ok=JOB, status=202, errors=(401, 403, 404, 409))
+    @documented("Start reading every mailbox's usage.", "jobs", ok=JOB, status=202, errors=(401, 403, 404, 409))
     def quota_refresh(customer_id: int): ...
 
-`@documented` goes below the route decorator. A view with a request body declares
-it (`body=SOME_SHAPE`, a `body.shape(...)`) and reads it with `body.read()`,
-which checks exactly that shape. The module must be imported by app/web/api/routes.py
-(as mail.py is) so that its routes exist.
+`@documented` goes below the route decorator. Its arguments (see Operation): the summary
+and a tag; ok, the answer (a Shape, array_of(Shape), or None for no content) with its
+status; errors, the error statuses (401, 403, 404, 409, 422), limit=True when a 409 may
+be an allowance used up; also={200: (Shape, "words")} for a second success answer. A
+request body is declared with body=body.shape("JobInput", field=body.text(required=True,
+max_len=...), ...) (body_required=False if it may be left out) and read with body.read(),
+which checks exactly that shape and answers 422 with a message per field. A path's ids
+need no declaration: they come from the rule (<id:customer_id> is an integer >= 1), and
+blueprint.SCOPED_IDS must know how to scope each one. The module must be imported by
+app/web/api/routes.py (as mail.py is) so that its routes exist; an enum needs its words
+in app/services/labels.py (and INVALID, if a caller may send it).
 """
 
 from __future__ import annotations
@@ -44,21 +65,21 @@ CONVERTERS = {"id": {"type": "integer", "minimum": 1}, "int": {"type": "integer"
 
 
 @dataclass(frozen=True)
-class ListOf:
+class ArrayOf:
     """An answer that is a JSON array of one shape."""
 
     shape: Shape
 
 
-def list_of(shape: Shape) -> ListOf:
-    return ListOf(shape)
+def array_of(shape: Shape) -> ArrayOf:
+    return ArrayOf(shape)
 
 
 @dataclass(frozen=True)
 class Operation:
     summary: str
     tag: str
-    ok: Shape | ListOf | dict | None = None  # None: no content (204)
+    ok: Shape | ArrayOf | dict | None = None  # None: no content (204)
     status: int = 200
     ok_description: str | None = None
     body: Shape | None = None
@@ -68,7 +89,7 @@ class Operation:
     # A 409 may be a contract's allowance used up (the LimitExceeded body).
     limit: bool = False
     # More success answers: status -> (shape, description).
-    also: dict[int, tuple[Shape | ListOf, str]] = field(default_factory=dict)
+    also: dict[int, tuple[Shape | ArrayOf, str]] = field(default_factory=dict)
 
 
 def documented(summary: str, tag: str, **kw):
@@ -94,6 +115,8 @@ def schema(f: Field, components: dict) -> dict:
         out: dict = _ref(f.shape, components)
         if f.nullable:
             out = {"oneOf": [out, {"type": "null"}]}
+    elif f.kind == "json":
+        out = {}
     elif f.kind == "name_or_id":
         out = {"oneOf": [{"type": "string", **({"examples": list(f.examples)} if f.examples else {})}]}
         out["oneOf"].append({"type": "integer"})
@@ -152,8 +175,8 @@ def _ref(shape: Shape, components: dict) -> dict:
     return {"$ref": f"#/components/schemas/{shape.name}"}
 
 
-def _answer_schema(ok: Shape | ListOf | dict, components: dict) -> dict:
-    if isinstance(ok, ListOf):
+def _answer_schema(ok: Shape | ArrayOf | dict, components: dict) -> dict:
+    if isinstance(ok, ArrayOf):
         return {"type": "array", "items": _ref(ok.shape, components)}
     if isinstance(ok, Shape):
         return _ref(ok, components)

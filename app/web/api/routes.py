@@ -95,7 +95,7 @@ def openapi_document():
 @documented(
     "The 32 classes of service, in catalogue order.",
     "catalogue",
-    ok=openapi.list_of(out.SERVICE_CLASS),
+    ok=openapi.array_of(out.SERVICE_CLASS),
     errors=(401,),
 )
 def service_classes():
@@ -183,7 +183,7 @@ def contract_put(customer_id: int):
 @documented(
     "Every customer's capacity requests, newest first (staff).",
     "capacity",
-    ok=openapi.list_of(out.CAPACITY_REQUEST),
+    ok=openapi.array_of(out.CAPACITY_REQUEST),
     errors=(401, 403, 422),
     query=REQUEST_FILTER,
 )
@@ -196,7 +196,7 @@ def capacity_request_list():
 @documented(
     "A customer's capacity requests, newest first.",
     "capacity",
-    ok=openapi.list_of(out.CAPACITY_REQUEST),
+    ok=openapi.array_of(out.CAPACITY_REQUEST),
     errors=(401, 404, 422),
     query=REQUEST_FILTER,
 )
