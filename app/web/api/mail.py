@@ -14,7 +14,7 @@ from app.web.api import serializers as out
 from app.web.api.auth import actor
 from app.web.api.blueprint import bp
 from app.web.api.body import Param, choice, integer, list_of, name_or_id, shape, text
-from app.web.api.openapi import array_of, documented
+from app.web.api.openapi import WRITE_ERRORS, array_of, documented
 
 # What the routes read
 
@@ -70,7 +70,6 @@ LIST_LIMITS_INPUT = shape(
     per_customer=integer(nullable=True, minimum=0, maximum=100_000),
 )
 SEARCH = Param("q", default="", description="Part of the address.")
-WRITE = (401, 403, 404, 409, 422)
 
 
 def _no_content():
@@ -96,7 +95,7 @@ def domain_list(customer_id: int):
     ok=out.DOMAIN,
     status=201,
     body=DOMAIN_INPUT,
-    errors=WRITE,
+    errors=WRITE_ERRORS,
 )
 def domain_create(customer_id: int):
     data = body.read()
@@ -186,7 +185,7 @@ def mailbox_list(customer_id: int):
     ok=out.MAILBOX,
     status=201,
     body=MAILBOX_INPUT,
-    errors=WRITE,
+    errors=WRITE_ERRORS,
     limit=True,
 )
 def mailbox_create(customer_id: int):
@@ -214,7 +213,7 @@ def mailbox_get(mailbox_id: int):
     "mailboxes",
     ok=out.MAILBOX,
     body=MAILBOX_PATCH,
-    errors=WRITE,
+    errors=WRITE_ERRORS,
     limit=True,
 )
 def mailbox_update(mailbox_id: int):
@@ -252,7 +251,7 @@ def alias_list(customer_id: int):
     ok=out.ALIAS,
     status=201,
     body=ALIAS_INPUT,
-    errors=WRITE,
+    errors=WRITE_ERRORS,
 )
 def alias_create(customer_id: int):
     data = body.read()
@@ -308,7 +307,7 @@ def list_list(customer_id: int):
     ok=out.DISTRIBUTION_LIST,
     status=201,
     body=LIST_INPUT,
-    errors=WRITE,
+    errors=WRITE_ERRORS,
 )
 def list_create(customer_id: int):
     data = body.read()

@@ -262,6 +262,8 @@ RESPONSES = {
     },
     "UnsupportedMediaType": _error("A request body must be sent as Content-Type: application/json."),
 }
+# What a change may meet: no token, not allowed, not found, a clash, bad input.
+WRITE_ERRORS = (401, 403, 404, 409, 422)
 ERROR_RESPONSES = {
     401: "Unauthorized",
     403: "Forbidden",

@@ -19,7 +19,7 @@ from app.web.api import serializers as out
 from app.web.api.auth import actor
 from app.web.api.blueprint import bp
 from app.web.api.body import Param, boolean, choice, integer, list_of, object_of, shape, text
-from app.web.api.openapi import documented
+from app.web.api.openapi import WRITE_ERRORS, documented
 
 # Write requests
 
@@ -81,8 +81,6 @@ CAPACITY_REJECTION = shape(
 # Query parameters
 
 REQUEST_FILTER = (Param("status", enum=RequestStatus, description="Only requests in this state."),)
-
-WRITE = (401, 403, 404, 409, 422)
 
 
 @bp.get("/openapi.json", endpoint="openapi")
@@ -152,7 +150,7 @@ def customer_get(customer_id: int):
     "customers",
     ok=out.CUSTOMER,
     body=CUSTOMER_PATCH,
-    errors=WRITE,
+    errors=WRITE_ERRORS,
 )
 def customer_update(customer_id: int):
     return jsonify(out.customer(customers.update_customer(actor(), customer_id, **body.read())))
@@ -171,7 +169,7 @@ def contract_get(customer_id: int):
     "contracts",
     ok=out.CONTRACT,
     body=CONTRACT_INPUT,
-    errors=WRITE,
+    errors=WRITE_ERRORS,
 )
 def contract_put(customer_id: int):
     data = body.read()
@@ -237,7 +235,7 @@ def capacity_request_create(customer_id: int):
     ok=out.CAPACITY_REQUEST,
     body=CAPACITY_APPROVAL,
     body_required=False,
-    errors=WRITE,
+    errors=WRITE_ERRORS,
 )
 def capacity_request_approve(request_id: int):
     data = body.read_optional()
@@ -253,7 +251,7 @@ def capacity_request_approve(request_id: int):
     "capacity",
     ok=out.CAPACITY_REQUEST,
     body=CAPACITY_REJECTION,
-    errors=WRITE,
+    errors=WRITE_ERRORS,
 )
 def capacity_request_reject(request_id: int):
     # A bodyless call is the service's to refuse, in the same words as a missing reason.
