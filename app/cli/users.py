@@ -8,6 +8,7 @@ import click
 from flask_babel import gettext as _
 
 from app.cli.errors import Group, refuse
+from app.models.enums import Role
 from app.services import users
 from app.services.access import Actor
 
@@ -29,7 +30,7 @@ def _password(password_env: str | None) -> str:
 
 @users_group.command("create")
 @click.argument("email")
-@click.option("--role", type=click.Choice(["staff", "customer_admin"]), required=True)
+@click.option("--role", type=click.Choice(Role.values()), required=True)
 @click.option(
     "--customer", "customer_id", type=CUSTOMER_ID, default=None, help="Customer id (customer_admin)"
 )

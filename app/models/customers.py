@@ -6,14 +6,15 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.extensions import db
 from app.models.base import UTCDateTime, utcnow
 from app.models.catalog import ServiceClass
+from app.models.enums import Plan, RequestStatus
 
-PLANS = ("payg", "contract")
+PLANS = Plan.values()
 
 
 class Customer(db.Model):
     __tablename__ = "customers"
     __table_args__ = (
-        sa.CheckConstraint("plan IN ('payg', 'contract')", name="plan"),
+        sa.CheckConstraint(Plan.check("plan"), name="plan"),
         sa.CheckConstraint("list_external_per_list >= 0", name="list_external_per_list"),
         sa.CheckConstraint("list_external_per_customer >= 0", name="list_external_per_customer"),
     )
@@ -38,7 +39,7 @@ class Customer(db.Model):
 
     @property
     def can_self_manage(self) -> bool:
-        return self.plan == "payg" or self.self_service
+        return self.plan == Plan.PAYG or self.self_service
 
 
 class Allowance(db.Model):
@@ -64,15 +65,15 @@ class CapacityRequest(db.Model):
 
     __tablename__ = "capacity_requests"
     __table_args__ = (
-        sa.CheckConstraint("status IN ('open', 'approved', 'rejected')", name="status"),
+        sa.CheckConstraint(RequestStatus.check("status"), name="status"),
         # One open request per customer and class: asking again revises it (capacity.request_capacity).
         sa.Index(
             "uq_capacity_requests_open_class",
             "customer_id",
             "service_class_id",
             unique=True,
-            sqlite_where=sa.text("status = 'open'"),
-            postgresql_where=sa.text("status = 'open'"),
+            sqlite_where=sa.text(f"status = '{RequestStatus.OPEN}'"),
+            postgresql_where=sa.text(f"status = '{RequestStatus.OPEN}'"),
         ),
     )
 
@@ -82,7 +83,7 @@ class CapacityRequest(db.Model):
     extra_accounts: Mapped[int]
     # The customer's reason for asking.
     note: Mapped[str] = mapped_column(sa.String(1000), default="")
-    status: Mapped[str] = mapped_column(sa.String(16), default="open")
+    status: Mapped[str] = mapped_column(sa.String(16), default=RequestStatus.OPEN.value)
     # What staff granted (may differ from what was asked) and why, shown to the customer.
     granted_accounts: Mapped[int | None]
     decision_note: Mapped[str] = mapped_column(sa.String(1000), default="")

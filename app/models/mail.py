@@ -8,14 +8,12 @@ from app.extensions import db
 from app.models.base import UTCDateTime, utcnow
 from app.models.catalog import ServiceClass
 from app.models.customers import Customer
+from app.models.enums import DomainState, MailboxStatus, PostPolicy
 
-STATUSES = ("active", "suspended", "disabled")
-# Who may post to a distribution list: anyone, only the customer's own (authenticated)
-# mailboxes, or only its members.
-POST_POLICIES = ("anyone", "customer", "members")
-# A domain a customer adds waits (pending) until its ownership is proved or support approves it;
-# only active domains reach the mail servers' views.
-DOMAIN_STATES = ("pending", "active")
+# The codes as tuples, for the services that test membership.
+STATUSES = MailboxStatus.values()
+POST_POLICIES = PostPolicy.values()
+DOMAIN_STATES = DomainState.values()
 
 
 def unicode_domain(ascii_name: str) -> str:
@@ -29,12 +27,12 @@ class Domain(db.Model):
     """A mail domain of one customer; the name is stored in its ASCII (punycode) form."""
 
     __tablename__ = "domains"
-    __table_args__ = (sa.CheckConstraint("state IN ('pending', 'active')", name="state"),)
+    __table_args__ = (sa.CheckConstraint(DomainState.check("state"), name="state"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int] = mapped_column(sa.ForeignKey("customers.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(sa.String(253), unique=True)
-    state: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    state: Mapped[str] = mapped_column(sa.String(16), default=DomainState.PENDING.value)
     # When and by whom it became active (NULL for a pending domain).
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     activated_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
@@ -48,7 +46,7 @@ class Domain(db.Model):
 
     @property
     def is_active(self) -> bool:
-        return self.state == "active"
+        return self.state == DomainState.ACTIVE
 
 
 class _Address:
@@ -63,7 +61,7 @@ class _Address:
 class Mailbox(_Address, db.Model):
     __tablename__ = "mailboxes"
     __table_args__ = (
-        sa.CheckConstraint("status IN ('active', 'suspended', 'disabled')", name="status"),
+        sa.CheckConstraint(MailboxStatus.check("status"), name="status"),
         sa.Index("ix_mailboxes_customer_address", "customer_id", "address"),
     )
 
@@ -76,7 +74,7 @@ class Mailbox(_Address, db.Model):
     # "{ARGON2ID}$argon2id$...": Dovecot verifies this form itself.
     password_hash: Mapped[str] = mapped_column(sa.String(255))
     service_class_id: Mapped[int] = mapped_column(sa.ForeignKey("service_classes.id"), index=True)
-    status: Mapped[str] = mapped_column(sa.String(16), default="active")
+    status: Mapped[str] = mapped_column(sa.String(16), default=MailboxStatus.ACTIVE.value)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -129,9 +127,7 @@ class DistributionList(_Address, db.Model):
     """An address that delivers to every member: mailboxes or external addresses. Free."""
 
     __tablename__ = "distribution_lists"
-    __table_args__ = (
-        sa.CheckConstraint("post_policy IN ('anyone', 'customer', 'members')", name="post_policy"),
-    )
+    __table_args__ = (sa.CheckConstraint(PostPolicy.check("post_policy"), name="post_policy"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int] = mapped_column(sa.ForeignKey("customers.id", ondelete="CASCADE"), index=True)
@@ -139,9 +135,11 @@ class DistributionList(_Address, db.Model):
     local_part: Mapped[str] = mapped_column(sa.String(64))
     address: Mapped[str] = mapped_column(sa.String(320), unique=True)
     description: Mapped[str] = mapped_column(sa.String(200), default="")
-    # Who may post (POST_POLICIES); Postfix enforces it through the mail_lists and
+    # Who may post (PostPolicy); Postfix enforces it through the mail_lists and
     # mail_list_senders views. New lists are closed to strangers.
-    post_policy: Mapped[str] = mapped_column(sa.String(16), default="customer", server_default="customer")
+    post_policy: Mapped[str] = mapped_column(
+        sa.String(16), default=PostPolicy.CUSTOMER.value, server_default=PostPolicy.CUSTOMER.value
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     members: Mapped[list["ListMember"]] = relationship(

@@ -7,8 +7,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.extensions import db
 from app.models.base import UTCDateTime, utcnow
 from app.models.customers import Customer
+from app.models.enums import Locale, Role
 
-ROLES = ("staff", "customer_admin")
+ROLES = Role.values()
 
 
 class User(UserMixin, db.Model):
@@ -16,10 +17,10 @@ class User(UserMixin, db.Model):
 
     __tablename__ = "users"
     __table_args__ = (
-        sa.CheckConstraint("role IN ('staff', 'customer_admin')", name="role"),
+        sa.CheckConstraint(Role.check("role"), name="role"),
         sa.CheckConstraint(
-            "(role = 'staff' AND customer_id IS NULL) OR "
-            "(role = 'customer_admin' AND customer_id IS NOT NULL)",
+            f"(role = '{Role.STAFF}' AND customer_id IS NULL) OR "
+            f"(role = '{Role.CUSTOMER_ADMIN}' AND customer_id IS NOT NULL)",
             name="role_customer",
         ),
     )
@@ -31,7 +32,7 @@ class User(UserMixin, db.Model):
     customer_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("customers.id", ondelete="CASCADE"), index=True
     )
-    locale: Mapped[str] = mapped_column(sa.String(8), default="it")
+    locale: Mapped[str] = mapped_column(sa.String(8), default=Locale.IT.value)
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Second factor (TOTP, RFC 6238). A secret without totp_enabled_at is an enrolment
@@ -45,7 +46,7 @@ class User(UserMixin, db.Model):
 
     @property
     def is_staff(self) -> bool:
-        return self.role == "staff"
+        return self.role == Role.STAFF
 
     @property
     def is_active(self) -> bool:  # Flask-Login

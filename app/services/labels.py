@@ -14,20 +14,31 @@ from flask_babel import format_datetime, get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-PLAN = {"payg": _l("Pay per Use"), "contract": _l("A canone")}
-MAILBOX_STATUS = {"active": _l("Attiva"), "suspended": _l("Sospesa"), "disabled": _l("Disabilitata")}
-REQUEST_STATUS = {"open": _l("In attesa"), "approved": _l("Approvata"), "rejected": _l("Rifiutata")}
-ROLE = {
-    "staff": _l("Supporto tecnico"),
-    "customer_admin": _l("Amministratore cliente"),
-    "system": _l("Sistema"),
+from app.models.enums import Codes, DomainState, Locale, MailboxStatus, Plan, PostPolicy, RequestStatus, Role
+
+PLAN = {Plan.PAYG: _l("Pay per Use"), Plan.CONTRACT: _l("A canone")}
+MAILBOX_STATUS = {
+    MailboxStatus.ACTIVE: _l("Attiva"),
+    MailboxStatus.SUSPENDED: _l("Sospesa"),
+    MailboxStatus.DISABLED: _l("Disabilitata"),
 }
-DOMAIN_STATE = {"pending": _l("In attesa di verifica"), "active": _l("Attivo")}
-LANGUAGE = {"it": "Italiano", "en": "English"}
+REQUEST_STATUS = {
+    RequestStatus.OPEN: _l("In attesa"),
+    RequestStatus.APPROVED: _l("Approvata"),
+    RequestStatus.REJECTED: _l("Rifiutata"),
+}
+ROLE = {
+    Role.STAFF: _l("Supporto tecnico"),
+    Role.CUSTOMER_ADMIN: _l("Amministratore cliente"),
+    "system": _l("Sistema"),  # the audit trail's actor for scheduled work, not a user's role
+}
+DOMAIN_STATE = {DomainState.PENDING: _l("In attesa di verifica"), DomainState.ACTIVE: _l("Attivo")}
+# Each language by its own name, the same in every language.
+LANGUAGE = {Locale.IT: "Italiano", Locale.EN: "English"}
 POST_POLICY = {
-    "anyone": _l("Chiunque"),
-    "customer": _l("Solo le caselle del cliente"),
-    "members": _l("Solo i membri"),
+    PostPolicy.ANYONE: _l("Chiunque"),
+    PostPolicy.CUSTOMER: _l("Solo le caselle del cliente"),
+    PostPolicy.MEMBERS: _l("Solo i membri"),
 }
 VIA = {"web": "Web", "api": "API", "cli": _l("riga di comando"), "job": _l("attività pianificata")}
 
@@ -40,6 +51,26 @@ KINDS = {
     "language": LANGUAGE,
     "via": VIA,
     "post_policy": POST_POLICY,
+}
+# The codes behind each kind that is a stored enum: the values a form may offer.
+ENUMS: dict[str, type[Codes]] = {
+    "plan": Plan,
+    "mailbox_status": MailboxStatus,
+    "request_status": RequestStatus,
+    "role": Role,
+    "domain_state": DomainState,
+    "language": Locale,
+    "post_policy": PostPolicy,
+}
+
+# What every door says of a value that is not one of an enum's codes.
+INVALID = {
+    MailboxStatus: _l("Stato non valido: usa active, suspended o disabled."),
+    Plan: _l("Il piano deve essere «payg» (Pay per Use) o «contract» (canone)."),
+    Role: _l("Il ruolo deve essere staff o customer_admin."),
+    RequestStatus: _l("Stato non valido: usa open, approved o rejected."),
+    PostPolicy: _l("Scegli chi può scrivere alla lista: anyone, customer o members."),
+    Locale: _l("Lingua non disponibile."),
 }
 
 # Unknown actions (new ones) show their code, so nothing is ever hidden.
@@ -124,7 +155,7 @@ _STATUS_KIND = {"mailbox": "mailbox_status", "capacity": "request_status"}
 _SET_FIELDS = ("added", "removed")
 
 # One date format per language: day first in Italian, the month spelled out in English.
-DATE_FORMATS = {"it": "dd/MM/yyyy", "en": "d MMM yyyy"}
+DATE_FORMATS = {Locale.IT: "dd/MM/yyyy", Locale.EN: "d MMM yyyy"}
 
 
 def label(kind: str, code: object) -> str:
@@ -133,6 +164,11 @@ def label(kind: str, code: object) -> str:
         return ""
     found = KINDS.get(kind, {}).get(code)
     return str(found) if found is not None else str(code)
+
+
+def choices(kind: str) -> list[tuple[str, str]]:
+    """(code, words) for every code of an enum kind, in the enum's order: a select's options."""
+    return [(code.value, label(kind, code)) for code in ENUMS[kind]]
 
 
 def action_label(action: str) -> str:
@@ -153,7 +189,7 @@ def when(value: date | datetime | None, part: str = "datetime") -> str:
         return ""
     if part not in PARTS:
         raise ValueError(f"unknown part {part!r}")
-    day = DATE_FORMATS.get(str(get_locale() or "it")[:2], DATE_FORMATS["it"])
+    day = DATE_FORMATS.get(str(get_locale() or Locale.IT)[:2], DATE_FORMATS[Locale.IT])
     clock = "HH:mm:ss" if part.endswith("_seconds") else "HH:mm"
     if not isinstance(value, datetime):
         return format_datetime(datetime(value.year, value.month, value.day), day, rebase=False)

@@ -170,6 +170,7 @@ def register_web(app: Flask) -> None:
     # The one way templates write dates and name codes (app/services/labels.py).
     app.add_template_filter(labels.when, "when")
     app.add_template_global(labels.label, "label")
+    app.add_template_global(labels.choices, "choices")
     app.add_template_global(labels.action_label, "action_label")
 
     @app.context_processor

@@ -233,14 +233,24 @@ def test_an_unknown_class_lists_the_valid_names(ctx):
 
 
 def test_every_bad_field_is_reported_at_once(ctx):
+    # What the body declares (types, lengths) is checked first, every field at once...
     body = refused(
         lambda: ctx.admin(
             "POST",
             f"/customers/{ctx.customer.id}/mailboxes",
-            {"address": "", "password": "x", "service_class": "nope", "display_name": "x" * 300},
+            {"address": 5, "password": "x", "service_class": True, "display_name": "x" * 300},
         )
     )
     assert set(body["errors"]) == {"address", "password", "service_class", "display_name"}
+    # ...then what the values mean, every field at once too.
+    body = refused(
+        lambda: ctx.admin(
+            "POST",
+            f"/customers/{ctx.customer.id}/mailboxes",
+            {"address": "", "password": "Secret-pass-1", "service_class": "nope", "display_name": "a\tb"},
+        )
+    )
+    assert set(body["errors"]) == {"address", "service_class", "display_name"}
 
 
 def test_unicode_display_names_and_idn_domains_are_accepted(ctx, make):

@@ -1,65 +1,311 @@
-"""Reading a JSON request: the body's shape and each field's JSON type.
+"""What the API accepts and returns, declared once: validation and the OpenAPI schemas read it.
 
-Only the shape is checked here (text where text is expected, a list where a
-list is); what a value means (a valid address, a known class, a limit) is
-for the services to say.
+A `Shape` is a named set of `Field`s: a request body (checked here by `read`) or a
+response (declared next to its serializer). A `Param` is a query parameter (checked
+by `query`). Each declares its JSON type and its bounds (length, range, the codes of
+an enum); app/web/api/openapi.py turns the same declarations into JSON Schema, so
+the document changes when a check does.
+
+What a value means (a valid address, a known class, an allowance) is for the
+services to say; they check the bounds again, for the doors that are not the API.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 
-from flask import request
+from flask import current_app, request
 from flask_babel import gettext as _
 
-from app.services import fields
+from app.models.enums import Codes
+from app.services import fields, labels
 from app.services.errors import DomainError, ValidationError
 
-Check = Callable[[object], str | None]
+# JSON types a Field can have. "name_or_id" is a text or an integer (a class by name or id);
+# "json" is any JSON value (a job's result, say).
+KINDS = ("text", "integer", "boolean", "name_or_id", "datetime", "list", "object", "json")
+
+
+@dataclass(frozen=True)
+class Field:
+    kind: str
+    required: bool = False
+    nullable: bool = False
+    min_len: int | None = None
+    max_len: int | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+    # The codes the value must be one of: an enum, or a tuple of plain values.
+    enum: type[Codes] | tuple | None = None
+    # list: the Field of each item; object: the Shape of the value.
+    items: Field | None = None
+    shape: Shape | None = None
+    # Said when the value is of the wrong type (each kind has a default), outside enum
+    # (by default the enum's own message, app/services/labels.py) or shorter than min_len.
+    message: str | None = None
+    refusal: str | None = None
+    missing: str | None = None
+    too_short: Callable[[int], str] | None = None
+    # Only for the document.
+    description: str = ""
+    default: object = None
+    examples: tuple = ()
+    read_only: bool = False
+    write_only: bool = False
+    format: str | None = None
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown kind {self.kind!r}")
+        if (self.minimum is None) != (self.maximum is None):
+            raise ValueError("an integer's range needs both ends")
+
+    @property
+    def codes(self) -> tuple | None:
+        return _codes(self.enum)
+
+
+def _codes(enum: type[Codes] | tuple | None) -> tuple | None:
+    if enum is None:
+        return None
+    return enum.values() if isinstance(enum, type) else tuple(enum)
+
+
+def _refusable(enum: type[Codes] | tuple | None, refusal: str | None) -> None:
+    """A value outside the codes is refused in words: the enum's own or the declaration's."""
+    if enum is not None and refusal is None and labels.INVALID.get(enum) is None:
+        raise ValueError(f"{enum!r} has no message for a value outside it: give refusal=")
+
+
+@dataclass
+class Shape:
+    """A JSON object with exactly these fields; name is its schema's name in the document."""
+
+    name: str
+    fields: dict[str, Field]
+    description: str = ""
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(k for k, f in self.fields.items() if f.required)
+
+    def but(
+        self, name: str, *, drop: tuple[str, ...] = (), optional: bool = False, **changed: Field
+    ) -> Shape:
+        """A variant: some fields dropped or changed; optional makes every field optional (a PATCH)."""
+        out = {
+            k: replace(f, required=False) if optional else f for k, f in self.fields.items() if k not in drop
+        }
+        variant = shape(name, **{**out, **changed})
+        variant.description = self.description
+        return variant
+
+
+@dataclass(frozen=True)
+class Param:
+    """A query parameter: a text, an integer in a range, or one of some codes. Never required."""
+
+    name: str
+    kind: str = "text"
+    default: object = None
+    minimum: int | None = None
+    maximum: int | None = None
+    max_len: int = 200
+    enum: type[Codes] | tuple | None = None
+    refusal: str | None = None  # the message for a value outside enum (else the enum's own)
+    description: str = ""
+
+    def __post_init__(self):
+        if self.kind == "integer" and (self.minimum is None or self.maximum is None):
+            raise ValueError("an integer parameter needs its range")
+        _refusable(self.enum, self.refusal)
+
+    @property
+    def codes(self) -> tuple | None:
+        return _codes(self.enum)
+
+
+# Field constructors, as the specs read them.
+
+
+def text(**kw) -> Field:
+    return Field("text", **kw)
+
+
+def integer(**kw) -> Field:
+    return Field("integer", **kw)
+
+
+def boolean(**kw) -> Field:
+    return Field("boolean", **kw)
+
+
+def name_or_id(**kw) -> Field:
+    return Field("name_or_id", **kw)
+
+
+def choice(enum: type[Codes] | tuple, **kw) -> Field:
+    return Field("text", enum=enum, **kw)
+
+
+def any_json(**kw) -> Field:
+    return Field("json", **kw)
+
+
+def datetime(**kw) -> Field:
+    return Field("datetime", format="date-time", **kw)
+
+
+def list_of(items: Field, **kw) -> Field:
+    return Field("list", items=items, **kw)
+
+
+def object_of(shape: Shape, **kw) -> Field:
+    return Field("object", shape=shape, **kw)
+
+
+def shape(name: str, /, **shape_fields: Field) -> Shape:
+    """A request body's shape. Each enum in it must have words for a value outside it, and a
+    field holding objects words its own wrong type (what belongs inside is the caller's to say)."""
+    for f in _walk(shape_fields.values()):
+        _refusable(f.enum, f.refusal)
+    for key, f in shape_fields.items():
+        holds_objects = f.kind == "object" or f.kind == "list" and f.items.kind != "text"
+        if holds_objects and not f.message:
+            raise ValueError(f"{name}.{key}: give message= for a value of the wrong shape")
+    return Shape(name, shape_fields)
+
+
+def _walk(found):
+    for f in found:
+        yield f
+        if f.items is not None:
+            yield from _walk([f.items])
+        if f.shape is not None:
+            yield from _walk(f.shape.fields.values())
+
+
+def response(name: str, /, **shape_fields: Field) -> Shape:
+    """A response's shape: the serializer always writes every field, so each is required."""
+    return Shape(name, {k: replace(f, required=True) for k, f in shape_fields.items()})
+
+
+def page_of(shape: Shape) -> Shape:
+    """The shape of serializers.page(): one page of rows and where it is."""
+    return response(
+        f"{shape.name}Page",
+        items=list_of(object_of(shape)),
+        total=integer(description="Rows over all pages."),
+        page=integer(),
+        per_page=integer(),
+        pages=integer(),
+    )
+
+
+# Checking a value against a Field
 
 
 def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def text(v: object) -> str | None:
-    return None if isinstance(v, str) else _("Deve essere un testo.")
+_IS = {
+    "text": lambda v: isinstance(v, str),
+    "datetime": lambda v: isinstance(v, str),
+    "integer": _is_int,
+    "boolean": lambda v: isinstance(v, bool),
+    "name_or_id": lambda v: isinstance(v, str) or _is_int(v),
+    "list": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+    "json": lambda v: True,
+}
 
 
-def optional_text(v: object) -> str | None:
-    return None if v is None or isinstance(v, str) else _("Deve essere un testo (o null).")
-
-
-def integer(v: object) -> str | None:
-    return None if _is_int(v) else _("Deve essere un numero intero.")
-
-
-def boolean(v: object) -> str | None:
-    return None if isinstance(v, bool) else _("Deve essere true o false.")
-
-
-def name_or_id(v: object) -> str | None:
-    return None if isinstance(v, str) or _is_int(v) else _("Deve essere un nome (testo) o un id (intero).")
-
-
-def text_list(v: object) -> str | None:
-    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+def _type_message(f: Field) -> str:
+    if f.message:
+        return str(f.message)
+    if f.kind == "text":
+        return _("Deve essere un testo (o null).") if f.nullable else _("Deve essere un testo.")
+    if f.kind == "integer":
+        return (
+            _("Deve essere un numero intero (o null).") if f.nullable else _("Deve essere un numero intero.")
+        )
+    if f.kind == "boolean":
+        return _("Deve essere true o false.")
+    if f.kind == "name_or_id":
+        return _("Deve essere un nome (testo) o un id (intero).")
+    if f.kind == "list":  # of texts: shape() asks any other list for its own words
         return _("Deve essere un elenco di testi.")
-    return None
+    return _("Deve essere un testo.")
 
 
-def allowance_list(v: object) -> str | None:
-    ok = isinstance(v, list) and all(
-        isinstance(x, dict)
-        and set(x) <= {"service_class", "max_accounts"}
-        and name_or_id(x.get("service_class")) is None
-        and integer(x.get("max_accounts")) is None
-        for x in v
-    )
-    if not ok:
-        return _("Deve essere un elenco di oggetti {service_class: nome o id, max_accounts: intero}.")
-    return None
+def _enum_message(enum: type[Codes] | tuple, refusal: str | None = None) -> str:
+    return str(refusal or labels.INVALID[enum])
+
+
+def _check(f: Field, value: object, key: str, errors: dict[str, str]) -> bool:
+    """False when value (or something inside it) is not of its declared type; the caller
+    words that. A value out of bounds is written to errors under its path (allowances.0.max_accounts)."""
+    if value is None and f.nullable:
+        return True
+    if not _IS[f.kind](value):
+        return False
+    if f.kind == "list":
+        inner: dict[str, str] = {}
+        if not all([_check(f.items, item, f"{key}.{i}", inner) for i, item in enumerate(value)]):
+            return False
+        errors.update(inner)
+        return True
+    if f.kind == "object":
+        inner = {}
+        if not _object(f.shape, value, key, inner):
+            return False
+        errors.update(inner)
+        return True
+    codes = f.codes
+    if codes is not None and value not in codes:
+        errors[key] = _enum_message(f.enum, f.refusal)
+    elif f.max_len is not None and len(value) > f.max_len:
+        errors[key] = _("Al massimo %(n)d caratteri.", n=f.max_len)
+    elif f.min_len is not None and len(value) < f.min_len:
+        errors[key] = f.too_short(f.min_len) if f.too_short else str(f.missing or _("Campo obbligatorio."))
+    elif f.minimum is not None and not f.minimum <= value <= f.maximum:
+        errors[key] = _("Deve essere tra %(a)d e %(b)d.", a=f.minimum, b=f.maximum)
+    return True
+
+
+def _object(shape: Shape, data: dict, prefix: str, errors: dict[str, str]) -> bool:
+    """Checks data against shape. At the top (no prefix) every problem is written under its
+    field; inside a value, an unknown or missing field makes the whole value wrong (False)."""
+    for key, value in data.items():
+        f = shape.fields.get(key) if isinstance(key, str) else None
+        if prefix:
+            if f is None or not _check(f, value, f"{prefix}.{key}", errors):
+                return False
+            continue
+        if f is None or _unencodable(key):
+            errors[_printable(key)] = _(
+                "Campo sconosciuto. Campi ammessi: %(names)s.", names=", ".join(shape.fields)
+            )
+        elif _unencodable(value):
+            errors[key] = _("Contiene caratteri non ammessi.")
+        elif not _check(f, value, key, errors):
+            errors[key] = _type_message(f)
+    for key in shape.required:
+        if key not in data:
+            if prefix:
+                return False
+            errors.setdefault(key, str(shape.fields[key].missing or _("Campo obbligatorio.")))
+    return True
+
+
+def _printable(key: object) -> str:
+    return str(key)[:64].encode("utf-8", "replace").decode()
+
+
+# Reading the request
 
 
 # Our bodies nest three levels at most (an object, a list, its objects). A limit far below
@@ -140,36 +386,66 @@ def _unencodable(value: object) -> bool:
     return False
 
 
-def read(spec: dict[str, Check], required: tuple[str, ...] = ()) -> dict:
-    """The request's JSON object, checked against spec (field -> type check)."""
+def operation():
+    """The @documented declaration of the view serving this request (app/web/api/openapi.py)."""
+    view = current_app.view_functions[request.endpoint]
+    return view.__openapi__
+
+
+def read(shape: Shape | None = None) -> dict:
+    """The request's JSON object, checked against shape: by default the body its view declares."""
+    shape = shape or operation().body
     data = _parse()
     if not isinstance(data, dict):
         raise ValidationError.one("body", _("Il corpo della richiesta deve essere un oggetto JSON."))
     errors: dict[str, str] = {}
-    for key, value in data.items():
-        check = spec.get(key)
-        if check is None or _unencodable(key):
-            errors[str(key)[:64].encode("utf-8", "replace").decode()] = _(
-                "Campo sconosciuto. Campi ammessi: %(names)s.", names=", ".join(spec)
-            )
-            continue
-        problem = _("Contiene caratteri non ammessi.") if _unencodable(value) else check(value)
-        if problem:
-            errors[key] = problem
-    for key in required:
-        if key not in data:
-            errors.setdefault(key, _("Campo obbligatorio."))
+    _object(shape, data, "", errors)
     if errors:
         raise ValidationError(errors)
     return data
 
 
-def query_int(name: str, default: int, *, minimum: int = 1, maximum: int = 1_000_000) -> int:
-    value = request.args.get(name)
-    if value is None or value == "":
-        return default
-    return fields.integer(value, name, minimum=minimum, maximum=maximum)
+def read_optional() -> dict:
+    """read(), except that no body at all is an empty object (an approval may come bare)."""
+    return read() if request.get_data(cache=True).strip() else {}
 
 
-def query_text(name: str) -> str:
-    return fields.text(request.args.get(name, ""), name, max_len=200, required=False)
+def query(params: tuple[Param, ...] | None = None) -> dict:
+    """The query string's parameters, checked: by default those the view declares."""
+    params = operation().query if params is None else params
+    out: dict = {}
+    errors: dict[str, str] = {}
+    for p in params:
+        raw = request.args.get(p.name)
+        try:
+            out[p.name] = _query_value(p, raw)
+        except ValidationError as error:
+            errors.update(error.errors)
+    if errors:
+        raise ValidationError(errors)
+    return out
+
+
+def _query_value(p: Param, raw: str | None) -> object:
+    if raw is None or raw == "":
+        return p.default
+    if p.kind == "integer":
+        return fields.integer(raw, p.name, minimum=p.minimum, maximum=p.maximum)
+    value = fields.text(raw, p.name, max_len=p.max_len, required=False)
+    codes = p.codes
+    if codes is not None and value not in codes:
+        raise ValidationError.one(p.name, _enum_message(p.enum, p.refusal))
+    return value
+
+
+# Declarations several routes share
+
+CLASS_REF = name_or_id(
+    required=True,
+    examples=("Business Mail 5.000 MB", "business mail 5 GB"),
+    description="A class of service by name (the guide's spelling or a variant) or by id.",
+)
+PAGING = (
+    Param("page", "integer", default=1, minimum=1, maximum=1_000_000, description="Page number."),
+    Param("per_page", "integer", default=50, minimum=1, maximum=200, description="Rows per page."),
+)

@@ -2,31 +2,74 @@
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import jsonify
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
-from app.models.mail import STATUSES
-from app.services import aliases, classes, domains, lists, mailboxes
+from app.models.enums import DomainState, MailboxStatus, PostPolicy
+from app.services import aliases, classes, domains, lists, mailboxes, passwords
 from app.services.access import customer_for
-from app.services.errors import ValidationError
 from app.web.api import body
 from app.web.api import serializers as out
 from app.web.api.auth import actor
 from app.web.api.blueprint import bp
+from app.web.api.body import Param, choice, integer, list_of, name_or_id, shape, text
+from app.web.api.openapi import WRITE_ERRORS, array_of, documented
 
-MAILBOX_FIELDS = {
-    "address": body.text,
-    "password": body.text,
-    "display_name": body.optional_text,
-    "service_class": body.name_or_id,
-    "status": body.text,
-}
-LIST_FIELDS = {
-    "address": body.text,
-    "members": body.text_list,
-    "description": body.optional_text,
-    "post_policy": body.text,
-}
+# What the routes read
+
+DOMAIN_INPUT = shape(
+    "DomainInput",
+    name=text(required=True, description="Unicode or punycode."),
+    override_reason=text(
+        nullable=True,
+        max_len=500,
+        description="Staff only: add a public mailbox provider's domain anyway, for this reason "
+        "(at least 10 characters; kept in the audit trail).",
+    ),
+)
+MAILBOX_INPUT = shape(
+    "MailboxInput",
+    address=text(required=True),
+    password=text(
+        required=True,
+        min_len=passwords.MIN_LENGTH,
+        max_len=passwords.MAX_LENGTH,
+        too_short=lambda n: _("La password deve avere almeno %(n)d caratteri.", n=n),
+        write_only=True,
+    ),
+    display_name=text(nullable=True, max_len=200),
+    service_class=body.CLASS_REF,
+)
+MAILBOX_PATCH = MAILBOX_INPUT.but(
+    "MailboxPatch", drop=("address",), optional=True, status=choice(MailboxStatus)
+)
+ALIAS_INPUT = shape(
+    "AliasInput",
+    address=text(required=True),
+    target=name_or_id(required=True, description="A mailbox of the same customer: address or id."),
+)
+ALIAS_PATCH = ALIAS_INPUT.but("AliasPatch", drop=("address",))
+LIST_INPUT = shape(
+    "DistributionListInput",
+    address=text(required=True),
+    members=list_of(text(), description="Mailboxes of the customer or outside addresses."),
+    description=text(nullable=True, max_len=200),
+    post_policy=choice(PostPolicy, default=lists.DEFAULT_POST_POLICY, description=out.POST_POLICY_WORDS),
+)
+LIST_PATCH = LIST_INPUT.but(
+    "DistributionListPatch",
+    drop=("address",),
+    optional=True,
+    members=list_of(text(), description="Replaces all members."),
+    post_policy=choice(PostPolicy, description=out.POST_POLICY_WORDS),
+)
+LIST_LIMITS_INPUT = shape(
+    "ListLimitsInput",
+    per_list=integer(nullable=True, minimum=0, maximum=100_000),
+    per_customer=integer(nullable=True, minimum=0, maximum=100_000),
+)
+SEARCH = Param("q", default="", description="Part of the address.")
 
 
 def _no_content():
@@ -37,13 +80,25 @@ def _no_content():
 
 
 @bp.get("/customers/<id:customer_id>/domains")
+@documented("A customer's domains.", "domains", ok=array_of(out.DOMAIN))
 def domain_list(customer_id: int):
     return jsonify([out.domain(d) for d in domains.list_domains(actor(), customer_id)])
 
 
 @bp.post("/customers/<id:customer_id>/domains")
+@documented(
+    "Add a domain (Unicode names are stored as punycode). A customer admin's domain is "
+    "pending until support approves it; staff's is active at once. Refused: the provider's "
+    "own domains, public mailbox providers (staff may give override_reason), names that are "
+    "not registrable, and names already served (a customer hears only 'not available').",
+    "domains",
+    ok=out.DOMAIN,
+    status=201,
+    body=DOMAIN_INPUT,
+    errors=WRITE_ERRORS,
+)
 def domain_create(customer_id: int):
-    data = body.read({"name": body.text, "override_reason": body.optional_text}, required=("name",))
+    data = body.read()
     domain = domains.add_domain(
         actor(), customer_id, data["name"], override_reason=data.get("override_reason")
     )
@@ -51,23 +106,48 @@ def domain_create(customer_id: int):
 
 
 @bp.get("/domains")
+@documented(
+    "Every customer's domains in one state, oldest first (staff).",
+    "domains",
+    ok=array_of(out.DOMAIN),
+    errors=(401, 403, 422),
+    query=(
+        Param(
+            "state",
+            enum=(DomainState.PENDING,),
+            default=DomainState.PENDING.value,
+            refusal=_l("Stato non valido: usa pending."),
+            description="Only domains in this state.",
+        ),
+    ),
+)
 def domain_pending_list():
-    if (request.args.get("state") or "pending") != "pending":
-        raise ValidationError.one("state", _("Stato non valido: usa pending."))
+    body.query()
     return jsonify([out.domain(d) for d in domains.pending_domains(actor())])
 
 
 @bp.post("/domains/<id:domain_id>/approve")
+@documented(
+    "Approve a pending domain: it becomes active and the mail servers serve it (staff). "
+    "Approving an active domain changes nothing.",
+    "domains",
+    ok=out.DOMAIN,
+    errors=(401, 403, 404, 422),
+)
 def domain_approve(domain_id: int):
     return jsonify(out.domain(domains.approve_domain(actor(), domain_id)))
 
 
 @bp.get("/domains/<id:domain_id>")
+@documented("One domain.", "domains", ok=out.DOMAIN)
 def domain_get(domain_id: int):
     return jsonify(out.domain(domains.get_domain(actor(), domain_id)))
 
 
 @bp.delete("/domains/<id:domain_id>")
+@documented(
+    "Remove a domain that no address uses any more.", "domains", status=204, errors=(401, 403, 404, 409)
+)
 def domain_delete(domain_id: int):
     domains.delete_domain(actor(), domain_id)
     return _no_content()
@@ -76,30 +156,40 @@ def domain_delete(domain_id: int):
 # Mailboxes
 
 
-def _mailbox_filters() -> dict:
-    args = request.args
-    filters: dict = {"q": body.query_text("q")}
-    if args.get("service_class"):
-        filters["service_class_id"] = classes.resolve(args["service_class"]).id
-    status = args.get("status") or None
-    if status is not None and status not in STATUSES:
-        raise ValidationError.one("status", _("Stato non valido: usa active, suspended o disabled."))
-    filters["status"] = status
-    filters["page"] = body.query_int("page", 1)
-    filters["per_page"] = body.query_int("per_page", 50, maximum=200)
-    return filters
-
-
 @bp.get("/customers/<id:customer_id>/mailboxes")
+@documented(
+    "Search a customer's mailboxes, one page at a time.",
+    "mailboxes",
+    ok=out.MAILBOX_PAGE,
+    errors=(401, 404, 422),
+    query=(
+        Param("q", default="", description="Part of the address or display name."),
+        Param("status", enum=MailboxStatus, description="Only mailboxes in this state."),
+        Param("service_class", description="Only this class of service (name or id)."),
+        *body.PAGING,
+    ),
+)
 def mailbox_list(customer_id: int):
-    page = mailboxes.search_mailboxes(actor(), customer_id, **_mailbox_filters())
+    args = body.query()
+    if args["service_class"]:
+        args["service_class_id"] = classes.resolve(args["service_class"]).id
+    del args["service_class"]
+    page = mailboxes.search_mailboxes(actor(), customer_id, **args)
     return jsonify(out.page(page, out.mailbox))
 
 
 @bp.post("/customers/<id:customer_id>/mailboxes")
+@documented(
+    "Create a mailbox; refused with 409 when the contract's allowance is used up.",
+    "mailboxes",
+    ok=out.MAILBOX,
+    status=201,
+    body=MAILBOX_INPUT,
+    errors=WRITE_ERRORS,
+    limit=True,
+)
 def mailbox_create(customer_id: int):
-    spec = {k: v for k, v in MAILBOX_FIELDS.items() if k != "status"}
-    data = body.read(spec, required=("address", "password", "service_class"))
+    data = body.read()
     mailbox = mailboxes.create_mailbox(
         actor(),
         customer_id,
@@ -112,20 +202,31 @@ def mailbox_create(customer_id: int):
 
 
 @bp.get("/mailboxes/<id:mailbox_id>")
+@documented("One mailbox.", "mailboxes", ok=out.MAILBOX)
 def mailbox_get(mailbox_id: int):
     return jsonify(out.mailbox(mailboxes.get_mailbox(actor(), mailbox_id)))
 
 
 @bp.patch("/mailboxes/<id:mailbox_id>")
+@documented(
+    "Change display name, password, class (within the contract) or status.",
+    "mailboxes",
+    ok=out.MAILBOX,
+    body=MAILBOX_PATCH,
+    errors=WRITE_ERRORS,
+    limit=True,
+)
 def mailbox_update(mailbox_id: int):
-    spec = {k: v for k, v in MAILBOX_FIELDS.items() if k != "address"}
-    data = body.read(spec)
+    data = body.read()
     if "display_name" in data and data["display_name"] is None:
         data["display_name"] = ""
     return jsonify(out.mailbox(mailboxes.update_mailbox(actor(), mailbox_id, **data)))
 
 
 @bp.delete("/mailboxes/<id:mailbox_id>")
+@documented(
+    "Delete a mailbox with its aliases and list memberships.", "mailboxes", status=204, errors=(401, 403, 404)
+)
 def mailbox_delete(mailbox_id: int):
     mailboxes.delete_mailbox(actor(), mailbox_id)
     return _no_content()
@@ -135,30 +236,49 @@ def mailbox_delete(mailbox_id: int):
 
 
 @bp.get("/customers/<id:customer_id>/aliases")
+@documented(
+    "A customer's aliases.", "aliases", ok=array_of(out.ALIAS), errors=(401, 404, 422), query=(SEARCH,)
+)
 def alias_list(customer_id: int):
-    rows = aliases.list_aliases(actor(), customer_id, body.query_text("q"))
+    rows = aliases.list_aliases(actor(), customer_id, body.query()["q"])
     return jsonify([out.alias(a) for a in rows])
 
 
 @bp.post("/customers/<id:customer_id>/aliases")
+@documented(
+    "Create an alias to one of the customer's mailboxes.",
+    "aliases",
+    ok=out.ALIAS,
+    status=201,
+    body=ALIAS_INPUT,
+    errors=WRITE_ERRORS,
+)
 def alias_create(customer_id: int):
-    data = body.read({"address": body.text, "target": body.name_or_id}, required=("address", "target"))
+    data = body.read()
     alias = aliases.create_alias(actor(), customer_id, address=data["address"], target=data["target"])
     return jsonify(out.alias(alias)), 201
 
 
 @bp.get("/aliases/<id:alias_id>")
+@documented("One alias.", "aliases", ok=out.ALIAS)
 def alias_get(alias_id: int):
     return jsonify(out.alias(aliases.get_alias(actor(), alias_id)))
 
 
 @bp.patch("/aliases/<id:alias_id>")
+@documented(
+    "Point an alias to another mailbox.",
+    "aliases",
+    ok=out.ALIAS,
+    body=ALIAS_PATCH,
+    errors=(401, 403, 404, 422),
+)
 def alias_update(alias_id: int):
-    data = body.read({"target": body.name_or_id}, required=("target",))
-    return jsonify(out.alias(aliases.update_alias(actor(), alias_id, target=data["target"])))
+    return jsonify(out.alias(aliases.update_alias(actor(), alias_id, target=body.read()["target"])))
 
 
 @bp.delete("/aliases/<id:alias_id>")
+@documented("Delete an alias.", "aliases", status=204, errors=(401, 403, 404))
 def alias_delete(alias_id: int):
     aliases.delete_alias(actor(), alias_id)
     return _no_content()
@@ -168,14 +288,29 @@ def alias_delete(alias_id: int):
 
 
 @bp.get("/customers/<id:customer_id>/lists")
+@documented(
+    "A customer's distribution lists.",
+    "lists",
+    ok=array_of(out.DISTRIBUTION_LIST),
+    errors=(401, 404, 422),
+    query=(SEARCH,),
+)
 def list_list(customer_id: int):
-    rows = lists.list_lists(actor(), customer_id, body.query_text("q"))
+    rows = lists.list_lists(actor(), customer_id, body.query()["q"])
     return jsonify([out.distribution_list(d) for d in rows])
 
 
 @bp.post("/customers/<id:customer_id>/lists")
+@documented(
+    "Create a distribution list.",
+    "lists",
+    ok=out.DISTRIBUTION_LIST,
+    status=201,
+    body=LIST_INPUT,
+    errors=WRITE_ERRORS,
+)
 def list_create(customer_id: int):
-    data = body.read(LIST_FIELDS, required=("address",))
+    data = body.read()
     dlist = lists.create_list(
         actor(),
         customer_id,
@@ -187,32 +322,27 @@ def list_create(customer_id: int):
     return jsonify(out.distribution_list(dlist)), 201
 
 
-def _optional_count(v: object) -> str | None:
-    if v is None or (isinstance(v, int) and not isinstance(v, bool)):
-        return None
-    return _("Deve essere un numero intero (o null).")
-
-
 def _list_limits(customer) -> dict:
-    per_list, per_customer = lists.external_limits(customer)
-    return {
-        "per_list": per_list,
-        "per_customer": per_customer,
-        "per_list_override": customer.list_external_per_list,
-        "per_customer_override": customer.list_external_per_customer,
-        "external_members": lists.external_count(customer.id),
-    }
+    return out.list_limits(customer, lists.external_limits(customer), lists.external_count(customer.id))
 
 
 @bp.get("/customers/<id:customer_id>/list-limits")
+@documented("Limits on external list members for a customer, and what is used.", "lists", ok=out.LIST_LIMITS)
 def list_limits_get(customer_id: int):
     return jsonify(_list_limits(customer_for(actor(), customer_id)))
 
 
 @bp.put("/customers/<id:customer_id>/list-limits")
+@documented(
+    "Staff: override the limits on external list members (null: the default).",
+    "lists",
+    ok=out.LIST_LIMITS,
+    body=LIST_LIMITS_INPUT,
+    errors=(401, 403, 404, 422),
+)
 def list_limits_put(customer_id: int):
     # PUT replaces both: a missing or null value goes back to the default.
-    data = body.read({"per_list": _optional_count, "per_customer": _optional_count})
+    data = body.read()
     customer = lists.set_external_limits(
         actor(), customer_id, per_list=data.get("per_list"), per_customer=data.get("per_customer")
     )
@@ -220,13 +350,21 @@ def list_limits_put(customer_id: int):
 
 
 @bp.get("/lists/<id:list_id>")
+@documented("One distribution list.", "lists", ok=out.DISTRIBUTION_LIST)
 def list_get(list_id: int):
     return jsonify(out.distribution_list(lists.get_list(actor(), list_id)))
 
 
 @bp.patch("/lists/<id:list_id>")
+@documented(
+    "Replace the members, the description and/or who may post.",
+    "lists",
+    ok=out.DISTRIBUTION_LIST,
+    body=LIST_PATCH,
+    errors=(401, 403, 404, 422),
+)
 def list_update(list_id: int):
-    data = body.read({k: v for k, v in LIST_FIELDS.items() if k != "address"})
+    data = body.read()
     description = data.get("description")
     if "description" in data and description is None:
         description = ""
@@ -241,6 +379,7 @@ def list_update(list_id: int):
 
 
 @bp.delete("/lists/<id:list_id>")
+@documented("Delete a distribution list.", "lists", status=204, errors=(401, 403, 404))
 def list_delete(list_id: int):
     lists.delete_list(actor(), list_id)
     return _no_content()

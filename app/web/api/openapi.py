@@ -1,285 +1,241 @@
-"""The OpenAPI 3 description of /api/v1, written by hand next to the routes it describes.
+"""The OpenAPI 3.1 description of /api/v1, built from the routes and what they validate.
 
-A test keeps it honest: every API route is here and everything here is a route.
+Nothing here is written twice: the paths are the API blueprint's URL rules, each
+operation is the `@documented(...)` declaration on its view, the request schemas
+are the body Shapes and query Params the view checks with (app/web/api/body.py),
+the response schemas are the Shapes declared next to the serializers, and the
+codes of an enum come from app/models/enums.py. A view without `@documented`
+makes `build()` fail, and so the tests.
+
+To document a new endpoint (in a new module too, e.g. app/web/api/jobs.py):
+
+    from app.web.api import body
+    from app.web.api.blueprint import bp
+    from app.web.api.openapi import array_of, documented
+
+    # An answer's shape, next to its serializer (every field is required in an answer).
+    JOB = body.response(
+        "Job",
+        id=body.integer(read_only=True),
+        kind=body.text(),
+        state=body.choice(JobState),          # an enum of app/models/enums.py
+        done=body.integer(),
+        total=body.integer(nullable=True),
+        message=body.text(),
+        result=body.any_json(nullable=True),
+    )
+    JOB_FILTERS = (body.Param("state", enum=JobState, description="Only jobs in this state."),)
+
+    @bp.get("/customers/<id:customer_id>/jobs")
+    @documented("A customer's jobs, newest first.", "jobs", ok=array_of(JOB), query=JOB_FILTERS)
+    def customer_jobs(customer_id: int):
+        args = body.query()                   # checks exactly JOB_FILTERS: {"state": ...}
+        ...
+
+    @bp.post("/customers/<id:customer_id>/quota-refresh")
+    @documented("Start reading every mailbox's usage.", "jobs", ok=JOB, status=202, errors=(401, 403, 404, 409))
+    def quota_refresh(customer_id: int): ...
+
+`@documented` goes below the route decorator. Its arguments (see Operation): the summary
+and a tag; ok, the answer (a Shape, array_of(Shape), or None for no content) with its
+status; errors, the error statuses (401, 403, 404, 409, 422), limit=True when a 409 may
+be an allowance used up; also={200: (Shape, "words")} for a second success answer. A
+request body is declared with body=body.shape("JobInput", field=body.text(required=True,
+max_len=...), ...) (body_required=False if it may be left out) and read with body.read(),
+which checks exactly that shape and answers 422 with a message per field. A path's ids
+need no declaration: they come from the rule (<id:customer_id> is an integer >= 1), and
+blueprint.SCOPED_IDS must know how to scope each one. The module must be imported by
+app/web/api/routes.py (as mail.py is) so that its routes exist; an enum needs its words
+in app/services/labels.py (and INVALID, if a caller may send it).
 """
 
 from __future__ import annotations
 
-from app.data import catalog
+import re
+from dataclasses import dataclass, field
+
+from flask import Flask, current_app
+
+from app.web.api.body import Field, Param, Shape
+
+# The blueprint's endpoints are "api.<view>"; only these are described.
+PREFIX = "api."
+# Converters of the URL rules and the JSON type of what they match.
+CONVERTERS = {"id": {"type": "integer", "minimum": 1}, "int": {"type": "integer"}}
 
 
-def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
+@dataclass(frozen=True)
+class ArrayOf:
+    """An answer that is a JSON array of one shape."""
+
+    shape: Shape
 
 
-def _obj(required: tuple[str, ...] = (), **props) -> dict:
-    schema: dict = {"type": "object", "properties": props, "additionalProperties": False}
-    if required:
-        schema["required"] = list(required)
-    return schema
+def array_of(shape: Shape) -> ArrayOf:
+    return ArrayOf(shape)
 
+
+@dataclass(frozen=True)
+class Operation:
+    summary: str
+    tag: str
+    ok: Shape | ArrayOf | dict | None = None  # None: no content (204)
+    status: int = 200
+    ok_description: str | None = None
+    body: Shape | None = None
+    body_required: bool = True
+    query: tuple[Param, ...] = ()
+    errors: tuple[int, ...] = (401, 404)
+    # A 409 may be a contract's allowance used up (the LimitExceeded body).
+    limit: bool = False
+    # More success answers: status -> (shape, description).
+    also: dict[int, tuple[Shape | ArrayOf, str]] = field(default_factory=dict)
+
+
+def documented(summary: str, tag: str, **kw):
+    """Declares what a view of the API takes and answers; see this module's docstring."""
+    operation = Operation(summary, tag, **kw)
+
+    def decorate(view):
+        view.__openapi__ = operation
+        return view
+
+    return decorate
+
+
+class Undocumented(Exception):
+    """An API route whose view has no @documented declaration."""
+
+
+# Field -> JSON Schema
+
+
+def schema(f: Field, components: dict) -> dict:
+    if f.kind == "object":
+        out: dict = _ref(f.shape, components)
+        if f.nullable:
+            out = {"oneOf": [out, {"type": "null"}]}
+    elif f.kind == "json":
+        out = {}
+    elif f.kind == "name_or_id":
+        out = {"oneOf": [{"type": "string", **({"examples": list(f.examples)} if f.examples else {})}]}
+        out["oneOf"].append({"type": "integer"})
+        if f.nullable:
+            out["oneOf"].append({"type": "null"})
+    else:
+        json_type = {"text": "string", "datetime": "string", "list": "array"}.get(f.kind, f.kind)
+        out = {"type": [json_type, "null"] if f.nullable else json_type}
+        if f.format:
+            out["format"] = f.format
+        if f.kind == "list":
+            out["items"] = schema(f.items, components)
+        if f.codes is not None:
+            out["enum"] = [*f.codes, None] if f.nullable else list(f.codes)
+        for key, value in (
+            ("minLength", f.min_len),
+            ("maxLength", f.max_len),
+            ("minimum", f.minimum),
+            ("maximum", f.maximum),
+        ):
+            if value is not None:
+                out[key] = value
+        if f.examples:
+            out["examples"] = list(f.examples)
+    if f.description:
+        out["description"] = f.description
+    if f.default is not None:
+        out["default"] = f.default
+    if f.read_only:
+        out["readOnly"] = True
+    if f.write_only:
+        out["writeOnly"] = True
+    return out
+
+
+def object_schema(shape: Shape, components: dict) -> dict:
+    out: dict = {
+        "type": "object",
+        "properties": {name: schema(f, components) for name, f in shape.fields.items()},
+        "additionalProperties": False,
+    }
+    if shape.required:
+        out["required"] = list(shape.required)
+    if shape.description:
+        out["description"] = shape.description
+    return out
+
+
+def _ref(shape: Shape, components: dict) -> dict:
+    """A shape is described once, under components/schemas, and referred to by name."""
+    if shape.name not in components:
+        components[shape.name] = {}  # a placeholder first: a shape may (one day) contain itself
+        components[shape.name] = object_schema(shape, components)
+    elif components[shape.name] and components[shape.name] != object_schema(shape, components):
+        raise ValueError(f"two different shapes are named {shape.name}")
+    return {"$ref": f"#/components/schemas/{shape.name}"}
+
+
+def _answer_schema(ok: Shape | ArrayOf | dict, components: dict) -> dict:
+    if isinstance(ok, ArrayOf):
+        return {"type": "array", "items": _ref(ok.shape, components)}
+    if isinstance(ok, Shape):
+        return _ref(ok, components)
+    return ok
+
+
+def _param(p: Param) -> dict:
+    f = Field(
+        "integer" if p.kind == "integer" else "text",
+        minimum=p.minimum,
+        maximum=p.maximum,
+        enum=p.enum,
+        default=p.default,
+        max_len=None if p.kind == "integer" else p.max_len,
+    )
+    out = {"name": p.name, "in": "query", "required": False, "schema": schema(f, {})}
+    if p.description:
+        out["description"] = p.description
+    return out
+
+
+# Errors, as the blueprint's handlers write them (app/web/api/blueprint.py).
 
 STR = {"type": "string"}
-NULLABLE_STR = {"type": ["string", "null"]}
 INT = {"type": "integer"}
-BOOL = {"type": "boolean"}
-WHEN = {"type": "string", "format": "date-time"}
-POST_POLICY = {
-    "type": "string",
-    "enum": ["anyone", "customer", "members"],
-    "description": "Who may post: anyone; only the customer's own mailboxes, logged in; only the members.",
-}
-NULLABLE_WHEN = {"type": ["string", "null"], "format": "date-time"}
-VAT_DUPLICATE_REASON = {
-    **NULLABLE_STR,
-    "maxLength": 500,
-    "description": "Why a VAT number another customer has is accepted (audited); without it, 409.",
-}
-ID = {"type": "integer", "readOnly": True}
-CLASS_REF = {
-    "oneOf": [{"type": "string", "examples": ["Business Mail 5.000 MB", "business mail 5 GB"]}, INT],
-    "description": "A class of service by name (the guide's spelling or a variant) or by id.",
-}
-STATUS = {"type": "string", "enum": ["active", "suspended", "disabled"]}
-REQUEST_STATUS = {"type": "string", "enum": ["open", "approved", "rejected"]}
-
-SCHEMAS = {
-    "Error": _obj(("error",), error=STR, field=STR),
-    "ValidationErrors": _obj(
-        ("errors",),
-        errors={
-            "type": "object",
-            "additionalProperties": STR,
-            "description": "A message per field; 'body' when the body is not a JSON object.",
+ERROR_SCHEMAS = {
+    "Error": {
+        "type": "object",
+        "properties": {"error": STR, "field": STR},
+        "required": ["error"],
+        "additionalProperties": False,
+    },
+    "ValidationErrors": {
+        "type": "object",
+        "properties": {
+            "errors": {
+                "type": "object",
+                "additionalProperties": STR,
+                "description": "A message per field ('allowances.0.max_accounts' inside a list); "
+                "'body' when the body is not a JSON object.",
+            }
         },
-    ),
-    "LimitExceeded": _obj(
-        ("error", "service_class", "allowance", "used"),
-        error=STR,
-        field=STR,
-        service_class=STR,
-        allowance=INT,
-        used=INT,
-    ),
-    "ServiceClass": _obj(
-        ("id", "name", "type", "quota_mb", "features"),
-        id=ID,
-        name={**STR, "examples": ["Business Mail 5.000 MB"]},
-        type={"type": "string", "enum": [name for _, name, _ in catalog.TYPES]},
-        quota_mb={"type": "integer", "enum": list(catalog.SIZES_MB)},
-        features={"type": "array", "items": {"type": "string", "enum": list(catalog.FEATURE_LABELS)}},
-    ),
-    "Allowance": _obj(("service_class", "max_accounts"), service_class=STR, max_accounts=INT),
-    "Customer": _obj(
-        ("id", "name", "plan", "vat_number", "contact_email", "self_service", "allowances"),
-        id=ID,
-        name=STR,
-        plan={"type": "string", "enum": ["payg", "contract"]},
-        vat_number=NULLABLE_STR,
-        contact_email=NULLABLE_STR,
-        self_service=BOOL,
-        allowances={"type": "array", "items": _ref("Allowance")},
-        created_at=WHEN,
-    ),
-    "CustomerInput": _obj(
-        ("name", "plan"),
-        name={**STR, "maxLength": 200},
-        plan={"type": "string", "enum": ["payg", "contract"]},
-        vat_number={**NULLABLE_STR, "description": "Partita IVA (11 digits) or an EU VAT number."},
-        contact_email=NULLABLE_STR,
-        vat_duplicate_reason=VAT_DUPLICATE_REASON,
-    ),
-    "CustomerPatch": _obj(
-        name={**STR, "maxLength": 200},
-        plan={"type": "string", "enum": ["payg", "contract"]},
-        vat_number=NULLABLE_STR,
-        contact_email=NULLABLE_STR,
-        vat_duplicate_reason=VAT_DUPLICATE_REASON,
-    ),
-    "CustomerPage": _obj(
-        ("items", "total", "page", "pages"),
-        items={"type": "array", "items": _ref("Customer")},
-        total=INT,
-        page=INT,
-        per_page=INT,
-        pages=INT,
-    ),
-    "ContractAllowance": _obj(
-        ("service_class", "max_accounts", "used"),
-        service_class=STR,
-        max_accounts={"type": ["integer", "null"], "description": "null for Pay per Use customers."},
-        used=INT,
-    ),
-    "Contract": _obj(
-        ("customer_id", "plan", "self_service", "allowances"),
-        customer_id=INT,
-        plan=STR,
-        self_service=BOOL,
-        allowances={"type": "array", "items": _ref("ContractAllowance")},
-    ),
-    "ContractInput": _obj(
-        ("allowances", "self_service"),
-        allowances={
-            "type": "array",
-            "items": _obj(("service_class", "max_accounts"), service_class=CLASS_REF, max_accounts=INT),
-            "description": "Replaces every allowance; a class left out (or 0) is no longer allowed.",
-        },
-        self_service=BOOL,
-    ),
-    "Domain": _obj(
-        ("id", "name", "unicode_name"),
-        id=ID,
-        customer_id=INT,
-        name={**STR, "description": "ASCII (punycode) form, as stored."},
-        unicode_name=STR,
-        state={
-            "type": "string",
-            "enum": ["pending", "active"],
-            "description": "pending: added by a customer, not served until support approves it; "
-            "active: the mail servers serve it.",
-        },
-        created_at=WHEN,
-        activated_at=NULLABLE_WHEN,
-    ),
-    "DomainInput": _obj(
-        ("name",),
-        name={**STR, "description": "Unicode or punycode."},
-        override_reason={
-            **NULLABLE_STR,
-            "maxLength": 500,
-            "description": "Staff only: add a public mailbox provider's domain anyway, for this reason "
-            "(at least 10 characters; kept in the audit trail).",
-        },
-    ),
-    "Mailbox": _obj(
-        ("id", "address", "display_name", "service_class", "status", "created_at", "updated_at"),
-        id=ID,
-        customer_id=INT,
-        address=STR,
-        unicode_address=STR,
-        display_name=STR,
-        service_class=STR,
-        status=STATUS,
-        created_at=WHEN,
-        updated_at=WHEN,
-    ),
-    "MailboxInput": _obj(
-        ("address", "password", "service_class"),
-        address=STR,
-        password={**STR, "minLength": 8, "maxLength": 128, "writeOnly": True},
-        display_name={**NULLABLE_STR, "maxLength": 200},
-        service_class=CLASS_REF,
-    ),
-    "MailboxPatch": _obj(
-        password={**STR, "minLength": 8, "maxLength": 128, "writeOnly": True},
-        display_name={**NULLABLE_STR, "maxLength": 200},
-        service_class=CLASS_REF,
-        status=STATUS,
-    ),
-    "MailboxPage": _obj(
-        ("items", "total", "page", "pages"),
-        items={"type": "array", "items": _ref("Mailbox")},
-        total=INT,
-        page=INT,
-        per_page=INT,
-        pages=INT,
-    ),
-    "Alias": _obj(
-        ("id", "address", "target"),
-        id=ID,
-        customer_id=INT,
-        address=STR,
-        unicode_address=STR,
-        target={**STR, "description": "Address of the mailbox it delivers to."},
-        target_id=INT,
-        created_at=WHEN,
-    ),
-    "AliasInput": _obj(
-        ("address", "target"),
-        address=STR,
-        target={"oneOf": [STR, INT], "description": "A mailbox of the same customer: address or id."},
-    ),
-    "AliasPatch": _obj(("target",), target={"oneOf": [STR, INT]}),
-    "DistributionList": _obj(
-        ("id", "address", "members"),
-        id=ID,
-        customer_id=INT,
-        address=STR,
-        unicode_address=STR,
-        description=STR,
-        members={"type": "array", "items": STR},
-        post_policy=POST_POLICY,
-        created_at=WHEN,
-    ),
-    "DistributionListInput": _obj(
-        ("address",),
-        address=STR,
-        members={
-            "type": "array",
-            "items": STR,
-            "description": "Mailboxes of the customer or outside addresses.",
-        },
-        description={**NULLABLE_STR, "maxLength": 200},
-        post_policy={**POST_POLICY, "default": "customer"},
-    ),
-    "ListLimits": _obj(
-        ("per_list", "per_customer", "external_members"),
-        per_list={**INT, "description": "External members allowed in one list."},
-        per_customer={**INT, "description": "External members allowed over all the customer's lists."},
-        per_list_override={
-            "type": ["integer", "null"],
-            "description": "Staff's override; null: the default.",
-        },
-        per_customer_override={"type": ["integer", "null"]},
-        external_members={**INT, "description": "External members now, over all lists."},
-    ),
-    "ListLimitsInput": _obj(
-        per_list={"type": ["integer", "null"], "minimum": 0},
-        per_customer={"type": ["integer", "null"], "minimum": 0},
-    ),
-    "DistributionListPatch": _obj(
-        members={"type": "array", "items": STR, "description": "Replaces all members."},
-        description={**NULLABLE_STR, "maxLength": 200},
-        post_policy=POST_POLICY,
-    ),
-    "CapacityRequest": _obj(
-        ("id", "customer_id", "service_class", "extra_accounts", "status"),
-        id=ID,
-        customer_id=INT,
-        service_class=STR,
-        extra_accounts={**INT, "description": "How many more accounts the customer asks for."},
-        note={**STR, "description": "Why the customer asks."},
-        status=REQUEST_STATUS,
-        granted_accounts={
-            "type": ["integer", "null"],
-            "description": "What staff granted (the allowance grew by it); null unless approved.",
-        },
-        decision_note={**STR, "description": "Staff's reason, shown to the customer; empty if none."},
-        created_at=WHEN,
-        updated_at={**NULLABLE_WHEN, "description": "When the customer last revised the open request."},
-        decided_at=NULLABLE_WHEN,
-    ),
-    "CapacityRequestInput": _obj(
-        ("service_class", "extra_accounts", "note"),
-        service_class=CLASS_REF,
-        extra_accounts={"type": "integer", "minimum": 1, "maximum": 10000},
-        note={**STR, "minLength": 1, "maxLength": 1000, "description": "Why the accounts are needed."},
-    ),
-    "CapacityApproval": _obj(
-        accounts={
-            "type": "integer",
-            "minimum": 1,
-            "maximum": 10000,
-            "description": "How many to grant; by default what was asked.",
-        },
-        reason={**NULLABLE_STR, "maxLength": 1000},
-    ),
-    "CapacityRejection": _obj(("reason",), reason={**STR, "minLength": 1, "maxLength": 1000}),
+        "required": ["errors"],
+        "additionalProperties": False,
+    },
+    "LimitExceeded": {
+        "type": "object",
+        "properties": {"error": STR, "field": STR, "service_class": STR, "allowance": INT, "used": INT},
+        "required": ["error", "service_class", "allowance", "used"],
+        "additionalProperties": False,
+    },
 }
 
 
-def _error(description: str, schema: str = "Error") -> dict:
-    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+def _error(description: str, schema_name: str = "Error") -> dict:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}},
+    }
 
 
 RESPONSES = {
@@ -293,360 +249,100 @@ RESPONSES = {
     "Conflict": _error("Clashes with existing data (a duplicate address, say)."),
     "LimitExceeded": {
         "description": "A contract allowance is used up, or another conflict.",
-        "content": {"application/json": {"schema": {"oneOf": [_ref("LimitExceeded"), _ref("Error")]}}},
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/LimitExceeded"},
+                        {"$ref": "#/components/schemas/Error"},
+                    ]
+                }
+            }
+        },
     },
     "UnsupportedMediaType": _error("A request body must be sent as Content-Type: application/json."),
 }
+# What a change may meet: no token, not allowed, not found, a clash, bad input.
+WRITE_ERRORS = (401, 403, 404, 409, 422)
+ERROR_RESPONSES = {
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    409: "Conflict",
+    422: "Unprocessable",
+}
 
 
-def _json(schema: dict, description: str = "OK") -> dict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+def _json(schema_: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema_}}}
 
 
-def _op(
-    summary: str,
-    tag: str,
-    *,
-    ok: dict | None = None,
-    status: str = "200",
-    body: str | None = None,
-    errors: tuple[str, ...] = ("401", "404"),
-    params: tuple[dict, ...] = (),
-) -> dict:
-    names = {
-        "401": "Unauthorized",
-        "403": "Forbidden",
-        "404": "NotFound",
-        "409": "Conflict",
-        "422": "Unprocessable",
+def operation(endpoint: str, op: Operation, public: bool, components: dict) -> dict:
+    default_words = {201: "Created.", 202: "Accepted.", 204: "Deleted."}.get(op.status, "OK")
+    words = op.ok_description or default_words
+    responses: dict = {
+        str(op.status): {"description": words}
+        if op.ok is None
+        else _json(_answer_schema(op.ok, components), words)
     }
-    responses: dict = {status: ok if ok is not None else {"description": "Deleted."}}
-    for code in errors:
-        name = "LimitExceeded" if code == "409L" else names[code]
-        responses[code[:3]] = {"$ref": f"#/components/responses/{name}"}
-    op: dict = {"summary": summary, "tags": [tag], "responses": responses}
-    if body:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(body)}}}
+    for status, (shape, description) in op.also.items():
+        responses[str(status)] = _json(_answer_schema(shape, components), description)
+    for status in op.errors:
+        name = "LimitExceeded" if status == 409 and op.limit else ERROR_RESPONSES[status]
+        responses[str(status)] = {"$ref": f"#/components/responses/{name}"}
+    out: dict = {"operationId": endpoint.removeprefix(PREFIX), "summary": op.summary, "tags": [op.tag]}
+    if op.query:
+        out["parameters"] = [_param(p) for p in op.query]
+    if op.body is not None:
+        out["requestBody"] = {
+            "required": op.body_required,
+            "content": {"application/json": {"schema": _ref(op.body, components)}},
+        }
         responses["415"] = {"$ref": "#/components/responses/UnsupportedMediaType"}
-    if params:
-        op["parameters"] = list(params)
-    return op
+    if public:
+        out["security"] = []
+    out["responses"] = dict(sorted(responses.items()))
+    return out
 
 
-def _also(op: dict, status: str, response: dict) -> dict:
-    """An operation with one more success answer (a create that may revise instead)."""
-    return {**op, "responses": {status: response, **op["responses"]}}
+# "<id:mailbox_id>", "<int(min=1):n>", "<name>" in a rule
+_VARIABLE = re.compile(r"<(?:(?P<converter>\w+)(?:\([^)]*\))?:)?(?P<name>\w+)>")
 
 
-def _body_optional(op: dict) -> dict:
-    return {**op, "requestBody": {**op["requestBody"], "required": False}}
+def _path(rule: str) -> tuple[str, list[dict]]:
+    """'/api/v1/mailboxes/<id:mailbox_id>' -> '/api/v1/mailboxes/{mailbox_id}' and its parameters."""
+    params = [
+        {
+            "name": m["name"],
+            "in": "path",
+            "required": True,
+            "schema": dict(CONVERTERS.get(m["converter"] or "", STR)),
+        }
+        for m in _VARIABLE.finditer(rule)
+    ]
+    return _VARIABLE.sub(lambda m: "{" + m["name"] + "}", rule), params
 
 
-def _path_param(name: str) -> dict:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
+def build(app: Flask) -> dict:
+    """The document for app's API routes; raises Undocumented if a route's view declares nothing."""
+    from app.web.api.blueprint import PUBLIC_ENDPOINTS
 
-
-def _query(name: str, schema: dict, description: str) -> dict:
-    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
-
-
-PAGING = (
-    _query("page", {"type": "integer", "minimum": 1, "default": 1}, "Page number."),
-    _query("per_page", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}, "Rows per page."),
-)
-REQUEST_FILTER = (_query("status", REQUEST_STATUS, "Only requests in this state."),)
-
-
-def _arr(name: str) -> dict:
-    return {"type": "array", "items": _ref(name)}
-
-
-def _paths() -> dict:
-    c = {"parameters": [_path_param("customer_id")]}
-    write = ("401", "403", "404", "422", "409")
-    return {
-        "/api/v1/openapi.json": {
-            "get": {
-                "summary": "This document.",
-                "tags": ["meta"],
-                "security": [],
-                "responses": {"200": _json({"type": "object"})},
-            }
-        },
-        "/api/v1/service-classes": {
-            "get": _op(
-                "The 32 classes of service, in catalogue order.",
-                "catalogue",
-                ok=_json(_arr("ServiceClass")),
-                errors=("401",),
-            )
-        },
-        "/api/v1/customers": {
-            "get": _op(
-                "Customers: all of them for staff, the caller's own for a customer admin.",
-                "customers",
-                ok=_json(_ref("CustomerPage")),
-                errors=("401", "422"),
-                params=(_query("q", STR, "Search name, VAT number, contact email (staff)."), *PAGING),
-            ),
-            "post": _op(
-                "Create a customer (staff). A VAT number another customer has is a 409 "
-                "unless `vat_duplicate_reason` says why.",
-                "customers",
-                ok=_json(_ref("Customer"), "Created."),
-                status="201",
-                body="CustomerInput",
-                errors=("401", "403", "409", "422"),
-            ),
-        },
-        "/api/v1/customers/{customer_id}": {
-            **c,
-            "get": _op("One customer.", "customers", ok=_json(_ref("Customer"))),
-            "patch": _op(
-                "Change a customer's data or plan (staff).",
-                "customers",
-                ok=_json(_ref("Customer")),
-                body="CustomerPatch",
-                errors=write,
-            ),
-        },
-        "/api/v1/customers/{customer_id}/contract": {
-            **c,
-            "get": _op(
-                "The contract: allowances per class with the accounts in use.",
-                "contracts",
-                ok=_json(_ref("Contract")),
-            ),
-            "put": _op(
-                "Replace the allowances and the self-administration flag (staff).",
-                "contracts",
-                ok=_json(_ref("Contract")),
-                body="ContractInput",
-                errors=write,
-            ),
-        },
-        "/api/v1/customers/{customer_id}/domains": {
-            **c,
-            "get": _op("A customer's domains.", "domains", ok=_json(_arr("Domain"))),
-            "post": _op(
-                "Add a domain (Unicode names are stored as punycode). A customer admin's domain is "
-                "pending until support approves it; staff's is active at once. Refused: the provider's "
-                "own domains, public mailbox providers (staff may give override_reason), names that are "
-                "not registrable, and names already served (a customer hears only 'not available').",
-                "domains",
-                ok=_json(_ref("Domain"), "Created."),
-                status="201",
-                body="DomainInput",
-                errors=write,
-            ),
-        },
-        "/api/v1/domains/{domain_id}": {
-            "parameters": [_path_param("domain_id")],
-            "get": _op("One domain.", "domains", ok=_json(_ref("Domain"))),
-            "delete": _op(
-                "Remove a domain that no address uses any more.",
-                "domains",
-                status="204",
-                errors=("401", "403", "404", "409"),
-            ),
-        },
-        "/api/v1/domains/{domain_id}/approve": {
-            "parameters": [_path_param("domain_id")],
-            "post": _op(
-                "Approve a pending domain: it becomes active and the mail servers serve it (staff). "
-                "Approving an active domain changes nothing.",
-                "domains",
-                ok=_json(_ref("Domain")),
-                errors=("401", "403", "404", "422"),
-            ),
-        },
-        "/api/v1/domains": {
-            "get": _op(
-                "Every customer's domains in one state, oldest first (staff).",
-                "domains",
-                ok=_json(_arr("Domain")),
-                errors=("401", "403", "422"),
-                params=(
-                    _query(
-                        "state",
-                        {"type": "string", "enum": ["pending"], "default": "pending"},
-                        "Only domains in this state.",
-                    ),
-                ),
-            )
-        },
-        "/api/v1/customers/{customer_id}/mailboxes": {
-            **c,
-            "get": _op(
-                "Search a customer's mailboxes, one page at a time.",
-                "mailboxes",
-                ok=_json(_ref("MailboxPage")),
-                errors=("401", "404", "422"),
-                params=(
-                    _query("q", STR, "Part of the address or display name."),
-                    _query("status", STATUS, "Only mailboxes in this state."),
-                    _query("service_class", STR, "Only this class of service (name or id)."),
-                    *PAGING,
-                ),
-            ),
-            "post": _op(
-                "Create a mailbox; refused with 409 when the contract's allowance is used up.",
-                "mailboxes",
-                ok=_json(_ref("Mailbox"), "Created."),
-                status="201",
-                body="MailboxInput",
-                errors=("401", "403", "404", "422", "409L"),
-            ),
-        },
-        "/api/v1/mailboxes/{mailbox_id}": {
-            "parameters": [_path_param("mailbox_id")],
-            "get": _op("One mailbox.", "mailboxes", ok=_json(_ref("Mailbox"))),
-            "patch": _op(
-                "Change display name, password, class (within the contract) or status.",
-                "mailboxes",
-                ok=_json(_ref("Mailbox")),
-                body="MailboxPatch",
-                errors=("401", "403", "404", "422", "409L"),
-            ),
-            "delete": _op(
-                "Delete a mailbox with its aliases and list memberships.",
-                "mailboxes",
-                status="204",
-                errors=("401", "403", "404"),
-            ),
-        },
-        "/api/v1/customers/{customer_id}/aliases": {
-            **c,
-            "get": _op(
-                "A customer's aliases.",
-                "aliases",
-                ok=_json(_arr("Alias")),
-                params=(_query("q", STR, "Part of the address."),),
-            ),
-            "post": _op(
-                "Create an alias to one of the customer's mailboxes.",
-                "aliases",
-                ok=_json(_ref("Alias"), "Created."),
-                status="201",
-                body="AliasInput",
-                errors=write,
-            ),
-        },
-        "/api/v1/aliases/{alias_id}": {
-            "parameters": [_path_param("alias_id")],
-            "get": _op("One alias.", "aliases", ok=_json(_ref("Alias"))),
-            "patch": _op(
-                "Point an alias to another mailbox.",
-                "aliases",
-                ok=_json(_ref("Alias")),
-                body="AliasPatch",
-                errors=("401", "403", "404", "422"),
-            ),
-            "delete": _op("Delete an alias.", "aliases", status="204", errors=("401", "403", "404")),
-        },
-        "/api/v1/customers/{customer_id}/lists": {
-            **c,
-            "get": _op(
-                "A customer's distribution lists.",
-                "lists",
-                ok=_json(_arr("DistributionList")),
-                params=(_query("q", STR, "Part of the address."),),
-            ),
-            "post": _op(
-                "Create a distribution list.",
-                "lists",
-                ok=_json(_ref("DistributionList"), "Created."),
-                status="201",
-                body="DistributionListInput",
-                errors=write,
-            ),
-        },
-        "/api/v1/customers/{customer_id}/list-limits": {
-            **c,
-            "get": _op(
-                "Limits on external list members for a customer, and what is used.",
-                "lists",
-                ok=_json(_ref("ListLimits")),
-            ),
-            "put": _op(
-                "Staff: override the limits on external list members (null: the default).",
-                "lists",
-                ok=_json(_ref("ListLimits")),
-                body="ListLimitsInput",
-                errors=("401", "403", "404", "422"),
-            ),
-        },
-        "/api/v1/lists/{list_id}": {
-            "parameters": [_path_param("list_id")],
-            "get": _op("One distribution list.", "lists", ok=_json(_ref("DistributionList"))),
-            "patch": _op(
-                "Replace the members and/or the description.",
-                "lists",
-                ok=_json(_ref("DistributionList")),
-                body="DistributionListPatch",
-                errors=("401", "403", "404", "422"),
-            ),
-            "delete": _op("Delete a distribution list.", "lists", status="204", errors=("401", "403", "404")),
-        },
-        "/api/v1/capacity-requests": {
-            "get": _op(
-                "Every customer's capacity requests, newest first (staff).",
-                "capacity",
-                ok=_json(_arr("CapacityRequest")),
-                errors=("401", "403", "422"),
-                params=REQUEST_FILTER,
-            ),
-        },
-        "/api/v1/customers/{customer_id}/capacity-requests": {
-            **c,
-            "get": _op(
-                "A customer's capacity requests, newest first.",
-                "capacity",
-                ok=_json(_arr("CapacityRequest")),
-                errors=("401", "404", "422"),
-                params=REQUEST_FILTER,
-            ),
-            "post": _also(
-                _op(
-                    "Ask sales for more accounts of a class, saying why (contract customers). "
-                    "There is one open request per class: asking again revises it and answers 200.",
-                    "capacity",
-                    ok=_json(_ref("CapacityRequest"), "Created."),
-                    status="201",
-                    body="CapacityRequestInput",
-                    errors=("401", "404", "422", "409"),
-                ),
-                "200",
-                _json(_ref("CapacityRequest"), "The open request for the class, revised."),
-            ),
-        },
-        "/api/v1/capacity-requests/{request_id}/approve": {
-            "parameters": [_path_param("request_id")],
-            "post": _body_optional(
-                _op(
-                    "Approve: the allowance grows by `accounts` (by default what was asked); "
-                    "the body may be omitted (staff).",
-                    "capacity",
-                    ok=_json(_ref("CapacityRequest")),
-                    body="CapacityApproval",
-                    errors=("401", "403", "404", "409", "422"),
-                )
-            ),
-        },
-        "/api/v1/capacity-requests/{request_id}/reject": {
-            "parameters": [_path_param("request_id")],
-            "post": _op(
-                "Reject an open request with a reason the customer reads (staff).",
-                "capacity",
-                ok=_json(_ref("CapacityRequest")),
-                body="CapacityRejection",
-                errors=("401", "403", "404", "409", "422"),
-            ),
-        },
-    }
-
-
-def document() -> dict:
+    components: dict = dict(ERROR_SCHEMAS)
+    paths: dict = {}
+    missing = []
+    for rule in app.url_map.iter_rules():
+        if not rule.endpoint.startswith(PREFIX):
+            continue
+        op = getattr(app.view_functions[rule.endpoint], "__openapi__", None)
+        if op is None:
+            missing.append(rule.endpoint)
+            continue
+        path, params = _path(rule.rule)
+        item = paths.setdefault(path, {"parameters": params} if params else {})
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            item[method.lower()] = operation(rule.endpoint, op, rule.endpoint in PUBLIC_ENDPOINTS, components)
+    if missing:
+        raise Undocumented(f"API views without @documented: {', '.join(sorted(missing))}")
     return {
         "openapi": "3.1.0",
         "info": {
@@ -663,8 +359,12 @@ def document() -> dict:
         "security": [{"bearer": []}],
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": SCHEMAS,
+            "schemas": dict(sorted(components.items())),
             "responses": RESPONSES,
         },
-        "paths": _paths(),
+        "paths": paths,
     }
+
+
+def document() -> dict:
+    return build(current_app)

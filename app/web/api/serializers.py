@@ -1,15 +1,46 @@
-"""Models as the API shows them. Password hashes never leave the database."""
+"""Models as the API shows them. Password hashes never leave the database.
+
+Each serializer's shape is declared above it (body.response); the OpenAPI document's
+response schemas are those shapes, and the API tests check real answers against them.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from app.data import catalog
 from app.models import Alias, CapacityRequest, Customer, DistributionList, Domain, Mailbox, ServiceClass
+from app.models.enums import DomainState, MailboxStatus, Plan, PostPolicy, RequestStatus
 from app.services.paging import Page
+from app.web.api.body import (
+    boolean,
+    choice,
+    integer,
+    list_of,
+    object_of,
+    page_of,
+    response,
+    text,
+)
+from app.web.api.body import (
+    datetime as when,
+)
+
+ID = integer(read_only=True)
 
 
 def _when(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+SERVICE_CLASS = response(
+    "ServiceClass",
+    id=ID,
+    name=text(examples=("Business Mail 5.000 MB",)),
+    type=choice(tuple(name for _code, name, _features in catalog.TYPES)),
+    quota_mb=integer(enum=catalog.SIZES_MB),
+    features=list_of(choice(tuple(catalog.FEATURE_LABELS))),
+)
 
 
 def service_class(c: ServiceClass) -> dict:
@@ -20,6 +51,21 @@ def service_class(c: ServiceClass) -> dict:
         "quota_mb": c.quota_mb,
         "features": list(c.features),
     }
+
+
+ALLOWANCE = response("Allowance", service_class=text(), max_accounts=integer())
+CUSTOMER = response(
+    "Customer",
+    id=ID,
+    name=text(),
+    plan=choice(Plan),
+    vat_number=text(nullable=True),
+    contact_email=text(nullable=True),
+    self_service=boolean(),
+    allowances=list_of(object_of(ALLOWANCE)),
+    created_at=when(),
+)
+CUSTOMER_PAGE = page_of(CUSTOMER)
 
 
 def customer(c: Customer) -> dict:
@@ -38,6 +84,21 @@ def customer(c: Customer) -> dict:
     }
 
 
+CONTRACT_ALLOWANCE = response(
+    "ContractAllowance",
+    service_class=text(),
+    max_accounts=integer(nullable=True, description="null for Pay per Use customers."),
+    used=integer(),
+)
+CONTRACT = response(
+    "Contract",
+    customer_id=integer(),
+    plan=choice(Plan),
+    self_service=boolean(),
+    allowances=list_of(object_of(CONTRACT_ALLOWANCE)),
+)
+
+
 def contract(c: Customer, usage: list) -> dict:
     """usage: limits.usage_report rows (classes allowed or in use)."""
     return {
@@ -51,6 +112,22 @@ def contract(c: Customer, usage: list) -> dict:
     }
 
 
+DOMAIN = response(
+    "Domain",
+    id=ID,
+    customer_id=integer(),
+    name=text(description="ASCII (punycode) form, as stored."),
+    unicode_name=text(),
+    state=choice(
+        DomainState,
+        description="pending: added by a customer, not served until support approves it; "
+        "active: the mail servers serve it.",
+    ),
+    created_at=when(),
+    activated_at=when(nullable=True),
+)
+
+
 def domain(d: Domain) -> dict:
     return {
         "id": d.id,
@@ -61,6 +138,21 @@ def domain(d: Domain) -> dict:
         "created_at": _when(d.created_at),
         "activated_at": _when(d.activated_at),
     }
+
+
+MAILBOX = response(
+    "Mailbox",
+    id=ID,
+    customer_id=integer(),
+    address=text(),
+    unicode_address=text(),
+    display_name=text(),
+    service_class=text(),
+    status=choice(MailboxStatus),
+    created_at=when(),
+    updated_at=when(),
+)
+MAILBOX_PAGE = page_of(MAILBOX)
 
 
 def mailbox(m: Mailbox) -> dict:
@@ -77,6 +169,18 @@ def mailbox(m: Mailbox) -> dict:
     }
 
 
+ALIAS = response(
+    "Alias",
+    id=ID,
+    customer_id=integer(),
+    address=text(),
+    unicode_address=text(),
+    target=text(description="Address of the mailbox it delivers to."),
+    target_id=integer(),
+    created_at=when(),
+)
+
+
 def alias(a: Alias) -> dict:
     return {
         "id": a.id,
@@ -87,6 +191,20 @@ def alias(a: Alias) -> dict:
         "target_id": a.target_id,
         "created_at": _when(a.created_at),
     }
+
+
+POST_POLICY_WORDS = "Who may post: anyone; only the customer's own mailboxes, logged in; only the members."
+DISTRIBUTION_LIST = response(
+    "DistributionList",
+    id=ID,
+    customer_id=integer(),
+    address=text(),
+    unicode_address=text(),
+    description=text(),
+    members=list_of(text()),
+    post_policy=choice(PostPolicy, description=POST_POLICY_WORDS),
+    created_at=when(),
+)
 
 
 def distribution_list(d: DistributionList) -> dict:
@@ -100,6 +218,24 @@ def distribution_list(d: DistributionList) -> dict:
         "post_policy": d.post_policy,
         "created_at": _when(d.created_at),
     }
+
+
+CAPACITY_REQUEST = response(
+    "CapacityRequest",
+    id=ID,
+    customer_id=integer(),
+    service_class=text(),
+    extra_accounts=integer(description="How many more accounts the customer asks for."),
+    note=text(description="Why the customer asks."),
+    status=choice(RequestStatus),
+    granted_accounts=integer(
+        nullable=True, description="What staff granted (the allowance grew by it); null unless approved."
+    ),
+    decision_note=text(description="Staff's reason, shown to the customer; empty if none."),
+    created_at=when(),
+    updated_at=when(nullable=True, description="When the customer last revised the open request."),
+    decided_at=when(nullable=True),
+)
 
 
 def capacity_request(r: CapacityRequest) -> dict:
@@ -125,4 +261,25 @@ def page(p: Page, item) -> dict:
         "page": p.page,
         "per_page": p.per_page,
         "pages": p.pages,
+    }
+
+
+LIST_LIMITS = response(
+    "ListLimits",
+    per_list=integer(description="External members allowed in one list."),
+    per_customer=integer(description="External members allowed over all the customer's lists."),
+    per_list_override=integer(nullable=True, description="Staff's override; null: the default."),
+    per_customer_override=integer(nullable=True),
+    external_members=integer(description="External members now, over all lists."),
+)
+
+
+def list_limits(customer: Customer, limits: tuple[int, int], external_members: int) -> dict:
+    per_list, per_customer = limits
+    return {
+        "per_list": per_list,
+        "per_customer": per_customer,
+        "per_list_override": customer.list_external_per_list,
+        "per_customer_override": customer.list_external_per_customer,
+        "external_members": external_members,
     }

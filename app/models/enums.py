@@ -1,0 +1,83 @@
+"""Every closed set of codes the product stores, each defined once.
+
+Each member equals its stored string ("active" == MailboxStatus.ACTIVE), so the
+database keeps plain strings and templates may compare with literals. The
+CHECK constraints, the API's validation and document, the labels and the CLI
+choices are all built from these classes: adding a member here is the whole change
+(plus its label in app/services/labels.py and a migration for the CHECK).
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Codes(enum.StrEnum):
+    """A StrEnum with the two questions the rest of the code asks of it."""
+
+    @classmethod
+    def values(cls) -> tuple[str, ...]:
+        return tuple(member.value for member in cls)
+
+    @classmethod
+    def has(cls, value: object) -> bool:
+        """Whether value is one of the codes (`value in cls` warns on Python 3.11 for a non-member)."""
+        return isinstance(value, str) and value in cls._value2member_map_
+
+    @classmethod
+    def check(cls, column: str) -> str:
+        """The SQL of a CHECK constraint that keeps column within the codes."""
+        return f"{column} IN ({', '.join(repr(v) for v in cls.values())})"
+
+
+class MailboxStatus(Codes):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    DISABLED = "disabled"
+
+
+class Plan(Codes):
+    PAYG = "payg"
+    CONTRACT = "contract"
+
+
+class Role(Codes):
+    """Who a user is; the audit trail also names a third actor, "system" (not a user's role)."""
+
+    STAFF = "staff"
+    CUSTOMER_ADMIN = "customer_admin"
+
+
+class RequestStatus(Codes):
+    """A capacity request: open until staff approve or reject it."""
+
+    OPEN = "open"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class DomainState(Codes):
+    """A domain a customer adds waits (pending) until its ownership is proved or support
+    approves it; only active domains reach the mail servers' views."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+
+
+class PostPolicy(Codes):
+    """Who may post to a distribution list: anyone, only the customer's own (authenticated)
+    mailboxes, or only its members."""
+
+    ANYONE = "anyone"
+    CUSTOMER = "customer"
+    MEMBERS = "members"
+
+
+class Locale(Codes):
+    """The panel's languages; the first is the default."""
+
+    IT = "it"
+    EN = "en"
+
+
+ALL = (MailboxStatus, Plan, Role, RequestStatus, DomainState, PostPolicy, Locale)
