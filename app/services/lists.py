@@ -305,23 +305,9 @@ def apply_list(actor: Actor, draft: ListDraft) -> DistributionList:
     return dlist
 
 
-def create_list(
-    actor: Actor,
-    customer_id: int,
-    *,
-    address: object,
-    members: object = (),
-    description: object = "",
-    post_policy: object = DEFAULT_POST_POLICY,
-) -> DistributionList:
-    draft = validate_list(
-        CustomerContext.load(actor, customer_id),
-        address=address,
-        members=members,
-        description=description,
-        post_policy=post_policy,
-    )
-    return apply_list(actor, draft)
+def create_list(actor: Actor, customer_id: int, **values: object) -> DistributionList:
+    """A new list; values are validate_list's (address, members, description, post_policy)."""
+    return apply_list(actor, validate_list(CustomerContext.load(actor, customer_id), **values))
 
 
 @dataclass(frozen=True, eq=False)
@@ -389,19 +375,9 @@ def apply_list_change(actor: Actor, change: ListChange) -> DistributionList:
     return dlist
 
 
-def update_list(
-    actor: Actor,
-    list_id: object,
-    *,
-    members: object = None,
-    description: object = None,
-    post_policy: object = None,
-) -> DistributionList:
-    """Replace the members (and/or the description, who may post) of a list."""
-    change = validate_list_change(
-        actor, list_id, members=members, description=description, post_policy=post_policy
-    )
-    return apply_list_change(actor, change)
+def update_list(actor: Actor, list_id: object, **changes: object) -> DistributionList:
+    """Replace the members (and/or the description, who may post) of a list; see validate_list_change."""
+    return apply_list_change(actor, validate_list_change(actor, list_id, **changes))
 
 
 def add_member(actor: Actor, list_id: object, address: object) -> DistributionList:

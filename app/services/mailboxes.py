@@ -144,23 +144,9 @@ def apply_mailbox(actor: Actor, draft: MailboxDraft) -> Mailbox:
     return mailbox
 
 
-def create_mailbox(
-    actor: Actor,
-    customer_id: int,
-    *,
-    address: object,
-    password: object,
-    display_name: object = "",
-    service_class: object,
-) -> Mailbox:
-    draft = validate_mailbox(
-        CustomerContext.load(actor, customer_id),
-        address=address,
-        password=password,
-        display_name=display_name,
-        service_class=service_class,
-    )
-    return apply_mailbox(actor, draft)
+def create_mailbox(actor: Actor, customer_id: int, **values: object) -> Mailbox:
+    """A new mailbox; values are validate_mailbox's (address, password, display_name, service_class)."""
+    return apply_mailbox(actor, validate_mailbox(CustomerContext.load(actor, customer_id), **values))
 
 
 @dataclass(frozen=True)
@@ -293,24 +279,9 @@ def apply_mailbox_change(actor: Actor, change: MailboxChange) -> Mailbox:
     return mailbox
 
 
-def update_mailbox(
-    actor: Actor,
-    mailbox_id: object,
-    *,
-    display_name: object = UNSET,
-    password: object = UNSET,
-    service_class: object = UNSET,
-    status: object = UNSET,
-) -> Mailbox:
-    change = validate_mailbox_change(
-        actor,
-        mailbox_id,
-        display_name=display_name,
-        password=password,
-        service_class=service_class,
-        status=status,
-    )
-    return apply_mailbox_change(actor, change)
+def update_mailbox(actor: Actor, mailbox_id: object, **changes: object) -> Mailbox:
+    """Change a mailbox; changes are validate_mailbox_change's (display_name, password, service_class, status)."""
+    return apply_mailbox_change(actor, validate_mailbox_change(actor, mailbox_id, **changes))
 
 
 def delete_mailbox(actor: Actor, mailbox_id: object) -> None:

@@ -95,19 +95,9 @@ def apply_user(actor: Actor, draft: UserDraft) -> User:
     return user
 
 
-def create_user(
-    actor: Actor,
-    *,
-    email: object,
-    password: object,
-    role: object,
-    customer_id: object = None,
-    locale: str = "it",
-) -> User:
-    draft = validate_user(
-        actor, email=email, password=password, role=role, customer_id=customer_id, locale=locale
-    )
-    return apply_user(actor, draft)
+def create_user(actor: Actor, **values: object) -> User:
+    """Staff only; values are validate_user's (email, password, role, customer_id, locale)."""
+    return apply_user(actor, validate_user(actor, **values))
 
 
 def authenticate(email: object, password: object, ip: str | None = None) -> User | None:
