@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 from flask_babel import gettext as _
 
 from app.extensions import db
 from app.models import Customer, User
+from app.services import fields
 from app.services.errors import NotFound, PermissionDenied
+
+M = TypeVar("M")
 
 
 @dataclass(frozen=True)
@@ -41,11 +45,8 @@ def can_see(actor: Actor, customer_id: int | None) -> bool:
 
 def customer_for(actor: Actor, customer_id: object) -> Customer:
     """The customer, if the actor may see it; NotFound otherwise (never 403: no probing)."""
-    try:
-        cid = int(customer_id)
-    except (TypeError, ValueError):
-        raise NotFound(_("Cliente non trovato.")) from None
-    customer = db.session.get(Customer, cid) if can_see(actor, cid) else None
+    cid = fields.row_id(customer_id)
+    customer = db.session.get(Customer, cid) if cid is not None and can_see(actor, cid) else None
     if customer is None:
         raise NotFound(_("Cliente non trovato."))
     return customer
@@ -56,6 +57,16 @@ def scoped(actor: Actor, obj, message: str):
     if obj is None or not can_see(actor, obj.customer_id):
         raise NotFound(message)
     return obj
+
+
+def get_scoped(actor: Actor, model: type[M], row_id: object, not_found_message: str) -> M:
+    """The row of model with this id, if it belongs to a customer the actor may see.
+
+    An id that cannot name a row (a word, a number past the database's integer range)
+    is refused like one that matches nothing: NotFound with the message, never a 500.
+    """
+    rid = fields.row_id(row_id)
+    return scoped(actor, db.session.get(model, rid) if rid is not None else None, not_found_message)
 
 
 def require_staff(actor: Actor) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 import idna
 import sqlalchemy as sa
@@ -78,11 +79,14 @@ def split_address(address: object, field: str = "address") -> tuple[str, str]:
 def customer_domain(customer_id: int, ascii_domain: str, field: str = "address") -> Domain:
     domain = db.session.scalar(sa.select(Domain).where(Domain.name == ascii_domain))
     if domain is None or domain.customer_id != customer_id:
-        raise ValidationError.one(
-            field,
-            _("Il dominio %(d)s non è tra i domini di questo cliente.", d=idna_display(ascii_domain)),
-        )
+        raise not_customer_domain(ascii_domain, field)
     return domain
+
+
+def not_customer_domain(ascii_domain: str, field: str = "address") -> ValidationError:
+    return ValidationError.one(
+        field, _("Il dominio %(d)s non è tra i domini di questo cliente.", d=idna_display(ascii_domain))
+    )
 
 
 def idna_display(ascii_domain: str) -> str:
@@ -92,15 +96,43 @@ def idna_display(ascii_domain: str) -> str:
         return ascii_domain
 
 
-def ensure_free(address: str, field: str = "address") -> None:
-    """An address is one mailbox, one alias or one list, never two of them."""
-    for model, what in (
+def _address_kinds():
+    return (
         (Mailbox, _("una casella")),
         (Alias, _("un alias")),
         (DistributionList, _("una lista di distribuzione")),
-    ):
+    )
+
+
+def _taken(address: str, what: str) -> str:
+    return _("L'indirizzo %(a)s è già usato da %(what)s.", a=address, what=what)
+
+
+def ensure_free(address: str, field: str = "address") -> None:
+    """An address is one mailbox, one alias or one list, never two of them."""
+    for model, what in _address_kinds():
         if db.session.scalar(sa.select(model.id).where(model.address == address)) is not None:
-            raise Conflict(_("L'indirizzo %(a)s è già usato da %(what)s.", a=address, what=what), field=field)
+            raise Conflict(_taken(address, what), field=field)
+
+
+# Addresses per IN (...) query: well below SQLite's and PostgreSQL's limits on bound parameters.
+IN_USE_CHUNK = 2000
+
+
+def in_use(candidates: Iterable[str]) -> dict[str, str]:
+    """{address: why it is taken} for those already a mailbox, an alias or a list.
+
+    Three queries per IN_USE_CHUNK addresses, for checking a whole sheet at once; the
+    message is ensure_free's.
+    """
+    wanted = sorted(set(candidates))
+    out: dict[str, str] = {}
+    for start in range(0, len(wanted), IN_USE_CHUNK):
+        chunk = wanted[start : start + IN_USE_CHUNK]
+        for model, what in _address_kinds():
+            for address in db.session.scalars(sa.select(model.address).where(model.address.in_(chunk))):
+                out.setdefault(address, _taken(address, what))
+    return out
 
 
 def external_address(value: object, field: str = "members") -> str:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sqlalchemy as sa
 from flask_babel import gettext as _
 
 from app.extensions import db
-from app.models import Alias, Mailbox
+from app.models import Alias, Customer, Domain, Mailbox
 from app.services import addresses, audit, fields, limits
-from app.services.access import Actor, customer_for, require_manage, scoped
-from app.services.errors import ValidationError
+from app.services.access import Actor, customer_for, get_scoped, require_manage
+from app.services.context import CustomerContext
+from app.services.errors import FieldErrors, ValidationError
 
 
 def _target(customer_id: int, value: object) -> Mailbox:
@@ -31,11 +34,7 @@ def _target(customer_id: int, value: object) -> Mailbox:
 
 
 def get_alias(actor: Actor, alias_id: object) -> Alias:
-    try:
-        alias = db.session.get(Alias, int(alias_id))
-    except (TypeError, ValueError):
-        alias = None
-    return scoped(actor, alias, _("Alias non trovato."))
+    return get_scoped(actor, Alias, alias_id, _("Alias non trovato."))
 
 
 def list_aliases(actor: Actor, customer_id: int, q: str = "") -> list[Alias]:
@@ -46,27 +45,39 @@ def list_aliases(actor: Actor, customer_id: int, q: str = "") -> list[Alias]:
     return list(db.session.scalars(stmt))
 
 
-def create_alias(actor: Actor, customer_id: int, *, address: object, target: object) -> Alias:
-    customer = customer_for(actor, customer_id)
-    require_manage(actor, customer)
-    errors: dict[str, str] = {}
-    domain = mailbox = None
-    try:
-        local, domain_name = addresses.split_address(address)
-        domain = addresses.customer_domain(customer.id, domain_name)
-    except ValidationError as e:
-        errors.update(e.errors)
-    try:
-        mailbox = _target(customer.id, target)
-    except ValidationError as e:
-        errors.update(e.errors)
-    if errors:
-        raise ValidationError(errors)
-    full = f"{local}@{domain.name}"
+@dataclass(frozen=True, eq=False)
+class AliasDraft:
+    """A new alias whose fields passed their checks; nothing written yet."""
+
+    customer: Customer
+    domain: Domain
+    local_part: str
+    address: str
+    target: Mailbox
+
+
+def validate_alias(context: CustomerContext, *, address: object, target: object) -> AliasDraft:
+    """Check a new alias against the customer; ValidationError names every bad field. Writes nothing."""
+    problems = FieldErrors()
+    local = domain = None
+    with problems.catching():
+        local, domain = context.address(address)
+    mailbox = problems.collect(_target, context.customer.id, target)
+    problems.raise_if_any()
+    return AliasDraft(context.customer, domain, local, f"{local}@{domain.name}", mailbox)
+
+
+def apply_alias(actor: Actor, draft: AliasDraft) -> Alias:
+    """Write a validated alias; under the customer's lock, its address must still be free."""
+    customer = draft.customer
     limits.lock_customer(customer.id)
-    addresses.ensure_free(full)
+    addresses.ensure_free(draft.address)
     alias = Alias(
-        customer_id=customer.id, domain_id=domain.id, local_part=local, address=full, target_id=mailbox.id
+        customer_id=customer.id,
+        domain_id=draft.domain.id,
+        local_part=draft.local_part,
+        address=draft.address,
+        target_id=draft.target.id,
     )
     db.session.add(alias)
     db.session.flush()
@@ -74,23 +85,38 @@ def create_alias(actor: Actor, customer_id: int, *, address: object, target: obj
         actor,
         "alias.create",
         customer_id=customer.id,
-        target=full,
-        changes={"target": [None, mailbox.address]},
+        target=draft.address,
+        changes={"target": [None, draft.target.address]},
     )
     db.session.commit()
     return alias
 
 
-def update_alias(actor: Actor, alias_id: object, *, target: object) -> Alias:
+def create_alias(actor: Actor, customer_id: int, *, address: object, target: object) -> Alias:
+    draft = validate_alias(CustomerContext.load(actor, customer_id), address=address, target=target)
+    return apply_alias(actor, draft)
+
+
+@dataclass(frozen=True, eq=False)
+class AliasChange:
+    alias: Alias
+    target: Mailbox
+
+
+def validate_alias_change(actor: Actor, alias_id: object, *, target: object) -> AliasChange:
     alias = get_alias(actor, alias_id)
     customer = customer_for(actor, alias.customer_id)
     require_manage(actor, customer)
-    mailbox = _target(customer.id, target)
+    return AliasChange(alias, _target(customer.id, target))
+
+
+def apply_alias_change(actor: Actor, change: AliasChange) -> Alias:
+    alias, mailbox = change.alias, change.target
     if mailbox.id != alias.target_id:
         audit.record(
             actor,
             "alias.update",
-            customer_id=customer.id,
+            customer_id=alias.customer_id,
             target=alias.address,
             changes={"target": [alias.target.address, mailbox.address]},
         )
@@ -98,6 +124,10 @@ def update_alias(actor: Actor, alias_id: object, *, target: object) -> Alias:
         alias.target = mailbox
         db.session.commit()
     return alias
+
+
+def update_alias(actor: Actor, alias_id: object, *, target: object) -> Alias:
+    return apply_alias_change(actor, validate_alias_change(actor, alias_id, target=target))
 
 
 def delete_alias(actor: Actor, alias_id: object) -> None:

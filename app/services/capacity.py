@@ -19,8 +19,8 @@ from app.extensions import db
 from app.models import Allowance, CapacityRequest
 from app.models.base import utcnow
 from app.services import audit, classes, fields, limits, notify
-from app.services.access import Actor, customer_for, require_staff, scoped
-from app.services.errors import Conflict, ValidationError
+from app.services.access import Actor, customer_for, get_scoped, require_staff
+from app.services.errors import Conflict, FieldErrors
 
 MAX_ACCOUNTS = 10_000
 MAX_NOTE = 1000
@@ -43,27 +43,21 @@ def _reason(value: object, field: str, *, required: bool) -> str:
     return fields.text(value, field, max_len=MAX_NOTE, required=required)
 
 
+def _blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
 def _read(service_class: object, extra_accounts: object, note: object):
-    errors: dict[str, str] = {}
-    cls = extra = text = None
-    try:
-        cls = classes.resolve(service_class)
-    except ValidationError as e:
-        errors.update(e.errors)
-    try:
-        extra = fields.integer(extra_accounts, "extra_accounts", minimum=1, maximum=MAX_ACCOUNTS)
-    except ValidationError as e:
-        errors.update(e.errors)
-    try:
-        text = _reason(note, "note", required=True)
-    except ValidationError as e:
-        errors["note"] = (
-            _("Scrivi perché ti servono: il commerciale decide anche in base al motivo.")
-            if not (note or "").strip()
-            else e.errors["note"]
-        )
-    if errors:
-        raise ValidationError(errors)
+    """The validation step of a request: every bad field at once, nothing read but the catalogue."""
+    problems = FieldErrors()
+    cls = problems.collect(classes.resolve, service_class)
+    extra = problems.collect(
+        fields.integer, extra_accounts, "extra_accounts", minimum=1, maximum=MAX_ACCOUNTS
+    )
+    if _blank(note):
+        problems.add("note", _("Scrivi perché ti servono: il commerciale decide anche in base al motivo."))
+    text = problems.collect(_reason, note, "note", required=True)
+    problems.raise_if_any()
     return cls, extra, text
 
 
@@ -123,9 +117,7 @@ def request_capacity(
 
 
 def get_request(actor: Actor, request_id: object) -> CapacityRequest:
-    request_id = fields.row_id(request_id)
-    req = db.session.get(CapacityRequest, request_id) if request_id else None
-    return scoped(actor, req, _("Richiesta non trovata."))
+    return get_scoped(actor, CapacityRequest, request_id, _("Richiesta non trovata."))
 
 
 def list_requests(
@@ -161,27 +153,18 @@ def decide(
     require_staff(actor)
     if req.status != "open":  # checked again under the lock below
         raise Conflict(_("Questa richiesta è già stata gestita."))
-    errors: dict[str, str] = {}
+    problems = FieldErrors()
     granted = None
     if approve:
-        try:
-            granted = (
-                req.extra_accounts
-                if accounts is None or accounts == ""
-                else fields.integer(accounts, "accounts", minimum=1, maximum=MAX_ACCOUNTS)
-            )
-        except ValidationError as e:
-            errors.update(e.errors)
-    try:
-        text = _reason(reason, "reason", required=not approve)
-    except ValidationError as e:
-        errors["reason"] = (
-            _("Scrivi il motivo del rifiuto: il cliente lo leggerà.")
-            if not (reason or "").strip()
-            else e.errors["reason"]
+        granted = (
+            req.extra_accounts
+            if accounts is None or accounts == ""
+            else problems.collect(fields.integer, accounts, "accounts", minimum=1, maximum=MAX_ACCOUNTS)
         )
-    if errors:
-        raise ValidationError(errors)
+    elif _blank(reason):
+        problems.add("reason", _("Scrivi il motivo del rifiuto: il cliente lo leggerà."))
+    text = problems.collect(_reason, reason, "reason", required=not approve)
+    problems.raise_if_any()
     limits.lock_customer(req.customer_id)
     db.session.refresh(req)
     if req.status != "open":

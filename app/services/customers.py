@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sqlalchemy as sa
 from flask_babel import gettext as _
 from flask_babel import ngettext
@@ -14,7 +16,7 @@ from app.models.customers import PLANS
 from app.services import audit, classes, fields, limits
 from app.services.access import Actor, customer_for, require_staff
 from app.services.addresses import external_address
-from app.services.errors import Conflict, ValidationError
+from app.services.errors import Conflict, FieldErrors, ValidationError
 from app.services.paging import Page, paginate
 
 
@@ -47,7 +49,7 @@ def _plan(value: object) -> str:
 
 def _read(data: dict, partial: bool) -> dict:
     out: dict = {}
-    errors: dict[str, str] = {}
+    problems = FieldErrors()
     readers = {
         "name": lambda v: fields.text(v, "name", max_len=200),
         "plan": _plan,
@@ -57,12 +59,8 @@ def _read(data: dict, partial: bool) -> dict:
     for key, reader in readers.items():
         if partial and key not in data:
             continue
-        try:
-            out[key] = reader(data.get(key))
-        except ValidationError as e:
-            errors.update(e.errors)
-    if errors:
-        raise ValidationError(errors)
+        out[key] = problems.collect(reader, data.get(key))
+    problems.raise_if_any()
     return out
 
 
@@ -94,12 +92,24 @@ def _check_vat_unique(values: dict, reason: object, customer_id: int | None = No
     return {"vat_duplicate_reason": [None, why]}
 
 
-def create_customer(actor: Actor, vat_duplicate_reason: object = "", **data) -> Customer:
-    """Staff only. A VAT number already in use is refused unless vat_duplicate_reason says why."""
+@dataclass(frozen=True, eq=False)
+class CustomerDraft:
+    """A customer's fields, read and checked; customer is None for a new one."""
+
+    customer: Customer | None
+    values: dict  # name, plan, vat_number, contact_email (only those given, for a change)
+    override: dict  # the audit entry of an accepted duplicate VAT number, or {}
+
+
+def validate_customer(actor: Actor, vat_duplicate_reason: object = "", **data) -> CustomerDraft:
+    """Staff only. Every bad field at once, then a VAT number already in use (Conflict); writes nothing."""
     require_staff(actor)
     values = _read(data, partial=False)
-    override = _check_vat_unique(values, vat_duplicate_reason)
-    customer = Customer(**values)
+    return CustomerDraft(None, values, _check_vat_unique(values, vat_duplicate_reason))
+
+
+def apply_customer(actor: Actor, draft: CustomerDraft) -> Customer:
+    customer = Customer(**draft.values)
     db.session.add(customer)
     db.session.flush()
     audit.record(
@@ -107,19 +117,32 @@ def create_customer(actor: Actor, vat_duplicate_reason: object = "", **data) -> 
         "customer.create",
         customer_id=customer.id,
         target=customer.name,
-        changes={k: [None, v] for k, v in values.items()} | override,
+        changes={k: [None, v] for k, v in draft.values.items()} | draft.override,
     )
     db.session.commit()
     return customer
 
 
-def update_customer(actor: Actor, customer_id: int, vat_duplicate_reason: object = "", **data) -> Customer:
+def create_customer(actor: Actor, vat_duplicate_reason: object = "", **data) -> Customer:
+    """Staff only. A VAT number already in use is refused unless vat_duplicate_reason says why."""
+    return apply_customer(actor, validate_customer(actor, vat_duplicate_reason, **data))
+
+
+def validate_customer_change(
+    actor: Actor, customer_id: int, vat_duplicate_reason: object = "", **data
+) -> CustomerDraft:
     customer = customer_for(actor, customer_id)  # scope first: another customer's id is a 404
     require_staff(actor)
     values = _read(data, partial=True)
     override = {}
     if values.get("vat_number") and values["vat_number"] != customer.vat_number:
         override = _check_vat_unique(values, vat_duplicate_reason, customer.id)
+    return CustomerDraft(customer, values, override)
+
+
+def apply_customer_change(actor: Actor, draft: CustomerDraft) -> Customer:
+    """Write a checked change; under the lock, a switch to a contract must cover the mailboxes in use."""
+    customer, values = draft.customer, draft.values
     limits.lock_customer(customer.id)
     if values.get("plan") == "contract" and customer.plan != "contract":
         _check_covers_usage(customer, {a.service_class_id: a.max_accounts for a in customer.allowances})
@@ -131,10 +154,16 @@ def update_customer(actor: Actor, customer_id: int, vat_duplicate_reason: object
         "customer.update",
         customer_id=customer.id,
         target=customer.name,
-        changes=audit.diff(before, values) | override,
+        changes=audit.diff(before, values) | draft.override,
     )
     db.session.commit()
     return customer
+
+
+def update_customer(actor: Actor, customer_id: int, vat_duplicate_reason: object = "", **data) -> Customer:
+    return apply_customer_change(
+        actor, validate_customer_change(actor, customer_id, vat_duplicate_reason, **data)
+    )
 
 
 def _check_covers_usage(customer: Customer, wanted: dict[int, int]) -> None:
@@ -153,35 +182,44 @@ def _check_covers_usage(customer: Customer, wanted: dict[int, int]) -> None:
             )
 
 
-def set_contract(actor: Actor, customer_id: int, allowances: object, self_service: object) -> Customer:
-    """Replace the contract's allowances and the self-administration flag (support only)."""
+@dataclass(frozen=True, eq=False)
+class ContractDraft:
+    customer: Customer
+    allowances: dict[int, int]  # service class id -> accounts (0: none)
+    self_service: bool
+
+
+def validate_contract(
+    actor: Actor, customer_id: int, allowances: object, self_service: object
+) -> ContractDraft:
+    """Read a contract's allowances and self-administration flag, every bad entry at once; writes nothing."""
     customer = customer_for(actor, customer_id)  # scope first: another customer's id is a 404
     require_staff(actor)
     if not isinstance(allowances, list):
         raise ValidationError.one("allowances", _("Deve essere un elenco di classi e quantità."))
     wanted: dict[int, int] = {}
-    errors: dict[str, str] = {}
+    problems = FieldErrors()
     for i, item in enumerate(allowances):
         key = f"allowances.{i}"
         if not isinstance(item, dict):
-            errors[key] = _("Ogni voce deve indicare service_class e max_accounts.")
+            problems.add(key, _("Ogni voce deve indicare service_class e max_accounts."))
             continue
-        try:
-            cls = classes.resolve(item.get("service_class"), f"{key}.service_class")
-            n = fields.integer(item.get("max_accounts"), f"{key}.max_accounts", maximum=100_000)
-        except ValidationError as e:
-            errors.update(e.errors)
+        cls = problems.collect(classes.resolve, item.get("service_class"), f"{key}.service_class")
+        n = problems.collect(fields.integer, item.get("max_accounts"), f"{key}.max_accounts", maximum=100_000)
+        if cls is None or n is None:
             continue
         if cls.id in wanted:
-            errors[f"{key}.service_class"] = _("Classe ripetuta: %(cls)s.", cls=cls.name)
+            problems.add(f"{key}.service_class", _("Classe ripetuta: %(cls)s.", cls=cls.name))
             continue
         wanted[cls.id] = n
-    try:
-        flag = fields.boolean(self_service, "self_service")
-    except ValidationError as e:
-        errors.update(e.errors)
-    if errors:
-        raise ValidationError(errors)
+    flag = problems.collect(fields.boolean, self_service, "self_service")
+    problems.raise_if_any()
+    return ContractDraft(customer, wanted, flag)
+
+
+def apply_contract(actor: Actor, draft: ContractDraft) -> Customer:
+    """Write a checked contract; under the lock, a contract customer's allowances must cover its mailboxes."""
+    customer, wanted, flag = draft.customer, draft.allowances, draft.self_service
     limits.lock_customer(customer.id)
     if customer.plan == "contract":
         _check_covers_usage(customer, wanted)
@@ -207,6 +245,11 @@ def set_contract(actor: Actor, customer_id: int, allowances: object, self_servic
     audit.record(actor, "contract.update", customer_id=customer.id, target=customer.name, changes=changes)
     db.session.commit()
     return customer
+
+
+def set_contract(actor: Actor, customer_id: int, allowances: object, self_service: object) -> Customer:
+    """Replace the contract's allowances and the self-administration flag (support only)."""
+    return apply_contract(actor, validate_contract(actor, customer_id, allowances, self_service))
 
 
 def search_customers(actor: Actor, q: str = "", page: int = 1, per_page: int = 25) -> Page:

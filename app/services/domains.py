@@ -7,6 +7,8 @@ approves it, one support adds is active at once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sqlalchemy as sa
 import sqlalchemy.orm
 from flask_babel import gettext as _
@@ -14,13 +16,13 @@ from flask_babel import ngettext
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
-from app.models import Alias, DistributionList, Domain, Mailbox
+from app.models import Alias, Customer, DistributionList, Domain, Mailbox
 from app.models.base import utcnow
 from app.services import audit, domain_names, fields, limits
-from app.services.access import Actor, customer_for, require_manage, require_staff, scoped
+from app.services.access import Actor, customer_for, get_scoped, require_manage, require_staff
 from app.services.addresses import domain_to_ascii, idna_display
 from app.services.domain_names import PublicProviderDomain
-from app.services.errors import Conflict, PermissionDenied, ValidationError
+from app.services.errors import Conflict, FieldErrors, PermissionDenied, ValidationError
 
 # A reason staff give to set a rule aside: long enough to say something to whoever reads the audit trail.
 MIN_REASON = 10
@@ -34,27 +36,49 @@ def list_domains(actor: Actor, customer_id: int) -> list[Domain]:
 
 
 def get_domain(actor: Actor, domain_id: object) -> Domain:
-    # An id beyond the database's integer range names nothing (and must not reach the driver).
-    row_id = fields.row_id(domain_id)
-    domain = db.session.get(Domain, row_id) if row_id is not None else None
-    return scoped(actor, domain, _("Dominio non trovato."))
+    return get_scoped(actor, Domain, domain_id, _("Dominio non trovato."))
 
 
-def add_domain(actor: Actor, customer_id: int, name: object, override_reason: object = None) -> Domain:
-    """Add a domain: active at once when staff add it, pending (not served) when a customer does.
+@dataclass(frozen=True, eq=False)
+class DomainDraft:
+    """A name a customer may ask for, checked; whether it is still free is add_domain's to say under the lock."""
 
-    override_reason lets staff add a public mailbox provider's domain; it goes into the audit trail.
+    customer: Customer
+    name: str  # ASCII (IDNA)
+    override_reason: str  # staff's reason to add a public mailbox provider's domain, or ""
+
+
+def validate_domain(
+    actor: Actor, customer_id: object, name: object, override_reason: object = None
+) -> DomainDraft:
+    """Check a new domain's name and override reason together; writes nothing.
+
+    A public provider's name is refused with PublicProviderDomain (staff may then give a reason).
     """
     customer = customer_for(actor, customer_id)
     require_manage(actor, customer)
-    reason = _override_reason(actor, override_reason)
-    ascii_name = domain_to_ascii(name)
-    try:
-        domain_names.check_claimable(ascii_name, override_public=bool(reason))
-    except PublicProviderDomain as e:
-        if actor.is_staff:
-            e.errors["name"] += " " + _("Per aggiungerlo comunque, scrivi il motivo della deroga.")
-        raise
+    if not actor.is_staff and override_reason not in (None, ""):
+        raise PermissionDenied(_("Solo il supporto tecnico può aggiungere un dominio in deroga alle regole."))
+    problems = FieldErrors()
+    reason = problems.collect(_override_reason, override_reason)
+    ascii_name = None
+    with problems.catching():
+        ascii_name = domain_to_ascii(name)
+        try:
+            # A reason was given, even one refused above: its message says what to fix, not the name's.
+            asked = bool(reason) or "override_reason" in problems
+            domain_names.check_claimable(ascii_name, override_public=asked)
+        except PublicProviderDomain as e:
+            if actor.is_staff:
+                e.errors["name"] += " " + _("Per aggiungerlo comunque, scrivi il motivo della deroga.")
+            raise
+    problems.raise_if_any()
+    return DomainDraft(customer, ascii_name, reason)
+
+
+def apply_domain(actor: Actor, draft: DomainDraft) -> Domain:
+    """Add a checked name: under the customer's lock it must still be free; active at once when staff add it."""
+    customer, ascii_name, reason = draft.customer, draft.name, draft.override_reason
     limits.lock_customer(customer.id)
     _check_available(actor, customer.id, ascii_name)
     domain = Domain(customer_id=customer.id, name=ascii_name, state="pending")
@@ -77,13 +101,17 @@ def add_domain(actor: Actor, customer_id: int, name: object, override_reason: ob
     return domain
 
 
-def _override_reason(actor: Actor, value: object) -> str:
-    if not actor.is_staff and value not in (None, ""):
-        raise PermissionDenied(_("Solo il supporto tecnico può aggiungere un dominio in deroga alle regole."))
+def add_domain(actor: Actor, customer_id: int, name: object, override_reason: object = None) -> Domain:
+    """Add a domain: active at once when staff add it, pending (not served) when a customer does.
+
+    override_reason lets staff add a public mailbox provider's domain; it goes into the audit trail.
+    """
+    return apply_domain(actor, validate_domain(actor, customer_id, name, override_reason))
+
+
+def _override_reason(value: object) -> str:
     reason = fields.text(value, "override_reason", max_len=500, required=False)
-    if not reason:
-        return ""
-    if len(reason) < MIN_REASON:
+    if reason and len(reason) < MIN_REASON:
         raise ValidationError.one(
             "override_reason", _("Scrivi il motivo della deroga (almeno %(n)d caratteri).", n=MIN_REASON)
         )

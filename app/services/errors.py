@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 
 class DomainError(Exception):
     status = 400
@@ -46,7 +48,7 @@ class Conflict(DomainError):
 
 
 class LimitExceeded(Conflict):
-    """A contract allowance is used up for a class of service."""
+    """A contract allowance has no room for the accounts asked for in a class of service."""
 
     def __init__(
         self,
@@ -57,6 +59,7 @@ class LimitExceeded(Conflict):
         used: int,
         service_class_id: int,
         customer_id: int,
+        wanted: int = 1,
     ):
         super().__init__(message, field="service_class")
         self.service_class = service_class
@@ -64,3 +67,64 @@ class LimitExceeded(Conflict):
         self.used = used
         self.service_class_id = service_class_id
         self.customer_id = customer_id
+        self.wanted = wanted  # how many more were asked for at once
+
+    @property
+    def missing(self) -> int:
+        """How many accounts of the class the contract lacks for what was asked."""
+        return max(0, self.used + self.wanted - self.allowance)
+
+
+class FieldErrors:
+    """Problems per field, gathered so that a form (or a sheet row) shows every one at once.
+
+        problems = FieldErrors()
+        name = problems.collect(fields.text, value, "name", max_len=200)  # None if refused
+        with problems.catching():
+            local, domain = ...  # several steps that stand or fall together
+        problems.raise_if_any()
+
+    The first message for a field is kept: it names the first thing to fix.
+    """
+
+    def __init__(self) -> None:
+        self.errors: dict[str, str] = {}
+        self._raised: list[ValidationError] = []
+
+    def add(self, field: str, message: str) -> None:
+        self.errors.setdefault(field, message)
+
+    def record(self, error: ValidationError) -> None:
+        self._raised.append(error)
+        for field, message in error.errors.items():
+            self.add(field, message)
+
+    def collect(self, reader, *args, **kwargs):
+        """reader(*args, **kwargs), or None with its fields recorded when it raises ValidationError."""
+        try:
+            return reader(*args, **kwargs)
+        except ValidationError as e:
+            self.record(e)
+            return None
+
+    @contextmanager
+    def catching(self):
+        """Record a ValidationError raised in the block and go on after it."""
+        try:
+            yield self
+        except ValidationError as e:
+            self.record(e)
+
+    def __contains__(self, field: str) -> bool:
+        return field in self.errors
+
+    def __bool__(self) -> bool:
+        return bool(self.errors)
+
+    def raise_if_any(self) -> None:
+        if not self.errors:
+            return
+        if len(self._raised) == 1 and self._raised[0].errors == self.errors:
+            # One refusal and nothing else: raised as it came, so its kind (a subclass) is kept.
+            raise self._raised[0]
+        raise ValidationError(self.errors)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sqlalchemy as sa
 from flask import current_app
 from flask_babel import gettext as _
@@ -10,8 +12,9 @@ from app.extensions import db
 from app.models import Customer, DistributionList, Domain, ListMember, Mailbox
 from app.models.mail import POST_POLICIES
 from app.services import addresses, audit, fields, limits
-from app.services.access import Actor, customer_for, require_manage, require_staff, scoped
-from app.services.errors import ValidationError
+from app.services.access import Actor, customer_for, get_scoped, require_manage, require_staff
+from app.services.context import CustomerContext
+from app.services.errors import FieldErrors, ValidationError
 
 MAX_MEMBERS = 1000
 DEFAULT_POST_POLICY = "customer"
@@ -63,10 +66,9 @@ def largest_external_list(customer_id: int) -> int:
     return db.session.scalar(sa.select(sa.func.max(per_list.c.n))) or 0
 
 
-def _check_external(customer: Customer, members: list[ListMember], dlist: DistributionList | None) -> None:
-    """Refuse more external members than the limits allow. A change that does not add
-    any (removing members, after a limit was lowered) always passes."""
-    new = sum(1 for m in members if m.external_address is not None)
+def _check_external(customer: Customer, new: int, dlist: DistributionList | None) -> None:
+    """Refuse more external members (new: how many the list would have) than the limits allow.
+    A change that does not add any (removing members, after a limit was lowered) always passes."""
     old = sum(1 for m in dlist.members if m.external_address is not None) if dlist else 0
     if new <= old:
         return
@@ -100,17 +102,13 @@ def set_external_limits(
     require_staff(actor)
     customer = customer_for(actor, customer_id)
     values = {}
-    errors: dict[str, str] = {}
+    problems = FieldErrors()
     for name, value in (("list_external_per_list", per_list), ("list_external_per_customer", per_customer)):
         if value is None or (isinstance(value, str) and not value.strip()):
             values[name] = None
             continue
-        try:
-            values[name] = fields.integer(value, name, minimum=0, maximum=100_000)
-        except ValidationError as e:
-            errors.update(e.errors)
-    if errors:
-        raise ValidationError(errors)
+        values[name] = problems.collect(fields.integer, value, name, minimum=0, maximum=100_000)
+    problems.raise_if_any()
     changes = {k: [getattr(customer, k), v] for k, v in values.items() if getattr(customer, k) != v}
     if changes:
         for k, v in values.items():
@@ -123,11 +121,7 @@ def set_external_limits(
 
 
 def get_list(actor: Actor, list_id: object) -> DistributionList:
-    try:
-        dlist = db.session.get(DistributionList, int(list_id))
-    except (TypeError, ValueError):
-        dlist = None
-    return scoped(actor, dlist, _("Lista non trovata."))
+    return get_scoped(actor, DistributionList, list_id, _("Lista non trovata."))
 
 
 def list_lists(actor: Actor, customer_id: int, q: str = "") -> list[DistributionList]:
@@ -153,12 +147,30 @@ def member_counts(list_ids: list[int]) -> dict[int, int]:
     return dict(rows.all())
 
 
-def _members(customer_id: int, values: object, own_address: str | None = None) -> list[ListMember]:
+@dataclass(frozen=True, eq=False)
+class Member:
+    """A list member as validated: one of the customer's mailboxes, or an outside address."""
+
+    address: str
+    mailbox: Mailbox | None = None
+
+    @property
+    def is_external(self) -> bool:
+        return self.mailbox is None
+
+    def row(self) -> ListMember:
+        if self.mailbox is not None:
+            return ListMember(mailbox_id=self.mailbox.id, mailbox=self.mailbox)
+        return ListMember(external_address=self.address)
+
+
+def _members(context: CustomerContext, values: object, own_address: str | None = None) -> tuple[Member, ...]:
     """Members from addresses: a customer's mailbox, or any outside address.
 
     An address on one of the customer's own domains must be a mailbox: a
     typo there would silently lose mail, so it is refused.
     """
+    customer_id = context.customer.id
     if isinstance(values, str):
         values = [v for v in values.replace(",", "\n").replace(";", "\n").splitlines()]
     if not isinstance(values, list):
@@ -166,7 +178,6 @@ def _members(customer_id: int, values: object, own_address: str | None = None) -
     values = [v for v in values if not (isinstance(v, str) and not v.strip())]
     if len(values) > MAX_MEMBERS:
         raise ValidationError.one("members", _("Al massimo %(n)d membri.", n=MAX_MEMBERS))
-    own_domains = set(db.session.scalars(sa.select(Domain.name).where(Domain.customer_id == customer_id)))
     parsed: list[str] = []
     for value in values:
         if not isinstance(value, str):
@@ -198,7 +209,7 @@ def _members(customer_id: int, values: object, own_address: str | None = None) -
         else {}
     )
     seen: set[str] = set()
-    out: list[ListMember] = []
+    out: list[Member] = []
     for address in parsed:
         if address in seen:
             continue
@@ -211,115 +222,162 @@ def _members(customer_id: int, values: object, own_address: str | None = None) -
                 _("%(a)s è una lista di distribuzione: una lista non può contenerne un'altra.", a=address),
             )
         if address in mailboxes:
-            out.append(ListMember(mailbox_id=mailboxes[address].id, mailbox=mailboxes[address]))
-        elif address.partition("@")[2] in own_domains:
+            out.append(Member(address, mailboxes[address]))
+        elif address.partition("@")[2] in context.domains:
             raise ValidationError.one("members", _("%(a)s non è una casella di questo cliente.", a=address))
         else:
-            out.append(ListMember(external_address=address))
-    return out
+            out.append(Member(address))
+    return tuple(out)
 
 
-def create_list(
-    actor: Actor,
-    customer_id: int,
+def _externals(members: tuple[Member, ...]) -> int:
+    return sum(1 for m in members if m.is_external)
+
+
+@dataclass(frozen=True, eq=False)
+class ListDraft:
+    """A new distribution list whose fields passed their checks; nothing written yet."""
+
+    customer: Customer
+    domain: Domain
+    local_part: str
+    address: str
+    description: str
+    post_policy: str
+    members: tuple[Member, ...]
+
+
+def validate_list(
+    context: CustomerContext,
     *,
     address: object,
     members: object = (),
     description: object = "",
     post_policy: object = DEFAULT_POST_POLICY,
-) -> DistributionList:
-    customer = customer_for(actor, customer_id)
-    require_manage(actor, customer)
-    errors: dict[str, str] = {}
-    full = domain = None
-    try:
-        local, domain_name = addresses.split_address(address)
-        domain = addresses.customer_domain(customer.id, domain_name)
+) -> ListDraft:
+    """Check a new list against the customer; ValidationError names every bad field. Writes nothing.
+
+    The limits on external members and whether the address is free are apply_list's to
+    check, under the customer's lock.
+    """
+    problems = FieldErrors()
+    local = domain = full = None
+    with problems.catching():
+        local, domain = context.address(address)
         full = f"{local}@{domain.name}"
-    except ValidationError as e:
-        errors.update(e.errors)
-    try:
-        desc = fields.text(description, "description", max_len=200, required=False)
-    except ValidationError as e:
-        errors.update(e.errors)
-    try:
-        policy = parse_post_policy(post_policy)
-    except ValidationError as e:
-        errors.update(e.errors)
-    try:
-        new_members = _members(customer.id, list(members) if isinstance(members, tuple) else members, full)
-    except ValidationError as e:
-        errors.update(e.errors)
-    if errors:
-        raise ValidationError(errors)
+    desc = problems.collect(fields.text, description, "description", max_len=200, required=False)
+    policy = problems.collect(parse_post_policy, post_policy)
+    new_members = problems.collect(
+        _members, context, list(members) if isinstance(members, tuple) else members, full
+    )
+    problems.raise_if_any()
+    return ListDraft(context.customer, domain, local, full, desc, policy, new_members)
+
+
+def apply_list(actor: Actor, draft: ListDraft) -> DistributionList:
+    """Write a validated list; under the customer's lock, the external-member limits and the free address."""
+    customer = draft.customer
     limits.lock_customer(customer.id)
-    _check_external(customer, new_members, None)
-    addresses.ensure_free(full)
+    _check_external(customer, _externals(draft.members), None)
+    addresses.ensure_free(draft.address)
     dlist = DistributionList(
         customer_id=customer.id,
-        domain_id=domain.id,
-        local_part=local,
-        address=full,
-        description=desc,
-        post_policy=policy,
+        domain_id=draft.domain.id,
+        local_part=draft.local_part,
+        address=draft.address,
+        description=draft.description,
+        post_policy=draft.post_policy,
     )
-    dlist.members = new_members
+    dlist.members = [m.row() for m in draft.members]
     db.session.add(dlist)
     db.session.flush()
     audit.record(
         actor,
         "list.create",
         customer_id=customer.id,
-        target=full,
-        changes={"members": [None, [m.address for m in new_members]], "post_policy": [None, policy]},
+        target=draft.address,
+        changes={
+            "members": [None, [m.address for m in dlist.members]],
+            "post_policy": [None, draft.post_policy],
+        },
     )
     db.session.commit()
     return dlist
 
 
-def update_list(
+def create_list(actor: Actor, customer_id: int, **values: object) -> DistributionList:
+    """A new list; values are validate_list's (address, members, description, post_policy)."""
+    return apply_list(actor, validate_list(CustomerContext.load(actor, customer_id), **values))
+
+
+@dataclass(frozen=True, eq=False)
+class ListChange:
+    """A validated change to a list; None: that field was not asked to change."""
+
+    dlist: DistributionList
+    customer: Customer
+    description: str | None = None
+    post_policy: str | None = None
+    members: tuple[Member, ...] | None = None
+
+
+def validate_list_change(
     actor: Actor,
     list_id: object,
     *,
     members: object = None,
     description: object = None,
     post_policy: object = None,
-) -> DistributionList:
-    """Replace the members (and/or the description, who may post) of a list."""
+) -> ListChange:
+    """Check a change's fields (None: leave as is); ValidationError names every bad one. Writes nothing."""
     dlist = get_list(actor, list_id)
     customer = customer_for(actor, dlist.customer_id)
     require_manage(actor, customer)
-    # Everything is checked before anything changes: a refused edit leaves the list as it was.
-    desc = (
-        fields.text(description, "description", max_len=200, required=False)
-        if description is not None
-        else None
-    )
-    policy = parse_post_policy(post_policy) if post_policy is not None else None
-    new_members = None
+    problems = FieldErrors()
+    new: dict = {}
+    if description is not None:
+        new["description"] = problems.collect(
+            fields.text, description, "description", max_len=200, required=False
+        )
+    if post_policy is not None:
+        new["post_policy"] = problems.collect(parse_post_policy, post_policy)
     if members is not None:
-        new_members = _members(customer.id, members, dlist.address)
+        new["members"] = problems.collect(_members, CustomerContext(actor, customer), members, dlist.address)
+    problems.raise_if_any()
+    return ListChange(dlist, customer, **new)
+
+
+def apply_list_change(actor: Actor, change: ListChange) -> DistributionList:
+    """Write a validated change; new members are checked against the external limits under the lock."""
+    dlist, customer = change.dlist, change.customer
+    # Everything is checked before anything changes: a refused edit leaves the list as it was.
+    if change.members is not None:
         limits.lock_customer(customer.id)
-        _check_external(customer, new_members, dlist)
+        _check_external(customer, _externals(change.members), dlist)
     changes: dict = {}
-    if desc is not None and desc != dlist.description:
-        changes["description"] = [dlist.description, desc]
-        dlist.description = desc
-    if policy is not None and policy != dlist.post_policy:
-        changes["post_policy"] = [dlist.post_policy, policy]
-        dlist.post_policy = policy
-    if new_members is not None:
+    if change.description is not None and change.description != dlist.description:
+        changes["description"] = [dlist.description, change.description]
+        dlist.description = change.description
+    if change.post_policy is not None and change.post_policy != dlist.post_policy:
+        changes["post_policy"] = [dlist.post_policy, change.post_policy]
+        dlist.post_policy = change.post_policy
+    if change.members is not None:
         before = [m.address for m in dlist.members]
-        after = [m.address for m in new_members]
+        after = [m.address for m in change.members]
         if sorted(before) != sorted(after):
             changes["added"] = sorted(set(after) - set(before))
             changes["removed"] = sorted(set(before) - set(after))
             keep = {m.address: m for m in dlist.members}
-            dlist.members = [keep.get(m.address, m) for m in new_members]
+            dlist.members = [keep.get(m.address) or m.row() for m in change.members]
     if changes:
         audit.record(actor, "list.update", customer_id=customer.id, target=dlist.address, changes=changes)
         db.session.commit()
     return dlist
+
+
+def update_list(actor: Actor, list_id: object, **changes: object) -> DistributionList:
+    """Replace the members (and/or the description, who may post) of a list; see validate_list_change."""
+    return apply_list_change(actor, validate_list_change(actor, list_id, **changes))
 
 
 def add_member(actor: Actor, list_id: object, address: object) -> DistributionList:

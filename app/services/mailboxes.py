@@ -1,17 +1,27 @@
-"""Mailboxes: create, change, suspend, delete; each change keeps the effective-dated history."""
+"""Mailboxes: create, change, suspend, delete; each change keeps the effective-dated history.
+
+Creating and changing go in two steps: validate (every problem at once, nothing written,
+no lock, no hashing) and apply (hash, lock the customer, check the contract, write). A
+sheet of rows is checked with check_mailbox_rows against one CustomerContext.
+"""
 
 from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
 
 from app.extensions import db
-from app.models import Mailbox, MailboxPeriod
+from app.models import Customer, Domain, Mailbox, MailboxPeriod, ServiceClass
 from app.models.base import utcnow
 from app.models.mail import STATUSES
 from app.services import addresses, audit, classes, fields, limits, passwords
-from app.services.access import Actor, customer_for, require_manage, scoped
-from app.services.errors import ValidationError
+from app.services.access import Actor, customer_for, get_scoped, require_manage
+from app.services.context import CustomerContext
+from app.services.errors import FieldErrors, ValidationError
 from app.services.paging import Page, paginate
 
 UNSET = object()
@@ -46,62 +56,70 @@ def _close_period(mailbox: Mailbox, at) -> None:
 
 
 def get_mailbox(actor: Actor, mailbox_id: object) -> Mailbox:
-    try:
-        mailbox = db.session.get(Mailbox, int(mailbox_id))
-    except (TypeError, ValueError):
-        mailbox = None
-    return scoped(actor, mailbox, _("Casella non trovata."))
+    return get_scoped(actor, Mailbox, mailbox_id, _("Casella non trovata."))
 
 
-def create_mailbox(
-    actor: Actor,
-    customer_id: int,
+@dataclass(frozen=True, eq=False)
+class MailboxDraft:
+    """A new mailbox whose every field passed its checks; nothing written yet."""
+
+    customer: Customer
+    domain: Domain
+    service_class: ServiceClass
+    local_part: str
+    address: str  # local_part@domain, lower case, the domain in ASCII (IDNA)
+    display_name: str
+    password: str = field(repr=False)
+
+
+def validate_mailbox(
+    context: CustomerContext,
     *,
     address: object,
     password: object,
     display_name: object = "",
     service_class: object,
-) -> Mailbox:
-    customer = customer_for(actor, customer_id)
-    require_manage(actor, customer)
-    errors: dict[str, str] = {}
-    local = domain_name = cls = name = None
-    try:
-        local, domain_name = addresses.split_address(address)
-    except ValidationError as e:
-        errors.update(e.errors)
-    try:
-        name = fields.text(display_name, "display_name", max_len=200, required=False)
-    except ValidationError as e:
-        errors.update(e.errors)
-    try:
-        cls = classes.resolve(service_class)
-    except ValidationError as e:
-        errors.update(e.errors)
-    try:
-        passwords.check_strength(password, address=address)
-    except ValidationError as e:
-        errors.update(e.errors)
-    if domain_name and "address" not in errors:
-        try:
-            domain = addresses.customer_domain(customer.id, domain_name)
-        except ValidationError as e:
-            errors.update(e.errors)
-    if errors:
-        raise ValidationError(errors)
+) -> MailboxDraft:
+    """Check a new mailbox's fields against the customer; ValidationError names every bad field.
+
+    Reads only (the context's domains and classes): nothing is written, locked or hashed.
+    Whether the address is free and the contract has room is apply_mailbox's to say, under
+    the customer's lock (check_mailbox_rows previews both for a sheet).
+    """
+    problems = FieldErrors()
+    local = domain = None
+    with problems.catching():
+        local, domain = context.address(address)
+    name = problems.collect(fields.text, display_name, "display_name", max_len=200, required=False)
+    cls = problems.collect(context.service_class, service_class)
+    problems.collect(passwords.check_strength, password, address=address)
+    problems.raise_if_any()
+    return MailboxDraft(
+        customer=context.customer,
+        domain=domain,
+        service_class=cls,
+        local_part=local,
+        address=f"{local}@{domain.name}",
+        display_name=name,
+        password=password,
+    )
+
+
+def apply_mailbox(actor: Actor, draft: MailboxDraft) -> Mailbox:
+    """Write a validated mailbox: hash, then under the customer's lock check the address and the room."""
+    customer, cls = draft.customer, draft.service_class
     # Hash before taking the lock: it is the slow part (~0.2 s of one core).
-    hashed = passwords.hash_mailbox_password(password, customer.id)
-    full = f"{local}@{domain.name}"
+    hashed = passwords.hash_mailbox_password(draft.password, customer.id)
     limits.lock_customer(customer.id)
-    addresses.ensure_free(full)
+    addresses.ensure_free(draft.address)
     limits.check_room(customer, cls)
     now = utcnow()
     mailbox = Mailbox(
         customer_id=customer.id,
-        domain_id=domain.id,
-        local_part=local,
-        address=full,
-        display_name=name,
+        domain_id=draft.domain.id,
+        local_part=draft.local_part,
+        address=draft.address,
+        display_name=draft.display_name,
         password_hash=hashed,
         service_class_id=cls.id,
         status="active",
@@ -115,14 +133,86 @@ def create_mailbox(
         actor,
         "mailbox.create",
         customer_id=customer.id,
-        target=full,
-        changes={"service_class": [None, cls.name], "display_name": [None, name], "status": [None, "active"]},
+        target=draft.address,
+        changes={
+            "service_class": [None, cls.name],
+            "display_name": [None, draft.display_name],
+            "status": [None, "active"],
+        },
     )
     db.session.commit()
     return mailbox
 
 
-def update_mailbox(
+def create_mailbox(actor: Actor, customer_id: int, **values: object) -> Mailbox:
+    """A new mailbox; values are validate_mailbox's (address, password, display_name, service_class)."""
+    return apply_mailbox(actor, validate_mailbox(CustomerContext.load(actor, customer_id), **values))
+
+
+@dataclass(frozen=True)
+class MailboxRows:
+    """Many new mailboxes checked at once (a sheet's rows), nothing written."""
+
+    drafts: list[MailboxDraft | None]  # per row, None where the row has problems
+    errors: dict[int, dict[str, str]]  # row index -> field -> message
+    room: dict[int, limits.Room]  # per class id: the room for the rows without problems
+
+    @property
+    def shortfalls(self) -> list[limits.Room]:
+        return [r for r in self.room.values() if not r.fits]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and not self.shortfalls
+
+
+ROW_FIELDS = ("address", "password", "display_name", "service_class")
+
+
+def check_mailbox_rows(context: CustomerContext, rows: Sequence[Mapping[str, object]]) -> MailboxRows:
+    """Validate every row, then, for all of them together, the addresses already taken (or
+    repeated in the rows) and the contract's room per class: a bounded number of queries
+    whatever the number of rows; nothing written or locked, no password hashed.
+
+    What it finds can change before the rows are applied: apply_mailbox checks again.
+    """
+    drafts: list[MailboxDraft | None] = []
+    errors: dict[int, dict[str, str]] = {}
+    for i, row in enumerate(rows):
+        try:
+            drafts.append(validate_mailbox(context, **{k: row.get(k, "") for k in ROW_FIELDS}))
+        except ValidationError as e:
+            drafts.append(None)
+            errors[i] = e.errors
+    taken = addresses.in_use(d.address for d in drafts if d is not None)
+    seen: set[str] = set()
+    for i, draft in enumerate(drafts):
+        if draft is None:
+            continue
+        problem = taken.get(draft.address)
+        if problem is None and draft.address in seen:
+            problem = _("L'indirizzo %(a)s è ripetuto: compare già in un'altra riga.", a=draft.address)
+        seen.add(draft.address)
+        if problem is not None:
+            drafts[i] = None
+            errors[i] = {"address": problem}
+    wanted = Counter(d.service_class.id for d in drafts if d is not None)
+    return MailboxRows(drafts, errors, limits.room_for(context.customer, wanted))
+
+
+@dataclass(frozen=True, eq=False)
+class MailboxChange:
+    """A validated change to a mailbox; None: that field was not asked to change."""
+
+    mailbox: Mailbox
+    customer: Customer
+    display_name: str | None = None
+    service_class: ServiceClass | None = None
+    status: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+def validate_mailbox_change(
     actor: Actor,
     mailbox_id: object,
     *,
@@ -130,11 +220,12 @@ def update_mailbox(
     password: object = UNSET,
     service_class: object = UNSET,
     status: object = UNSET,
-) -> Mailbox:
+) -> MailboxChange:
+    """Check a change's fields (UNSET: leave as is); ValidationError names every bad one. Writes nothing."""
     mailbox = get_mailbox(actor, mailbox_id)
     customer = mailbox.domain.customer
     require_manage(actor, customer)
-    errors: dict[str, str] = {}
+    problems = FieldErrors()
     new: dict = {}
     readers = (
         ("display_name", display_name, lambda v: fields.text(v, "display_name", max_len=200, required=False)),
@@ -142,29 +233,30 @@ def update_mailbox(
         ("status", status, _status),
         ("password", password, lambda v: passwords.check_strength(v, address=mailbox.address)),
     )
-    for field, value, reader in readers:
-        if value is UNSET:
-            continue
-        try:
-            new[field] = reader(value)
-        except ValidationError as e:
-            errors.update(e.errors)
-    if errors:
-        raise ValidationError(errors)
-    hashed = passwords.hash_mailbox_password(new["password"], customer.id) if "password" in new else None
+    for name, value, reader in readers:
+        if value is not UNSET:
+            new[name] = problems.collect(reader, value)
+    problems.raise_if_any()
+    return MailboxChange(mailbox, customer, **new)
+
+
+def apply_mailbox_change(actor: Actor, change: MailboxChange) -> Mailbox:
+    """Write a validated change: hash, then under the customer's lock check the room of a new class."""
+    mailbox, customer = change.mailbox, change.customer
+    hashed = passwords.hash_mailbox_password(change.password, customer.id) if change.password else None
 
     limits.lock_customer(customer.id)
     db.session.refresh(mailbox)
     changes: dict = {}
-    cls = new.get("service_class")
+    cls = change.service_class
     if cls is not None and cls.id != mailbox.service_class_id:
         limits.check_room(customer, cls)
         changes["service_class"] = [mailbox.service_class.name, cls.name]
-    if "status" in new and new["status"] != mailbox.status:
-        changes["status"] = [mailbox.status, new["status"]]
-    if "display_name" in new and new["display_name"] != mailbox.display_name:
-        changes["display_name"] = [mailbox.display_name, new["display_name"]]
-        mailbox.display_name = new["display_name"]
+    if change.status is not None and change.status != mailbox.status:
+        changes["status"] = [mailbox.status, change.status]
+    if change.display_name is not None and change.display_name != mailbox.display_name:
+        changes["display_name"] = [mailbox.display_name, change.display_name]
+        mailbox.display_name = change.display_name
     if hashed:
         changes["password"] = ["***", "***"]
         mailbox.password_hash = hashed
@@ -177,14 +269,19 @@ def update_mailbox(
         if cls is not None:
             mailbox.service_class_id = cls.id
             mailbox.service_class = cls
-        if "status" in new:
-            mailbox.status = new["status"]
+        if change.status is not None:
+            mailbox.status = change.status
         db.session.flush()
         _open_period(mailbox, now)
     mailbox.updated_at = now
     audit.record(actor, "mailbox.update", customer_id=customer.id, target=mailbox.address, changes=changes)
     db.session.commit()
     return mailbox
+
+
+def update_mailbox(actor: Actor, mailbox_id: object, **changes: object) -> Mailbox:
+    """Change a mailbox; changes are validate_mailbox_change's (display_name, password, service_class, status)."""
+    return apply_mailbox_change(actor, validate_mailbox_change(actor, mailbox_id, **changes))
 
 
 def delete_mailbox(actor: Actor, mailbox_id: object) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
@@ -13,14 +14,25 @@ from app.models import ApiToken, Customer, User
 from app.models.base import utcnow
 from app.models.users import ROLES
 from app.services import attempts, audit, fields, passwords, sessions
-from app.services.access import Actor, require_staff
+from app.services.access import Actor, get_scoped, require_staff
 from app.services.addresses import external_address
-from app.services.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from app.services.errors import Conflict, FieldErrors, NotFound, PermissionDenied, ValidationError
 
 TOKEN_PREFIX = "cp_"
 
 
-def create_user(
+@dataclass(frozen=True, eq=False)
+class UserDraft:
+    """A new panel user whose fields passed their checks; the password is hashed when applied."""
+
+    email: str
+    password: str = field(repr=False)
+    role: str
+    customer_id: int | None
+    locale: str
+
+
+def validate_user(
     actor: Actor,
     *,
     email: object,
@@ -28,48 +40,64 @@ def create_user(
     role: object,
     customer_id: object = None,
     locale: str = "it",
-) -> User:
+) -> UserDraft:
+    """Staff only. Every bad field at once, then an email already in use (Conflict); writes nothing."""
     require_staff(actor)
-    errors: dict[str, str] = {}
-    try:
-        email = external_address(email, "email")
-    except ValidationError as e:
-        errors.update(e.errors)
-    try:
-        passwords.check_strength(password, address=email, staff=role == "staff")
-    except ValidationError as e:
-        errors.update(e.errors)
+    problems = FieldErrors()
+    address = problems.collect(external_address, email, "email")
+    problems.collect(
+        passwords.check_strength,
+        password,
+        address=email if address is None else address,
+        staff=role == "staff",
+    )
     if role not in ROLES:
-        errors["role"] = _("Il ruolo deve essere staff o customer_admin.")
+        problems.add("role", _("Il ruolo deve essere staff o customer_admin."))
     elif role == "customer_admin":
         if customer_id in (None, ""):
-            errors["customer_id"] = _("Indica il cliente che questo utente amministra.")
+            problems.add("customer_id", _("Indica il cliente che questo utente amministra."))
         elif (
             fields.row_id(customer_id) is None or db.session.get(Customer, fields.row_id(customer_id)) is None
         ):
-            errors["customer_id"] = _("Il cliente %(c)s non esiste.", c=str(customer_id)[:20])
+            problems.add("customer_id", _("Il cliente %(c)s non esiste.", c=str(customer_id)[:20]))
     elif customer_id not in (None, ""):
-        errors["customer_id"] = _("Un utente dello staff non appartiene a un cliente.")
-    if errors:
-        raise ValidationError(errors)
-    if db.session.scalar(sa.select(User.id).where(User.email == email)) is not None:
-        raise Conflict(_("Esiste già un utente con email %(e)s.", e=email), field="email")
-    user = User(
-        email=email,
-        password_hash=passwords.hash_user_password(
-            password, int(customer_id) if role == "customer_admin" else None
-        ),
+        problems.add("customer_id", _("Un utente dello staff non appartiene a un cliente."))
+    problems.raise_if_any()
+    if db.session.scalar(sa.select(User.id).where(User.email == address)) is not None:
+        raise Conflict(_("Esiste già un utente con email %(e)s.", e=address), field="email")
+    return UserDraft(
+        email=address,
+        password=password,
         role=role,
-        customer_id=int(customer_id) if role == "customer_admin" else None,
+        customer_id=fields.row_id(customer_id) if role == "customer_admin" else None,
         locale=locale if locale in ("it", "en") else "it",
+    )
+
+
+def apply_user(actor: Actor, draft: UserDraft) -> User:
+    user = User(
+        email=draft.email,
+        password_hash=passwords.hash_user_password(draft.password, draft.customer_id),
+        role=draft.role,
+        customer_id=draft.customer_id,
+        locale=draft.locale,
     )
     db.session.add(user)
     db.session.flush()
     audit.record(
-        actor, "user.create", customer_id=user.customer_id, target=email, changes={"role": [None, role]}
+        actor,
+        "user.create",
+        customer_id=user.customer_id,
+        target=draft.email,
+        changes={"role": [None, draft.role]},
     )
     db.session.commit()
     return user
+
+
+def create_user(actor: Actor, **values: object) -> User:
+    """Staff only; values are validate_user's (email, password, role, customer_id, locale)."""
+    return apply_user(actor, validate_user(actor, **values))
 
 
 def authenticate(email: object, password: object, ip: str | None = None) -> User | None:
@@ -118,15 +146,11 @@ def change_password(
     """Change one's own password (see _replace_password for what else ends)."""
     if actor.user_id != user.id:
         raise PermissionDenied(_("Puoi cambiare solo la tua password."))
-    errors: dict[str, str] = {}
-    try:
-        passwords.check_strength(new, "new_password", address=user.email, staff=user.is_staff)
-    except ValidationError as e:
-        errors.update(e.errors)
+    problems = FieldErrors()
+    problems.collect(passwords.check_strength, new, "new_password", address=user.email, staff=user.is_staff)
     if not password_matches(actor, user, current):
-        errors["current_password"] = _("La password attuale non è corretta.")
-    if errors:
-        raise ValidationError(errors)
+        problems.add("current_password", _("La password attuale non è corretta."))
+    problems.raise_if_any()
     _replace_password(actor, user, new, keep_session_id)
 
 
@@ -237,7 +261,8 @@ def list_tokens(user: User) -> list[ApiToken]:
 
 
 def revoke_token(actor: Actor, user: User, token_id: object) -> None:
-    token = db.session.get(ApiToken, int(token_id)) if str(token_id).isdigit() else None
+    rid = fields.row_id(token_id)
+    token = db.session.get(ApiToken, rid) if rid is not None else None
     if token is None or token.user_id != user.id or (actor.user_id != user.id and not actor.is_staff):
         raise NotFound(_("Token non trovato."))
     audit.record(
@@ -262,9 +287,7 @@ def list_users(actor: Actor, customer_id: int | None = None) -> list[User]:
 def set_active(actor: Actor, user_id: object, active: bool) -> User:
     """Deactivate (no login, no API) or reactivate a panel user; support only."""
     require_staff(actor)
-    user = db.session.get(User, int(user_id)) if str(user_id).isdigit() else None
-    if user is None:
-        raise NotFound(_("Utente non trovato."))
+    user = get_scoped(actor, User, user_id, _("Utente non trovato."))
     if user.id == actor.user_id and not active:
         raise Conflict(_("Non puoi disattivare il tuo stesso utente."))
     if user.active != active:
