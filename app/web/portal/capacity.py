@@ -100,7 +100,7 @@ def capacity_requests(customer_id: int):
         message,
         url_for("portal.capacity_requests", customer_id=customer_id),
         "portal/_capacity_reply.html",
-        lambda: {"ok": True, "message": message, "customer": view.customer},
+        lambda: {"message": message, "customer": view.customer},
     )
     if fixed and is_fragment_request():
         # Sent from a limit notice: the answer takes the notice's place.

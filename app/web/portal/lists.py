@@ -96,17 +96,8 @@ def list_detail(customer_id: int, list_id: int):
     if request.method == "GET":
         return render(PAGE, "portal/_list_members.html", **_detail_context(view, d))
     description = request.form.get("description", "")
-    try:
-        d = lists.update_list(view.actor, d.id, description=description)
-    except FORM_ERRORS as e:
-        ctx = _detail_context(view, d, form={"description": description}, errors=field_errors(e))
-        return failed(e, PAGE, "portal/_list_description.html", **ctx)
-    message = _("Descrizione salvata.")
-    return done(
-        message,
-        _detail_url(view, d),
-        "portal/_list_description.html",
-        lambda: _detail_context(view, d, saved=message),
+    return _update(
+        view, d, "portal/_list_description.html", _("Descrizione salvata."), description=description
     )
 
 
@@ -115,18 +106,20 @@ def list_policy(customer_id: int, list_id: int):
     """Who may post to the list."""
     view = customer_view(customer_id)
     d = _dlist(view, list_id)
-    policy = request.form.get("post_policy", "")
+    saved = _("Salvato: la regola vale dal prossimo messaggio.")
+    return _update(
+        view, d, "portal/_list_policy.html", saved, post_policy=request.form.get("post_policy", "")
+    )
+
+
+def _update(view, dlist, template: str, message: str, **change):
+    """One setting of the list, saved from its own section of the list page."""
     try:
-        d = lists.update_list(view.actor, d.id, post_policy=policy)
+        dlist = lists.update_list(view.actor, dlist.id, **change)
     except FORM_ERRORS as e:
-        ctx = _detail_context(view, d, form={"post_policy": policy}, errors=field_errors(e))
-        return failed(e, PAGE, "portal/_list_policy.html", **ctx)
-    message = _("Salvato: la regola vale dal prossimo messaggio.")
+        return failed(e, PAGE, template, **_detail_context(view, dlist, form=change, errors=field_errors(e)))
     return done(
-        message,
-        _detail_url(view, d),
-        "portal/_list_policy.html",
-        lambda: _detail_context(view, d, saved=message),
+        message, _detail_url(view, dlist), template, lambda: _detail_context(view, dlist, saved=message)
     )
 
 
