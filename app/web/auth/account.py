@@ -13,7 +13,7 @@ from app.services.errors import Conflict, ValidationError
 from app.web import current_actor
 from app.web.auth import bp
 from app.web.auth.forms import password_change
-from app.web.auth.login import enrol_context, fresh_session, safe_next
+from app.web.auth.login import enrolment, fresh_session, safe_next
 from app.web.respond import done, failed, field_errors, go_to, render
 
 PAGE = "auth/account.html"
@@ -83,16 +83,12 @@ def account_twofactor():
     """Turn on the second factor from the account page (customer admins may; staff already have it)."""
     if current_user.has_totp:
         return redirect(_account_url("twofactor"))
-    if request.method == "POST":
-        try:
-            codes = totp.confirm_enrolment(current_actor(), current_user, request.form.get("code", ""))
-        except (ValidationError, TooManyAttempts) as e:
-            totp.begin_enrolment(current_user)
-            ctx = enrol_context(current_user, field_errors(e, "code"))
-            return failed(e, "auth/account_twofactor.html", **ctx)
-        return render("auth/recovery_codes.html", codes=codes, next_url=_account_url(), enrolled=True)
-    totp.begin_enrolment(current_user)
-    return render("auth/account_twofactor.html", **enrol_context(current_user, {}))
+    return enrolment(
+        current_actor(),
+        current_user,
+        "auth/account_twofactor.html",
+        lambda codes: render("auth/recovery_codes.html", codes=codes, next_url=_account_url(), enrolled=True),
+    )
 
 
 @bp.route("/account/two-factor/recovery-codes", methods=["POST"])

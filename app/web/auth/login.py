@@ -16,7 +16,7 @@ from app.services.attempts import TooManyAttempts
 from app.services.errors import ValidationError
 from app.web.auth import bp
 from app.web.auth.forms import LoginForm
-from app.web.respond import render
+from app.web.respond import failed, field_errors, render
 
 
 def home_url() -> str:
@@ -146,23 +146,27 @@ def login_enrol():
         return _back_to_login()
     if user.has_totp:
         return redirect(url_for("auth.login_code"))
-    errors: dict[str, str] = {}
-    status = 200
+
+    def signed_in(codes):
+        target = safe_next(session[PENDING_KEY].get("next")) or None
+        _sign_in(user)
+        return render("auth/recovery_codes.html", codes=codes, next_url=target or home_url(), enrolled=True)
+
+    return enrolment(_login_actor(user), user, "auth/login_enrol.html", signed_in)
+
+
+def enrolment(actor: Actor, user, page: str, finish):
+    """Setting the second factor up: GET shows the QR code; POST checks the first code from the
+    app and, when it is right, answers with finish(recovery codes), which are shown once."""
     if request.method == "POST":
         try:
-            codes = totp.confirm_enrolment(_login_actor(user), user, request.form.get("code", ""))
-        except TooManyAttempts as e:
-            errors, status = {"code": e.message}, 429
-        except ValidationError as e:
-            errors, status = e.errors, 422
-        else:
-            target = safe_next(session[PENDING_KEY].get("next")) or None
-            _sign_in(user)
-            return render(
-                "auth/recovery_codes.html", codes=codes, next_url=target or home_url(), enrolled=True
-            )
+            codes = totp.confirm_enrolment(actor, user, request.form.get("code", ""))
+        except (ValidationError, TooManyAttempts) as e:
+            totp.begin_enrolment(user)
+            return failed(e, page, **enrol_context(user, field_errors(e, "code")))
+        return finish(codes)
     totp.begin_enrolment(user)
-    return render("auth/login_enrol.html", status=status, **enrol_context(user, errors))
+    return render(page, **enrol_context(user, {}))
 
 
 def enrol_context(user, errors: dict) -> dict:
