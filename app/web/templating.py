@@ -12,6 +12,7 @@ from flask_babel import format_decimal, get_locale
 
 from app.services import domains, labels
 from app.services.addresses import idna_display
+from app.web import current_actor
 
 
 def fmt_int(n) -> str:
@@ -73,8 +74,6 @@ def pending_domains(customer_id: int, loaded=None) -> dict[int, str]:
 
 def pending_domain_count() -> int:
     """For the staff navigation: how many domains wait for approval."""
-    from app.web import current_actor
-
     return domains.count_pending(current_actor())
 
 

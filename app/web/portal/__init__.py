@@ -24,7 +24,7 @@ from app.web.portal import (  # noqa: E402, F401
     capacity,
     dashboard,
     domains,
-    help,
+    help_pages,
     lists,
     mailboxes,
     quota_views,
