@@ -72,3 +72,22 @@ def search_events(
 def actions_present(actor: Actor) -> list[str]:
     require_staff(actor)
     return list(db.session.scalars(sa.select(AuditEvent.action).distinct().order_by(AuditEvent.action)))
+
+
+def added_by(actor: Actor, domains: list) -> dict[int, str]:
+    """{domain id: who added it}, from the trail (the latest 'domain.create' of its name for its customer)."""
+    require_staff(actor)
+    by_name = {d.name: d for d in domains}
+    if not by_name:
+        return {}
+    rows = db.session.execute(
+        sa.select(AuditEvent.target, AuditEvent.customer_id, AuditEvent.actor)
+        .where(AuditEvent.action == "domain.create", AuditEvent.target.in_(by_name))
+        .order_by(AuditEvent.at, AuditEvent.id)
+    )
+    added: dict[int, str] = {}
+    for target, customer_id, who in rows:
+        domain = by_name[target]
+        if customer_id == domain.customer_id:
+            added[domain.id] = who
+    return added

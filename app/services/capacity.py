@@ -203,3 +203,58 @@ def decide(
     db.session.commit()
     notify.capacity_decided(req)
     return req
+
+
+@dataclass(frozen=True)
+class Board:
+    """The staff page of requests: open ones with where the customer stands, and decided ones."""
+
+    open: list[CapacityRequest]
+    decided: list[CapacityRequest]
+    people: dict[int, str]  # user id -> email, of who asked and who decided
+    used: dict[tuple[int, int], int]  # (customer id, class id) -> mailboxes now, for the open requests
+    allowed: dict[tuple[int, int], int]  # (customer id, class id) -> allowance now, for the open requests
+
+
+def board(actor: Actor) -> Board:
+    """Every request, newest first, in a fixed number of queries however many are open."""
+    # Imported here: the functions above are the rules; this is a page's reading of them.
+    from app.models import Mailbox
+    from app.services import users
+
+    require_staff(actor)
+    requests = list(
+        db.session.scalars(
+            sa.select(CapacityRequest)
+            .options(sa.orm.joinedload(CapacityRequest.customer))
+            .order_by(CapacityRequest.created_at.desc(), CapacityRequest.id.desc())
+        )
+    )
+    open_ = [r for r in requests if r.status == "open"]
+    customer_ids = {r.customer_id for r in open_}
+    used: dict[tuple[int, int], int] = {}
+    allowed: dict[tuple[int, int], int] = {}
+    if customer_ids:
+        used = {
+            (cid, class_id): n
+            for cid, class_id, n in db.session.execute(
+                sa.select(Mailbox.customer_id, Mailbox.service_class_id, sa.func.count())
+                .where(Mailbox.customer_id.in_(customer_ids))
+                .group_by(Mailbox.customer_id, Mailbox.service_class_id)
+            )
+        }
+        allowed = {
+            (cid, class_id): n
+            for cid, class_id, n in db.session.execute(
+                sa.select(Allowance.customer_id, Allowance.service_class_id, Allowance.max_accounts).where(
+                    Allowance.customer_id.in_(customer_ids)
+                )
+            )
+        }
+    return Board(
+        open=open_,
+        decided=[r for r in requests if r.status != "open"],
+        people=users.emails(i for r in requests for i in (r.requested_by_id, r.decided_by_id)),
+        used=used,
+        allowed=allowed,
+    )

@@ -283,3 +283,12 @@ def account_counts(customer_ids: list[int]) -> dict[int, tuple[int, int]]:
         for cid, n in rows:
             out[cid][i] = n
     return {cid: (m, d) for cid, (m, d) in out.items()}
+
+
+def names(actor: Actor) -> list[tuple[int, str]]:
+    """Every customer as (id, name), by name: the choices of a back-office form or filter."""
+    require_staff(actor)
+    return [
+        tuple(row)
+        for row in db.session.execute(sa.select(Customer.id, Customer.name).order_by(Customer.name))
+    ]

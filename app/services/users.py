@@ -314,3 +314,17 @@ def set_password(actor: Actor, user: User, new: object) -> None:
     require_staff(actor)
     passwords.check_strength(new, "password", address=user.email, staff=user.is_staff)
     _replace_password(actor, user, new)
+
+
+def get_user(user_id: object) -> User | None:
+    """The user with this id, or None: for the login steps after the password, before anyone is signed in."""
+    user_id = fields.row_id(user_id)
+    return db.session.get(User, user_id) if user_id else None
+
+
+def emails(user_ids) -> dict[int, str]:
+    """{user id: email} in one query, for pages that name who did what."""
+    ids = {i for i in user_ids if i}
+    if not ids:
+        return {}
+    return dict(db.session.execute(sa.select(User.id, User.email).where(User.id.in_(ids))).all())

@@ -1,17 +1,13 @@
-"""Web doors: blueprints, the page-or-fragment helper, and error rendering."""
+"""The web doors: their blueprints, the checks every request passes, and error pages.
+
+One package per area, each a blueprint whose __init__ imports one module per resource:
+auth/ (login, account), portal/ (customers), admin/ (support staff), api/ (JSON).
+Replies to forms go through app.web.respond; what templates can call, app.web.templating.
+"""
 
 from __future__ import annotations
 
-from flask import (
-    Flask,
-    current_app,
-    g,
-    jsonify,
-    make_response,
-    render_template,
-    request,
-)
-from flask_babel import format_decimal, get_locale
+from flask import Flask, current_app, g, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -21,26 +17,11 @@ from werkzeug.routing import IntegerConverter
 from app.services.access import Actor
 from app.services.errors import DomainError
 from app.services.fields import MAX_ROW_ID
+from app.web.respond import is_fragment_request, render
 
 HTMX_VERSION = "2.0.11"
 HTMX_URL = f"https://cdn.jsdelivr.net/npm/htmx.org@{HTMX_VERSION}/dist/htmx.min.js"
 HTMX_SRI = "sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHmVjg"
-
-
-def is_fragment_request() -> bool:
-    """htmx asked for a piece of a page (not a boosted full navigation)."""
-    return request.headers.get("HX-Request") == "true" and request.headers.get("HX-Boosted") != "true"
-
-
-def render(page: str, fragment: str | None = None, status: int = 200, **context):
-    """Render the full page, or only its fragment for an htmx request.
-
-    The page template includes the fragment template, so both always agree.
-    """
-    template = fragment if (fragment and is_fragment_request()) else page
-    response = make_response(render_template(template, **context), status)
-    response.headers.add("Vary", "HX-Request")
-    return response
 
 
 def current_actor(via: str = "web") -> Actor:
@@ -148,10 +129,11 @@ def _security_headers(response):
 
 
 def register_web(app: Flask) -> None:
-    from app.web.admin.routes import bp as admin_bp
+    from app.web.admin import bp as admin_bp
     from app.web.api.routes import bp as api_bp
-    from app.web.auth.routes import bp as auth_bp
-    from app.web.portal.routes import bp as portal_bp
+    from app.web.auth import bp as auth_bp
+    from app.web.portal import bp as portal_bp
+    from app.web.templating import register_templating
 
     # Every route's ids, "<int:...>" and the API's "<id:...>" alike, are bounded: set before
     # the blueprints add their rules, which look their converters up when added.
@@ -165,37 +147,21 @@ def register_web(app: Flask) -> None:
     app.register_blueprint(admin_bp, url_prefix="/admin")
     app.register_blueprint(api_bp, url_prefix="/api/v1")
 
-    from app.services import labels
-
-    # The one way templates write dates and name codes (app/services/labels.py).
-    app.add_template_filter(labels.when, "when")
-    app.add_template_global(labels.label, "label")
-    app.add_template_global(labels.choices, "choices")
-    app.add_template_global(labels.action_label, "action_label")
-
-    @app.context_processor
-    def _globals():
-        return {
-            "brand_name": current_app.config["BRAND_NAME"],
-            "htmx_url": HTMX_URL,
-            "htmx_sri": HTMX_SRI,
-            "current_locale": str(get_locale()),
-            "fmt_int": lambda n: format_decimal(n, format="#,##0"),
-        }
+    register_templating(app, HTMX_URL, HTMX_SRI)
 
     @app.errorhandler(DomainError)
     def _domain_error(error: DomainError):
         if wants_json():
             body = {"errors": error.errors} if hasattr(error, "errors") else {"error": error.message}
             return jsonify(body), error.status
-        return render("error.html", "_error.html", status=error.status, message=error.message), error.status
+        return render("error.html", "_error.html", status=error.status, message=error.message)
 
     @app.errorhandler(CSRFError)
     def _csrf_error(error):
         message = _("La sessione è scaduta o la richiesta non è valida: ricarica la pagina e riprova.")
         if wants_json():
             return jsonify({"error": message}), 400
-        return render("error.html", "_error.html", status=400, message=message), 400
+        return render("error.html", "_error.html", status=400, message=message)
 
     for code, text in (
         (404, _l("Pagina non trovata.")),
@@ -218,7 +184,7 @@ def _http_error(code: int, text: str):
         message = str(text)
         if wants_json():
             return jsonify({"error": message}), code
-        return render("error.html", "_error.html", status=code, message=message), code
+        return render("error.html", "_error.html", status=code, message=message)
 
     return handler
 
@@ -239,3 +205,15 @@ def staff_required(view):
 
     wrapper.permission = "staff"
     return wrapper
+
+
+__all__ = [
+    "HTMX_URL",
+    "HTMX_VERSION",
+    "current_actor",
+    "is_fragment_request",
+    "register_web",
+    "render",
+    "staff_required",
+    "wants_json",
+]

@@ -10,6 +10,7 @@ from app.models import Allowance, CapacityRequest
 from app.services import capacity, mailboxes
 from app.services.access import Actor
 from app.services.errors import LimitExceeded
+from tests.web.test_portal_queries import counted
 
 
 @pytest.fixture
@@ -74,7 +75,7 @@ def test_reject_leaves_allowance(client, make, auth, full_customer):
     response = client.post(
         f"/admin/capacity-requests/{req.id}/decision", data={"decision": "reject", "reason": "Budget chiuso"}
     )
-    assert response.status_code == 302
+    assert response.status_code == 303
     assert "Rifiutata" in client.get("/admin/capacity-requests").get_data(as_text=True)
     assert db.session.scalar(sa.select(Allowance.max_accounts)) == 1
 
@@ -108,3 +109,37 @@ def test_unknown_request_is_404(client, make, auth):
     assert (
         client.post("/admin/capacity-requests/999/decision", data={"decision": "approve"}).status_code == 404
     )
+
+
+def _open_request(make, i: int):
+    """Customer i asks for more of one of two classes; its usage and allowance differ from the others'."""
+    cls = "Business Mail 100 MB" if i % 2 else "Business Mail Plus 100 MB"
+    c = make.customer("contract", {cls: i + 1}, name=f"Studio {i:02d}")
+    make.mailbox(c, service_class=cls)
+    capacity.request_capacity(
+        Actor.for_user(make.admin(c)), c.id, service_class=cls, extra_accounts=i + 2, note=f"Richiesta {i}"
+    )
+    return c
+
+
+def test_the_page_costs_the_same_queries_for_1_and_20_open_requests(app, client, make, auth):
+    staff = make.staff()
+    decided = _open_request(make, 99)
+    capacity.decide(Actor.for_user(staff), capacity.list_requests(Actor.for_user(staff))[0].id, approve=True)
+    _open_request(make, 0)
+    auth.login(staff.email)
+
+    def statements() -> tuple[int, str]:
+        # A fresh app context: its own session and g, cold as a production request.
+        with app.app_context(), counted() as executed:
+            page = client.get("/admin/capacity-requests").get_data(as_text=True)
+        assert "Nessuna richiesta in attesa" not in page and decided.name in page
+        return len(executed), page
+
+    one, _page = statements()
+    for i in range(1, 20):
+        _open_request(make, i)
+    twenty, page = statements()
+    assert page.count('class="decision"') == 20
+    assert "Studio 19" in page and "In uso / limite attuale: 1 / 20" in page  # customer 19's own figures
+    assert one == twenty, (one, twenty)

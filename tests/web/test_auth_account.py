@@ -91,7 +91,7 @@ def test_change_password_bad_input(client, make, admin, data, field, message):
 
 
 def test_language_switches_the_interface(client, admin, app):
-    assert client.post("/account/language", data={"locale": "en"}).status_code == 302
+    assert client.post("/account/language", data={"locale": "en"}).status_code == 303
     db.session.expire_all()
     assert db.session.get(User, admin.id).locale == "en"
     # A fresh app context per request, as in a real server (the fixture's context caches the locale).
@@ -170,7 +170,7 @@ def test_the_footer_switch_saves_the_language_and_returns_to_the_page(client, ma
     body = client.get(page).get_data(as_text=True)
     assert 'action="/account/language"' in body and "English" in body
     response = client.post("/account/language", data={"locale": "en", "next": page})
-    assert response.status_code == 302 and response.headers["Location"].endswith(page)
+    assert response.status_code == 303 and response.headers["Location"].endswith(page)
     assert "Mailboxes" in client.get(page).get_data(as_text=True)
     # Somewhere else entirely is refused as a destination.
     away = client.post("/account/language", data={"locale": "it", "next": "https://example.org/"})

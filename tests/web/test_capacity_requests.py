@@ -209,7 +209,7 @@ def test_a_rejection_needs_a_reason_the_customer_reads(client, auth, make, studi
     assert "Scrivi il motivo del rifiuto" in refused.get_data(as_text=True)
     assert db.session.get(CapacityRequest, req.id).status == "open"
     done = client.post(url, data={"decision": "reject", "reason": "Gli stagisti usano le caselle esistenti"})
-    assert done.status_code == 302
+    assert done.status_code == 303
     assert _allowance(c) == 5
 
     auth.logout()

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from app.web.portal.routes import tel_uri
+from app.web.templating import tel_uri
 
 SUPPORT_MAIL = 'href="mailto:assistenza@collabra.it"'
 SUPPORT_TEL = re.compile(r'href="tel:\+390105961255"[^>]*>\+39 010 5961255</a>')

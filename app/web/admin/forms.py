@@ -14,8 +14,6 @@ from flask_babel import gettext as _
 from werkzeug.datastructures import MultiDict
 
 from app.models import ServiceClass
-from app.services import labels
-from app.services.addresses import idna_display
 
 MAX_PREFIX = "max_"
 
@@ -85,20 +83,3 @@ def day_after_utc(day: date) -> datetime:
 def int_or_none(value: object) -> int | None:
     value = str(value or "").strip()
     return int(value) if value.isdigit() and len(value) < 10 else None
-
-
-def change_lines(action: str, changes: object) -> list[tuple[str, str]]:
-    """An audit event's changes as (field, text) lines, with codes named and addresses readable."""
-    return labels.change_lines(action, changes, show=readable)
-
-
-def readable(text: object) -> str:
-    """Addresses and domains as people write them: xn--caff-rossi-26a.it -> caffè-rossi.it."""
-    text = "" if text is None else str(text)
-    if "xn--" not in text:
-        return text
-    words = []
-    for word in text.split(" "):
-        local, at, domain = word.rpartition("@")
-        words.append(f"{local}{at}{idna_display(domain)}" if "xn--" in domain else word)
-    return " ".join(words)

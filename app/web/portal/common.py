@@ -1,38 +1,17 @@
-"""The portal blueprint and what its views share: the customer in view, form errors, htmx replies."""
+"""What the portal's views share: the customer in view, nested URLs, the confirmation page."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Blueprint, current_app, make_response, redirect, render_template, url_for
-from flask_login import login_required
+from flask import url_for
 
 from app.models import Customer
 from app.services.access import Actor, customer_for
-from app.services.errors import Conflict, ValidationError
-from app.web import current_actor, is_fragment_request
-
-bp = Blueprint("portal", __name__)
-
-
-def has_endpoint(name: str) -> bool:
-    """Lets shared templates link to pages that may not be installed in every build."""
-    return name in current_app.view_functions
-
-
-def url_if(name: str, **values) -> str | None:
-    return url_for(name, **values) if has_endpoint(name) else None
-
-
-@bp.record_once
-def _register_globals(state) -> None:
-    state.app.jinja_env.globals.update(has_endpoint=has_endpoint, url_if=url_if)
-
-
-@bp.before_request
-@login_required
-def _signed_in():
-    return None
+from app.services.errors import NotFound
+from app.web import current_actor
+from app.web.portal import bp
+from app.web.respond import fragment, is_fragment_request, render, see_other
 
 
 @dataclass
@@ -53,65 +32,66 @@ def customer_view(customer_id: int) -> CustomerView:
 
 def owned(obj, customer_id: int, message: str):
     """Nested URLs are canonical: /customers/1/mailboxes/9 only if mailbox 9 is customer 1's."""
-    from app.services.errors import NotFound
-
     if obj.customer_id != customer_id:
         raise NotFound(message)
     return obj
 
 
-def field_errors(error: Exception) -> dict[str, str]:
-    if isinstance(error, ValidationError):
-        return dict(error.errors)
-    if isinstance(error, Conflict):
-        return {error.field or "_form": error.message}
-    return {"_form": str(error)}
+def address_from(form) -> str:
+    """The address typed as a local part and a domain chosen from the customer's ("" if no local part)."""
+    local = form.get("local_part", "").strip()
+    return f"{local}@{form.get('domain', '')}" if local else ""
 
 
-def fragment_reply(
-    template: str, status: int = 200, trigger: str | None = None, announce: str | None = None, **context
+def local_part_errors(errors: dict) -> dict:
+    """The service speaks of the address; the form's box for it is the local part."""
+    if "address" in errors:
+        errors["local_part"] = errors.pop("address")
+    return errors
+
+
+def confirm(
+    view: CustomerView,
+    *,
+    title: str,
+    text: str,
+    action: str,
+    button: str,
+    cancel: str,
+    fields=None,
+    danger=True,
 ):
-    """An htmx fragment; `announce` says in words what was done (see `announced`)."""
-    response = make_response(render_template(template, **context), status)
-    response.headers.add("Vary", "HX-Request")
-    if trigger:
-        response.headers["HX-Trigger"] = trigger
-    return announced(response, announce)
-
-
-def empty_reply(trigger: str | None = None, announce: str | None = None):
-    """Nothing to swap in where the request came from (a deleted row), but maybe words to show."""
-    response = make_response("", 200)
-    response.headers.add("Vary", "HX-Request")
-    if trigger:
-        response.headers["HX-Trigger"] = trigger
-    return announced(response, announce)
-
-
-def announced(response, text: str | None, kind: str = "ok"):
-    """Adds to an htmx reply what the action did, in words, for the page's status region (base.html):
-    a removed row or a briefly highlighted one says nothing by itself."""
-    if text:
-        oob = render_template("_status_oob.html", text=text, kind=kind)
-        response.set_data(response.get_data() + oob.encode())
-    return response
+    """The page that asks before a change, for browsers without JavaScript (htmx asks with hx-confirm)."""
+    return render(
+        "portal/confirm.html",
+        customer=view.customer,
+        title=title,
+        text=text,
+        action=action,
+        fields=fields or {},
+        button=button,
+        danger=danger,
+        cancel=cancel,
+    )
 
 
 def back_to(endpoint: str, **values):
-    response = redirect(url_for(endpoint, **values), 303)
-    response.headers.add("Vary", "HX-Request")
-    return response
+    """A 303 to one of the portal's pages."""
+    return see_other(url_for(endpoint, **values))
 
+
+# Shorter names of app.web.respond's replies, used by the mailbox list and the usage refresh.
+fragment_reply = fragment
 
 __all__ = [
     "bp",
     "CustomerView",
     "customer_view",
     "owned",
-    "field_errors",
-    "fragment_reply",
-    "empty_reply",
-    "announced",
+    "address_from",
+    "local_part_errors",
+    "confirm",
     "back_to",
+    "fragment_reply",
     "is_fragment_request",
 ]

@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 
 from app.services import health
-from app.web import render, staff_required
-from app.web.admin.routes import bp
+from app.web import staff_required
+from app.web.admin import bp
+from app.web.respond import render
 
 LABELS = {
     "database": _l("Database"),

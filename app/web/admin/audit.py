@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from datetime import date
 
-import sqlalchemy as sa
 from flask import request
 
-from app.extensions import db
-from app.models import Customer
-from app.services import audit
-from app.web import current_actor, render, staff_required
-from app.web.admin import forms
-from app.web.admin.routes import bp
+from app.services import audit, customers
+from app.web import current_actor, staff_required
+from app.web.admin import bp, forms
+from app.web.respond import render
 
 PER_PAGE = 50
 EARLIEST, LATEST = date(1970, 1, 1), date(9000, 12, 31)
@@ -38,10 +35,9 @@ def audit_log():
     # timezone (0001-01-01 or 9999-12-31 would overflow in UTC): such a bound is no bound.
     since = since if since and since > EARLIEST else None
     until = until if until and until < LATEST else None
-    customer_id = forms.int_or_none(filters["customer_id"])
     results = audit.search_events(
         actor,
-        customer_id=customer_id,
+        customer_id=forms.int_or_none(filters["customer_id"]),
         action=filters["action"],
         actor_text=filters["actor"],
         target_text=filters["target"],
@@ -50,8 +46,7 @@ def audit_log():
         page=args.get("page", 1),
         per_page=PER_PAGE,
     )
-    customers = db.session.execute(sa.select(Customer.id, Customer.name).order_by(Customer.name)).all()
-    names = dict(customers)
+    names = customers.names(actor)
     return render(
         "admin/audit.html",
         "admin/_audit_table.html",
@@ -59,8 +54,8 @@ def audit_log():
         results=results,
         filters=filters,
         errors=errors,
-        customers=customers,
-        customer_names=names,
+        customers=names,
+        customer_names=dict(names),
         actions=audit.actions_present(actor),
         query={k: v for k, v in filters.items() if v},
     )

@@ -7,18 +7,10 @@ from flask_babel import gettext as _
 
 from app.services import classes, domains, limits, mailboxes
 from app.services.errors import Conflict, LimitExceeded, ValidationError
-from app.web import render
-from app.web.portal.common import (
-    back_to,
-    bp,
-    customer_view,
-    empty_reply,
-    field_errors,
-    fragment_reply,
-    is_fragment_request,
-    owned,
-)
+from app.web.portal import bp
+from app.web.portal.common import back_to, confirm, customer_view, fragment_reply, is_fragment_request, owned
 from app.web.portal.quota_views import usage_context
+from app.web.respond import FORM_ERRORS, done, failed, field_errors, render
 
 MAX_PER_PAGE = 100
 CHANGED = "mailboxes-changed"
@@ -196,6 +188,17 @@ def mailbox_new(customer_id: int):
     return render("portal/mailboxes.html", "portal/_mailbox_create.html", **_list_context(view))
 
 
+def _saved(view, m, message: str, trigger: str | None = None):
+    return done(
+        message,
+        url_for("portal.mailboxes", customer_id=view.customer.id),
+        "portal/_mailbox_row.html",
+        lambda: _row_context(view, m, saved=True),
+        announce=True,
+        trigger=trigger,
+    )
+
+
 @bp.route("/customers/<int:customer_id>/mailboxes/<int:mailbox_id>", methods=["GET", "POST"])
 def mailbox(customer_id: int, mailbox_id: int):
     """GET: the mailbox's page (htmx: its row). POST: save the edit form."""
@@ -209,22 +212,13 @@ def mailbox(customer_id: int, mailbox_id: int):
         changes["password"] = request.form["password"]
     try:
         m = mailboxes.update_mailbox(view.actor, m.id, **changes)
-    except LimitExceeded as e:
-        ctx = _row_context(view, m, form=form, errors={}, limit=e, editing=True)
-        return render("portal/mailbox.html", "portal/_mailbox_edit_row.html", status=409, **ctx)
-    except (ValidationError, Conflict) as e:
-        ctx = _row_context(view, m, form=form, errors=field_errors(e), editing=True)
-        return render("portal/mailbox.html", "portal/_mailbox_edit_row.html", status=e.status, **ctx)
-    message = _("Modifiche a %(a)s salvate.", a=m.display_address)
-    if is_fragment_request():
-        return fragment_reply(
-            "portal/_mailbox_row.html",
-            trigger=USAGE_CHANGED,
-            announce=message,
-            **_row_context(view, m, saved=True),
-        )
-    flash(message, "ok")
-    return back_to("portal.mailboxes", customer_id=view.customer.id)
+    except FORM_ERRORS as e:
+        # A contract limit is a notice with the way out (ask sales), not a field's message.
+        limit = e if isinstance(e, LimitExceeded) else None
+        errors = {} if limit else field_errors(e)
+        ctx = _row_context(view, m, form=form, errors=errors, limit=limit, editing=True)
+        return failed(e, "portal/mailbox.html", "portal/_mailbox_edit_row.html", **ctx)
+    return _saved(view, m, _("Modifiche a %(a)s salvate.", a=m.display_address), trigger=USAGE_CHANGED)
 
 
 @bp.route("/customers/<int:customer_id>/mailboxes/<int:mailbox_id>/edit")
@@ -243,9 +237,8 @@ def mailbox_status(customer_id: int, mailbox_id: int):
     wanted = request.values.get("status", "")
     if request.method == "GET":
         label = _action_label(wanted)
-        return render(
-            "portal/confirm.html",
-            customer=view.customer,
+        return confirm(
+            view,
             title=_("%(action)s la casella %(a)s?", action=label, a=m.display_address),
             text=_status_explanation(wanted),
             action=url_for("portal.mailbox_status", customer_id=customer_id, mailbox_id=m.id),
@@ -255,15 +248,7 @@ def mailbox_status(customer_id: int, mailbox_id: int):
             cancel=url_for("portal.mailboxes", customer_id=customer_id),
         )
     m = mailboxes.update_mailbox(view.actor, m.id, status=wanted)
-    message = _done_message(m.status, m.display_address)
-    if is_fragment_request():
-        return fragment_reply(
-            "portal/_mailbox_row.html",
-            announce=message,
-            **_row_context(view, m, saved=True),
-        )
-    flash(message, "ok")
-    return back_to("portal.mailboxes", customer_id=view.customer.id)
+    return _saved(view, m, _done_message(m.status, m.display_address))
 
 
 def _status_explanation(status: str) -> str:
@@ -282,23 +267,22 @@ def mailbox_delete(customer_id: int, mailbox_id: int):
     view = customer_view(customer_id)
     m = _mailbox(view, mailbox_id)
     if request.method == "GET":
-        return render(
-            "portal/confirm.html",
-            customer=view.customer,
+        return confirm(
+            view,
             title=_("Eliminare la casella %(a)s?", a=m.display_address),
             text=_(
                 "La casella, i suoi messaggi e gli alias che puntano a essa verranno eliminati "
                 "definitivamente. L'operazione non si può annullare."
             ),
             action=url_for("portal.mailbox_delete", customer_id=customer_id, mailbox_id=m.id),
-            fields={},
             button=_("Elimina definitivamente"),
-            danger=True,
             cancel=url_for("portal.mailboxes", customer_id=customer_id),
         )
     message = _("Casella %(a)s eliminata.", a=m.display_address)
     mailboxes.delete_mailbox(view.actor, m.id)
-    if is_fragment_request():
-        return empty_reply(trigger=f"{CHANGED}, {USAGE_CHANGED}", announce=message)
-    flash(message, "ok")
-    return back_to("portal.mailboxes", customer_id=view.customer.id)
+    return done(
+        message,
+        url_for("portal.mailboxes", customer_id=view.customer.id),
+        announce=True,
+        trigger=f"{CHANGED}, {USAGE_CHANGED}",
+    )

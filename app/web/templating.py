@@ -1,0 +1,98 @@
+"""Everything templates can call besides their context: the one list of filters and globals.
+
+Codes and dates are written by app/services/labels.py; the rest is here. Globals (not a
+context processor) where the value does not depend on the request, so macros imported
+without context see them too and no page pays for them before it uses them.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, g
+from flask_babel import format_decimal, get_locale
+
+from app.services import domains, labels
+from app.services.addresses import idna_display
+from app.web import current_actor
+
+
+def fmt_int(n) -> str:
+    """1234 -> "1.234" (in the reader's language)."""
+    return format_decimal(n, format="#,##0")
+
+
+def readable(text: object) -> str:
+    """Addresses and domains as people write them: xn--caff-rossi-26a.it -> caffè-rossi.it."""
+    text = "" if text is None else str(text)
+    if "xn--" not in text:
+        return text
+    words = []
+    for word in text.split(" "):
+        local, at, domain = word.rpartition("@")
+        words.append(f"{local}{at}{idna_display(domain)}" if "xn--" in domain else word)
+    return " ".join(words)
+
+
+def change_lines(action: str, changes: object) -> list[tuple[str, str]]:
+    """An audit event's changes as (field, text) lines, with codes named and addresses readable."""
+    return labels.change_lines(action, changes, show=readable)
+
+
+def tel_uri(phone: str) -> str | None:
+    """A dialable tel: URI (RFC 3966) for a phone number written for people: "+39 010 5961255"."""
+    digits = "".join(ch for ch in phone if ch.isdigit() and ch.isascii())
+    if not digits:
+        return None
+    international = phone.strip().startswith("+")
+    return f"tel:{'+' if international else ''}{digits}"
+
+
+def help_contacts() -> dict:
+    """Support and sales contacts, for the footer of every page and the help pages (templates/_contacts.html)."""
+    config = current_app.config
+    phone = (config.get("SUPPORT_PHONE") or "").strip()
+    return {
+        "support_email": (config.get("SUPPORT_EMAIL") or "").strip(),
+        "support_phone": phone,
+        "support_tel": tel_uri(phone),
+        "sales_email": (config.get("SALES_EMAIL") or "").strip(),
+    }
+
+
+def pending_domains(customer_id: int, loaded=None) -> dict[int, str]:
+    """The customer's domains not served yet ({id: name}), once per request: pages mark their addresses.
+
+    loaded: the customer's domains when the page has them already, to spare a query.
+    """
+    cache = g.setdefault("pending_domains", {})
+    if customer_id not in cache:
+        if loaded is not None:
+            cache[customer_id] = {d.id: d.display_name for d in loaded if not d.is_active}
+        else:
+            cache[customer_id] = domains.pending_names(customer_id)
+    return cache[customer_id]
+
+
+def pending_domain_count() -> int:
+    """For the staff navigation: how many domains wait for approval."""
+    return domains.count_pending(current_actor())
+
+
+def register_templating(app: Flask, htmx_url: str, htmx_sri: str) -> None:
+    app.add_template_filter(labels.when, "when")
+    app.jinja_env.globals.update(
+        label=labels.label,
+        action_label=labels.action_label,
+        choices=labels.choices,
+        change_lines=change_lines,
+        readable=readable,
+        fmt_int=fmt_int,
+        help_contacts=help_contacts,
+        pending_domains=pending_domains,
+        pending_domain_count=pending_domain_count,
+        htmx_url=htmx_url,
+        htmx_sri=htmx_sri,
+    )
+
+    @app.context_processor
+    def _per_request():
+        return {"brand_name": current_app.config["BRAND_NAME"], "current_locale": str(get_locale())}
