@@ -293,4 +293,4 @@ def customer_list_limits(customer_id: int):
 
 
 # The other back-office pages register their routes on bp.
-from app.web.admin import audit_views, capacity_views, domain_views, health_views, users_views  # noqa: E402, F401
+from app.web.admin import audit_views, capacity_views, domain_views, health_views, job_views, users_views  # noqa: E402, F401

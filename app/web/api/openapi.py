@@ -646,6 +646,62 @@ def _paths() -> dict:
     }
 
 
+# Background jobs (app/web/api/jobs.py): the schema and the paths, in one block.
+SCHEMAS["Job"] = _obj(
+    ("id", "kind", "state", "done", "total", "message", "result"),
+    id=ID,
+    kind={**STR, "examples": ["quota_refresh"]},
+    state={"type": "string", "enum": ["queued", "running", "done", "failed", "cancelled"]},
+    done={**INT, "description": "Steps done so far."},
+    total={"type": ["integer", "null"], "description": "Steps in all, when known."},
+    message={**STR, "description": "What it is doing, or why it failed or stopped (for people)."},
+    result={"type": ["object", "null"], "description": "What it did, once done (depends on the kind)."},
+)
+JOB_PATHS = {
+    "/api/v1/jobs/{job_id}": {
+        "parameters": [_path_param("job_id")],
+        "get": _op(
+            "One background job: state, progress, outcome. Another customer's job is a 404.",
+            "jobs",
+            ok=_json(_ref("Job")),
+        ),
+    },
+    "/api/v1/customers/{customer_id}/jobs": {
+        "parameters": [_path_param("customer_id")],
+        "get": _op(
+            "A customer's background jobs, newest first.",
+            "jobs",
+            ok=_json(_arr("Job")),
+            errors=("401", "404", "422"),
+            params=(
+                _query(
+                    "limit",
+                    {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+                    "At most this many.",
+                ),
+            ),
+        ),
+    },
+    "/api/v1/customers/{customer_id}/quota-refresh": {
+        "parameters": [_path_param("customer_id")],
+        "post": {
+            **_op(
+                "Read every mailbox's usage from the mail server again, in the background. Answers 202 with "
+                "the job (the one already queued or running, if any) and its URL in Location.",
+                "jobs",
+                ok={**_json(_ref("Job"), "Accepted."), "headers": {"Location": {"schema": STR}}},
+                status="202",
+            ),
+            # Nothing to send: an empty object, or no body at all.
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": {"type": "object", "maxProperties": 0}}},
+            },
+        },
+    },
+}
+
+
 def document() -> dict:
     return {
         "openapi": "3.1.0",
@@ -666,5 +722,5 @@ def document() -> dict:
             "schemas": SCHEMAS,
             "responses": RESPONSES,
         },
-        "paths": _paths(),
+        "paths": {**_paths(), **JOB_PATHS},
     }

@@ -1,27 +1,25 @@
-"""Quota usage in the portal: the bars' helpers, and "Aggiorna spazio occupato" with its polling partial.
+"""Quota usage in the portal: the bars' helpers, and "Aggiorna spazio occupato".
 
-The button enqueues the RQ job refresh_quota_usage (one doveadm call reads
-every mailbox); the partial then polls until the last refresh's time
-changes and renders a final state without hx-trigger, which stops polling.
-Without Redis the button says the queue is unreachable; without a worker
-the partial stops after POLL_LIMIT and says no reading arrived.
+The button starts a `quota_refresh` job (one doveadm call reads every
+mailbox), shown by the job component (templates/_job.html), which polls
+itself until the job ends; then the mailbox list and this line reload
+(the `mailboxes-changed` event). Without Redis the button says so.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
-from flask import current_app, flash, request, url_for
+from flask import flash
 from flask_babel import format_decimal, to_user_timezone
 from flask_babel import gettext as _
-from redis.exceptions import RedisError
 
 from app.models.base import utcnow
-from app.services import labels, quota
+from app.services import jobs, labels, quota
+from app.web import jobs_ui
 from app.web.portal.common import back_to, bp, customer_view, fragment_reply, is_fragment_request
 
 MB = 1024 * 1024
-POLL_LIMIT = timedelta(minutes=2)
 CHANGED = "mailboxes-changed"
 
 
@@ -71,6 +69,7 @@ def _register_globals(state) -> None:
         nearly_full=nearly_full,
         reading_time=reading_time,
         clock_time=clock_time,
+        quota_refresh_job=lambda customer_id: jobs.active_job("quota_refresh", customer_id),
     )
 
 
@@ -79,23 +78,19 @@ def usage_context(mailbox_ids: list[int]) -> dict:
     return {"space": quota.usage_for(mailbox_ids), "space_state": quota.refresh_state()}
 
 
-def _stamp(moment: datetime | None) -> str:
-    return moment.isoformat() if moment else ""
+@jobs_ui.summary("quota_refresh", event=CHANGED)
+def _refresh_summary(job) -> str:
+    if job.state != "done":
+        return ""
+    return _("Spazio occupato %(when)s.", when=reading_time(job.finished_at))
 
 
-def _parse(value: str | None) -> datetime | None:
-    try:
-        moment = datetime.fromisoformat(value or "")
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _refresh_reply(view, **context):
+def _refresh_reply(view, status: int = 200, **context):
     return fragment_reply(
         "portal/_usage_refresh.html",
+        status=status,
         customer=view.customer,
-        space_state=context.pop("space_state", None) or quota.refresh_state(),
+        space_state=quota.refresh_state(),
         **context,
     )
 
@@ -103,58 +98,20 @@ def _refresh_reply(view, **context):
 @bp.route("/customers/<int:customer_id>/mailboxes/usage/refresh", methods=["POST"])
 def usage_refresh(customer_id: int):
     view = customer_view(customer_id)
-    before = quota.refresh_state()
     try:
-        quota.request_refresh()
-    except (RedisError, OSError) as e:
-        current_app.logger.warning("quota refresh not queued: %s", e)
-        message = _(
-            "Impossibile avviare l'aggiornamento: la coda dei lavori non è raggiungibile. Riprova più tardi."
-        )
+        quota.request_refresh(view.actor, view.customer.id)
+    except jobs.QueueUnavailable as e:
         if is_fragment_request():
-            return _refresh_reply(view, space_state=before, refresh_error=message)
-        flash(message, "error")
+            return _refresh_reply(view, refresh_error=e.message)
+        flash(e.message, "error")
         return back_to("portal.mailboxes", customer_id=view.customer.id)
     if not is_fragment_request():
         flash(_("Aggiornamento dello spazio occupato avviato: ricarica la pagina tra qualche istante."), "ok")
         return back_to("portal.mailboxes", customer_id=view.customer.id)
-    return _refresh_reply(
-        view,
-        space_state=before,
-        poll_url=url_for(
-            "portal.usage_status",
-            customer_id=view.customer.id,
-            since=_stamp(before.last_attempt_at if before else None),
-            requested=_stamp(utcnow()),
-        ),
-    )
+    return _refresh_reply(view)
 
 
 @bp.route("/customers/<int:customer_id>/mailboxes/usage/status")
 def usage_status(customer_id: int):
-    """The refresh component: polling while the reading has not changed, final once it has."""
-    view = customer_view(customer_id)
-    state = quota.refresh_state()
-    since = _parse(request.args.get("since"))
-    requested = _parse(request.args.get("requested"))
-    attempt = state.last_attempt_at if state else None
-    arrived = attempt is not None and (since is None or attempt > since)
-    if arrived:
-        # The list reloads (HX-Trigger) so that every bar shows the new reading.
-        return fragment_reply(
-            "portal/_usage_refresh.html",
-            trigger=CHANGED,
-            customer=view.customer,
-            space_state=state,
-            done=True,
-        )
-    if requested is None or utcnow() - requested > POLL_LIMIT:
-        return _refresh_reply(
-            view,
-            space_state=state,
-            refresh_error=_(
-                "Nessuna nuova lettura dello spazio occupato: il servizio di aggiornamento non ha risposto. "
-                "Riprova più tardi."
-            ),
-        )
-    return _refresh_reply(view, space_state=state, poll_url=request.full_path)
+    """The refresh line: the last reading, and the refresh job while one is queued or running."""
+    return _refresh_reply(customer_view(customer_id))

@@ -9,7 +9,7 @@ from flask_babel import ngettext
 from app.services import capacity, classes, domains, limits, overview
 from app.services.errors import Conflict, ValidationError
 from app.web import render
-from app.web.portal import address_views, mailbox_views, quota_views  # noqa: F401  (they add their routes to bp)
+from app.web.portal import address_views, job_views, mailbox_views, quota_views  # noqa: F401  (they add their routes to bp)
 from app.web.portal.common import (
     back_to,
     bp,
