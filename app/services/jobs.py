@@ -351,7 +351,9 @@ def sweep_stale_jobs() -> list[Job]:
     now = utcnow()
     conn = redis_connection()
     retries = []
-    for job in db.session.scalars(sa.select(Job).where(Job.state.in_(ACTIVE_STATES)).order_by(Job.id)).all():
+    # populate_existing: the heartbeats as the database has them now, not as this session last saw them.
+    active = sa.select(Job).where(Job.state.in_(ACTIVE_STATES)).order_by(Job.id)
+    for job in db.session.scalars(active.execution_options(populate_existing=True)).all():
         reason = why_stale(job, _rq_status(conn, job.rq_id), now, stale_after)
         if reason is None:
             continue
