@@ -272,9 +272,14 @@ def retried_as(job: Job) -> Job | None:
 
 def cancel(actor: Actor, job_id: object) -> Job:
     """A queued job is cancelled at once (and taken off its queue); a running one stops at its next step."""
+    from app.jobs import KINDS
+
     job = get_job(actor, job_id)
     if not job.active:
         raise Conflict(_("Il lavoro è già terminato."))
+    spec = KINDS.get(job.kind)
+    if job.state == "running" and spec is not None and not spec.cancellable:
+        raise Conflict(_("Questo lavoro non si può fermare a metà: attendi che finisca."))
     audit.record(actor, "job.cancel", customer_id=job.customer_id, target=f"{job.kind} #{job.id}")
     if _move(
         job.id,

@@ -87,8 +87,12 @@ def test_a_queued_job_is_cancelled_at_once_and_a_running_one_at_its_next_step(cl
 def test_a_job_that_cannot_stop_midway_has_no_cancel_button_once_running(client, auth, make):
     c = make.customer()
     auth.login(make.admin(c).email)
-    html = text(client.get(f"/customers/{c.id}/jobs/{job_row(c.id, 'running').id}", headers=HTMX))
+    running = job_row(c.id, "running")
+    html = text(client.get(f"/customers/{c.id}/jobs/{running.id}", headers=HTMX))
     assert "Annulla il lavoro" not in html and 'hx-trigger="every 2s"' in html
+    refused = client.post(f"/customers/{c.id}/jobs/{running.id}/cancel", headers=HTMX)
+    assert refused.status_code == 409
+    assert "Questo lavoro non si può fermare a metà: attendi che finisca." in text(refused)
     html = text(client.get(f"/customers/{c.id}/jobs/{job_row(c.id, 'queued').id}", headers=HTMX))
     assert "Annulla il lavoro" in html  # not started yet: it can always be taken off the queue
 
