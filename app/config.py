@@ -97,6 +97,8 @@ class Config:
     # JOB_HEARTBEAT_SECONDS; one silent for JOB_STALE_SECONDS is taken for dead and retried.
     JOB_HEARTBEAT_SECONDS = float(os.environ.get("JOB_HEARTBEAT_SECONDS", "10"))
     JOB_STALE_SECONDS = float(os.environ.get("JOB_STALE_SECONDS", "120"))
+    # Run each job at once in the process that starts it, without Redis (tests of the doors only).
+    JOBS_INLINE = _bool("JOBS_INLINE", False)
     # Mail to customers and sales (app/services/notify.py). Empty SMTP_HOST: not sent, only logged.
     SMTP_HOST = os.environ.get("SMTP_HOST", "")
     SMTP_PORT = int(os.environ.get("SMTP_PORT", "25"))

@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from flask import Flask
+from flask import Flask, current_app, has_app_context
 from flask_babel import gettext as _
 from rq import get_current_job
 
@@ -149,7 +149,8 @@ def _run(job_id: int, body):
     from app.services import jobs
     from app.services.errors import DomainError
 
-    app = get_app()
+    # A worker's app; or the app already in use (a job run inline, a test's in-process worker).
+    app = current_app._get_current_object() if has_app_context() else get_app()
     with app.app_context():
         row = jobs.start(job_id)
         if row is None:
@@ -199,6 +200,19 @@ def refresh_quota_usage(ctx: JobContext) -> dict:
     if state.failed:
         raise JobFailed(_("Lettura dello spazio non riuscita: server di posta non raggiungibile."))
     return {"mailboxes_read": state.mailboxes_read}
+
+
+@job("notify", cancellable=False)
+def send_notification(
+    ctx: JobContext, which: str, request_id: int, flag: int = 0, base_url: str = ""
+) -> dict:
+    """One of the mails of app/services/notify.py, sent from here so that no page waits for the relay."""
+    from app.services import notify
+    from app.services.jobs import JobFailed
+
+    if not notify.deliver(which, request_id, flag, base_url):
+        raise JobFailed(_("Email non inviata: il server di posta in uscita non l'ha accettata."))
+    return {"sent": which}
 
 
 # Plain RQ functions for the cron (no row: housekeeping).

@@ -49,11 +49,11 @@ def fresh(job_id: int) -> Job:
 class WorkerProcess:
     """`python worker.py` on the test's database and Redis, beating a job's heartbeat every 0.2 s."""
 
-    def __init__(self, tmp_path, database_url: str, *args: str):
+    def __init__(self, tmp_path, database_url: str, *args: str, **settings: str):
         import psutil
 
         env = panel_env(tmp_path, REDIS_URL)
-        env.update(DATABASE_URL=database_url, JOB_HEARTBEAT_SECONDS="0.2")
+        env.update(DATABASE_URL=database_url, JOB_HEARTBEAT_SECONDS="0.2", **settings)
         self.log = open(tmp_path / f"worker-{time.monotonic_ns()}.log", "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "worker.py", *args], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT
@@ -75,8 +75,8 @@ class WorkerProcess:
 def workers(tmp_path, database_url):
     started: list[WorkerProcess] = []
 
-    def start(*args: str) -> WorkerProcess:
-        started.append(WorkerProcess(tmp_path, database_url, *args))
+    def start(*args: str, **settings: str) -> WorkerProcess:
+        started.append(WorkerProcess(tmp_path, database_url, *args, **settings))
         return started[-1]
 
     yield start
@@ -232,3 +232,40 @@ def test_the_worker_refuses_an_unknown_queue_and_serves_billing_first():
     assert refused.returncode == 2
     assert "unknown queue(s): fatture" in refused.stderr
     assert entry.QUEUES[0] == "billing" and entry.QUEUES.index("migration") > entry.QUEUES.index("default")
+
+
+def test_capacity_request_mails_are_sent_by_a_real_worker_with_the_pages_links(
+    queues, workers, client, auth, app
+):
+    from tests.smtp_sink import SmtpSink
+
+    sink = SmtpSink().start()
+    settings = {
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(sink.port),
+        "SALES_EMAIL": "commerciale@collabra.example",
+    }
+    saved = {k: app.config[k] for k in settings}
+    app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=sink.port, SALES_EMAIL="commerciale@collabra.example")
+    try:
+        c = factories.customer("contract", {"Business Mail 100 MB": 2}, name="Studio Neri")
+        auth.login(factories.admin(c).email)
+        asked = client.post(
+            f"/customers/{c.id}/capacity-requests",
+            data={"service_class": "Business Mail 100 MB", "extra_accounts": "2", "note": "Due stagisti"},
+        )
+        assert asked.status_code == 303
+        assert sink.received == []  # the page did not wait for the relay
+        (job,) = db.session.scalars(sa.select(Job).where(Job.kind == "notify")).all()
+        assert job.state == "queued" and job.customer_id is None
+        assert job.args == ["capacity_requested", job.args[1], 1, "http://localhost/"]
+
+        workers("--queues", "default", **settings)
+        (mail,) = sink.wait_for(1, timeout=60)
+        assert mail.envelope_to == ["commerciale@collabra.example"]
+        assert "Studio Neri chiede 2 caselle Business Mail 100 MB in più." in mail.body
+        assert "Da gestire qui: http://localhost/admin/capacity-requests" in mail.body
+        wait_for(lambda: fresh(job.id).state == "done", 30, "the job to be marked done")
+    finally:
+        app.config.update(saved)
+        sink.stop()
