@@ -3,11 +3,16 @@
 Each job runs in a process the worker forks (RQ's work horse, in a process group
 of its own). On Linux every process the worker forks is killed when the worker
 dies, even by SIGKILL: a job never goes on writing to the database with no
-worker to report it, and the job is reported as abandoned and can be run again.
+worker to report it; its heartbeat stops, and the stale-job sweep fails and
+retries it (app/services/jobs.py).
+
+`python worker.py` serves every queue, in the order of app.jobs.QUEUES
+(billing first); `--queues billing,default` serves only those, in that order.
 """
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import os
 import signal
@@ -43,11 +48,27 @@ def die_with_the_worker() -> None:
         os.register_at_fork(before=_before_fork, after_in_child=_die_with_parent)
 
 
-def main() -> int:
+def parse_queues(argv: list[str] | None) -> list[str]:
+    parser = argparse.ArgumentParser(description="RQ worker for the panel's queues.")
+    parser.add_argument(
+        "--queues",
+        default=",".join(QUEUES),
+        help=f"comma-separated queues, in the order served (default: {','.join(QUEUES)})",
+    )
+    names = [n.strip() for n in parser.parse_args(argv).queues.split(",") if n.strip()]
+    unknown = [n for n in names if n not in QUEUES]
+    if unknown or not names:
+        # argparse's error: the message on stderr, exit status 2.
+        parser.error(f"unknown queue(s): {', '.join(unknown) or '(none given)'}; known: {', '.join(QUEUES)}")
+    return names
+
+
+def main(argv: list[str] | None = None) -> int:
+    queues = parse_queues(argv)
     # Created before the work loop so every forked job inherits one app.
     get_app()
     die_with_the_worker()
-    worker = Worker(list(QUEUES), connection=get_redis())
+    worker = Worker(queues, connection=get_redis())
     # The scheduler runs delayed jobs and retries with intervals (enqueue_in, Retry).
     worker.work(with_scheduler=True)
     return 0

@@ -93,6 +93,12 @@ class Config:
     POSTFIX_SMTP_HOST = os.environ.get("POSTFIX_SMTP_HOST", "127.0.0.1")
     POSTFIX_SMTP_PORT = int(os.environ.get("POSTFIX_SMTP_PORT", "25"))
     HEALTH_TIMEOUT = float(os.environ.get("HEALTH_TIMEOUT", "2"))
+    # Background jobs (app/services/jobs.py): a running job's worker writes its heartbeat every
+    # JOB_HEARTBEAT_SECONDS; one silent for JOB_STALE_SECONDS is taken for dead and retried.
+    JOB_HEARTBEAT_SECONDS = float(os.environ.get("JOB_HEARTBEAT_SECONDS", "10"))
+    JOB_STALE_SECONDS = float(os.environ.get("JOB_STALE_SECONDS", "120"))
+    # Run each job at once in the process that starts it, without Redis (tests of the doors only).
+    JOBS_INLINE = _bool("JOBS_INLINE", False)
     # Mail to customers and sales (app/services/notify.py). Empty SMTP_HOST: not sent, only logged.
     SMTP_HOST = os.environ.get("SMTP_HOST", "")
     SMTP_PORT = int(os.environ.get("SMTP_PORT", "25"))

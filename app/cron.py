@@ -2,8 +2,10 @@
 
 from rq import cron
 
-from app.jobs import heartbeat, refresh_quota_usage
+from app.jobs import heartbeat, schedule_quota_refresh, sweep_stale_jobs
 
 cron.register(heartbeat, queue_name="default", interval=60)
+# Running jobs whose worker died are failed and retried (their heartbeat stopped).
+cron.register(sweep_stale_jobs, queue_name="default", interval=60)
 # Every mailbox's usage from Dovecot, for the quota bars (one doveadm call reads them all).
-cron.register(refresh_quota_usage, queue_name="default", interval=15 * 60, job_timeout=30 * 60)
+cron.register(schedule_quota_refresh, queue_name="default", interval=15 * 60)

@@ -1,16 +1,30 @@
-"""RQ entry points: thin functions that take ids, run in the app's context, and call services."""
+"""RQ entry points: thin functions that take ids, run in the app's context, and call services.
+
+A job with a row in the `jobs` table (progress, outcome, retry) is a body
+decorated with @job(kind): RQ calls it with the row's id, and `_run` marks
+the row running, runs the body with a JobContext, and marks it done, failed
+or cancelled. The rules of that life are in app/services/jobs.py.
+"""
 
 from __future__ import annotations
 
 import functools
+import logging
+import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from flask import Flask
+from flask import Flask, current_app, has_app_context
+from flask_babel import gettext as _
 from rq import get_current_job
 
-QUEUES = ("default",)
+# In the order a worker serves them: a charge never waits behind an import or a migration
+# that is waiting too (a job already running is not interrupted: run billing workers apart).
+QUEUES = ("billing", "default", "dns", "bulk", "migration")
+DEFAULT_QUEUE = "default"
 CRON_LAST_TICK_KEY = "panel:cron:last_tick"
 
+log = logging.getLogger(__name__)
 _app: Flask | None = None
 
 
@@ -39,6 +53,171 @@ def in_app_context(func):
     return wrapper
 
 
+# Jobs with a row.
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    entry: str  # the RQ function, by its dotted name
+    queue: str
+    timeout: int
+    cancellable: bool  # the body checks for a cancel between steps
+
+
+KINDS: dict[str, Kind] = {}
+
+
+def kind_spec(name: str) -> Kind:
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise ValueError(f"unknown job kind {name!r}") from None
+
+
+class JobContext:
+    """What a job's body sees of its row: progress, and whether to stop."""
+
+    def __init__(self, row):
+        from app.services.access import Actor
+
+        self.job_id = row.id
+        self.customer_id = row.customer_id
+        self.attempt = row.attempt
+        self.actor = Actor(row.requested_by_id, row.requested_by, "system", row.customer_id, None, "job")
+        self.stopped = False
+
+    def progress(self, done: int, total: int | None = None, message: str | None = None) -> None:
+        from app.services import jobs
+
+        jobs.progress(self.job_id, done, total, message)
+
+    def should_stop(self) -> bool:
+        """True once a cancel was asked: the body returns, and the job ends cancelled."""
+        from app.services import jobs
+
+        self.stopped = self.stopped or jobs.cancel_requested(self.job_id)
+        return self.stopped
+
+    def raise_if_cancelled(self) -> None:
+        from app.services.jobs import JobCancelled
+
+        if self.should_stop():
+            raise JobCancelled
+
+
+def job(kind: str, *, queue: str = DEFAULT_QUEUE, timeout: int = 30 * 60, cancellable: bool = True):
+    """Register body(ctx, *args) as the job `kind`; the decorated name is what RQ calls with the row id."""
+
+    def decorate(body):
+        @functools.wraps(body)
+        def entry(job_id: int):
+            return _run(job_id, body)
+
+        KINDS[kind] = Kind(kind, f"{body.__module__}.{body.__qualname__}", queue, timeout, cancellable)
+        return entry
+
+    return decorate
+
+
+class _Heartbeat(threading.Thread):
+    """Writes the row's heartbeat while the body runs: it stops when this process dies, which is the point."""
+
+    def __init__(self, app: Flask, job_id: int):
+        super().__init__(daemon=True, name=f"job-{job_id}-heartbeat")
+        self.app, self.job_id = app, job_id
+        self.interval = app.config["JOB_HEARTBEAT_SECONDS"]
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        from app.services import jobs
+
+        while not self.stopping.wait(self.interval):
+            with self.app.app_context():
+                try:
+                    jobs.beat(self.job_id)
+                except Exception as e:  # a busy database: the next beat may pass
+                    log.warning("job %s heartbeat not written: %s", self.job_id, e)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=5)
+
+
+def _run(job_id: int, body):
+    from app.extensions import db
+    from app.services import jobs
+    from app.services.errors import DomainError
+
+    # A worker's app; or the app already in use (a job run inline, a test's in-process worker).
+    app = current_app._get_current_object() if has_app_context() else get_app()
+    with app.app_context():
+        row = jobs.start(job_id)
+        if row is None:
+            return None  # cancelled while queued, or settled by the sweep
+        ctx = JobContext(row)
+        args = list(row.args)
+        beating = _Heartbeat(app, job_id)
+        beating.start()
+        try:
+            result = body(ctx, *args)
+        except jobs.JobCancelled:
+            db.session.rollback()
+            jobs.mark_cancelled(job_id)
+            return None
+        except jobs.JobLost:
+            db.session.rollback()
+            return None
+        except DomainError as e:
+            db.session.rollback()
+            log.warning("job %s failed: %s", job_id, e.message)
+            jobs.fail(job_id, e.message)
+            return None
+        except Exception:
+            db.session.rollback()
+            log.exception("job %s failed", job_id)
+            jobs.fail(
+                job_id,
+                _("Non riuscito per un errore imprevisto: il supporto tecnico può vederne i dettagli."),
+            )
+            raise  # RQ keeps the traceback (its failed registry), the row a message for people
+        finally:
+            beating.stop()
+        if ctx.stopped:
+            jobs.mark_cancelled(job_id)
+        else:
+            jobs.finish(job_id, result)
+        return result
+
+
+@job("quota_refresh", timeout=30 * 60, cancellable=False)
+def refresh_quota_usage(ctx: JobContext) -> dict:
+    """Read every mailbox's usage from Dovecot: one doveadm call (scheduled, and on demand)."""
+    from app.services import quota
+    from app.services.jobs import JobFailed
+
+    state = quota.refresh_usage()
+    if state.failed:
+        raise JobFailed(_("Lettura dello spazio non riuscita: server di posta non raggiungibile."))
+    return {"mailboxes_read": state.mailboxes_read}
+
+
+@job("notify", cancellable=False)
+def send_notification(
+    ctx: JobContext, which: str, request_id: int, flag: int = 0, base_url: str = ""
+) -> dict:
+    """One of the mails of app/services/notify.py, sent from here so that no page waits for the relay."""
+    from app.services import notify
+    from app.services.jobs import JobFailed
+
+    if not notify.deliver(which, request_id, flag, base_url):
+        raise JobFailed(_("Email non inviata: il server di posta in uscita non l'ha accettata."))
+    return {"sent": which}
+
+
+# Plain RQ functions for the cron (no row: housekeeping).
+
+
 @in_app_context
 def heartbeat() -> str:
     """Record when the cron last ticked, for the health page."""
@@ -49,10 +228,17 @@ def heartbeat() -> str:
 
 
 @in_app_context
-def refresh_quota_usage() -> dict:
-    """Read every mailbox's usage from Dovecot (scheduled, and on demand from the mailbox list)."""
-    from app.services import quota
+def schedule_quota_refresh() -> int:
+    """The scheduled quota refresh, as a provider-wide job (none added while one is waiting or running)."""
+    from app.services import jobs
+    from app.services.access import Actor
 
-    state = quota.refresh_usage()
-    # The outcome is in the database (the pages show it); the job's result is for `rq info`.
-    return {"mailboxes_read": state.mailboxes_read, "error": state.last_error}
+    return jobs.enqueue(Actor.system("cron", via="job"), "quota_refresh", reuse_active=True).id
+
+
+@in_app_context
+def sweep_stale_jobs() -> list[int]:
+    """Jobs whose worker died: failed, and retried (app/services/jobs.py)."""
+    from app.services import jobs
+
+    return [j.id for j in jobs.sweep_stale_jobs()]

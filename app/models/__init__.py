@@ -3,6 +3,7 @@
 from app.models.audit import AuditEvent
 from app.models.catalog import ServiceClass
 from app.models.customers import Allowance, CapacityRequest, Customer
+from app.models.jobs import Job
 from app.models.mail import (
     Alias,
     DistributionList,
@@ -23,6 +24,7 @@ __all__ = [
     "Customer",
     "DistributionList",
     "Domain",
+    "Job",
     "ListMember",
     "Mailbox",
     "MailboxPeriod",

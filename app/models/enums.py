@@ -80,4 +80,14 @@ class Locale(Codes):
     EN = "en"
 
 
-ALL = (MailboxStatus, Plan, Role, RequestStatus, DomainState, PostPolicy, Locale)
+class JobState(Codes):
+    """A background job: queued, then running, then one final state that never changes."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ALL = (MailboxStatus, Plan, Role, RequestStatus, DomainState, PostPolicy, Locale, JobState)

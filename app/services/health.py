@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from app.extensions import db
 from app.mailserver.doveadm import Doveadm, DoveadmError
 from app.redis import get_redis, redis_url
-from app.services import quota
+from app.services import jobs, quota
 
 
 @dataclass
@@ -181,6 +181,7 @@ class Report:
     queues: list[dict]
     cron_tick: datetime | None
     quota: quota.RefreshState | None
+    jobs: dict[str, int] | None = None
 
     @property
     def all_ok(self) -> bool:
@@ -211,4 +212,5 @@ def report() -> Report:
     if state is not None and state.last_error:
         # Stored by the quota refresh, which names the doveadm URL it could not reach.
         state = dataclasses.replace(state, last_error=scrub(state.last_error))
-    return Report(checks, queues, last_cron_tick(conn), state)
+    counts = jobs.state_counts() if checks[0].ok else None
+    return Report(checks, queues, last_cron_tick(conn), state, counts)

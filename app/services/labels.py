@@ -14,7 +14,17 @@ from flask_babel import format_datetime, get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from app.models.enums import Codes, DomainState, Locale, MailboxStatus, Plan, PostPolicy, RequestStatus, Role
+from app.models.enums import (
+    Codes,
+    DomainState,
+    JobState,
+    Locale,
+    MailboxStatus,
+    Plan,
+    PostPolicy,
+    RequestStatus,
+    Role,
+)
 
 PLAN = {Plan.PAYG: _l("Pay per Use"), Plan.CONTRACT: _l("A canone")}
 MAILBOX_STATUS = {
@@ -40,6 +50,13 @@ POST_POLICY = {
     PostPolicy.CUSTOMER: _l("Solo le caselle del cliente"),
     PostPolicy.MEMBERS: _l("Solo i membri"),
 }
+JOB_STATE = {
+    JobState.QUEUED: _l("In coda"),
+    JobState.RUNNING: _l("In corso"),
+    JobState.DONE: _l("Completato"),
+    JobState.FAILED: _l("Non riuscito"),
+    JobState.CANCELLED: _l("Annullato"),
+}
 VIA = {"web": "Web", "api": "API", "cli": _l("riga di comando"), "job": _l("attività pianificata")}
 
 KINDS = {
@@ -51,6 +68,7 @@ KINDS = {
     "language": LANGUAGE,
     "via": VIA,
     "post_policy": POST_POLICY,
+    "job_state": JOB_STATE,
 }
 # The codes behind each kind that is a stored enum: the values a form may offer.
 ENUMS: dict[str, type[Codes]] = {
@@ -61,6 +79,7 @@ ENUMS: dict[str, type[Codes]] = {
     "domain_state": DomainState,
     "language": Locale,
     "post_policy": PostPolicy,
+    "job_state": JobState,
 }
 
 # What every door says of a value that is not one of an enum's codes.
@@ -71,6 +90,7 @@ INVALID = {
     RequestStatus: _l("Stato non valido: usa open, approved o rejected."),
     PostPolicy: _l("Scegli chi può scrivere alla lista: anyone, customer o members."),
     Locale: _l("Lingua non disponibile."),
+    JobState: _l("Stato non valido: usa queued, running, done, failed o cancelled."),
 }
 
 # Unknown actions (new ones) show their code, so nothing is ever hidden.

@@ -1,9 +1,12 @@
 """Emails to customers and sales, sent through the provider's SMTP relay.
 
-Sent after the change is committed: a mail that cannot leave (relay down,
-refused recipient) is logged and never undoes or fails what the person
-did, who sees the outcome on the page anyway. SMTP_HOST empty (a laptop,
-the tests that do not start a sink) means "not sent, logged".
+Sent after the change is committed, by a worker: `capacity_requested` and
+`capacity_decided` queue a `notify` job (ids only) on the default queue, so
+the person's request never waits for the relay. A mail that cannot leave
+(relay down, refused recipient) is logged, fails that job and never undoes
+what the person did, who sees the outcome on the page anyway. With the job
+queue unreachable the mail is sent at once instead. SMTP_HOST empty (a
+laptop, the tests that do not start a sink) means "not sent, logged".
 
 Each person reads the mail in their own language: a customer's admin
 users in the language of their account, the customer's contact address
@@ -18,7 +21,7 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 
 import sqlalchemy as sa
-from flask import current_app, has_request_context, url_for
+from flask import current_app, has_request_context, request, url_for
 from flask_babel import force_locale, ngettext
 from flask_babel import gettext as _
 
@@ -83,9 +86,51 @@ def _footer() -> str:
 
 
 def capacity_decided(req: CapacityRequest) -> None:
-    """Tell the customer how staff decided on its request, and why."""
+    """Tell the customer how staff decided on its request, and why (from a worker)."""
+    _later("capacity_decided", req)
+
+
+def capacity_requested(req: CapacityRequest, *, created: bool) -> None:
+    """Tell sales (SALES_EMAIL) that a customer asks for more, or revised what it asks (from a worker)."""
+    _later("capacity_requested", req, int(created))
+
+
+def _later(which: str, req: CapacityRequest, flag: int = 0) -> None:
+    from app.services import jobs
+    from app.services.access import Actor
+
+    if not current_app.config.get("SMTP_HOST"):
+        deliver(which, req.id, flag)  # nothing leaves: only the log line, as at once
+        return
+    # The page's own address, for the links in the mail (a worker has no request to take it from).
+    base = request.host_url if has_request_context() else ""
+    args = [which, req.id, flag, base if len(base) <= jobs.MAX_ARG_LENGTH else ""]
+    try:
+        jobs.enqueue(Actor.system("notify", via="job"), "notify", args=args)
+    except jobs.QueueUnavailable:
+        log.warning("mail job not queued (%s for request %s): sending it now", which, req.id)
+        deliver(which, req.id, flag)
+
+
+def deliver(which: str, request_id: int, flag: int = 0, base_url: str = "") -> bool:
+    """Send one of the mails above now (the `notify` job's work); False if a mail did not leave."""
+    req = db.session.get(CapacityRequest, request_id)
+    if req is None:
+        return True  # gone with its customer: nobody to tell
+    send_it = {
+        "capacity_decided": lambda: _capacity_decided(req),
+        "capacity_requested": lambda: _capacity_requested(req, created=bool(flag)),
+    }[which]
+    if base_url and not has_request_context():
+        with current_app.test_request_context(base_url=base_url):
+            return all(send_it())
+    return all(send_it())
+
+
+def _capacity_decided(req: CapacityRequest) -> list[bool]:
     link = _requests_url(req.customer_id)
     allowance = limits.allowance_for(req.customer_id, req.service_class_id)
+    sent = []
     for lang, to in _customer_recipients(req).items():
         with force_locale(lang):
             cls = req.service_class.name
@@ -131,14 +176,14 @@ def capacity_decided(req: CapacityRequest) -> None:
                 lines += ["", _("Motivo: %(reason)s", reason=req.decision_note)]
             if link:
                 lines += ["", _("Tutte le tue richieste: %(url)s", url=link)]
-            send(to, subject, "\n".join(lines) + "\n" + _footer())
+            sent.append(send(to, subject, "\n".join(lines) + "\n" + _footer()))
+    return sent
 
 
-def capacity_requested(req: CapacityRequest, *, created: bool) -> None:
-    """Tell sales (SALES_EMAIL) that a customer asks for more, or revised what it asks."""
+def _capacity_requested(req: CapacityRequest, created: bool) -> list[bool]:
     sales = current_app.config.get("SALES_EMAIL")
     if not sales:
-        return
+        return []
     with force_locale("it"):
         cls = req.service_class.name
         subject = (
@@ -161,4 +206,4 @@ def capacity_requested(req: CapacityRequest, *, created: bool) -> None:
                 "",
                 _("Da gestire qui: %(url)s", url=url_for("admin.capacity_requests", _external=True)),
             ]
-        send([sales], subject, "\n".join(lines) + "\n" + _footer())
+        return [send([sales], subject, "\n".join(lines) + "\n" + _footer())]

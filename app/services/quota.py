@@ -163,23 +163,10 @@ def usage_for(mailbox_ids: list[int]) -> dict[int, Usage]:
     return {r.mailbox_id: Usage(r.used_bytes, r.messages, r.read_at) for r in rows}
 
 
-# A request while a refresh is already queued adds nothing: one job per this many seconds.
-REFRESH_DEBOUNCE_SECONDS = 60
-REFRESH_REQUESTED_KEY = "panel:quota:refresh_requested"
+def request_refresh(actor, customer_id: int):
+    """A refresh asked from a customer's pages or the API: a `quota_refresh` job, or the one already
+    queued or running for that customer. It reads every mailbox (one doveadm call reads them all);
+    the job is the customer's so that it sees it. Raises jobs.QueueUnavailable without Redis."""
+    from app.services import jobs
 
-
-def request_refresh() -> bool:
-    """Queue one refresh_quota_usage job; False when one was queued moments ago.
-
-    Raises redis.exceptions.RedisError or OSError when the queue cannot be reached.
-    """
-    from rq import Queue
-
-    from app.jobs import QUEUES
-    from app.services.health import redis_connection
-
-    conn = redis_connection(current_app.config["HEALTH_TIMEOUT"])
-    if not conn.set(REFRESH_REQUESTED_KEY, utcnow().isoformat(), nx=True, ex=REFRESH_DEBOUNCE_SECONDS):
-        return False
-    Queue(QUEUES[0], connection=conn).enqueue("app.jobs.refresh_quota_usage", job_timeout=30 * 60)
-    return True
+    return jobs.enqueue(actor, "quota_refresh", customer_id=customer_id, reuse_active=True)

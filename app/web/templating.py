@@ -78,6 +78,10 @@ def pending_domain_count() -> int:
 
 
 def register_templating(app: Flask, htmx_url: str, htmx_sri: str) -> None:
+    from app.services import jobs
+    from app.web import jobs_ui
+    from app.web.portal import quota as quota_ui
+
     app.add_template_filter(labels.when, "when")
     app.jinja_env.globals.update(
         label=labels.label,
@@ -91,6 +95,19 @@ def register_templating(app: Flask, htmx_url: str, htmx_sri: str) -> None:
         pending_domain_count=pending_domain_count,
         htmx_url=htmx_url,
         htmx_sri=htmx_sri,
+        # The job component (templates/_job.html).
+        job_urls=jobs_ui.job_urls,
+        job_summary=jobs_ui.job_summary,
+        job_waiting_long=jobs_ui.waiting_long,
+        job_state_badges=jobs_ui.STATE_BADGES,
+        job_kind_labels=jobs_ui.KIND_LABELS,
+        # Mailbox usage (templates/portal/_usage_bar.html, _usage_refresh.html).
+        size_label=quota_ui.size_label,
+        usage_percent=quota_ui.usage_percent,
+        nearly_full=quota_ui.nearly_full,
+        reading_time=quota_ui.reading_time,
+        clock_time=quota_ui.clock_time,
+        quota_refresh_job=lambda customer_id: jobs.active_job("quota_refresh", customer_id),
     )
 
     @app.context_processor

@@ -9,13 +9,19 @@ import smtplib
 import socket
 import time
 import uuid
+from datetime import timedelta
 from email.message import EmailMessage
 
 import pytest
+import sqlalchemy as sa
 from rq import Queue, SimpleWorker
 
 from app import jobs
+from app.extensions import db
+from app.models import Job
+from app.services import jobs as job_service
 from app.services import quota
+from app.services.access import Actor
 from tests import factories
 from tests.factories import PASSWORD
 from tests.integration.conftest import REDIS_URL
@@ -170,30 +176,58 @@ def test_a_wrong_api_key_is_a_failed_reading_not_an_error_page(mail, client, app
     assert UNAVAILABLE in list_page(client, c.id)
 
 
+def run_default_queue(connection) -> None:
+    SimpleWorker([Queue(jobs.DEFAULT_QUEUE, connection=connection)], connection=connection).work(burst=True)
+
+
 def test_the_refresh_job_runs_in_a_real_worker(mail, connection, worker_app, client, auth):
     c, box, _ = mailbox_with_mail(mail, "lavoro.example")
-    queue = Queue(jobs.QUEUES[0], connection=connection)
-    job = queue.enqueue("app.jobs.refresh_quota_usage")
+    job = job_service.enqueue(Actor.system("cron", via="job"), "quota_refresh")
+    assert (job.state, job.customer_id, job.queue) == ("queued", None, "default")
 
-    SimpleWorker([queue], connection=connection).work(burst=True)
+    run_default_queue(connection)
 
-    job.refresh()
-    assert job.get_status() == "finished", job.latest_result()
-    assert job.return_value()["error"] is None
+    db.session.refresh(job)
+    assert job.state == "done", job.message
+    assert job.result["mailboxes_read"] >= 2 and job.started_at <= job.finished_at
     auth.login(factories.admin(c).email)
     assert f"{dovecot_storage_kb(mail, box.address)} KB di 100 MB" in row(list_page(client, c.id), box.id)
 
 
-def test_the_cron_schedules_the_refresh_every_15_minutes(connection):
+def test_a_refresh_with_dovecot_unreachable_is_a_failed_job_that_says_why(mail, connection, worker_app, app):
+    app.config["DOVEADM_URL"] = f"http://{HOST}:{closed_port()}/doveadm/v1"
+    job = job_service.enqueue(Actor.system("cron", via="job"), "quota_refresh")
+    run_default_queue(connection)
+    db.session.refresh(job)
+    assert job.state == "failed"
+    assert job.message == "Lettura dello spazio non riuscita: server di posta non raggiungibile."
+    assert quota.refresh_state().failed  # recorded for the pages, as every failed reading
+
+
+def test_the_cron_schedules_the_refresh_every_15_minutes(connection, worker_app):
     from rq.cron import CronScheduler
 
     scheduler = CronScheduler(connection=connection)
     scheduler.load_config_from_file("app/cron.py")
     jobs_by_name = {j.func_name: j for j in scheduler.get_jobs()}
-    assert jobs_by_name["app.jobs.refresh_quota_usage"].interval == 15 * 60
+    assert jobs_by_name["app.jobs.schedule_quota_refresh"].interval == 15 * 60
+    assert jobs_by_name["app.jobs.sweep_stale_jobs"].interval == 60
+
+    # What it enqueues: one provider-wide refresh job, not a second while the first waits.
+    worker_app.config["REDIS_URL"] = REDIS_URL
+    first, again = jobs.schedule_quota_refresh(), jobs.schedule_quota_refresh()
+    assert first == again
+    assert db.session.get(Job, first).kind == "quota_refresh"
+    assert Queue(jobs.DEFAULT_QUEUE, connection=connection).count == 1
 
 
-def test_the_button_queues_a_refresh_and_the_partial_polls_until_the_reading_changes(
+def job_poll_url(html: str) -> str:
+    found = re.search(r'<div class="job [^"]*" id="job-\d+" hx-get="([^"]+)" hx-trigger="every 2s"', html)
+    assert found, html
+    return found.group(1).replace("&amp;", "&")
+
+
+def test_the_button_queues_a_refresh_and_the_partial_polls_until_the_job_ends(
     mail, connection, worker_app, client, auth
 ):
     c, box, _ = mailbox_with_mail(mail, "bottone.example")
@@ -204,22 +238,26 @@ def test_the_button_queues_a_refresh_and_the_partial_polls_until_the_reading_cha
     response = client.post(f"/customers/{c.id}/mailboxes/usage/refresh", headers=htmx)
     assert response.status_code == 200
     polling = response.get_data(as_text=True)
-    assert 'hx-trigger="every 2s"' in polling and "in corso" in polling
-    poll_url = re.search(r'hx-get="([^"]+)"', polling).group(1).replace("&amp;", "&")
+    assert "In coda" in polling and "Aggiornamento dello spazio occupato" in polling
+    assert "Aggiorna spazio occupato</button>" not in polling  # no second button while it runs
+    poll_url = job_poll_url(polling)
 
-    # No worker yet: still polling.
+    # No worker yet: still polling, on the partial and on the reloaded list page.
     assert 'hx-trigger="every 2s"' in client.get(poll_url, headers=htmx).get_data(as_text=True)
+    assert job_poll_url(list_page(client, c.id)) == poll_url
     # A second click while one is queued adds no second job.
     client.post(f"/customers/{c.id}/mailboxes/usage/refresh", headers=htmx)
-    assert Queue(jobs.QUEUES[0], connection=connection).count == 1
+    assert Queue(jobs.DEFAULT_QUEUE, connection=connection).count == 1
 
-    SimpleWorker([Queue(jobs.QUEUES[0], connection=connection)], connection=connection).work(burst=True)
+    run_default_queue(connection)
 
     final = client.get(poll_url, headers=htmx)
     text = final.get_data(as_text=True)
     assert "hx-trigger" not in text  # the final state stops the polling
-    assert re.search(r"Spazio occupato aggiornato alle \d\d:\d\d\.", text)
-    assert final.headers["HX-Trigger"] == "mailboxes-changed"  # the list reloads its bars
+    assert "Completato" in text and re.search(r"Spazio occupato aggiornato alle \d\d:\d\d\.", text)
+    assert final.headers["HX-Trigger"] == "mailboxes-changed"  # the list and the refresh line reload
+    line = client.get(f"/customers/{c.id}/mailboxes/usage/status", headers=htmx).get_data(as_text=True)
+    assert "Aggiorna spazio occupato</button>" in line and "every 2s" not in line
     assert f"{dovecot_storage_kb(mail, box.address)} KB di 100 MB" in row(list_page(client, c.id), box.id)
 
 
@@ -230,7 +268,9 @@ def test_the_button_without_javascript_redirects_back_to_the_list(mail, connecti
     assert response.status_code == 303
     page = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "Aggiornamento dello spazio occupato avviato" in page
-    assert Queue(jobs.QUEUES[0], connection=connection).count == 1
+    # The running job is on the page, with a plain link to reload it.
+    assert re.search(rf'<a href="/customers/{c.id}/mailboxes">Aggiorna lo stato</a>', page)
+    assert Queue(jobs.DEFAULT_QUEUE, connection=connection).count == 1
 
 
 def test_the_button_says_so_when_the_job_queue_is_unreachable(mail, client, app, auth):
@@ -240,27 +280,34 @@ def test_the_button_says_so_when_the_job_queue_is_unreachable(mail, client, app,
     response = client.post(f"/customers/{c.id}/mailboxes/usage/refresh", headers={"HX-Request": "true"})
     assert response.status_code == 200
     text = response.get_data(as_text=True)
-    assert "la coda dei lavori non è raggiungibile" in text and "hx-trigger" not in text
+    assert "la coda dei lavori non è raggiungibile" in text and "every 2s" not in text
+    assert "Aggiorna spazio occupato</button>" in text  # nothing is running: the button is back
+    (job,) = db.session.scalars(sa.select(Job)).all()
+    assert job.state == "failed" and "non è raggiungibile" in job.message  # not left queued
     assert client.post(f"/customers/{c.id}/mailboxes/usage/refresh", csrf=False).status_code == 400
 
 
-def test_polling_gives_up_after_two_minutes_without_a_worker_and_odd_parameters_are_no_error(
-    mail, client, auth
+def test_a_job_nobody_takes_keeps_polling_and_says_so_and_odd_parameters_are_no_error(
+    mail, connection, client, auth
 ):
     c = factories.customer(domain="attesa.example")
     auth.login(factories.admin(c).email)
-    url = f"/customers/{c.id}/mailboxes/usage/status"
-    stale = client.get(url, query_string={"since": "", "requested": "2020-01-01T00:00:00+00:00"})
-    assert stale.status_code == 200
-    assert "non ha risposto" in stale.get_data(as_text=True) and "hx-trigger" not in stale.get_data(
-        as_text=True
+    client.post(f"/customers/{c.id}/mailboxes/usage/refresh")
+    (job,) = db.session.scalars(sa.select(Job)).all()
+    db.session.execute(
+        sa.update(Job).where(Job.id == job.id).values(created_at=job.created_at - timedelta(minutes=3))
     )
+    db.session.commit()
+    url = f"/customers/{c.id}/jobs/{job.id}"
+    waiting = client.get(url, headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert 'hx-trigger="every 2s"' in waiting and "in attesa da più di due minuti" in waiting
     for junk in ({"since": "ieri", "requested": "x"}, {}):
         assert client.get(url, query_string=junk).status_code == 200
     assert client.get(url, query_string={"since": "\x00"}).status_code == 422  # refused for every page
     other = factories.customer(domain="altro.example")
     assert client.get(f"/customers/{other.id}/mailboxes/usage/status").status_code == 404
     assert client.post(f"/customers/{other.id}/mailboxes/usage/refresh").status_code == 404
+    assert client.get(f"/customers/{other.id}/jobs/{job.id}").status_code == 404
 
 
 # --- the staff health page ------------------------------------------------------------------------
@@ -277,7 +324,7 @@ def test_health_page_shows_every_component_up(mail, connection, client, auth):
 
     quota.refresh_usage()
     connection.set(jobs.CRON_LAST_TICK_KEY, "2026-11-28T10:42:00+00:00")
-    worker = Worker([jobs.QUEUES[0]], connection=connection, name=f"salute-{uuid.uuid4().hex[:6]}")
+    worker = Worker([jobs.DEFAULT_QUEUE], connection=connection, name=f"salute-{uuid.uuid4().hex[:6]}")
     worker.register_birth()
     try:
         auth.login(factories.staff().email)
@@ -297,6 +344,7 @@ def test_health_page_shows_every_component_up(mail, connection, client, auth):
     assert re.search(
         r'<th scope="row">default</th><td [^>]*class="num">0</td><td [^>]*class="num">0</td>', html
     )
+    assert re.search(r'<dd id="job-counts">\s*0 in coda, 0 in corso, 0 falliti nelle ultime 24 ore', html)
     assert 'href="/admin/health"' in html  # in the staff navigation
 
 

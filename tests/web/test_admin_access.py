@@ -23,6 +23,7 @@ ADMIN_GETS = [
     "/admin/audit",
     "/admin/users",
     "/admin/health",
+    "/admin/jobs/1",
 ]
 ADMIN_POSTS = [
     "/admin/customers/new",
@@ -35,6 +36,7 @@ ADMIN_POSTS = [
     "/admin/users",
     "/admin/users/1/active",
     "/admin/users/1/two-factor/reset",
+    "/admin/jobs/1/cancel",
 ]
 
 
@@ -45,6 +47,7 @@ def test_every_admin_url_is_listed_here(app):
     listed = {u.replace("/1/", "/<int:request_id>/", 1) if "capacity" in u else u for u in listed}
     listed = {u.replace("users/1/", "users/<int:user_id>/") for u in listed}
     listed = {u.replace("domains/1/", "domains/<int:domain_id>/") for u in listed}
+    listed = {u.replace("jobs/1", "jobs/<int:job_id>") for u in listed}
     assert rules == listed
 
 

@@ -29,8 +29,9 @@ BM100 = "Business Mail 100 MB"
 @pytest.fixture
 def smtp(app):
     sink = SmtpSink().start()
-    saved = {k: app.config[k] for k in ("SMTP_HOST", "SMTP_PORT", "SALES_EMAIL")}
-    app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=sink.port, SALES_EMAIL="")
+    saved = {k: app.config[k] for k in ("SMTP_HOST", "SMTP_PORT", "SALES_EMAIL", "JOBS_INLINE")}
+    # The mails are `notify` jobs: run here at once (tests/integration/test_jobs.py runs them in a worker).
+    app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=sink.port, SALES_EMAIL="", JOBS_INLINE=True)
     yield sink
     app.config.update(saved)
     sink.stop()
@@ -243,7 +244,7 @@ def test_each_admin_reads_the_mail_in_their_language(app, make, studio, smtp):
 
 def test_a_mail_that_cannot_leave_does_not_undo_the_decision(app, make, studio, caplog):
     c, admin = studio
-    app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=free_port())  # nobody listens there
+    app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=free_port(), JOBS_INLINE=True)  # nobody listens there
     try:
         req = capacity.request_capacity(
             Actor.for_user(admin), c.id, service_class=BM100, extra_accounts=1, note="Uno"
@@ -251,7 +252,7 @@ def test_a_mail_that_cannot_leave_does_not_undo_the_decision(app, make, studio, 
         with caplog.at_level(logging.WARNING, logger="app.services.notify"):
             decided = capacity.decide(make.SYSTEM, req.id, approve=True)
     finally:
-        app.config.update(SMTP_HOST="")
+        app.config.update(SMTP_HOST="", JOBS_INLINE=False)
     assert decided.status == "approved" and _allowance(c) == 6
     assert "mail not sent" in caplog.text
 

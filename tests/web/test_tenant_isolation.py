@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.services import capacity, users
+from tests.web.jobrows import job_row
 
 # Plausible payloads: if scoping were missing, these would change B's data.
 FORM = {
@@ -75,6 +76,7 @@ def world(app, make):
         "capacity_request_id": req_b.id,
         "token_id": token_b.id,
         "user_id": admin_b.id,
+        "job_id": job_row(b.id, "queued", kind="quota_refresh").id,
         "id": b.id,
     }
     db.session.commit()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from app.extensions import csrf, db
-from app.services import aliases, capacity, domains, lists, mailboxes
+from app.services import aliases, capacity, domains, jobs, lists, mailboxes
 from app.services.access import customer_for
 from app.services.errors import Conflict, DomainError, LimitExceeded, ValidationError
 from app.web.api import auth, body
@@ -26,6 +26,7 @@ SCOPED_IDS = {
     "list_id": lists.get_list,
     "domain_id": domains.get_domain,
     "request_id": capacity.get_request,
+    "job_id": jobs.get_job,
 }
 
 

@@ -247,6 +247,7 @@ RESPONSES = {
     "NotFound": _error("Missing, or outside the caller's customer (both look the same)."),
     "Unprocessable": _error("Bad input: a message per field.", "ValidationErrors"),
     "Conflict": _error("Clashes with existing data (a duplicate address, say)."),
+    "Unavailable": _error("The job queue cannot be reached: nothing was started; try again later."),
     "LimitExceeded": {
         "description": "A contract allowance is used up, or another conflict.",
         "content": {
@@ -270,6 +271,7 @@ ERROR_RESPONSES = {
     404: "NotFound",
     409: "Conflict",
     422: "Unprocessable",
+    503: "Unavailable",
 }
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from app.data import catalog
-from app.models import Alias, CapacityRequest, Customer, DistributionList, Domain, Mailbox, ServiceClass
-from app.models.enums import DomainState, MailboxStatus, Plan, PostPolicy, RequestStatus
+from app.models import Alias, CapacityRequest, Customer, DistributionList, Domain, Job, Mailbox, ServiceClass
+from app.models.enums import DomainState, JobState, MailboxStatus, Plan, PostPolicy, RequestStatus
 from app.services.paging import Page
 from app.web.api.body import (
+    any_json,
     boolean,
     choice,
     integer,
@@ -282,4 +283,28 @@ def list_limits(customer: Customer, limits: tuple[int, int], external_members: i
         "per_list_override": customer.list_external_per_list,
         "per_customer_override": customer.list_external_per_customer,
         "external_members": external_members,
+    }
+
+
+JOB = response(
+    "Job",
+    id=ID,
+    kind=text(examples=("quota_refresh",)),
+    state=choice(JobState),
+    done=integer(),
+    total=integer(nullable=True),
+    message=text(),
+    result=any_json(nullable=True),
+)
+
+
+def job(j: Job) -> dict:
+    return {
+        "id": j.id,
+        "kind": j.kind,
+        "state": j.state,
+        "done": j.done,
+        "total": j.total,
+        "message": j.message,
+        "result": j.result,
     }

@@ -25,7 +25,8 @@ from app.web.portal import (  # noqa: E402, F401
     dashboard,
     domains,
     help_pages,
+    jobs,
     lists,
     mailboxes,
-    quota_views,
+    quota,
 )

@@ -9,7 +9,7 @@ from app.services import classes, domains, limits, mailboxes
 from app.services.errors import Conflict, LimitExceeded, ValidationError
 from app.web.portal import bp
 from app.web.portal.common import back_to, confirm, customer_view, fragment_reply, is_fragment_request, owned
-from app.web.portal.quota_views import usage_context
+from app.web.portal.quota import usage_context
 from app.web.respond import FORM_ERRORS, done, failed, field_errors, render
 
 MAX_PER_PAGE = 100
