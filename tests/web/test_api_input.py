@@ -233,24 +233,41 @@ def test_an_unknown_class_lists_the_valid_names(ctx):
 
 
 def test_every_bad_field_is_reported_at_once(ctx):
-    # What the body declares (types, lengths) is checked first, every field at once...
+    # A value the declaration refuses (too long a name) and values only the rules refuse
+    # (an empty address, a weak password, an unknown class): one answer names them all.
     body = refused(
         lambda: ctx.admin(
             "POST",
             f"/customers/{ctx.customer.id}/mailboxes",
-            {"address": 5, "password": "x", "service_class": True, "display_name": "x" * 300},
+            {"address": "", "password": "x", "service_class": "nope", "display_name": "x" * 300},
         )
     )
     assert set(body["errors"]) == {"address", "password", "service_class", "display_name"}
-    # ...then what the values mean, every field at once too.
+    assert body["errors"]["display_name"] == "Al massimo 200 caratteri."
+    assert body["errors"]["service_class"].startswith("«nope» non è una classe di servizio.")
+    # Wrong types are told as such, with the rules' verdict on the rest in the same answer.
     body = refused(
         lambda: ctx.admin(
             "POST",
             f"/customers/{ctx.customer.id}/mailboxes",
-            {"address": "", "password": "Secret-pass-1", "service_class": "nope", "display_name": "a\tb"},
+            {"address": 5, "password": "Secret-pass-1", "service_class": "nope", "display_name": "a\tb"},
         )
     )
     assert set(body["errors"]) == {"address", "service_class", "display_name"}
+
+
+def test_aliases_and_lists_also_name_every_bad_field_at_once(ctx):
+    c = ctx.customer.id
+    body = refused(
+        lambda: ctx.admin("POST", f"/customers/{c}/aliases", {"address": 7, "target": "nobody@nowhere"})
+    )
+    assert set(body["errors"]) == {"address", "target"}
+    body = refused(
+        lambda: ctx.admin(
+            "POST", f"/customers/{c}/lists", {"address": "", "post_policy": "everyone", "members": 3}
+        )
+    )
+    assert set(body["errors"]) == {"address", "post_policy", "members"}
 
 
 def test_unicode_display_names_and_idn_domains_are_accepted(ctx, make):

@@ -392,17 +392,37 @@ def operation():
     return view.__openapi__
 
 
-def read(shape: Shape | None = None) -> dict:
-    """The request's JSON object, checked against shape: by default the body its view declares."""
+def read(shape: Shape | None = None, *, meaning: Callable[[dict], object] | None = None) -> dict:
+    """The request's JSON object, checked against shape: by default the body its view declares.
+
+    meaning, if given, is the service's validation step (it must not write): when some
+    fields fail the declared checks, it runs on the others, so that one answer names
+    every bad field, not those of the declaration first and the rest at the next try.
+    """
     shape = shape or operation().body
     data = _parse()
     if not isinstance(data, dict):
         raise ValidationError.one("body", _("Il corpo della richiesta deve essere un oggetto JSON."))
     errors: dict[str, str] = {}
     _object(shape, data, "", errors)
+    if errors and meaning is not None:
+        errors = {**_meaning_errors(shape, data, errors, meaning), **errors}
     if errors:
         raise ValidationError(errors)
     return data
+
+
+def _meaning_errors(shape: Shape, data: dict, errors: dict[str, str], meaning) -> dict[str, str]:
+    # The fields that passed, and None for a required one that did not (its message is kept).
+    clean = {k: v for k, v in data.items() if k in shape.fields and k not in errors}
+    clean.update({k: None for k in shape.required if k not in clean})
+    try:
+        meaning(clean)
+    except ValidationError as e:
+        return e.errors
+    except DomainError:  # not found, not permitted: the view says so once the body is right
+        pass
+    return {}
 
 
 def read_optional() -> dict:
