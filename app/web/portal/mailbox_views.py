@@ -6,7 +6,7 @@ from flask import flash, g, request, url_for
 from flask_babel import gettext as _
 from markupsafe import Markup
 
-from app.models.mail import STATUSES
+from app.models.mail import STATUSES, unicode_domain
 from app.services import classes, domains, labels, limits, mailboxes
 from app.services.errors import Conflict, LimitExceeded, ValidationError
 from app.web import render
@@ -143,10 +143,23 @@ def mailbox_row_kit(customer_id: int) -> dict:
 
     Labels are translated once; those with an address are Markup, filled per row with
     `% {"a": address}` (as {{ _(..., a=address) }} does: the address is escaped). URLs are
-    patterns with %d for the mailbox's id.
+    patterns with %d for the mailbox's id. Also the CSRF token, the customer's pending domains
+    and `shown(m)`, a mailbox's display_address with each domain decoded once.
     """
     kits = g.setdefault("mailbox_row_kits", {})
     if customer_id not in kits:
+        from flask_wtf.csrf import generate_csrf
+
+        from app.web.portal.routes import pending_domains
+
+        domain_names: dict[str, str] = {}
+
+        def shown(mailbox) -> str:
+            """The address as people write it (Unicode domain), each domain decoded once a page."""
+            local, _at, domain = mailbox.address.partition("@")
+            if domain not in domain_names:
+                domain_names[domain] = unicode_domain(domain)
+            return f"{local}@{domain_names[domain]}"
 
         def pattern(endpoint: str) -> str:
             url = url_for(endpoint, customer_id=customer_id, mailbox_id=_ID_SLOT)
@@ -158,6 +171,9 @@ def mailbox_row_kit(customer_id: int) -> dict:
             "status": pattern("portal.mailbox_status"),
             "delete": pattern("portal.mailbox_delete"),
             "status_words": {code: labels.label("mailbox_status", code) for code in STATUSES},
+            "csrf": generate_csrf(),
+            "pending": pending_domains(customer_id),
+            "shown": shown,
             "no_name": _("senza nome visualizzato"),
             "class": _("Classe"),
             "space": _("Spazio occupato"),
