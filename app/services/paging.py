@@ -101,7 +101,8 @@ def keyset(fetch, *, start: str | None, before: str | None, per_page: int, key_o
         rows = fetch((">=", start), per_page + 1)
         if not rows:
             # Past the last row (it was deleted, or a made-up key): the last page instead.
-            return keyset(fetch, start=None, before=start, per_page=per_page, key_of=key_of)
+            items, _next, prev_key = keyset(fetch, start=None, before=start, per_page=per_page, key_of=key_of)
+            return items, None, prev_key
         items = rows[:per_page]
         next_key = key_of(rows[per_page]) if len(rows) > per_page else None
         return items, next_key, key_of(items[0]) if fetch(("<", start), 1) else None
