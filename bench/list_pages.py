@@ -4,7 +4,8 @@ For each size (1,000, 10,000 and 100,000 mailboxes; aliases a fifth of that,
 lists a twentieth with a few members each, a usage reading per mailbox) a
 fresh database is bulk-loaded (executemany on SQLite, COPY on PostgreSQL);
 then each page is requested BENCH_REQUESTS times through the Flask test
-client, signed in as the customer's admin. The table shows median / p95 in
+client, signed in as the customer's admin, the sizes in turn request by
+request (so they share the machine's load alike). The table shows median / p95 in
 ms per size and the ratio of the medians 100k / 1k. Goal: the list's first
 page under 25 ms median at 10k, and at 100k within 1.3x of 1k.
 
@@ -59,6 +60,7 @@ PAGES = (
     "search ?q=utente12",
     "search (htmx)",
     "search, next page (htmx)",
+    "filter ?status=suspended (htmx)",
     "dashboard",
 )
 
@@ -223,18 +225,6 @@ def next_link(page: str) -> str | None:
     return None
 
 
-def measure(client, url: str, headers: dict) -> tuple[int, list[float]]:
-    first = client.get(url, headers=headers)  # warm-up, and the status to report
-    if first.status_code != 200:
-        return first.status_code, []
-    times = []
-    for _ in range(REQUESTS):
-        start = time.perf_counter()
-        client.get(url, headers=headers)
-        times.append((time.perf_counter() - start) * 1000)
-    return first.status_code, times
-
-
 def p95(values: list[float]) -> float:
     return sorted(values)[max(0, round(0.95 * len(values)) - 1)]
 
@@ -277,7 +267,8 @@ def profile(app, client, name: str, url: str, headers: dict) -> None:
     print("\n".join("       " + line for line in out.getvalue().splitlines()[-24:]))
 
 
-def run_size(label: str, url: str, size: int) -> dict[str, tuple[float, float] | str]:
+def prepare(label: str, url: str, size: int):
+    """A loaded database and a signed-in client: (app, client, {page: (url, headers)}), or a reason."""
     tag = f"[{label} {size // 1000}k]".ljust(18)
     app = make_bench_app(url)
     with app.app_context():
@@ -287,7 +278,7 @@ def run_size(label: str, url: str, size: int) -> dict[str, tuple[float, float] |
     client = app.test_client()
     response = client.post("/login", data={"email": ADMIN[0], "password": ADMIN[1]})
     if response.status_code != 302:
-        return dict.fromkeys(PAGES, f"login HTTP {response.status_code}")
+        return app, client, f"login HTTP {response.status_code}"
     base = f"/customers/{customer_id}/mailboxes"
     first = client.get(base).get_data(as_text=True)
     searched = client.get(base + "?q=utente12", headers=HX).get_data(as_text=True)
@@ -298,27 +289,57 @@ def run_size(label: str, url: str, size: int) -> dict[str, tuple[float, float] |
         "search ?q=utente12": (base + "?q=utente12", {}),
         "search (htmx)": (base + "?q=utente12", HX),
         "search, next page (htmx)": (next_link(searched), HX),
+        "filter ?status=suspended (htmx)": (base + "?status=suspended", HX),
         "dashboard": (f"/customers/{customer_id}/", {}),
     }
-    results: dict[str, tuple[float, float] | str] = {}
-    for name, (page_url, headers) in urls.items():
-        if page_url is None:
-            results[name] = "no next link"
-            continue
-        status, times = measure(client, page_url, headers)
-        results[name] = (statistics.median(times), p95(times)) if status == 200 else f"HTTP {status}"
-        if PROFILE and status == 200:
-            profile(app, client, f"{tag} {name} {page_url}", page_url, headers)
-    print(f"{tag} measured", flush=True)
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    return app, client, urls
+
+
+def run_backend(label: str, urls_by_size: dict[int, str]) -> dict[int, dict]:
+    """Every page at every size, the sizes taken in turn request by request.
+
+    Interleaved, the sizes share whatever else the machine is doing at each moment, so their
+    ratio holds even when the load moves during the run.
+    """
+    setups = {size: prepare(label, url, size) for size, url in urls_by_size.items()}
+    results: dict[int, dict] = {size: {} for size in setups}
+    for page in PAGES:
+        live = {}
+        for size, (_app, client, urls) in setups.items():
+            target = urls if isinstance(urls, str) else urls[page]
+            if isinstance(target, str):
+                results[size][page] = target
+            elif target[0] is None:
+                results[size][page] = "no next link"
+            else:
+                status = client.get(target[0], headers=target[1]).status_code  # warm-up
+                if status == 200:
+                    live[size] = (client, target)
+                else:
+                    results[size][page] = f"HTTP {status}"
+        times: dict[int, list[float]] = {size: [] for size in live}
+        for _ in range(REQUESTS):
+            for size, (client, (url, headers)) in live.items():
+                started = time.perf_counter()
+                client.get(url, headers=headers)
+                times[size].append((time.perf_counter() - started) * 1000)
+        for size, values in times.items():
+            results[size][page] = (statistics.median(values), p95(values))
+        if PROFILE:
+            for size, (client, (url, headers)) in live.items():
+                tag = f"[{label} {size // 1000}k]".ljust(18)
+                profile(setups[size][0], client, f"{tag} {page} {url}", url, headers)
+    print(f"[{label}] measured; load average {os.getloadavg()[0]:.2f}", flush=True)
+    for app, _client, _urls in setups.values():
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
     return results
 
 
 def table(label: str, by_size: dict[int, dict]) -> list[str]:
     sizes = sorted(by_size)
-    head = f"{label} (median / p95 ms)".ljust(28) + "".join(f"{size // 1000:>10}k    " for size in sizes)
+    head = f"{label} (median / p95 ms)".ljust(34) + "".join(f"{size // 1000:>10}k    " for size in sizes)
     if len(sizes) > 1:
         head += f"  {sizes[-1] // 1000}k/{sizes[0] // 1000}k"
     lines = [head]
@@ -331,7 +352,7 @@ def table(label: str, by_size: dict[int, dict]) -> list[str]:
             else:
                 cells.append(f"{value[0]:7.1f} /{value[1]:6.1f}")
                 medians.append(value[0])
-        line = f"  {page:<26}" + "".join(f"{c:<15}" for c in cells)
+        line = f"  {page:<32}" + "".join(f"{c:<15}" for c in cells)
         if len(medians) == len(sizes) > 1:
             line += f"  {medians[-1] / medians[0]:5.2f}x"
         lines.append(line)
@@ -345,24 +366,23 @@ def main() -> int:
         flush=True,
     )
     report = []
-    sqlite: dict[int, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for size in SIZES:
-            sqlite[size] = run_size("sqlite", f"sqlite:///{Path(tmp) / f'bench{size}.sqlite3'}", size)
+        sqlite = run_backend(
+            "sqlite", {size: f"sqlite:///{Path(tmp) / f'bench{size}.sqlite3'}" for size in SIZES}
+        )
     report += table("SQLite", sqlite)
-    postgres: dict[int, dict] = {}
     try:
-        for size in SIZES:
-            postgres[size] = run_size("postgresql", fresh_database(DB_BASE), size)
+        postgres = run_backend("postgresql", {size: fresh_database(f"{DB_BASE}_{size}") for size in SIZES})
     except psycopg.Error as e:
         report.append(f"PostgreSQL not measured, unreachable: {str(e).strip().splitlines()[0]}")
     else:
         report += table("PostgreSQL", postgres)
     finally:
-        try:
-            drop_database(DB_BASE)
-        except psycopg.Error:
-            pass
+        for size in SIZES:
+            try:
+                drop_database(f"{DB_BASE}_{size}")
+            except psycopg.Error:
+                pass
     # The figures, once each, after the loading progress above.
     print("\n".join(report))
     print(f"Load average at the end (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in os.getloadavg())}")

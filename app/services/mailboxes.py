@@ -338,18 +338,20 @@ def list_page(
         ways += [_prefix(name, form) for form in dict.fromkeys((text, text.capitalize(), text.upper()))]
 
     def matching(bound, limit):
-        """Per way, the ids (and keys) of the first `limit` matches from `bound` on."""
+        """Per way of matching, the ids of the first `limit` matches from `bound` on."""
         for extra in ways:
             stmt = sa.select(Mailbox.id).where(*where, *extra)
             if bound is not None:
                 stmt = stmt.where(key >= bound[1] if bound[0] == ">=" else key < bound[1])
             yield stmt.order_by(key.desc() if bound and bound[0] == "<" else key).limit(limit)
 
-    def fetch(bound, limit):
+    def ids(bound, limit):
         parts = list(matching(bound, limit))
-        ids = parts[0] if len(parts) == 1 else sa.union(*(sa.select(p.subquery().c.id) for p in parts))
+        return parts[0] if len(parts) == 1 else sa.union(*(sa.select(p.subquery().c.id) for p in parts))
+
+    def fetch(bound, limit):
         order = key.desc() if bound and bound[0] == "<" else key
-        stmt = sa.select(Mailbox).where(Mailbox.id.in_(ids)).order_by(order).limit(limit)
+        stmt = sa.select(Mailbox).where(Mailbox.id.in_(ids(bound, limit))).order_by(order).limit(limit)
         return list(db.session.scalars(stmt))
 
     items, next_key, prev_key = keyset(
@@ -359,14 +361,13 @@ def list_page(
         per_page=per_page,
         key_of=lambda m: m.address,
     )
-    if not text and status not in STATUSES:
-        counts = class_counts(customer)
-        total = counts.get(class_id, 0) if class_id else sum(counts.values())
-        if service_class_id not in (None, "") and not class_id:
-            total = 0
-        more = False
+    if text or status in STATUSES:
+        total, more = bounded_count(sa.select(ids(None, LIST_COUNT_BOUND + 1).subquery()), LIST_COUNT_BOUND)
     else:
-        parts = list(matching(None, LIST_COUNT_BOUND + 1))
-        ids = parts[0] if len(parts) == 1 else sa.union(*(sa.select(p.subquery().c.id) for p in parts))
-        total, more = bounded_count(sa.select(ids.subquery()), LIST_COUNT_BOUND)
+        counts = class_counts(customer)
+        more = False
+        if service_class_id in (None, ""):
+            total = sum(counts.values())
+        else:
+            total = counts.get(class_id, 0) if class_id else 0
     return KeysetPage(items, per_page, next_key, prev_key, total, more)

@@ -89,14 +89,16 @@ def keyset(fetch, *, start: str | None, before: str | None, per_page: int, key_o
 
     fetch(bound, limit) returns rows in key order (a unique key): bound None (from the first row),
     (">=", key) (from key on) or ("<", key) (the rows before key, nearest first, i.e. descending).
-    At most two fetches a page: a page "before" that reaches the first row is the first page (full,
-    with no previous one), however the keys fall; a `start` past the last row gives the last page.
+    At most two fetches a page (three past the end): a page "before" that reaches the first row is
+    the first page (full, with no previous one), however the keys fall; a `start` past the last row
+    gives the last page.
     """
     if before is not None and start is None:
         rows = fetch(("<", before), per_page + 1)
         if len(rows) > per_page:
             items = rows[:per_page][::-1]
-            return items, before, key_of(items[0])
+            after = fetch((">=", before), 1)  # `before` may be no row's key: the next page's own
+            return items, key_of(after[0]) if after else None, key_of(items[0])
     elif start is not None:
         rows = fetch((">=", start), per_page + 1)
         if not rows:

@@ -89,6 +89,13 @@ def test_pages_stay_whole_when_a_mailbox_goes(client, big):
     # A key past the last mailbox (its page emptied meanwhile): the last page, not an empty one.
     past = client.get(url + "?start=zzz@grande.example").get_data(as_text=True)
     assert rows(past) == expected(range(95, 120)) and link(past, "next") is None
+    before_past = client.get(url + "?before=zzz@grande.example").get_data(as_text=True)
+    assert rows(before_past) == rows(past) and link(before_past, "next") is None
+    # A key between two addresses: the pages around it as around any other.
+    between = client.get(url + "?before=p060a").get_data(as_text=True)
+    assert rows(between) == expected(range(36, 61)) and link(between, "next").endswith(
+        "start=p061@grande.example"
+    )
 
 
 def test_search_finds_by_prefix_and_pages_within_the_search(client, big):

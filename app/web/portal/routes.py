@@ -6,7 +6,7 @@ from flask import current_app, flash, g, request
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
-from app.services import capacity, classes, domains, limits, overview
+from app.services import capacity, classes, domains, limits, mailboxes, overview
 from app.services.errors import Conflict, ValidationError
 from app.web import render
 from app.web.portal import address_views, mailbox_views, quota_views  # noqa: F401  (they add their routes to bp)
@@ -31,7 +31,7 @@ def dashboard(customer_id: int):
         "portal/dashboard.html",
         customer=view.customer,
         can_manage=view.can_manage,
-        usage=limits.usage_report(view.customer),
+        usage=limits.usage_report(view.customer, used=mailboxes.class_counts(view.customer)),
         counts=overview.customer_overview(view.actor, view.customer.id),
         requests=capacity.list_requests(view.actor, customer_id=view.customer.id, status="open"),
     )
