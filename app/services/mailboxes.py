@@ -254,8 +254,8 @@ def alias_counts(mailbox_ids: list[int]) -> dict[int, int]:
 # same for a customer of 1,000 mailboxes or 100,000.
 
 LIST_COUNT_BOUND = 1000
-# {customer id: ((lock_version, created_at), {class id: mailboxes})}: see class_counts.
-_class_counts: dict[int, tuple[tuple, dict[int, int]]] = {}
+# {(database, customer id): ((lock_version, created_at), {class id: mailboxes})}: see class_counts.
+_class_counts: dict[tuple[str, int], tuple[tuple, dict[int, int]]] = {}
 _CLASS_COUNTS_MAX = 10_000
 
 
@@ -265,17 +265,19 @@ def class_counts(customer) -> dict[int, int]:
     Every write that adds, removes or moves a mailbox takes limits.lock_customer, which bumps
     the customer's lock_version in the same transaction: a version seen again means the same
     mailboxes, so the count (a scan of the customer's mailboxes) is kept per process until the
-    version moves. (created_at tells apart a customer id reused by an emptied database.)
+    version moves. (The database's URL and created_at tell apart the same id in another database,
+    or reused by an emptied one.)
     Display only: limits.check_room counts afresh under the lock.
     """
+    where = (str(db.engine.url), customer.id)
     stamp = (customer.lock_version, customer.created_at)
-    hit = _class_counts.get(customer.id)
+    hit = _class_counts.get(where)
     if hit is not None and hit[0] == stamp:
         return dict(hit[1])
     counts = limits.usage_by_class(customer.id)
     if len(_class_counts) >= _CLASS_COUNTS_MAX:
         _class_counts.clear()
-    _class_counts[customer.id] = (stamp, counts)
+    _class_counts[where] = (stamp, counts)
     return dict(counts)
 
 
