@@ -57,7 +57,7 @@ PAGES = (
     "list, first page",
     "list, next page",
     "list, next page (htmx)",
-    "search ?q=utente12",
+    "search ?q=utente1",
     "search (htmx)",
     "search, next page (htmx)",
     "filter ?status=suspended (htmx)",
@@ -281,13 +281,13 @@ def prepare(label: str, url: str, size: int):
         return app, client, f"login HTTP {response.status_code}"
     base = f"/customers/{customer_id}/mailboxes"
     first = client.get(base).get_data(as_text=True)
-    searched = client.get(base + "?q=utente12", headers=HX).get_data(as_text=True)
+    searched = client.get(base + "?q=utente1", headers=HX).get_data(as_text=True)
     urls = {
         "list, first page": (base, {}),
         "list, next page": (next_link(first), {}),
         "list, next page (htmx)": (next_link(first), HX),
-        "search ?q=utente12": (base + "?q=utente12", {}),
-        "search (htmx)": (base + "?q=utente12", HX),
+        "search ?q=utente1": (base + "?q=utente1", {}),
+        "search (htmx)": (base + "?q=utente1", HX),
         "search, next page (htmx)": (next_link(searched), HX),
         "filter ?status=suspended (htmx)": (base + "?status=suspended", HX),
         "dashboard": (f"/customers/{customer_id}/", {}),
