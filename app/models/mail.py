@@ -58,11 +58,23 @@ class _Address:
         return f"{local}@{unicode_domain(domain)}"
 
 
+_BYTES = {"address": 'COLLATE "C"'}
+_NAME_BYTES = {"display_name": 'COLLATE "C"'}
+
+
 class Mailbox(_Address, db.Model):
     __tablename__ = "mailboxes"
     __table_args__ = (
         sa.CheckConstraint(MailboxStatus.check("status"), name="status"),
         sa.Index("ix_mailboxes_customer_address", "customer_id", "address"),
+        # The portal's list (migration 0009): keyset pages and prefix search, in byte order on
+        # PostgreSQL whatever the database's collation (SQLite compares bytes already).
+        sa.Index("ix_mailboxes_list_address", "customer_id", "address", postgresql_ops=_BYTES),
+        sa.Index("ix_mailboxes_list_status", "customer_id", "status", "address", postgresql_ops=_BYTES),
+        sa.Index(
+            "ix_mailboxes_list_class", "customer_id", "service_class_id", "address", postgresql_ops=_BYTES
+        ),
+        sa.Index("ix_mailboxes_list_name", "customer_id", "display_name", postgresql_ops=_NAME_BYTES),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -176,9 +176,12 @@ class UsageRow:
         return self.allowance is not None and self.used >= self.allowance
 
 
-def usage_report(customer: Customer) -> list[UsageRow]:
-    """Per class: what is used and what the contract allows (classes in use or allowed)."""
-    used = usage_by_class(customer.id)
+def usage_report(customer: Customer, used: dict[int, int] | None = None) -> list[UsageRow]:
+    """Per class: what is used and what the contract allows (classes in use or allowed).
+
+    used: the per-class counts when the caller has them (usage_by_class's shape), to spare the count.
+    """
+    used = usage_by_class(customer.id) if used is None else used
     allowances = {a.service_class_id: a for a in customer.allowances}
     ids = set(used) | set(allowances)
     if not ids:

@@ -22,7 +22,7 @@ from app.services import addresses, audit, classes, fields, limits, passwords
 from app.services.access import Actor, customer_for, get_scoped, require_manage
 from app.services.context import CustomerContext
 from app.services.errors import FieldErrors, ValidationError
-from app.services.paging import Page, paginate
+from app.services.paging import KeysetPage, Page, bounded_count, keyset, page_key, paginate
 
 UNSET = object()
 
@@ -344,3 +344,129 @@ def alias_counts(mailbox_ids: list[int]) -> dict[int, int]:
         .group_by(Alias.target_id)
     )
     return dict(rows.all())
+
+
+# The portal's list: keyset paging in address order, prefix search, bounded counts.
+# Every query reads an index range (migration 0009) and stops after a page, so a page costs the
+# same for a customer of 1,000 mailboxes or 100,000.
+
+LIST_COUNT_BOUND = 1000
+# {(database, customer id): ((lock_version, created_at), {class id: mailboxes})}: see class_counts.
+_class_counts: dict[tuple[str, int], tuple[tuple, dict[int, int]]] = {}
+_CLASS_COUNTS_MAX = 10_000
+
+
+def class_counts(customer) -> dict[int, int]:
+    """{class id: mailboxes} of a customer, counted once per change.
+
+    Every write that adds, removes or moves a mailbox takes limits.lock_customer, which bumps
+    the customer's lock_version in the same transaction: a version seen again means the same
+    mailboxes, so the count (a scan of the customer's mailboxes) is kept per process until the
+    version moves. (The database's URL and created_at tell apart the same id in another database,
+    or reused by an emptied one.)
+    Display only: limits.check_room counts afresh under the lock.
+    """
+    where = (str(db.engine.url), customer.id)
+    stamp = (customer.lock_version, customer.created_at)
+    hit = _class_counts.get(where)
+    if hit is not None and hit[0] == stamp:
+        return dict(hit[1])
+    counts = limits.usage_by_class(customer.id)
+    if len(_class_counts) >= _CLASS_COUNTS_MAX:
+        _class_counts.clear()
+    _class_counts[where] = (stamp, counts)
+    return dict(counts)
+
+
+def _prefix(expr, text: str) -> list:
+    """expr starts with text, as an index range: [text, text with its last character's successor)."""
+    last = ord(text[-1]) + 1
+    if 0xD800 <= last <= 0xDFFF:
+        last = 0xE000
+    if last > 0x10FFFF:
+        return [expr >= text]
+    return [expr >= text, expr < text[:-1] + chr(last)]
+
+
+def search_text(q: object) -> str:
+    """What the list's search looks for: lower case, no control characters, at most 200 characters."""
+    text = q if isinstance(q, str) else ""
+    return (
+        "".join(ch for ch in text if ord(ch) >= 32 and not 0xD800 <= ord(ch) <= 0xDFFF).strip().lower()[:200]
+    )
+
+
+def list_page(
+    actor: Actor,
+    customer_id: int,
+    *,
+    q: object = "",
+    service_class_id: object = None,
+    status: object = None,
+    start: object = None,
+    before: object = None,
+    per_page: int = 25,
+) -> KeysetPage:
+    """One page of a customer's mailboxes in address order, from `start` or before `before`.
+
+    q finds the mailboxes whose address starts with it (case aside), or whose display name does
+    in lower case, Capitalised or in CAPITALS (three index ranges; "mcd" misses "McDonald"). Keys that
+    are not plausible addresses are ignored (the first page). The count is exact without a
+    search or status filter (from class_counts), else counted up to LIST_COUNT_BOUND.
+    """
+    customer = customer_for(actor, customer_id)
+    postgres = db.session.get_bind().dialect.name == "postgresql"
+    # Byte order on both databases (PostgreSQL's default collation may not be): what the
+    # prefix ranges need, and what the indexes of migration 0009 hold.
+    key = Mailbox.address.collate("C") if postgres else Mailbox.address
+    name = Mailbox.display_name.collate("C") if postgres else Mailbox.display_name
+    where = [Mailbox.customer_id == customer.id]
+    class_id = None
+    if service_class_id not in (None, ""):
+        # Not an id (a word, or past the integer range): no class has it, no mailbox matches.
+        class_id = fields.row_id(service_class_id)
+        where.append(Mailbox.service_class_id == class_id if class_id else sa.false())
+    if status in STATUSES:
+        where.append(Mailbox.status == status)
+    text = search_text(q)
+    # One index range per way of matching; a search is their union. Addresses are lower case;
+    # a name is found as typed in lower case, Capitalised or in CAPITALS ("mario": "Mario Rossi").
+    ways = [[]]
+    if text:
+        ways = [_prefix(key, text)]
+        ways += [_prefix(name, form) for form in dict.fromkeys((text, text.capitalize(), text.upper()))]
+
+    def matching(bound, limit):
+        """Per way of matching, the ids of the first `limit` matches from `bound` on."""
+        for extra in ways:
+            stmt = sa.select(Mailbox.id).where(*where, *extra)
+            if bound is not None:
+                stmt = stmt.where(key >= bound[1] if bound[0] == ">=" else key < bound[1])
+            yield stmt.order_by(key.desc() if bound and bound[0] == "<" else key).limit(limit)
+
+    def ids(bound, limit):
+        parts = list(matching(bound, limit))
+        return parts[0] if len(parts) == 1 else sa.union(*(sa.select(p.subquery().c.id) for p in parts))
+
+    def fetch(bound, limit):
+        order = key.desc() if bound and bound[0] == "<" else key
+        stmt = sa.select(Mailbox).where(Mailbox.id.in_(ids(bound, limit))).order_by(order).limit(limit)
+        return list(db.session.scalars(stmt))
+
+    items, next_key, prev_key = keyset(
+        fetch,
+        start=page_key(start),
+        before=page_key(before),
+        per_page=per_page,
+        key_of=lambda m: m.address,
+    )
+    if text or status in STATUSES:
+        total, more = bounded_count(sa.select(ids(None, LIST_COUNT_BOUND + 1).subquery()), LIST_COUNT_BOUND)
+    else:
+        counts = class_counts(customer)
+        more = False
+        if service_class_id in (None, ""):
+            total = sum(counts.values())
+        else:
+            total = counts.get(class_id, 0) if class_id else 0
+    return KeysetPage(items, per_page, next_key, prev_key, total, more)

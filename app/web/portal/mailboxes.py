@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from flask import flash, request, url_for
+from flask import flash, g, request, url_for
 from flask_babel import gettext as _
+from markupsafe import Markup
 
-from app.services import classes, domains, limits, mailboxes
+from app.models.mail import STATUSES, unicode_domain
+from app.services import classes, domains, labels, limits, mailboxes
 from app.services.errors import Conflict, LimitExceeded, ValidationError
 from app.web.portal import bp
 from app.web.portal.common import back_to, confirm, customer_view, fragment_reply, is_fragment_request, owned
@@ -40,7 +42,10 @@ def _filters() -> dict:
         "q": args.get("q", "")[:200],
         "service_class": args.get("class", ""),
         "status": args.get("status", ""),
-        "page": args.get("page", "1"),
+        # Keyset paging: the page from the address `start` on, or the one ending before `before`.
+        # Old ?page=N links (offset paging) show the first page.
+        "start": args.get("start", ""),
+        "before": args.get("before", ""),
         "per_page": per_page,
     }
 
@@ -68,28 +73,36 @@ def _contract_usage(customer) -> dict:
     """{class id: UsageRow} for a contract customer (what is used and allowed), else {}."""
     if customer.plan != "contract":
         return {}
-    return {row.service_class.id: row for row in limits.usage_report(customer)}
+    rows = limits.usage_report(customer, used=mailboxes.class_counts(customer))
+    return {row.service_class.id: row for row in rows}
 
 
-def _list_context(view, form=None, errors=None, limit=None, created=None) -> dict:
+def _list_context(view, form=None, errors=None, limit=None, created=None, results_only=False) -> dict:
+    """What the list page needs; results_only: what its results fragment needs (htmx paging, search)."""
     f = _filters()
-    page = mailboxes.search_mailboxes(
+    page = mailboxes.list_page(
         view.actor,
         view.customer.id,
         q=f["q"],
         service_class_id=f["service_class"],
         status=f["status"],
-        page=f["page"],
+        start=f["start"],
+        before=f["before"],
         per_page=f["per_page"],
     )
-    every_class = classes.all_classes()
-    return {
+    results = {
         "customer": view.customer,
         "can_manage": view.can_manage,
         "filters": f,
         "results": page,
         "alias_counts": mailboxes.alias_counts([m.id for m in page.items]),
         **usage_context([m.id for m in page.items]),
+    }
+    if results_only:
+        return results
+    every_class = classes.all_classes()
+    return {
+        **results,
         "class_groups": _class_groups(every_class),
         "offer_groups": _class_groups(every_class, view.customer),
         "usage": _contract_usage(view.customer),
@@ -102,18 +115,92 @@ def _list_context(view, form=None, errors=None, limit=None, created=None) -> dic
 
 
 def _page_url(customer_id: int, filters: dict, **override) -> str:
-    args = {
-        "q": filters["q"],
-        "class": filters["service_class"],
-        "status": filters["status"],
-        "page": filters["page"],
-    }
+    """The list's URL with the filters; override sets start= or before= (one page key, never both)."""
+    args = {"q": filters["q"], "class": filters["service_class"], "status": filters["status"]}
     if filters["per_page"] != 25:
         args["per_page"] = filters["per_page"]
     args.update(override)
     return url_for(
         "portal.mailboxes", customer_id=customer_id, **{k: v for k, v in args.items() if v not in ("", None)}
     )
+
+
+# A mailbox id that no route has: its place in a URL made once is where each row's id goes.
+_ID_SLOT = 987654321
+
+
+@bp.app_template_global("mailbox_row_kit")
+def mailbox_row_kit(customer_id: int) -> dict:
+    """What every row of the mailbox list says and links to, made once per request, not per row.
+
+    Labels are translated once; those with an address are Markup, filled per row with
+    `% {"a": address}` (as {{ _(..., a=address) }} does: the address is escaped). URLs are
+    patterns with %d for the mailbox's id. Also the CSRF token, the customer's pending domains
+    and `shown(m)`, a mailbox's display_address with each domain decoded once.
+    """
+    kits = g.setdefault("mailbox_row_kits", {})
+    if customer_id not in kits:
+        from flask_wtf.csrf import generate_csrf
+
+        from app.web.portal.routes import pending_domains
+
+        domain_names: dict[str, str] = {}
+
+        def shown(mailbox) -> str:
+            """The address as people write it (Unicode domain), each domain decoded once a page."""
+            local, _at, domain = mailbox.address.partition("@")
+            if domain not in domain_names:
+                domain_names[domain] = unicode_domain(domain)
+            return f"{local}@{domain_names[domain]}"
+
+        def pattern(endpoint: str) -> str:
+            url = url_for(endpoint, customer_id=customer_id, mailbox_id=_ID_SLOT)
+            return url.replace("%", "%%").replace(str(_ID_SLOT), "%d")
+
+        kits[customer_id] = {
+            "row": pattern("portal.mailbox"),
+            "edit": pattern("portal.mailbox_edit"),
+            "status": pattern("portal.mailbox_status"),
+            "delete": pattern("portal.mailbox_delete"),
+            "status_words": {code: labels.label("mailbox_status", code) for code in STATUSES},
+            "csrf": generate_csrf(),
+            "pending": pending_domains(customer_id),
+            "shown": shown,
+            "no_name": _("senza nome visualizzato"),
+            "class": _("Classe"),
+            "space": _("Spazio occupato"),
+            "state": _("Stato"),
+            "aliases": _("Alias"),
+            "pending_title": _("Funzionerà quando il supporto tecnico avrà attivato il dominio."),
+            "pending_text": _("Dominio in attesa"),
+            "edit_label": _("Modifica"),
+            "edit_aria": Markup(_("Modifica %(a)s")),
+            "suspend_label": _("Sospendi"),
+            "suspend_aria": Markup(_("Sospendi %(a)s")),
+            "suspend_confirm": Markup(
+                _(
+                    "Sospendere la casella %(a)s? Non potrà accedere finché non la riattivi; "
+                    "la posta in arrivo viene conservata."
+                )
+            ),
+            "reactivate_label": _("Riattiva"),
+            "reactivate_aria": Markup(_("Riattiva %(a)s")),
+            "reactivate_confirm": Markup(_("Riattivare la casella %(a)s?")),
+            "disable_label": _("Disabilita"),
+            "disable_aria": Markup(_("Disabilita %(a)s")),
+            "disable_confirm": Markup(
+                _("Disabilitare la casella %(a)s? Non potrà accedere e la posta in arrivo verrà rifiutata.")
+            ),
+            "delete_label": _("Elimina"),
+            "delete_aria": Markup(_("Elimina %(a)s")),
+            "delete_confirm": Markup(
+                _(
+                    "Eliminare definitivamente la casella %(a)s con tutti i suoi messaggi? "
+                    "L'operazione non si può annullare."
+                )
+            ),
+        }
+    return kits[customer_id]
 
 
 @bp.app_template_global("mailbox_page_url")
@@ -125,7 +212,8 @@ def mailbox_page_url(customer_id: int, filters: dict, **override) -> str:
 def mailboxes_page(customer_id: int):
     view = customer_view(customer_id)
     if request.method == "GET":
-        return render("portal/mailboxes.html", "portal/_mailbox_results.html", **_list_context(view))
+        ctx = _list_context(view, results_only=is_fragment_request())
+        return render("portal/mailboxes.html", "portal/_mailbox_results.html", **ctx)
     form = {k: request.form.get(k, "") for k in ("local_part", "domain", "display_name", "service_class")}
     try:
         mailbox = mailboxes.create_mailbox(
