@@ -81,6 +81,7 @@ def register_templating(app: Flask, htmx_url: str, htmx_sri: str) -> None:
     from app.services import jobs
     from app.web import jobs_ui
     from app.web.portal import quota as quota_ui
+    from app.web.portal.mailboxes import mailbox_page_url, mailbox_row_kit
 
     app.add_template_filter(labels.when, "when")
     app.jinja_env.globals.update(
@@ -108,6 +109,9 @@ def register_templating(app: Flask, htmx_url: str, htmx_sri: str) -> None:
         reading_time=quota_ui.reading_time,
         clock_time=quota_ui.clock_time,
         quota_refresh_job=lambda customer_id: jobs.active_job("quota_refresh", customer_id),
+        # The mailbox list's rows: words and URLs made once per request.
+        mailbox_row_kit=mailbox_row_kit,
+        mailbox_page_url=mailbox_page_url,
     )
 
     @app.context_processor

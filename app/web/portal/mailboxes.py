@@ -114,7 +114,7 @@ def _list_context(view, form=None, errors=None, limit=None, created=None, result
     }
 
 
-def _page_url(customer_id: int, filters: dict, **override) -> str:
+def mailbox_page_url(customer_id: int, filters: dict, **override) -> str:
     """The list's URL with the filters; override sets start= or before= (one page key, never both)."""
     args = {"q": filters["q"], "class": filters["service_class"], "status": filters["status"]}
     if filters["per_page"] != 25:
@@ -129,7 +129,6 @@ def _page_url(customer_id: int, filters: dict, **override) -> str:
 _ID_SLOT = 987654321
 
 
-@bp.app_template_global("mailbox_row_kit")
 def mailbox_row_kit(customer_id: int) -> dict:
     """What every row of the mailbox list says and links to, made once per request, not per row.
 
@@ -142,7 +141,7 @@ def mailbox_row_kit(customer_id: int) -> dict:
     if customer_id not in kits:
         from flask_wtf.csrf import generate_csrf
 
-        from app.web.portal.routes import pending_domains
+        from app.web.templating import pending_domains
 
         domain_names: dict[str, str] = {}
 
@@ -201,11 +200,6 @@ def mailbox_row_kit(customer_id: int) -> dict:
             ),
         }
     return kits[customer_id]
-
-
-@bp.app_template_global("mailbox_page_url")
-def mailbox_page_url(customer_id: int, filters: dict, **override) -> str:
-    return _page_url(customer_id, filters, **override)
 
 
 @bp.route("/customers/<int:customer_id>/mailboxes", methods=["GET", "POST"], endpoint="mailboxes")
