@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import url_for
-
 from app.models import Customer
 from app.services.access import Actor, customer_for
 from app.services.errors import NotFound
 from app.web import current_actor
-from app.web.portal import bp
-from app.web.respond import fragment, is_fragment_request, render, see_other
+from app.web.respond import render
 
 
 @dataclass
@@ -75,23 +72,11 @@ def confirm(
     )
 
 
-def back_to(endpoint: str, **values):
-    """A 303 to one of the portal's pages."""
-    return see_other(url_for(endpoint, **values))
-
-
-# Shorter names of app.web.respond's replies, used by the mailbox list and the usage refresh.
-fragment_reply = fragment
-
 __all__ = [
-    "bp",
     "CustomerView",
     "customer_view",
     "owned",
     "address_from",
     "local_part_errors",
     "confirm",
-    "back_to",
-    "fragment_reply",
-    "is_fragment_request",
 ]

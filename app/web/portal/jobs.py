@@ -6,7 +6,8 @@ from flask_babel import gettext as _
 
 from app.services import jobs
 from app.web import jobs_ui
-from app.web.portal.common import bp, customer_view, owned
+from app.web.portal import bp
+from app.web.portal.common import customer_view, owned
 
 
 def _job(customer_id: int, job_id: int):

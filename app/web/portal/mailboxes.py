@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from flask import flash, g, request, url_for
+from flask import g, request, url_for
 from flask_babel import gettext as _
 from markupsafe import Markup
 
 from app.models.mail import STATUSES, unicode_domain
 from app.services import classes, domains, labels, limits, mailboxes
-from app.services.errors import Conflict, LimitExceeded, ValidationError
+from app.services.errors import LimitExceeded
 from app.web.portal import bp
-from app.web.portal.common import back_to, confirm, customer_view, fragment_reply, is_fragment_request, owned
+from app.web.portal.common import confirm, customer_view, owned
 from app.web.portal.quota import usage_context
-from app.web.respond import FORM_ERRORS, done, failed, field_errors, render
+from app.web.respond import FORM_ERRORS, done, failed, field_errors, is_fragment_request, render
 
 MAX_PER_PAGE = 100
 CHANGED = "mailboxes-changed"
@@ -218,26 +218,24 @@ def mailboxes_page(customer_id: int):
             display_name=form["display_name"],
             service_class=form["service_class"],
         )
-    except LimitExceeded as e:
-        return _create_failed(view, form, {}, e, 409)
-    except (ValidationError, Conflict) as e:
-        errors = field_errors(e)
-        return _create_failed(view, form, errors, None, e.status)
+    except FORM_ERRORS as e:
+        # A contract limit is a notice with the way out (ask sales), not a field's message.
+        limit = e if isinstance(e, LimitExceeded) else None
+        errors = {} if limit else field_errors(e)
+        if "address" in errors:
+            errors["local_part"] = errors.pop("address")
+        ctx = _list_context(view, form=form, errors=errors, limit=limit)
+        if "_form" in errors and not limit:
+            ctx["form_error"] = errors["_form"]
+        return failed(e, "portal/mailboxes.html", "portal/_mailbox_create.html", **ctx)
     message = _("Casella %(a)s creata.", a=mailbox.display_address)
-    if is_fragment_request():
-        ctx = _list_context(view, created=message)
-        return fragment_reply("portal/_mailbox_create.html", trigger=CHANGED, **ctx)
-    flash(message, "ok")
-    return back_to("portal.mailboxes", customer_id=view.customer.id)
-
-
-def _create_failed(view, form, errors, limit, status):
-    if "address" in errors:
-        errors["local_part"] = errors.pop("address")
-    ctx = _list_context(view, form=form, errors=errors, limit=limit)
-    if "_form" in errors and not limit:
-        ctx["form_error"] = errors["_form"]
-    return render("portal/mailboxes.html", "portal/_mailbox_create.html", status=status, **ctx)
+    return done(
+        message,
+        url_for("portal.mailboxes", customer_id=view.customer.id),
+        "portal/_mailbox_create.html",
+        lambda: _list_context(view, created=message),
+        trigger=CHANGED,
+    )
 
 
 def _mailbox(view, mailbox_id: int):

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import flash
+from flask import flash, url_for
 from flask_babel import format_decimal, to_user_timezone
 from flask_babel import gettext as _
 
 from app.models.base import utcnow
 from app.services import jobs, labels, quota
 from app.web import jobs_ui
-from app.web.portal.common import back_to, bp, customer_view, fragment_reply, is_fragment_request
+from app.web.portal import bp
+from app.web.portal.common import customer_view
+from app.web.respond import done, fragment, go_to, is_fragment_request
 
 MB = 1024 * 1024
 CHANGED = "mailboxes-changed"
@@ -73,30 +75,29 @@ def _refresh_summary(job) -> str:
     return _("Spazio occupato %(when)s.", when=reading_time(job.finished_at))
 
 
-def _refresh_reply(view, status: int = 200, **context):
-    return fragment_reply(
-        "portal/_usage_refresh.html",
-        status=status,
-        customer=view.customer,
-        space_state=quota.refresh_state(),
-        **context,
+def _refresh_reply(view, **context):
+    return fragment(
+        "portal/_usage_refresh.html", customer=view.customer, space_state=quota.refresh_state(), **context
     )
 
 
 @bp.route("/customers/<int:customer_id>/mailboxes/usage/refresh", methods=["POST"])
 def usage_refresh(customer_id: int):
     view = customer_view(customer_id)
+    mailboxes_url = url_for("portal.mailboxes", customer_id=view.customer.id)
     try:
         quota.request_refresh(view.actor, view.customer.id)
     except jobs.QueueUnavailable as e:
         if is_fragment_request():
             return _refresh_reply(view, refresh_error=e.message)
         flash(e.message, "error")
-        return back_to("portal.mailboxes", customer_id=view.customer.id)
-    if not is_fragment_request():
-        flash(_("Aggiornamento dello spazio occupato avviato: ricarica la pagina tra qualche istante."), "ok")
-        return back_to("portal.mailboxes", customer_id=view.customer.id)
-    return _refresh_reply(view)
+        return go_to(mailboxes_url)
+    return done(
+        _("Aggiornamento dello spazio occupato avviato: ricarica la pagina tra qualche istante."),
+        mailboxes_url,
+        "portal/_usage_refresh.html",
+        lambda: {"customer": view.customer, "space_state": quota.refresh_state()},
+    )
 
 
 @bp.route("/customers/<int:customer_id>/mailboxes/usage/status")
