@@ -439,9 +439,9 @@ def list_page(
         text = ""  # nothing to look for ("...", "@"): the whole list
     # One index range per way of matching; a search is their union: the address's start, and
     # the mailboxes (at most WORD_MATCH_CAP) with a word starting with the longest word typed,
-    # checked for the other words on their own words (the words' primary key).
-    # The words' matches drive that way's query (joined from them, by the mailboxes' primary key),
-    # so it reads at most WORD_MATCH_CAP mailboxes, never a scan of the list in address order.
+    # checked for the other words on their own words (the words' primary key). That way's query
+    # starts from the words' matches (joined to the mailboxes by their primary key), so it reads
+    # at most WORD_MATCH_CAP mailboxes, not the list in address order.
     ways = [(None, [])]
     if text:
         matches = _word_matches(customer.id, words[0], postgres).subquery()
