@@ -442,13 +442,15 @@ def list_page(
     # checked for the other words on their own words (the words' primary key). That way's query
     # starts from the words' matches (joined to the mailboxes by their primary key), so it reads
     # at most WORD_MATCH_CAP mailboxes, not the list in address order.
+    # A typed word matches a mailbox whose address starts with it too (the local part's first word
+    # is not among the stored words: the address's index finds it).
     ways = [(None, [])]
     if text:
+        others = [sa.or_(_has_word(word, postgres), sa.and_(*_prefix(key, word))) for word in words[1:]]
         matches = _word_matches(customer.id, words[0], postgres).subquery()
-        ways = [
-            (None, _prefix(key, text)),
-            (matches, [_has_word(word, postgres) for word in words[1:]]),
-        ]
+        ways = [(None, _prefix(key, text)), (matches, others)]
+        if words[0] != text:
+            ways.append((None, [*_prefix(key, words[0]), *others]))
 
     def matching(bound, limit):
         """Per way of matching, the ids of the first `limit` matches from `bound` on."""

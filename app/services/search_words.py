@@ -1,6 +1,7 @@
 """The words a mailbox is found by: the start of any word of its address's local part or display name.
 
-The portal's list finds a mailbox when each word typed starts one of its words ("rossi" finds
+The portal's list finds a mailbox when each word typed starts one of its words, or its address
+(the address's index serves that: the local part's first word is not stored) ("rossi" finds
 mario.rossi@… and "Mario Rossi", "nicolo" finds "Nicolò", "mcd" finds "McDonald"). The words are
 kept in mailbox_words, one row per (mailbox, word), so a search reads an index range of the
 customer's words instead of every name. reindex() is the one place that writes them: every
@@ -50,10 +51,12 @@ def _joined(text: str) -> list[str]:
 
 
 def words_for(local_part: str, display_name: str) -> list[str]:
-    """The words a mailbox is found by, at most MAX_WORDS: the local part's words, the display
-    name's, then each written together; the first ones are kept when there are too many."""
+    """The words a mailbox is found by, at most MAX_WORDS: the local part's words but its first,
+    the display name's, then each written together; the first ones are kept when there are too
+    many. The local part's first word is where the address starts: the address's own index finds
+    it ("mario" of mario.rossi@…), so it is not kept twice (nor read twice by a search)."""
     local_part, display_name = local_part or "", display_name or ""
-    found = split(local_part) + split(display_name) + _joined(local_part) + _joined(display_name)
+    found = split(local_part)[1:] + split(display_name) + _joined(local_part) + _joined(display_name)
     return list(dict.fromkeys(found))[:MAX_WORDS]
 
 

@@ -115,7 +115,7 @@ def test_deleting_a_mailbox_removes_its_words(client, people):
             sa.select(MailboxWord.word).where(MailboxWord.mailbox_id == mailbox_id)
         ).all()
 
-    assert sorted(words_of(anna.id)) == ["anna", "rossi"]
+    assert sorted(words_of(anna.id)) == ["anna", "rossi"]  # of the display name "Anna Rossi"
     mailboxes.delete_mailbox(factories.SYSTEM, anna.id)
     assert words_of(anna.id) == []
     assert found(client, people, "q=rossi") == ["mario.rossi@cliente.it"]
@@ -127,9 +127,10 @@ def test_a_hostile_display_name_stores_at_most_the_cap(make):
     name = " ".join(letters[:100])  # 100 one-letter words, the field's 200 characters
     m = make.mailbox(c, "ostile", display_name=name)
     stored = db.session.scalars(sa.select(MailboxWord.word).where(MailboxWord.mailbox_id == m.id)).all()
-    assert len(stored) == search_words.MAX_WORDS == 32 and "ostile" in stored
+    assert len(stored) == search_words.MAX_WORDS == 32
     assert len(search_words.words_for("x", " ".join(["w"] * 500 + [f"p{i}" for i in range(500)]))) == 32
-    assert search_words.words_for("a" * 64, "b" * 300) == ["a" * 64, "b" * 64]
+    assert search_words.words_for("a" * 64, "b" * 300) == ["b" * 64]
+    assert search_words.words_for("mario.rossi", "Mario") == ["rossi", "mario", "mariorossi"]
     with pytest.raises(ValidationError):
         make.mailbox(c, "controllo", display_name="Mario\x00Rossi")
 
