@@ -1,7 +1,7 @@
 """Search words of mailboxes: the list finds a mailbox by the start of any word of its address or name
 
-`mailbox_words` holds, per mailbox, the words of its address's local part and
-of its display name, folded (lower case, accents removed: "Nicolò" is
+`mailbox_words` holds, per mailbox, the words of its address's local part (but
+the first: the address's own index finds it) and of its display name, folded (lower case, accents removed: "Nicolò" is
 "nicolo"), at most 32 per mailbox and 64 characters each
 (app.services.search_words.words_for). The portal's list reads them as an
 index range of the customer's words ("rossi" finds mario.rossi@… and
