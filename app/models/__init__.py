@@ -13,6 +13,7 @@ from app.models.mail import (
     MailboxPeriod,
 )
 from app.models.quota import MailboxUsage, UsageRefresh
+from app.models.search import MailboxWord
 from app.models.users import ApiToken, RecoveryCode, User, UserSession
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "Mailbox",
     "MailboxPeriod",
     "MailboxUsage",
+    "MailboxWord",
     "RecoveryCode",
     "ServiceClass",
     "UsageRefresh",

@@ -59,7 +59,6 @@ class _Address:
 
 
 _BYTES = {"address": 'COLLATE "C"'}
-_NAME_BYTES = {"display_name": 'COLLATE "C"'}
 
 
 class Mailbox(_Address, db.Model):
@@ -68,13 +67,13 @@ class Mailbox(_Address, db.Model):
         sa.CheckConstraint(MailboxStatus.check("status"), name="status"),
         sa.Index("ix_mailboxes_customer_address", "customer_id", "address"),
         # The portal's list (migration 0009): keyset pages and prefix search, in byte order on
-        # PostgreSQL whatever the database's collation (SQLite compares bytes already).
+        # PostgreSQL whatever the database's collation (SQLite compares bytes already). Names are
+        # searched by their words (MailboxWord, migration 0010).
         sa.Index("ix_mailboxes_list_address", "customer_id", "address", postgresql_ops=_BYTES),
         sa.Index("ix_mailboxes_list_status", "customer_id", "status", "address", postgresql_ops=_BYTES),
         sa.Index(
             "ix_mailboxes_list_class", "customer_id", "service_class_id", "address", postgresql_ops=_BYTES
         ),
-        sa.Index("ix_mailboxes_list_name", "customer_id", "display_name", postgresql_ops=_NAME_BYTES),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -15,10 +15,10 @@ import sqlalchemy as sa
 from flask_babel import gettext as _
 
 from app.extensions import db
-from app.models import Customer, Domain, Mailbox, MailboxPeriod, ServiceClass
+from app.models import Customer, Domain, Mailbox, MailboxPeriod, MailboxWord, ServiceClass
 from app.models.base import utcnow
 from app.models.mail import STATUSES
-from app.services import addresses, audit, classes, fields, limits, passwords
+from app.services import addresses, audit, classes, fields, limits, passwords, search_words
 from app.services.access import Actor, customer_for, get_scoped, require_manage
 from app.services.context import CustomerContext
 from app.services.errors import FieldErrors, ValidationError
@@ -129,6 +129,7 @@ def apply_mailbox(actor: Actor, draft: MailboxDraft) -> Mailbox:
     db.session.add(mailbox)
     db.session.flush()
     _open_period(mailbox, now)
+    search_words.reindex(mailbox)
     audit.record(
         actor,
         "mailbox.create",
@@ -257,6 +258,7 @@ def apply_mailbox_change(actor: Actor, change: MailboxChange) -> Mailbox:
     if change.display_name is not None and change.display_name != mailbox.display_name:
         changes["display_name"] = [mailbox.display_name, change.display_name]
         mailbox.display_name = change.display_name
+        search_words.reindex(mailbox)
     if hashed:
         changes["password"] = ["***", "***"]
         mailbox.password_hash = hashed
@@ -298,7 +300,7 @@ def delete_mailbox(actor: Actor, mailbox_id: object) -> None:
         target=mailbox.address,
         changes={"service_class": [mailbox.service_class.name, None], "status": [mailbox.status, None]},
     )
-    db.session.delete(mailbox)
+    db.session.delete(mailbox)  # its search words go with it (ON DELETE CASCADE)
     db.session.commit()
 
 
@@ -409,17 +411,20 @@ def list_page(
 ) -> KeysetPage:
     """One page of a customer's mailboxes in address order, from `start` or before `before`.
 
-    q finds the mailboxes whose address starts with it (case aside), or whose display name does
-    in lower case, Capitalised or in CAPITALS (three index ranges; "mcd" misses "McDonald"). Keys that
-    are not plausible addresses are ignored (the first page). The count is exact without a
-    search or status filter (from class_counts), else counted up to LIST_COUNT_BOUND.
+    q finds the mailboxes whose address starts with it (case aside), and those with a word (of
+    the local part or the display name, accents aside) starting with each word typed: "rossi"
+    finds mario.rossi@… and "Mario Rossi", "nicolo" finds "Nicolò", "mario ros" finds "Mario
+    Rossi". The longest word typed is read as a range of the customer's words, at most
+    WORD_MATCH_CAP of them (`capped` says the cap was reached: some may not show); the other
+    words are checked on those mailboxes' own words. Text without a letter or digit lists all.
+    Keys that are not plausible addresses are ignored (the first page). The count is exact
+    without a search or status filter (from class_counts), else counted up to LIST_COUNT_BOUND.
     """
     customer = customer_for(actor, customer_id)
     postgres = db.session.get_bind().dialect.name == "postgresql"
     # Byte order on both databases (PostgreSQL's default collation may not be): what the
-    # prefix ranges need, and what the indexes of migration 0009 hold.
+    # prefix ranges need, and what the indexes of migrations 0009 and 0010 hold.
     key = Mailbox.address.collate("C") if postgres else Mailbox.address
-    name = Mailbox.display_name.collate("C") if postgres else Mailbox.display_name
     where = [Mailbox.customer_id == customer.id]
     class_id = None
     if service_class_id not in (None, ""):
@@ -429,17 +434,33 @@ def list_page(
     if status in STATUSES:
         where.append(Mailbox.status == status)
     text = search_text(q)
-    # One index range per way of matching; a search is their union. Addresses are lower case;
-    # a name is found as typed in lower case, Capitalised or in CAPITALS ("mario": "Mario Rossi").
-    ways = [[]]
+    words = search_words.query_words(text)
+    if not words:
+        text = ""  # nothing to look for ("...", "@"): the whole list
+    # One index range per way of matching; a search is their union: the address's start, and
+    # the mailboxes (at most WORD_MATCH_CAP) with a word starting with the longest word typed,
+    # checked for the other words on their own words (the words' primary key). That way's query
+    # starts from the words' matches (joined to the mailboxes by their primary key), so it reads
+    # at most WORD_MATCH_CAP mailboxes, not the list in address order.
+    # A typed word matches a mailbox whose address starts with it too (the local part's first word
+    # is not among the stored words: the address's index finds it).
+    ways = [(None, [])]
     if text:
-        ways = [_prefix(key, text)]
-        ways += [_prefix(name, form) for form in dict.fromkeys((text, text.capitalize(), text.upper()))]
+        others = [sa.or_(_has_word(word, postgres), sa.and_(*_prefix(key, word))) for word in words[1:]]
+        matches = _word_matches(customer.id, words[0], postgres).subquery()
+        ways = [(None, _prefix(key, text)), (matches, others)]
+        if words[0] != text:
+            ways.append((None, [*_prefix(key, words[0]), *others]))
 
     def matching(bound, limit):
         """Per way of matching, the ids of the first `limit` matches from `bound` on."""
-        for extra in ways:
-            stmt = sa.select(Mailbox.id).where(*where, *extra)
+        for source, extra in ways:
+            stmt = sa.select(Mailbox.id)
+            if source is not None:
+                # A mailbox with two such words comes twice from the words: once here.
+                stmt = sa.select(Mailbox.id, key.label("key")).distinct()
+                stmt = stmt.select_from(source).join(Mailbox, Mailbox.id == source.c.mailbox_id)
+            stmt = stmt.where(*where, *extra)
             if bound is not None:
                 stmt = stmt.where(key >= bound[1] if bound[0] == ">=" else key < bound[1])
             yield stmt.order_by(key.desc() if bound and bound[0] == "<" else key).limit(limit)
@@ -460,6 +481,9 @@ def list_page(
         per_page=per_page,
         key_of=lambda m: m.address,
     )
+    capped = False
+    if text:
+        capped = bounded_count(_word_matches(customer.id, words[0], postgres), WORD_MATCH_CAP)[1]
     if text or status in STATUSES:
         total, more = bounded_count(sa.select(ids(None, LIST_COUNT_BOUND + 1).subquery()), LIST_COUNT_BOUND)
     else:
@@ -469,4 +493,32 @@ def list_page(
             total = sum(counts.values())
         else:
             total = counts.get(class_id, 0) if class_id else 0
-    return KeysetPage(items, per_page, next_key, prev_key, total, more)
+    return KeysetPage(items, per_page, next_key, prev_key, total, more, capped)
+
+
+# A search reads at most this many of the customer's words starting with the longest word typed
+# (a page costs the same at 1,000 mailboxes or 100,000); past it the page asks for more letters.
+WORD_MATCH_CAP = 2000
+
+
+def _word_key(table, postgres: bool):
+    return table.c.word.collate("C") if postgres else table.c.word
+
+
+def _word_matches(customer_id: int, word: str, postgres: bool):
+    """The ids of the customer's mailboxes with a word starting with `word`: the first
+    WORD_MATCH_CAP words of that range of the index (ix_mailbox_words_search), in word order."""
+    words = MailboxWord.__table__
+    wkey = _word_key(words, postgres)
+    return (
+        sa.select(words.c.mailbox_id)
+        .where(words.c.customer_id == customer_id, *_prefix(wkey, word))
+        .order_by(wkey)
+        .limit(WORD_MATCH_CAP)
+    )
+
+
+def _has_word(word: str, postgres: bool):
+    """The mailbox has a word starting with `word` (read from its own words, by the primary key)."""
+    words = MailboxWord.__table__.alias()
+    return sa.exists().where(words.c.mailbox_id == Mailbox.id, *_prefix(_word_key(words, postgres), word))

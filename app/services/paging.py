@@ -57,6 +57,7 @@ class KeysetPage:
     next_key: the first key of the next page (None on the last page); prev_key: the first key of
     this page, the exclusive bound of the previous one (None on the first page).
     total: the rows that match, counted up to `bound`; `more` is True when there are more than that.
+    capped: a search read only part of what matches (the page asks for a more precise one).
     """
 
     items: list
@@ -65,6 +66,7 @@ class KeysetPage:
     prev_key: str | None
     total: int
     more: bool
+    capped: bool = False
 
     @property
     def has_next(self) -> bool:
