@@ -31,6 +31,10 @@ class Customer(db.Model):
     # Staff overrides of LIST_EXTERNAL_PER_LIST / LIST_EXTERNAL_PER_CUSTOMER (NULL: the default).
     list_external_per_list: Mapped[int | None] = mapped_column(sa.Integer)
     list_external_per_customer: Mapped[int | None] = mapped_column(sa.Integer)
+    # On hold (out of credit): no mailbox logs in, mail is still kept; NULL when not.
+    # The mail_users view reads it (docs/mailserver.md); app.services.hold sets it.
+    on_hold_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    on_hold_reason: Mapped[str | None] = mapped_column(sa.String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     allowances: Mapped[list["Allowance"]] = relationship(
@@ -40,6 +44,10 @@ class Customer(db.Model):
     @property
     def can_self_manage(self) -> bool:
         return self.plan == Plan.PAYG or self.self_service
+
+    @property
+    def on_hold(self) -> bool:
+        return self.on_hold_since is not None
 
 
 class Allowance(db.Model):

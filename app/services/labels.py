@@ -111,6 +111,8 @@ ACTION = {
     "list.update": _l("Lista modificata"),
     "list.delete": _l("Lista eliminata"),
     "customer.list_limits": _l("Limiti degli indirizzi esterni delle liste modificati"),
+    "customer.hold": _l("Cliente bloccato per credito esaurito"),
+    "customer.hold_lift": _l("Blocco per credito esaurito tolto"),
     "capacity.request": _l("Richiesta al commerciale inviata"),
     "capacity.revise": _l("Richiesta al commerciale modificata"),
     "capacity.approve": _l("Richiesta al commerciale approvata"),

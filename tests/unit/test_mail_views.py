@@ -78,3 +78,44 @@ def test_aliases_and_lists_expand_to_one_row_per_destination(make):
         ("tutti@bianchi.example", "bruno@bianchi.example", "list"),
         ("tutti@bianchi.example", "esterno@altrove.example", "list"),
     ]
+
+
+def test_a_customer_on_hold_logs_in_nowhere_and_keeps_receiving_with_each_mailbox_status_untouched(make):
+    from app.services import hold
+
+    c = make.customer(domain="sospeso.example")
+    other = make.customer(domain="pagante.example")
+    active = make.mailbox(c, "attiva")
+    suspended = make.mailbox(c, "sospesa")
+    disabled = make.mailbox(c, "disattivata")
+    make.mailbox(other, "paga")
+    mailboxes.update_mailbox(SYSTEM, suspended.id, status="suspended")
+    mailboxes.update_mailbox(SYSTEM, disabled.id, status="disabled")
+
+    def view():
+        return {
+            r["address"]: (r["status"], r["login_allowed"], r["accepts_mail"])
+            for r in rows("SELECT address, status, login_allowed, accepts_mail FROM mail_users")
+        }
+
+    before = view()
+    assert before == {
+        "attiva@sospeso.example": ("active", 1, 1),
+        "sospesa@sospeso.example": ("suspended", 0, 1),
+        "disattivata@sospeso.example": ("disabled", 0, 0),
+        "paga@pagante.example": ("active", 1, 1),
+    }
+    hold.put_on_hold(SYSTEM, c.id, "Credito esaurito")
+    assert view() == {
+        "attiva@sospeso.example": ("active", 0, 1),  # as if suspended; its own status unchanged
+        "sospesa@sospeso.example": ("suspended", 0, 1),
+        "disattivata@sospeso.example": ("disabled", 0, 0),
+        "paga@pagante.example": ("active", 1, 1),  # another customer is not touched
+    }
+    # The other views keep the mailboxes' own states: suspended mail is kept, disabled refused.
+    make.alias(c, "info", active)
+    assert rows("SELECT destination FROM mail_aliases WHERE address = 'info@sospeso.example'") == [
+        {"destination": "attiva@sospeso.example"}
+    ]
+    hold.lift_hold(SYSTEM, c.id)
+    assert view() == before

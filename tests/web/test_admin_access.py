@@ -31,6 +31,8 @@ ADMIN_POSTS = [
     "/admin/customers/{cid}/contract",
     "/admin/customers/{cid}/admins",
     "/admin/customers/{cid}/list-limits",
+    "/admin/customers/{cid}/hold",
+    "/admin/customers/{cid}/hold/lift",
     "/admin/capacity-requests/1/decision",
     "/admin/domains/1/approve",
     "/admin/users",

@@ -190,6 +190,7 @@ def test_staff_create_read_update_customer(api, make):
         "contact_email": "amministrazione@studioverdi.example",
         "self_service": False,
         "allowances": [],
+        "on_hold": False,
         "created_at": body["created_at"],
     }
     assert r.headers["Location"].endswith(f"/api/v1/customers/{body['id']}")

@@ -17,6 +17,7 @@ from app.web.admin import (  # noqa: E402, F401
     customers,
     domains,
     health,
+    hold,
     jobs,
     list_limits,
     users,

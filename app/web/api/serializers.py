@@ -64,6 +64,10 @@ CUSTOMER = response(
     contact_email=text(nullable=True),
     self_service=boolean(),
     allowances=list_of(object_of(ALLOWANCE)),
+    on_hold=boolean(
+        read_only=True,
+        description="Out of credit: no mailbox logs in, incoming mail is still kept. Each mailbox keeps its own status.",
+    ),
     created_at=when(),
 )
 CUSTOMER_PAGE = page_of(CUSTOMER)
@@ -81,6 +85,7 @@ def customer(c: Customer) -> dict:
             {"service_class": a.service_class.name, "max_accounts": a.max_accounts}
             for a in sorted(c.allowances, key=lambda a: a.service_class_id)
         ],
+        "on_hold": c.on_hold,
         "created_at": _when(c.created_at),
     }
 
