@@ -322,8 +322,8 @@ def _message(row: Outbox, config) -> EmailMessage:
     msg["Message-ID"] = make_msgid(
         idstring=f"outbox-{row.id}-{int(row.created_at.timestamp())}", domain=domain
     )
-    msg["Content-Language"] = row.locale
     msg.set_content(row.body_text)
+    msg["Content-Language"] = row.locale  # after the content: set_content drops Content-* headers
     return msg
 
 
