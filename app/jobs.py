@@ -213,7 +213,7 @@ def send_email(ctx: JobContext, *outbox_ids: int) -> dict:
         raise JobFailed(
             _(
                 "Email non inviata: il server di posta in uscita non l'ha accettata. "
-                "La coda d'uscita del cliente ne mostra il motivo e i nuovi tentativi."
+                "Resta nella coda d'uscita con il motivo; i nuovi tentativi sono automatici, se possibili."
             )
         )
     return {"sent": done.sent}
@@ -249,8 +249,8 @@ def send_pending_emails() -> int:
     for _batch in range(20):  # at most 1,000 a minute; the next tick goes on
         done = outbox.send_pending()
         sent += done.sent
-        if done.taken < outbox.BATCH:
-            break
+        if done.taken < outbox.BATCH or done.sent < done.taken:
+            break  # all sent, or the relay is in trouble: the next tick tries again
     return sent
 
 

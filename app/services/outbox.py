@@ -118,6 +118,8 @@ def _addresses(to: str | Sequence[str]) -> list[str]:
     out = []
     for item in items:
         address = str(item).strip()
+        if any(c.isspace() or not c.isprintable() for c in address) or (address and "@" not in address):
+            raise ValueError(f"not an email address: {address!r}")
         if address and address.lower() not in seen:
             seen.add(address.lower())
             out.append(address)
@@ -190,7 +192,12 @@ def send_pending(limit: int = BATCH, ids: Sequence[int] | None = None) -> Sent:
                         _not_sent(rest, token, reason, permanent=False, done=done)
                     break
             try:
-                refused = smtp.send_message(_message(row, config), to_addrs=row.recipients)
+                message = _message(row, config)
+            except (ValueError, TypeError) as e:  # a row no relay could take (written by hand?)
+                _not_sent(row, token, _clip(str(e)), permanent=True, done=done)
+                continue
+            try:
+                refused = smtp.send_message(message, to_addrs=row.recipients)
             except smtplib.SMTPRecipientsRefused as e:
                 codes = [code for code, _msg in e.recipients.values()]
                 reason = _("Destinatari rifiutati: %(error)s", error=_describe(e))

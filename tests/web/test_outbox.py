@@ -387,3 +387,16 @@ def test_a_decision_stands_and_its_mail_waits_when_the_relay_is_down(app, make, 
     (job,) = db.session.scalars(sa.select(Job)).all()
     assert job.state == "failed" and "coda d'uscita" in job.message
     assert db.session.get(CapacityRequest, req.id).status == "rejected"
+
+
+def test_a_mail_cannot_carry_extra_headers(app, relay, sinks):
+    sink = sinks()
+    relay.use(sink.port)
+    with pytest.raises(ValueError):
+        outbox.queue_email("t", "a@x.example\nBcc: b@y.example", "s", "b", customer_id=None, locale="it")
+    outbox.queue_email("t", "a@x.example", "Oggetto\r\nBcc: b@y.example", "b", customer_id=None, locale="it")
+    db.session.commit()
+    outbox.send_queued()
+    (mail,) = sink.wait_for(1)
+    assert mail.envelope_to == ["a@x.example"] and mail.message["Bcc"] is None
+    assert mail.subject == "Oggetto Bcc: b@y.example"
