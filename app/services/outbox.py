@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import make_msgid
 
 import sqlalchemy as sa
 from flask import current_app
@@ -324,7 +324,7 @@ def _message(row: Outbox, config) -> EmailMessage:
     msg["From"] = sender
     msg["To"] = row.to_addresses
     msg["Subject"] = row.subject
-    msg["Date"] = format_datetime(row.created_at)
+    msg["Date"] = row.created_at  # the header takes a datetime and writes it as RFC 5322 wants
     # The same for every attempt at this mail: a receiver that got it twice can tell.
     msg["Message-ID"] = make_msgid(
         idstring=f"outbox-{row.id}-{int(row.created_at.timestamp())}", domain=domain
