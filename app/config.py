@@ -99,7 +99,8 @@ class Config:
     JOB_STALE_SECONDS = float(os.environ.get("JOB_STALE_SECONDS", "120"))
     # Run each job at once in the process that starts it, without Redis (tests of the doors only).
     JOBS_INLINE = _bool("JOBS_INLINE", False)
-    # Mail to customers and sales (app/services/notify.py). Empty SMTP_HOST: not sent, only logged.
+    # The relay for the outbox's mail to customers and sales (app/services/outbox.py).
+    # Empty SMTP_HOST: nothing is sent, the mails wait in the outbox.
     SMTP_HOST = os.environ.get("SMTP_HOST", "")
     SMTP_PORT = int(os.environ.get("SMTP_PORT", "25"))
     SMTP_TIMEOUT = float(os.environ.get("SMTP_TIMEOUT", "10"))

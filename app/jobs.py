@@ -202,17 +202,21 @@ def refresh_quota_usage(ctx: JobContext) -> dict:
     return {"mailboxes_read": state.mailboxes_read}
 
 
-@job("notify", cancellable=False)
-def send_notification(
-    ctx: JobContext, which: str, request_id: int, flag: int = 0, base_url: str = ""
-) -> dict:
-    """One of the mails of app/services/notify.py, sent from here so that no page waits for the relay."""
-    from app.services import notify
+@job("send_email", queue="default", timeout=10 * 60, cancellable=False)
+def send_email(ctx: JobContext, *outbox_ids: int) -> dict:
+    """Mails of the outbox (app/services/outbox.py), sent from here so that no page waits for the relay."""
+    from app.services import outbox
     from app.services.jobs import JobFailed
 
-    if not notify.deliver(which, request_id, flag, base_url):
-        raise JobFailed(_("Email non inviata: il server di posta in uscita non l'ha accettata."))
-    return {"sent": which}
+    done = outbox.send_pending(limit=max(len(outbox_ids), 1), ids=outbox_ids)
+    if done.retrying or done.failed:
+        raise JobFailed(
+            _(
+                "Email non inviata: il server di posta in uscita non l'ha accettata. "
+                "Resta nella coda d'uscita con il motivo; i nuovi tentativi sono automatici, se possibili."
+            )
+        )
+    return {"sent": done.sent}
 
 
 # Plain RQ functions for the cron (no row: housekeeping).
@@ -234,6 +238,20 @@ def schedule_quota_refresh() -> int:
     from app.services.access import Actor
 
     return jobs.enqueue(Actor.system("cron", via="job"), "quota_refresh", reuse_active=True).id
+
+
+@in_app_context
+def send_pending_emails() -> int:
+    """The outbox's mails that are due (new ones a job did not send, retries): sent, batch after batch."""
+    from app.services import outbox
+
+    sent = 0
+    for _batch in range(20):  # at most 1,000 a minute; the next tick goes on
+        done = outbox.send_pending()
+        sent += done.sent
+        if done.taken < outbox.BATCH or done.sent < done.taken:
+            break  # all sent, or the relay is in trouble: the next tick tries again
+    return sent
 
 
 @in_app_context

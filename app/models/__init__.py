@@ -12,6 +12,7 @@ from app.models.mail import (
     Mailbox,
     MailboxPeriod,
 )
+from app.models.outbox import Outbox
 from app.models.quota import MailboxUsage, UsageRefresh
 from app.models.search import MailboxWord
 from app.models.users import ApiToken, RecoveryCode, User, UserSession
@@ -31,6 +32,7 @@ __all__ = [
     "MailboxPeriod",
     "MailboxUsage",
     "MailboxWord",
+    "Outbox",
     "RecoveryCode",
     "ServiceClass",
     "UsageRefresh",

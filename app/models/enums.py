@@ -90,4 +90,12 @@ class JobState(Codes):
     CANCELLED = "cancelled"
 
 
-ALL = (MailboxStatus, Plan, Role, RequestStatus, DomainState, PostPolicy, Locale, JobState)
+class OutboxState(Codes):
+    """An email of the outbox: pending until it leaves (sent), or until its attempts run out (failed)."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+ALL = (MailboxStatus, Plan, Role, RequestStatus, DomainState, PostPolicy, Locale, JobState, OutboxState)

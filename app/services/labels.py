@@ -20,6 +20,7 @@ from app.models.enums import (
     JobState,
     Locale,
     MailboxStatus,
+    OutboxState,
     Plan,
     PostPolicy,
     RequestStatus,
@@ -57,6 +58,11 @@ JOB_STATE = {
     JobState.FAILED: _l("Non riuscito"),
     JobState.CANCELLED: _l("Annullato"),
 }
+OUTBOX_STATE = {
+    OutboxState.PENDING: _l("Da inviare"),
+    OutboxState.SENT: _l("Inviata"),
+    OutboxState.FAILED: _l("Non inviata"),
+}
 VIA = {"web": "Web", "api": "API", "cli": _l("riga di comando"), "job": _l("attività pianificata")}
 
 KINDS = {
@@ -69,6 +75,7 @@ KINDS = {
     "via": VIA,
     "post_policy": POST_POLICY,
     "job_state": JOB_STATE,
+    "outbox_state": OUTBOX_STATE,
 }
 # The codes behind each kind that is a stored enum: the values a form may offer.
 ENUMS: dict[str, type[Codes]] = {
@@ -80,6 +87,7 @@ ENUMS: dict[str, type[Codes]] = {
     "language": Locale,
     "post_policy": PostPolicy,
     "job_state": JobState,
+    "outbox_state": OutboxState,
 }
 
 # What every door says of a value that is not one of an enum's codes.
@@ -130,6 +138,7 @@ ACTION = {
     "user.recovery_codes": _l("Codici di recupero rigenerati"),
     "token.create": _l("Token API creato"),
     "token.revoke": _l("Token API revocato"),
+    "outbox.retry": _l("Email rimessa in coda"),
 }
 
 FIELD = {
@@ -172,7 +181,7 @@ _VALUE_KIND = {
     "state": "domain_state",
     "locale": "language",
 }
-_STATUS_KIND = {"mailbox": "mailbox_status", "capacity": "request_status"}
+_STATUS_KIND = {"mailbox": "mailbox_status", "capacity": "request_status", "outbox": "outbox_state"}
 # Fields whose value is a set of members, not an old -> new pair.
 _SET_FIELDS = ("added", "removed")
 

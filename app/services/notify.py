@@ -1,12 +1,13 @@
-"""Emails to customers and sales, sent through the provider's SMTP relay.
+"""Emails to customers and sales about capacity requests, through the outbox.
 
-Sent after the change is committed, by a worker: `capacity_requested` and
-`capacity_decided` queue a `notify` job (ids only) on the default queue, so
-the person's request never waits for the relay. A mail that cannot leave
-(relay down, refused recipient) is logged, fails that job and never undoes
-what the person did, who sees the outcome on the page anyway. With the job
-queue unreachable the mail is sent at once instead. SMTP_HOST empty (a
-laptop, the tests that do not start a sink) means "not sent, logged".
+Called after the change is committed: each mail is rendered here, in its
+reader's language, and written to the outbox (app/services/outbox.py), which
+a `send_email` job sends through the provider's SMTP relay, so the person's
+request never waits for the relay. A mail that cannot leave (relay down or
+not configured, refused recipient) stays in the outbox with the reason and
+is retried; it never undoes what the person did, who sees the outcome on
+the page anyway. The links in a mail are made here, from the page's own
+address (none when there is no page: the command line).
 
 Each person reads the mail in their own language: a customer's admin
 users in the language of their account, the customer's contact address
@@ -15,45 +16,14 @@ in the language of whoever made the request.
 
 from __future__ import annotations
 
-import logging
-import smtplib
-from email.message import EmailMessage
-from email.utils import make_msgid
-
 import sqlalchemy as sa
-from flask import current_app, has_request_context, request, url_for
+from flask import current_app, has_request_context, url_for
 from flask_babel import force_locale, ngettext
 from flask_babel import gettext as _
 
 from app.extensions import db
 from app.models import CapacityRequest, User
-from app.services import labels, limits
-
-log = logging.getLogger(__name__)
-
-
-def send(to: list[str], subject: str, body: str) -> bool:
-    """Send one plain-text mail; False (and a log line) when it was not sent."""
-    config = current_app.config
-    host = config.get("SMTP_HOST") or ""
-    if not to:
-        return False
-    if not host:
-        log.info("mail not sent (SMTP_HOST is empty): %r to %s", subject, ", ".join(to))
-        return False
-    msg = EmailMessage()
-    msg["From"] = config["MAIL_FROM"]
-    msg["To"] = ", ".join(to)
-    msg["Subject"] = subject
-    msg["Message-ID"] = make_msgid(domain=config["MAIL_FROM"].rpartition("@")[2].strip("> ") or None)
-    msg.set_content(body)
-    try:
-        with smtplib.SMTP(host, int(config["SMTP_PORT"]), timeout=float(config["SMTP_TIMEOUT"])) as smtp:
-            smtp.send_message(msg)
-    except (OSError, smtplib.SMTPException, ValueError) as e:
-        log.warning("mail not sent: %r to %s: %s", subject, ", ".join(to), e)
-        return False
-    return True
+from app.services import labels, limits, outbox
 
 
 def _customer_recipients(req: CapacityRequest) -> dict[str, list[str]]:
@@ -86,51 +56,25 @@ def _footer() -> str:
 
 
 def capacity_decided(req: CapacityRequest) -> None:
-    """Tell the customer how staff decided on its request, and why (from a worker)."""
-    _later("capacity_decided", req)
+    """Tell the customer how staff decided on its request, and why (after the decision's commit)."""
+    _capacity_decided(req)
+    _send()
 
 
 def capacity_requested(req: CapacityRequest, *, created: bool) -> None:
-    """Tell sales (SALES_EMAIL) that a customer asks for more, or revised what it asks (from a worker)."""
-    _later("capacity_requested", req, int(created))
+    """Tell sales (SALES_EMAIL) that a customer asks for more, or revised what it asks."""
+    _capacity_requested(req, created=created)
+    _send()
 
 
-def _later(which: str, req: CapacityRequest, flag: int = 0) -> None:
-    from app.services import jobs
-    from app.services.access import Actor
-
-    if not current_app.config.get("SMTP_HOST"):
-        deliver(which, req.id, flag)  # nothing leaves: only the log line, as at once
-        return
-    # The page's own address, for the links in the mail (a worker has no request to take it from).
-    base = request.host_url if has_request_context() else ""
-    args = [which, req.id, flag, base if len(base) <= jobs.MAX_ARG_LENGTH else ""]
-    try:
-        jobs.enqueue(Actor.system("notify", via="job"), "notify", args=args)
-    except jobs.QueueUnavailable:
-        log.warning("mail job not queued (%s for request %s): sending it now", which, req.id)
-        deliver(which, req.id, flag)
+def _send() -> None:
+    db.session.commit()
+    outbox.send_queued()
 
 
-def deliver(which: str, request_id: int, flag: int = 0, base_url: str = "") -> bool:
-    """Send one of the mails above now (the `notify` job's work); False if a mail did not leave."""
-    req = db.session.get(CapacityRequest, request_id)
-    if req is None:
-        return True  # gone with its customer: nobody to tell
-    send_it = {
-        "capacity_decided": lambda: _capacity_decided(req),
-        "capacity_requested": lambda: _capacity_requested(req, created=bool(flag)),
-    }[which]
-    if base_url and not has_request_context():
-        with current_app.test_request_context(base_url=base_url):
-            return all(send_it())
-    return all(send_it())
-
-
-def _capacity_decided(req: CapacityRequest) -> list[bool]:
+def _capacity_decided(req: CapacityRequest) -> None:
     link = _requests_url(req.customer_id)
     allowance = limits.allowance_for(req.customer_id, req.service_class_id)
-    sent = []
     for lang, to in _customer_recipients(req).items():
         with force_locale(lang):
             cls = req.service_class.name
@@ -176,14 +120,16 @@ def _capacity_decided(req: CapacityRequest) -> list[bool]:
                 lines += ["", _("Motivo: %(reason)s", reason=req.decision_note)]
             if link:
                 lines += ["", _("Tutte le tue richieste: %(url)s", url=link)]
-            sent.append(send(to, subject, "\n".join(lines) + "\n" + _footer()))
-    return sent
+            body = "\n".join(lines) + "\n" + _footer()
+            outbox.queue_email(
+                "capacity_decided", to, subject, body, customer_id=req.customer_id, locale=lang
+            )
 
 
-def _capacity_requested(req: CapacityRequest, created: bool) -> list[bool]:
+def _capacity_requested(req: CapacityRequest, created: bool) -> None:
     sales = current_app.config.get("SALES_EMAIL")
     if not sales:
-        return []
+        return
     with force_locale("it"):
         cls = req.service_class.name
         subject = (
@@ -206,4 +152,7 @@ def _capacity_requested(req: CapacityRequest, created: bool) -> list[bool]:
                 "",
                 _("Da gestire qui: %(url)s", url=url_for("admin.capacity_requests", _external=True)),
             ]
-        return [send([sales], subject, "\n".join(lines) + "\n" + _footer())]
+        body = "\n".join(lines) + "\n" + _footer()
+        outbox.queue_email(
+            "capacity_requested", [sales], subject, body, customer_id=req.customer_id, locale="it"
+        )

@@ -11,7 +11,7 @@ there. The other views are unchanged: a mailbox that cannot log in cannot
 post to a list either (mail_list_senders needs SMTP AUTH).
 
 Revision ID: 0013_customer_hold
-Revises: 0010_mailbox_words
+Revises: 0012_outbox
 Create Date: 2026-12-01 18:40:00
 
 """
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013_customer_hold"
-down_revision = "0010_mailbox_words"
+down_revision = "0012_outbox"
 branch_labels = None
 depends_on = None
 

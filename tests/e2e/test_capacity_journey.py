@@ -23,7 +23,7 @@ def smtp(live_server):
     sink = SmtpSink().start()
     config = live_server.app.config
     saved = {k: config[k] for k in ("SMTP_HOST", "SMTP_PORT", "SALES_EMAIL", "JOBS_INLINE")}
-    # The mails are `notify` jobs: run at once by the server (tests/integration/test_jobs.py: by a worker).
+    # The mails are `send_email` jobs: run at once by the server (tests/integration/test_jobs.py: by a worker).
     config.update(
         SMTP_HOST="127.0.0.1",
         SMTP_PORT=sink.port,

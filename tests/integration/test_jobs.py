@@ -16,7 +16,7 @@ from rq.job import Job as RQJob
 
 from app import jobs as entry
 from app.extensions import db
-from app.models import Job
+from app.models import Job, Outbox
 from app.services import jobs
 from app.services.access import Actor
 from tests import factories
@@ -256,9 +256,15 @@ def test_capacity_request_mails_are_sent_by_a_real_worker_with_the_pages_links(
         )
         assert asked.status_code == 303
         assert sink.received == []  # the page did not wait for the relay
-        (job,) = db.session.scalars(sa.select(Job).where(Job.kind == "notify")).all()
+        (mail_row,) = db.session.scalars(sa.select(Outbox)).all()
+        assert (mail_row.state, mail_row.kind, mail_row.customer_id) == (
+            "pending",
+            "capacity_requested",
+            c.id,
+        )
+        (job,) = db.session.scalars(sa.select(Job).where(Job.kind == "send_email")).all()
         assert job.state == "queued" and job.customer_id is None
-        assert job.args == ["capacity_requested", job.args[1], 1, "http://localhost/"]
+        assert job.args == [mail_row.id]
 
         workers("--queues", "default", **settings)
         (mail,) = sink.wait_for(1, timeout=60)
@@ -266,6 +272,8 @@ def test_capacity_request_mails_are_sent_by_a_real_worker_with_the_pages_links(
         assert "Studio Neri chiede 2 caselle Business Mail 100 MB in più." in mail.body
         assert "Da gestire qui: http://localhost/admin/capacity-requests" in mail.body
         wait_for(lambda: fresh(job.id).state == "done", 30, "the job to be marked done")
+        db.session.expire_all()
+        assert db.session.get(Outbox, mail_row.id).state == "sent"
     finally:
         app.config.update(saved)
         sink.stop()

@@ -33,6 +33,7 @@ ADMIN_POSTS = [
     "/admin/customers/{cid}/list-limits",
     "/admin/customers/{cid}/hold",
     "/admin/customers/{cid}/hold/lift",
+    "/admin/customers/{cid}/outbox/1/retry",
     "/admin/capacity-requests/1/decision",
     "/admin/domains/1/approve",
     "/admin/users",
@@ -50,6 +51,7 @@ def test_every_admin_url_is_listed_here(app):
     listed = {u.replace("users/1/", "users/<int:user_id>/") for u in listed}
     listed = {u.replace("domains/1/", "domains/<int:domain_id>/") for u in listed}
     listed = {u.replace("jobs/1", "jobs/<int:job_id>") for u in listed}
+    listed = {u.replace("outbox/1/", "outbox/<int:outbox_id>/") for u in listed}
     assert rules == listed
 
 

@@ -30,7 +30,8 @@ BM100 = "Business Mail 100 MB"
 def smtp(app):
     sink = SmtpSink().start()
     saved = {k: app.config[k] for k in ("SMTP_HOST", "SMTP_PORT", "SALES_EMAIL", "JOBS_INLINE")}
-    # The mails are `notify` jobs: run here at once (tests/integration/test_jobs.py runs them in a worker).
+    # The mails go through the outbox, sent by `send_email` jobs: run here at once
+    # (tests/integration/test_jobs.py runs them in a worker).
     app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=sink.port, SALES_EMAIL="", JOBS_INLINE=True)
     yield sink
     app.config.update(saved)
@@ -249,7 +250,7 @@ def test_a_mail_that_cannot_leave_does_not_undo_the_decision(app, make, studio, 
         req = capacity.request_capacity(
             Actor.for_user(admin), c.id, service_class=BM100, extra_accounts=1, note="Uno"
         ).request
-        with caplog.at_level(logging.WARNING, logger="app.services.notify"):
+        with caplog.at_level(logging.WARNING, logger="app.services.outbox"):
             decided = capacity.decide(make.SYSTEM, req.id, approve=True)
     finally:
         app.config.update(SMTP_HOST="", JOBS_INLINE=False)

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.services import capacity, users
+from app.services import capacity, outbox, users
 from tests.web.jobrows import job_row
 
 # Plausible payloads: if scoping were missing, these would change B's data.
@@ -47,6 +47,12 @@ def _snapshot() -> str:
     return json.dumps(rows, sort_keys=True)
 
 
+def _failed_mail(customer_id: int) -> int:
+    mail = outbox.queue_email("test", "b@b.example", "Per B", "Ciao\n", customer_id=customer_id, locale="it")
+    mail.state = "failed"
+    return mail.id
+
+
 @pytest.fixture
 def world(app, make):
     a = make.customer("contract", {"Business Mail 100 MB": 5, "Business Mail 200 MB": 5})
@@ -77,6 +83,7 @@ def world(app, make):
         "token_id": token_b.id,
         "user_id": admin_b.id,
         "job_id": job_row(b.id, "queued", kind="quota_refresh").id,
+        "outbox_id": _failed_mail(b.id),
         "id": b.id,
     }
     db.session.commit()

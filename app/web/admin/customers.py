@@ -1,4 +1,4 @@
-"""A customer in the back office: the list, a new one, and its page (data, contract, administrators).
+"""A customer in the back office: the list, a new one, and its page (data, contract, administrators, emails).
 
 The customer page holds several forms; each posts on its own and answers with its own
 section (htmx) or the whole page (without JavaScript, or with the form's errors).
@@ -11,7 +11,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from app.data import catalog
-from app.services import classes, customers, domains, limits, lists, users
+from app.services import classes, customers, domains, limits, lists, outbox, users
 from app.services.access import customer_for
 from app.services.errors import ValidationError
 from app.web import current_actor, staff_required
@@ -19,6 +19,7 @@ from app.web.admin import bp, forms
 from app.web.respond import FORM_ERRORS, done, failed, field_errors, render
 
 PAGE = "admin/customer.html"
+OUTBOX = "admin/_outbox.html"
 PORTAL_PAGES = (
     ("portal.mailboxes", _l("Caselle")),
     ("portal.aliases", _l("Alias")),
@@ -83,6 +84,8 @@ def page_context(customer, **overrides) -> dict:
         "admin_saved": None,
         "customer_domains": domains.list_domains(current_actor(), customer.id),
         "list_limits": list_limits_context(customer),
+        "outbox": outbox.for_customer(current_actor(), customer.id),
+        "outbox_limit": outbox.CARD_LIMIT,
         "portal_links": [
             (url_for(endpoint, customer_id=customer.id), label)
             for endpoint, label in PORTAL_PAGES
@@ -230,4 +233,25 @@ def customer_admin_new(customer_id: int):
         customer_url(record, "admins"),
         "admin/_customer_admins.html",
         lambda: page_context(record, admin_saved=message),
+    )
+
+
+@bp.route("/customers/<int:customer_id>/outbox/<int:outbox_id>/retry", methods=["POST"])
+@staff_required
+def customer_outbox_retry(customer_id: int, outbox_id: int):
+    actor = current_actor()
+    record = customer_for(actor, customer_id)
+    try:
+        mail = outbox.retry(actor, record.id, outbox_id)
+    except FORM_ERRORS as e:
+        return failed(e, PAGE, OUTBOX, **page_context(record, outbox_error=e.message))
+    if mail.state == "sent":
+        message = _("Email «%(s)s» inviata.", s=mail.subject)
+    else:
+        message = _("Email «%(s)s» rimessa in coda: sarà inviata appena possibile.", s=mail.subject)
+    return done(
+        message,
+        customer_url(record, "outbox"),
+        OUTBOX,
+        lambda: page_context(record, outbox_notice=message),
     )
