@@ -32,6 +32,9 @@ class Customer(db.Model):
     list_external_per_list: Mapped[int | None] = mapped_column(sa.Integer)
     list_external_per_customer: Mapped[int | None] = mapped_column(sa.Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Pay-per-Use: the point account's balance in centipoints, the sum of its ledger entries
+    # (app/services/billing.py writes both in one transaction; `flask billing verify` checks).
+    balance_centipoints: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
 
     allowances: Mapped[list["Allowance"]] = relationship(
         back_populates="customer", cascade="all, delete-orphan"

@@ -17,6 +17,7 @@ from flask_babel import lazy_gettext as _l
 from app.models.enums import (
     Codes,
     DomainState,
+    EntryKind,
     JobState,
     Locale,
     MailboxStatus,
@@ -57,6 +58,12 @@ JOB_STATE = {
     JobState.FAILED: _l("Non riuscito"),
     JobState.CANCELLED: _l("Annullato"),
 }
+ENTRY_KIND = {
+    EntryKind.CHARGE: _l("Addebito giornaliero"),
+    EntryKind.CREDIT: _l("Ricarica"),
+    EntryKind.ADJUSTMENT: _l("Rettifica"),
+    EntryKind.FIRST_CREDIT: _l("Credito iniziale"),
+}
 VIA = {"web": "Web", "api": "API", "cli": _l("riga di comando"), "job": _l("attività pianificata")}
 
 KINDS = {
@@ -69,6 +76,7 @@ KINDS = {
     "via": VIA,
     "post_policy": POST_POLICY,
     "job_state": JOB_STATE,
+    "entry_kind": ENTRY_KIND,
 }
 # The codes behind each kind that is a stored enum: the values a form may offer.
 ENUMS: dict[str, type[Codes]] = {
@@ -80,6 +88,7 @@ ENUMS: dict[str, type[Codes]] = {
     "language": Locale,
     "post_policy": PostPolicy,
     "job_state": JobState,
+    "entry_kind": EntryKind,
 }
 
 # What every door says of a value that is not one of an enum's codes.
