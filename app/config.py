@@ -35,6 +35,8 @@ class Config:
     # The domains of PROVIDER_MX_HOST, PROVIDER_MAIL_HOST and SALES_EMAIL always count too.
     PROVIDER_DOMAINS = os.environ.get("PROVIDER_DOMAINS", "")
     TIMEZONE = os.environ.get("TIMEZONE", "Europe/Rome")
+    # Pay-per-Use days are calendar days here (23 or 25 hours when the clocks change).
+    PROVIDER_TIMEZONE = os.environ.get("PROVIDER_TIMEZONE", TIMEZONE)
 
     BABEL_DEFAULT_LOCALE = "it"
     BABEL_DEFAULT_TIMEZONE = TIMEZONE

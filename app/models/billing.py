@@ -68,9 +68,7 @@ class LedgerEntry(db.Model):
     created_by: Mapped[str] = mapped_column(sa.String(254), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    lines: Mapped[list[ChargeLine]] = relationship(
-        order_by="ChargeLine.address", lazy="raise_on_sql", viewonly=True
-    )
+    lines: Mapped[list[ChargeLine]] = relationship(order_by="ChargeLine.address", viewonly=True)
 
 
 class ChargeLine(db.Model):

@@ -1,0 +1,517 @@
+"""Pay-per-Use point accounts: the price list, the daily charge, the ledger and the balance.
+
+Money is integers: centipoints (hundredths of a point), 1 EUR = 80 points, so one EUR
+cent is 80 centipoints. Charges are negative entries, credits positive.
+
+**The daily charge.** A Pay-per-Use customer's day (a calendar day in PROVIDER_TIMEZONE,
+23 or 25 hours when the clocks change; `clock.day_bounds`) is charged with one ledger
+entry and one line per mailbox that was `active` at any moment of the day (its
+`mailbox_periods`), at the highest-priced class it held while active that day, at the
+price in force that day. A customer with no chargeable mailbox that day gets an entry
+of 0 and no lines, so the day counts as charged. Aliases and lists are free; suspended
+and disabled mailboxes are not charged; contract customers never.
+
+**Never twice.** The entries of charges have a partial unique index on (customer_id,
+day); each batch of customers of one day is one transaction that inserts their entries
+with INSERT ... ON CONFLICT DO NOTHING RETURNING: only the entries it actually wrote get
+lines and move the balance. A second process at the same time waits for the first's
+rows and skips them; a process killed half-way leaves whole batches or nothing, and a
+re-run charges only what is missing. Days are caught up in order, each customer from
+its first uncharged day (the day after its last charge, or its creation day).
+
+**Balance.** `customers.balance_centipoints` moves in the same transaction as each
+entry; `verify()` checks it equals the sum of the entries (what `flask billing verify`
+runs). Entries are never updated nor deleted: a correction is a new entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+import sqlalchemy as sa
+from flask_babel import gettext as _
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import selectinload
+
+from app.extensions import db
+from app.models import ChargeLine, Customer, LedgerEntry, Mailbox, MailboxPeriod, Price, ServiceClass
+from app.models.billing import CHARGE_ONLY
+from app.models.enums import EntryKind, MailboxStatus, Plan
+from app.services import audit, classes, clock, fields
+from app.services.access import Actor, customer_for, require_staff
+from app.services.errors import Conflict, ValidationError
+
+CENTIPOINTS_PER_EUR_CENT = 80
+CENTIPOINTS_PER_EUR = 100 * CENTIPOINTS_PER_EUR_CENT
+WARNING_DAYS = 14
+# Customers charged in one transaction (one day each): bounded work per commit.
+BATCH = 500
+MAX_EUR_CENTS = 100_000_000  # one million EUR in one payment
+MAX_PRICE = 1_000_000  # 10.000 points a day
+
+
+# Formatting (for the API and the pages: exact decimals, never floats).
+
+
+def points(centipoints: int) -> Decimal:
+    """1234.56 points for 123456 centipoints."""
+    return Decimal(centipoints).scaleb(-2)
+
+
+def eur(centipoints: int) -> Decimal:
+    """The amount in EUR, to the cent (half up): 123456 centipoints are 15.43 EUR."""
+    return (Decimal(centipoints) / CENTIPOINTS_PER_EUR).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+# The price list.
+
+
+def price_list(day: date) -> dict[int, int]:
+    """{service_class_id: centipoints per day} in force on day (each class's latest row from on or before it)."""
+    rows = db.session.execute(
+        sa.select(Price.service_class_id, Price.centipoints_per_day)
+        .where(Price.valid_from <= day)
+        .order_by(Price.service_class_id, Price.valid_from)
+    )
+    return {class_id: price for class_id, price in rows}
+
+
+def price_history() -> list[Price]:
+    """Every price row, per class, newest first."""
+    return list(
+        db.session.scalars(sa.select(Price).order_by(Price.service_class_id, Price.valid_from.desc()))
+    )
+
+
+def set_price(
+    actor: Actor, service_class: object, centipoints: object, valid_from: date | None = None
+) -> Price:
+    """A class's price per day from valid_from (today by default; never in the past: charged days keep
+    theirs). A price set again for the same date replaces it until that day is charged."""
+    require_staff(actor)
+    cls = classes.resolve(service_class)
+    amount = fields.integer(centipoints, "centipoints_per_day", minimum=0, maximum=MAX_PRICE)
+    start = valid_from or clock.today()
+    if start < clock.today():
+        raise ValidationError.one(
+            "valid_from",
+            _("Un prezzo vale da oggi o da una data futura: i giorni passati restano come sono."),
+        )
+    row = db.session.scalar(
+        sa.select(Price).where(Price.service_class_id == cls.id, Price.valid_from == start)
+    )
+    before = price_list(start).get(cls.id)
+    if row is None:
+        row = Price(service_class_id=cls.id, valid_from=start, created_at=clock.now())
+        db.session.add(row)
+    row.centipoints_per_day = amount
+    row.created_by = actor.label
+    audit.record(
+        actor,
+        "price.set",
+        target=cls.name,
+        changes={"centipoints_per_day": [before, amount], "valid_from": [None, start.isoformat()]},
+    )
+    db.session.commit()
+    return row
+
+
+def _class_names() -> dict[int, str]:
+    return {c.id: c.name for c in db.session.scalars(sa.select(ServiceClass))}
+
+
+# The daily charge.
+
+
+@dataclass(frozen=True)
+class Line:
+    mailbox_id: int | None  # None when the mailbox no longer exists
+    address: str
+    service_class_id: int
+    class_name: str
+    centipoints: int
+
+
+def chargeable(day: date, customer_ids: Iterable[int]) -> dict[int, list[Line]]:
+    """{customer_id: lines} of day for these customers, read in one query of their periods.
+
+    A mailbox's line is at the highest price among the classes it held while active that
+    day (a period of no length does not count), with the address of that period.
+    """
+    ids = list(customer_ids)
+    result: dict[int, list[Line]] = {cid: [] for cid in ids}
+    if not ids:
+        return result
+    start, end = clock.day_bounds(day)
+    prices = price_list(day)
+    names = _class_names()
+    period = MailboxPeriod
+    rows = db.session.execute(
+        sa.select(period.customer_id, period.mailbox_id, period.address, period.service_class_id, Mailbox.id)
+        .outerjoin(Mailbox, Mailbox.id == period.mailbox_id)
+        .where(
+            period.customer_id.in_(ids),
+            period.status == MailboxStatus.ACTIVE,
+            period.valid_from < end,
+            sa.or_(
+                period.valid_to.is_(None),
+                sa.and_(period.valid_to > start, period.valid_to > period.valid_from),
+            ),
+        )
+        .order_by(period.customer_id, period.mailbox_id, period.valid_from)
+    )
+    best: dict[tuple[int, int], Line] = {}
+    for customer_id, mailbox_id, address, class_id, existing_id in rows:
+        price = prices.get(class_id, 0)
+        held = best.get((customer_id, mailbox_id))
+        if held is None or price > held.centipoints:
+            best[(customer_id, mailbox_id)] = Line(existing_id, address, class_id, names[class_id], price)
+    for (customer_id, _mailbox), line in best.items():
+        result[customer_id].append(line)
+    for lines in result.values():
+        lines.sort(key=lambda line: line.address)
+    return result
+
+
+def _insert_ignoring_charged(rows: list[dict]):
+    """INSERT the charge entries, skipping any (customer, day) already charged; RETURNING what it wrote."""
+    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
+    table = LedgerEntry.__table__
+    return (
+        dialect.insert(table)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["customer_id", "day"], index_where=sa.text(CHARGE_ONLY))
+        .returning(table.c.id, table.c.customer_id, table.c.centipoints)
+    )
+
+
+def _charge_batch(day: date, customer_ids: list[int], label: str) -> int:
+    """Charge day to these customers in one transaction; those charged already are skipped. How many charged."""
+    ids = sorted(customer_ids)  # the same order in every process: rows are locked in one order
+    lines = chargeable(day, ids)
+    now = clock.now()
+    entries = [
+        {
+            "customer_id": cid,
+            "kind": EntryKind.CHARGE.value,
+            "day": day,
+            "centipoints": -sum(line.centipoints for line in lines[cid]),
+            "reference": f"charge-{day.isoformat()}",
+            "reason": "",
+            "created_by": label,
+            "created_at": now,
+        }
+        for cid in ids
+    ]
+    written = db.session.execute(_insert_ignoring_charged(entries)).all()
+    line_rows = [
+        {
+            "entry_id": entry_id,
+            "mailbox_id": line.mailbox_id,
+            "address": line.address,
+            "service_class_id": line.service_class_id,
+            "class_name": line.class_name,
+            "centipoints": line.centipoints,
+        }
+        for entry_id, cid, _amount in written
+        for line in lines[cid]
+    ]
+    if line_rows:
+        db.session.execute(sa.insert(ChargeLine.__table__), line_rows)
+    moves = [
+        {"cid": cid, "delta": amount} for _id, cid, amount in sorted(written, key=lambda w: w[1]) if amount
+    ]
+    if moves:
+        customers = Customer.__table__
+        db.session.execute(
+            sa.update(customers)
+            .where(customers.c.id == sa.bindparam("cid"))
+            .values(balance_centipoints=customers.c.balance_centipoints + sa.bindparam("delta")),
+            moves,
+        )
+    db.session.commit()
+    return len(written)
+
+
+def charge_day(customer: Customer, day: date, label: str = "system") -> LedgerEntry | None:
+    """Charge one day to a Pay-per-Use customer: its entry (the existing one if the day was charged).
+
+    None for a contract customer (never charged)."""
+    if customer.plan != Plan.PAYG:
+        return None
+    customer_id = customer.id
+    _charge_batch(day, [customer_id], label)
+    return db.session.scalar(
+        sa.select(LedgerEntry).where(
+            LedgerEntry.customer_id == customer_id,
+            LedgerEntry.kind == EntryKind.CHARGE,
+            LedgerEntry.day == day,
+        )
+    )
+
+
+def first_uncharged_days(until: date) -> dict[int, date]:
+    """{customer_id: first day to charge} of the Pay-per-Use customers with a day to charge up to until."""
+    last = (
+        sa.select(LedgerEntry.customer_id, sa.func.max(LedgerEntry.day).label("last"))
+        .where(LedgerEntry.kind == EntryKind.CHARGE)
+        .group_by(LedgerEntry.customer_id)
+        .subquery()
+    )
+    rows = db.session.execute(
+        sa.select(Customer.id, Customer.created_at, last.c.last)
+        .outerjoin(last, last.c.customer_id == Customer.id)
+        .where(Customer.plan == Plan.PAYG)
+    )
+    due = {}
+    for customer_id, created_at, last_day in rows:
+        first = last_day + timedelta(days=1) if last_day is not None else clock.local_day(created_at)
+        if first <= until:
+            due[customer_id] = first
+    return due
+
+
+@dataclass
+class ChargeRun:
+    days: int = 0  # calendar days looked at
+    charged: int = 0  # entries written (customer-days)
+    skipped: int = 0  # customer-days another process had charged meanwhile
+
+
+def charge_until(
+    until: date | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    label: str = "system",
+) -> ChargeRun:
+    """Charge every Pay-per-Use customer every day not yet charged, up to until (yesterday by default),
+    day after day in order. Safe to run again, and alongside another run."""
+    until = until or clock.yesterday()
+    due = first_uncharged_days(until)
+    db.session.rollback()  # no transaction held while the batches run
+    run = ChargeRun()
+    if not due:
+        return run
+    total = sum((until - first).days + 1 for first in due.values())
+    done = 0
+    day = min(due.values())
+    while day <= until:
+        ids = sorted(cid for cid, first in due.items() if first <= day)
+        for at in range(0, len(ids), BATCH):
+            batch = ids[at : at + BATCH]
+            written = _charge_batch(day, batch, label)
+            run.charged += written
+            run.skipped += len(batch) - written
+            done += len(batch)
+            if progress is not None:
+                progress(done, total)
+        run.days += 1
+        day += timedelta(days=1)
+    return run
+
+
+# What a customer pays now, and for how long the balance lasts.
+
+
+def daily_cost(customer: Customer) -> int:
+    """Today's cost in centipoints: the mailboxes active now, at today's prices."""
+    prices = price_list(clock.today())
+    rows = db.session.execute(
+        sa.select(Mailbox.service_class_id, sa.func.count())
+        .where(Mailbox.customer_id == customer.id, Mailbox.status == MailboxStatus.ACTIVE)
+        .group_by(Mailbox.service_class_id)
+    )
+    return sum(prices.get(class_id, 0) * count for class_id, count in rows)
+
+
+def days_left(customer: Customer, cost: int | None = None) -> int | None:
+    """Whole days the balance pays at today's cost (0 when it is spent); None when nothing costs."""
+    cost = daily_cost(customer) if cost is None else cost
+    if cost <= 0:
+        return None
+    return max(0, customer.balance_centipoints // cost)
+
+
+@dataclass(frozen=True)
+class Wallet:
+    customer: Customer
+    balance: int
+    daily_cost: int
+    days_left: int | None
+    state: str  # ok | warning | grace | on_hold
+
+
+def _payg(customer: Customer) -> Customer:
+    if customer.plan != Plan.PAYG:
+        raise Conflict(_("Il cliente ha un contratto a canone: non ha un conto a punti."))
+    return customer
+
+
+def wallet(actor: Actor, customer_id: object) -> Wallet:
+    """The point account of a Pay-per-Use customer (a contract customer's is a Conflict).
+
+    state: grace while the balance is negative, warning when it lasts 14 days or fewer, else ok.
+    (on_hold comes with the customer hold.)"""
+    customer = _payg(customer_for(actor, customer_id))
+    cost = daily_cost(customer)
+    left = days_left(customer, cost)
+    if customer.balance_centipoints < 0:
+        state = "grace"
+    elif left is not None and left <= WARNING_DAYS:
+        state = "warning"
+    else:
+        state = "ok"
+    return Wallet(customer, customer.balance_centipoints, cost, left, state)
+
+
+# Entries other than charges.
+
+
+def _add_entry(
+    actor: Actor, customer: Customer, kind: EntryKind, centipoints: int, reference: str, reason: str
+):
+    customer_id = customer.id
+    entry = LedgerEntry(
+        customer_id=customer_id,
+        kind=kind.value,
+        day=None,
+        centipoints=centipoints,
+        reference=reference,
+        reason=reason,
+        created_by=actor.label,
+        created_at=clock.now(),
+    )
+    db.session.add(entry)
+    customers = Customer.__table__
+    db.session.execute(
+        sa.update(customers)
+        .where(customers.c.id == customer_id)
+        .values(balance_centipoints=customers.c.balance_centipoints + centipoints)
+    )
+    audit.record(
+        actor,
+        f"ledger.{kind.value}",
+        customer_id=customer_id,
+        target=reference or reason,
+        changes={"centipoints": [None, centipoints]},
+    )
+    db.session.commit()
+    db.session.refresh(customer)
+    return entry
+
+
+def record_credit(
+    actor: Actor, customer_id: object, eur_cents: object, reference: object, *, first: bool = False
+) -> LedgerEntry:
+    """A received payment (or the first credit at signature) in EUR cents, credited as points (staff)."""
+    require_staff(actor)
+    customer = _payg(customer_for(actor, customer_id))
+    cents = fields.integer(eur_cents, "eur_cents", minimum=1, maximum=MAX_EUR_CENTS)
+    ref = fields.text(reference, "reference", max_len=100)
+    kind = EntryKind.FIRST_CREDIT if first else EntryKind.CREDIT
+    return _add_entry(actor, customer, kind, cents * CENTIPOINTS_PER_EUR_CENT, ref, "")
+
+
+def record_adjustment(actor: Actor, customer_id: object, centipoints: object, reason: object) -> LedgerEntry:
+    """A staff correction in centipoints (either sign), with its mandatory reason."""
+    require_staff(actor)
+    customer = _payg(customer_for(actor, customer_id))
+    limit = MAX_EUR_CENTS * CENTIPOINTS_PER_EUR_CENT
+    amount = fields.integer(centipoints, "centipoints", minimum=-limit, maximum=limit)
+    if amount == 0:
+        raise ValidationError.one("centipoints", _("Una rettifica di zero punti non cambia nulla."))
+    why = fields.text(reason, "reason", max_len=500)
+    return _add_entry(actor, customer, EntryKind.ADJUSTMENT, amount, "", why)
+
+
+def ledger(
+    actor: Actor, customer_id: object, start: date | None = None, end: date | None = None
+) -> list[LedgerEntry]:
+    """A Pay-per-Use customer's entries from start to end (provider days, both included), in the order written:
+    a charge by the day it charges, any other entry by the day it was made."""
+    customer = _payg(customer_for(actor, customer_id))
+    query = sa.select(LedgerEntry).where(LedgerEntry.customer_id == customer.id)
+    if start is not None:
+        query = query.where(
+            sa.or_(
+                LedgerEntry.day >= start,
+                sa.and_(LedgerEntry.day.is_(None), LedgerEntry.created_at >= clock.day_bounds(start)[0]),
+            )
+        )
+    if end is not None:
+        query = query.where(
+            sa.or_(
+                LedgerEntry.day <= end,
+                sa.and_(LedgerEntry.day.is_(None), LedgerEntry.created_at < clock.day_bounds(end)[1]),
+            )
+        )
+    query = query.options(selectinload(LedgerEntry.lines)).order_by(LedgerEntry.id)
+    return list(db.session.scalars(query))
+
+
+# The checks of `flask billing verify`.
+
+
+def verify() -> list[str]:
+    """Every problem of the ledger, worded for an operator; empty when all is well."""
+    problems: list[str] = []
+    sums = (
+        sa.select(LedgerEntry.customer_id, sa.func.sum(LedgerEntry.centipoints).label("total"))
+        .group_by(LedgerEntry.customer_id)
+        .subquery()
+    )
+    total = sa.func.coalesce(sums.c.total, 0)
+    for cid, balance, expected in db.session.execute(
+        sa.select(Customer.id, Customer.balance_centipoints, total)
+        .outerjoin(sums, sums.c.customer_id == Customer.id)
+        .where(Customer.balance_centipoints != total)
+        .order_by(Customer.id)
+    ):
+        problems.append(
+            _(
+                "Cliente %(id)s: saldo %(balance)s, ma la somma dei movimenti è %(total)s.",
+                id=cid,
+                balance=balance,
+                total=expected,
+            )
+        )
+    for cid, day, count in db.session.execute(
+        sa.select(LedgerEntry.customer_id, LedgerEntry.day, sa.func.count())
+        .where(LedgerEntry.kind == EntryKind.CHARGE)
+        .group_by(LedgerEntry.customer_id, LedgerEntry.day)
+        .having(sa.func.count() > 1)
+    ):
+        problems.append(
+            _("Cliente %(id)s: il giorno %(day)s è addebitato %(count)s volte.", id=cid, day=day, count=count)
+        )
+    lines = (
+        sa.select(ChargeLine.entry_id, sa.func.sum(ChargeLine.centipoints).label("total"))
+        .group_by(ChargeLine.entry_id)
+        .subquery()
+    )
+    for entry_id, cid, amount, expected in db.session.execute(
+        sa.select(
+            LedgerEntry.id,
+            LedgerEntry.customer_id,
+            LedgerEntry.centipoints,
+            -sa.func.coalesce(lines.c.total, 0),
+        )
+        .outerjoin(lines, lines.c.entry_id == LedgerEntry.id)
+        .where(
+            LedgerEntry.kind == EntryKind.CHARGE,
+            LedgerEntry.centipoints != -sa.func.coalesce(lines.c.total, 0),
+        )
+    ):
+        problems.append(
+            _(
+                "Cliente %(id)s: l'addebito %(entry)s vale %(amount)s, ma le sue righe sommano %(total)s.",
+                id=cid,
+                entry=entry_id,
+                amount=amount,
+                total=expected,
+            )
+        )
+    db.session.rollback()
+    return problems
