@@ -79,6 +79,16 @@ def price_list(day: date) -> dict[int, int]:
     return {class_id: price for class_id, price in rows}
 
 
+def price_since(day: date) -> dict[int, date]:
+    """{service_class_id: the date the price in force on day applies from}."""
+    rows = db.session.execute(
+        sa.select(Price.service_class_id, sa.func.max(Price.valid_from))
+        .where(Price.valid_from <= day)
+        .group_by(Price.service_class_id)
+    )
+    return dict(rows.all())
+
+
 def price_history() -> list[Price]:
     """Every price row, per class, newest first."""
     return list(
