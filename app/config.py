@@ -37,6 +37,8 @@ class Config:
     TIMEZONE = os.environ.get("TIMEZONE", "Europe/Rome")
     # Pay-per-Use days are calendar days here (23 or 25 hours when the clocks change).
     PROVIDER_TIMEZONE = os.environ.get("PROVIDER_TIMEZONE", TIMEZONE)
+    # Customers charged in one transaction of the daily charge (one day each).
+    BILLING_BATCH = int(os.environ.get("BILLING_BATCH", "500"))
 
     BABEL_DEFAULT_LOCALE = "it"
     BABEL_DEFAULT_TIMEZONE = TIMEZONE

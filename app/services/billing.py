@@ -32,6 +32,7 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 import sqlalchemy as sa
+from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import selectinload
@@ -47,8 +48,6 @@ from app.services.errors import Conflict, ValidationError
 CENTIPOINTS_PER_EUR_CENT = 80
 CENTIPOINTS_PER_EUR = 100 * CENTIPOINTS_PER_EUR_CENT
 WARNING_DAYS = 14
-# Customers charged in one transaction (one day each): bounded work per commit.
-BATCH = 500
 MAX_EUR_CENTS = 100_000_000  # one million EUR in one payment
 MAX_PRICE = 1_000_000  # 10.000 points a day
 
@@ -304,13 +303,14 @@ def charge_until(
     run = ChargeRun()
     if not due:
         return run
+    batch_size = current_app.config["BILLING_BATCH"]  # customers per transaction: bounded work per commit
     total = sum((until - first).days + 1 for first in due.values())
     done = 0
     day = min(due.values())
     while day <= until:
         ids = sorted(cid for cid, first in due.items() if first <= day)
-        for at in range(0, len(ids), BATCH):
-            batch = ids[at : at + BATCH]
+        for at in range(0, len(ids), batch_size):
+            batch = ids[at : at + batch_size]
             written = _charge_batch(day, batch, label)
             run.charged += written
             run.skipped += len(batch) - written

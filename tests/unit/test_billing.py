@@ -294,3 +294,70 @@ def test_verify_finds_a_balance_that_is_not_the_sum_of_the_entries(make):
     assert len(problems) == 1 and str(c.id) in problems[0]
     db.session.execute(sa.update(Customer).where(Customer.id == c.id).values(balance_centipoints=8000))
     db.session.commit()
+
+
+def test_flask_billing_charge_and_verify(app, make):
+    runner = app.test_cli_runner()
+    c = make.customer()
+    created(c, rome(2026, 5, 1, 9))
+    timeline(make.mailbox(c), ("active", BM100, rome(2026, 5, 1, 9), None))
+    clock.set_now(rome(2026, 5, 6, 0, 30))
+
+    result = runner.invoke(args=["billing", "charge", "--date", "2026-05-03"])
+    assert result.exit_code == 0, result.output
+    assert list(charges(c)) == [date(2026, 5, 1), date(2026, 5, 2), date(2026, 5, 3)]
+    result = runner.invoke(args=["billing", "charge"])  # up to yesterday, the 5th
+    assert result.exit_code == 0 and list(charges(c))[-1] == date(2026, 5, 5)
+    assert "Addebitati 2 " in result.output
+
+    for bad in ("05/03/2026", "2026-05-06"):  # not a date; today is not over
+        refused = runner.invoke(args=["billing", "charge", "--date", bad])
+        assert refused.exit_code == 2 and refused.output.startswith("Errore: ")
+
+    ok = runner.invoke(args=["billing", "verify"])
+    assert ok.exit_code == 0 and "in ordine" in ok.output
+    db.session.execute(sa.update(Customer).where(Customer.id == c.id).values(balance_centipoints=0))
+    db.session.commit()
+    broken = runner.invoke(args=["billing", "verify"])
+    assert broken.exit_code == 1 and "la somma dei movimenti è -500" in broken.output
+    db.session.execute(sa.update(Customer).where(Customer.id == c.id).values(balance_centipoints=-500))
+    db.session.commit()
+
+
+def test_the_charge_job_charges_up_to_yesterday_with_progress(app, make):
+    from app.models import Job
+    from app.services import jobs
+
+    app.config["JOBS_INLINE"] = True
+    try:
+        customers = [make.customer() for _ in range(3)]
+        for c in customers:
+            created(c, rome(2026, 5, 1, 9))
+        clock.set_now(rome(2026, 5, 3, 0, 10))
+        job = jobs.enqueue(make.SYSTEM, "billing_charge")
+    finally:
+        app.config["JOBS_INLINE"] = False
+    row = db.session.get(Job, job.id)
+    db.session.refresh(row)
+    assert (row.state, row.queue, row.done, row.total) == ("done", "billing", 6, 6)
+    assert row.result == {"days": 2, "charged": 6, "skipped": 0}
+
+
+def test_the_hourly_cron_look_queues_the_charge_only_when_a_day_is_left(app, make):
+    from app import jobs as entry
+
+    entry.use_app(app)
+    app.config["JOBS_INLINE"] = True
+    try:
+        c = make.customer()
+        created(c, rome(2026, 5, 1, 9))
+        clock.set_now(rome(2026, 5, 1, 23, 5))
+        assert entry.schedule_billing_charge() is None  # the customer's first day is not over
+        clock.set_now(rome(2026, 5, 2, 0, 5))
+        assert entry.schedule_billing_charge() is not None
+        assert list(charges(c)) == [date(2026, 5, 1)]
+        clock.set_now(rome(2026, 5, 2, 1, 5))
+        assert entry.schedule_billing_charge() is None
+    finally:
+        app.config["JOBS_INLINE"] = False
+        entry.use_app(None)
