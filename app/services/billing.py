@@ -26,7 +26,7 @@ runs). Entries are never updated nor deleted: a correction is a new entry.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import aliased, selectinload
 
 from app.extensions import db
 from app.models import ChargeLine, Customer, LedgerEntry, Mailbox, MailboxPeriod, Price, ServiceClass
@@ -135,34 +135,47 @@ def _class_names() -> dict[int, str]:
 # The daily charge.
 
 
-@dataclass(frozen=True)
-class Line:
-    mailbox_id: int | None  # None when the mailbox no longer exists
-    address: str
-    service_class_id: int
-    class_name: str
-    centipoints: int
+def _day_prices(day: date):
+    """(service_class_id, price) in force on day, as a subquery: each class's row with the latest valid_from."""
+    later = aliased(Price)
+    latest = (
+        sa.select(sa.func.max(later.valid_from))
+        .where(later.service_class_id == Price.service_class_id, later.valid_from <= day)
+        .scalar_subquery()
+    )
+    return (
+        sa.select(Price.service_class_id, Price.centipoints_per_day.label("price"))
+        .where(Price.valid_from == latest)
+        .subquery("day_prices")
+    )
 
 
-def chargeable(day: date, customer_ids: Iterable[int]) -> dict[int, list[Line]]:
-    """{customer_id: lines} of day for these customers, read in one query of their periods.
+def _ranked_periods(day: date, customer_ids: list[int]):
+    """The periods of these customers active at some moment of day, each with its class's price that day
+    and its rank within its mailbox (1: the highest price; between equals, the latest period).
 
-    A mailbox's line is at the highest price among the classes it held while active that
-    day (a period of no length does not count), with the address of that period.
-    """
-    ids = list(customer_ids)
-    result: dict[int, list[Line]] = {cid: [] for cid in ids}
-    if not ids:
-        return result
+    A period of no length does not count; a class without a price costs 0 (and still makes a line)."""
     start, end = clock.day_bounds(day)
-    prices = price_list(day)
-    names = _class_names()
     period = MailboxPeriod
-    rows = db.session.execute(
-        sa.select(period.customer_id, period.mailbox_id, period.address, period.service_class_id, Mailbox.id)
-        .outerjoin(Mailbox, Mailbox.id == period.mailbox_id)
+    prices = _day_prices(day)
+    price = sa.func.coalesce(prices.c.price, 0)
+    return (
+        sa.select(
+            period.customer_id,
+            period.mailbox_id,
+            period.address,
+            period.service_class_id,
+            price.label("price"),
+            sa.func.row_number()
+            .over(
+                partition_by=(period.customer_id, period.mailbox_id),
+                order_by=(price.desc(), period.valid_from.desc()),
+            )
+            .label("rank"),
+        )
+        .outerjoin(prices, prices.c.service_class_id == period.service_class_id)
         .where(
-            period.customer_id.in_(ids),
+            period.customer_id.in_(customer_ids),
             period.status == MailboxStatus.ACTIVE,
             period.valid_from < end,
             sa.or_(
@@ -170,19 +183,8 @@ def chargeable(day: date, customer_ids: Iterable[int]) -> dict[int, list[Line]]:
                 sa.and_(period.valid_to > start, period.valid_to > period.valid_from),
             ),
         )
-        .order_by(period.customer_id, period.mailbox_id, period.valid_from)
+        .subquery("ranked")
     )
-    best: dict[tuple[int, int], Line] = {}
-    for customer_id, mailbox_id, address, class_id, existing_id in rows:
-        price = prices.get(class_id, 0)
-        held = best.get((customer_id, mailbox_id))
-        if held is None or price > held.centipoints:
-            best[(customer_id, mailbox_id)] = Line(existing_id, address, class_id, names[class_id], price)
-    for (customer_id, _mailbox), line in best.items():
-        result[customer_id].append(line)
-    for lines in result.values():
-        lines.sort(key=lambda line: line.address)
-    return result
 
 
 def _insert_ignoring_charged(rows: list[dict]):
@@ -198,16 +200,27 @@ def _insert_ignoring_charged(rows: list[dict]):
 
 
 def _charge_batch(day: date, customer_ids: list[int], label: str) -> int:
-    """Charge day to these customers in one transaction; those charged already are skipped. How many charged."""
+    """Charge day to these customers in one transaction; those charged already are skipped. How many charged.
+
+    Set-based: one query sums each customer's lines, one INSERT writes the entries (skipping the
+    days already charged), one INSERT ... SELECT writes the lines of the entries just written,
+    one UPDATE per batch (executemany) moves their balances."""
     ids = sorted(customer_ids)  # the same order in every process: rows are locked in one order
-    lines = chargeable(day, ids)
+    ranked = _ranked_periods(day, ids)
+    totals = dict(
+        db.session.execute(
+            sa.select(ranked.c.customer_id, sa.func.sum(ranked.c.price))
+            .where(ranked.c.rank == 1)
+            .group_by(ranked.c.customer_id)
+        ).all()
+    )
     now = clock.now()
     entries = [
         {
             "customer_id": cid,
             "kind": EntryKind.CHARGE.value,
             "day": day,
-            "centipoints": -sum(line.centipoints for line in lines[cid]),
+            "centipoints": -int(totals.get(cid) or 0),
             "reference": f"charge-{day.isoformat()}",
             "reason": "",
             "created_by": label,
@@ -216,20 +229,36 @@ def _charge_batch(day: date, customer_ids: list[int], label: str) -> int:
         for cid in ids
     ]
     written = db.session.execute(_insert_ignoring_charged(entries)).all()
-    line_rows = [
-        {
-            "entry_id": entry_id,
-            "mailbox_id": line.mailbox_id,
-            "address": line.address,
-            "service_class_id": line.service_class_id,
-            "class_name": line.class_name,
-            "centipoints": line.centipoints,
-        }
-        for entry_id, cid, _amount in written
-        for line in lines[cid]
-    ]
-    if line_rows:
-        db.session.execute(sa.insert(ChargeLine.__table__), line_rows)
+    charged = [entry_id for entry_id, _cid, amount in written if amount]
+    if charged:
+        ledger = LedgerEntry.__table__
+        mailboxes = Mailbox.__table__
+        lines = _ranked_periods(day, sorted(cid for _id, cid, amount in written if amount))
+        names = sa.case(_class_names(), value=lines.c.service_class_id, else_="")
+        db.session.execute(
+            sa.insert(ChargeLine.__table__).from_select(
+                ["entry_id", "mailbox_id", "address", "service_class_id", "class_name", "centipoints"],
+                sa.select(
+                    ledger.c.id,
+                    mailboxes.c.id,
+                    lines.c.address,
+                    lines.c.service_class_id,
+                    names,
+                    lines.c.price,
+                )
+                .select_from(lines)
+                .join(
+                    ledger,
+                    sa.and_(
+                        ledger.c.customer_id == lines.c.customer_id,
+                        ledger.c.kind == EntryKind.CHARGE.value,
+                        ledger.c.day == day,
+                    ),
+                )
+                .outerjoin(mailboxes, mailboxes.c.id == lines.c.mailbox_id)
+                .where(lines.c.rank == 1, ledger.c.id.in_(charged)),
+            )
+        )
     moves = [
         {"cid": cid, "delta": amount} for _id, cid, amount in sorted(written, key=lambda w: w[1]) if amount
     ]
