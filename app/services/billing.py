@@ -187,13 +187,40 @@ def _ranked_periods(day: date, customer_ids: list[int]):
     )
 
 
-def _insert_ignoring_charged(rows: list[dict]):
-    """INSERT the charge entries, skipping any (customer, day) already charged; RETURNING what it wrote."""
+def _insert_charges(day: date, customer_ids: list[int], label: str):
+    """INSERT ... SELECT the day's charge entry of each of these customers (the sum of its ranked lines),
+    skipping any (customer, day) already charged; RETURNING (id, customer_id, centipoints) of those written."""
+    ranked = _ranked_periods(day, customer_ids)
+    totals = (
+        sa.select(ranked.c.customer_id, sa.func.sum(ranked.c.price).label("total"))
+        .where(ranked.c.rank == 1)
+        .group_by(ranked.c.customer_id)
+        .subquery("totals")
+    )
+    customers = Customer.__table__
+    rows = (
+        sa.select(
+            customers.c.id,
+            sa.literal(EntryKind.CHARGE.value),
+            sa.literal(day, sa.Date),
+            -sa.func.coalesce(totals.c.total, 0),
+            sa.literal(f"charge-{day.isoformat()}"),
+            sa.literal(""),
+            sa.literal(label),
+            sa.literal(clock.now(), LedgerEntry.created_at.type),
+        )
+        .outerjoin(totals, totals.c.customer_id == customers.c.id)
+        .where(customers.c.id.in_(customer_ids))
+        .order_by(customers.c.id)  # the same order in every process: rows are locked in one order
+    )
     dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
     table = LedgerEntry.__table__
     return (
         dialect.insert(table)
-        .values(rows)
+        .from_select(
+            ["customer_id", "kind", "day", "centipoints", "reference", "reason", "created_by", "created_at"],
+            rows,
+        )
         .on_conflict_do_nothing(index_elements=["customer_id", "day"], index_where=sa.text(CHARGE_ONLY))
         .returning(table.c.id, table.c.customer_id, table.c.centipoints)
     )
@@ -202,38 +229,18 @@ def _insert_ignoring_charged(rows: list[dict]):
 def _charge_batch(day: date, customer_ids: list[int], label: str) -> int:
     """Charge day to these customers in one transaction; those charged already are skipped. How many charged.
 
-    Set-based: one query sums each customer's lines, one INSERT writes the entries (skipping the
-    days already charged), one INSERT ... SELECT writes the lines of the entries just written,
-    one UPDATE per batch (executemany) moves their balances."""
-    ids = sorted(customer_ids)  # the same order in every process: rows are locked in one order
-    ranked = _ranked_periods(day, ids)
-    totals = dict(
-        db.session.execute(
-            sa.select(ranked.c.customer_id, sa.func.sum(ranked.c.price))
-            .where(ranked.c.rank == 1)
-            .group_by(ranked.c.customer_id)
-        ).all()
-    )
-    now = clock.now()
-    entries = [
-        {
-            "customer_id": cid,
-            "kind": EntryKind.CHARGE.value,
-            "day": day,
-            "centipoints": -int(totals.get(cid) or 0),
-            "reference": f"charge-{day.isoformat()}",
-            "reason": "",
-            "created_by": label,
-            "created_at": now,
-        }
-        for cid in ids
-    ]
-    written = db.session.execute(_insert_ignoring_charged(entries)).all()
-    charged = [entry_id for entry_id, _cid, amount in written if amount]
+    Set-based, three statements whatever the number of mailboxes: an INSERT ... SELECT of the
+    entries (skipping the days already charged), an INSERT ... SELECT of the lines of the
+    entries just written, an UPDATE ... FROM of their customers' balances."""
+    ids = sorted(customer_ids)
+    written = db.session.execute(_insert_charges(day, ids, label)).all()
+    charged = sorted((cid, entry_id) for entry_id, cid, amount in written if amount)
     if charged:
         ledger = LedgerEntry.__table__
         mailboxes = Mailbox.__table__
-        lines = _ranked_periods(day, sorted(cid for _id, cid, amount in written if amount))
+        customers = Customer.__table__
+        entry_ids = [entry_id for _cid, entry_id in charged]
+        lines = _ranked_periods(day, [cid for cid, _entry_id in charged])
         names = sa.case(_class_names(), value=lines.c.service_class_id, else_="")
         db.session.execute(
             sa.insert(ChargeLine.__table__).from_select(
@@ -256,19 +263,14 @@ def _charge_batch(day: date, customer_ids: list[int], label: str) -> int:
                     ),
                 )
                 .outerjoin(mailboxes, mailboxes.c.id == lines.c.mailbox_id)
-                .where(lines.c.rank == 1, ledger.c.id.in_(charged)),
+                .where(lines.c.rank == 1, ledger.c.id.in_(entry_ids)),
             )
         )
-    moves = [
-        {"cid": cid, "delta": amount} for _id, cid, amount in sorted(written, key=lambda w: w[1]) if amount
-    ]
-    if moves:
-        customers = Customer.__table__
         db.session.execute(
             sa.update(customers)
-            .where(customers.c.id == sa.bindparam("cid"))
-            .values(balance_centipoints=customers.c.balance_centipoints + sa.bindparam("delta")),
-            moves,
+            .where(customers.c.id == ledger.c.customer_id, ledger.c.id.in_(entry_ids))
+            .values(balance_centipoints=customers.c.balance_centipoints + ledger.c.centipoints)
+            .execution_options(synchronize_session=False)
         )
     db.session.commit()
     return len(written)
