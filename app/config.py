@@ -35,6 +35,10 @@ class Config:
     # The domains of PROVIDER_MX_HOST, PROVIDER_MAIL_HOST and SALES_EMAIL always count too.
     PROVIDER_DOMAINS = os.environ.get("PROVIDER_DOMAINS", "")
     TIMEZONE = os.environ.get("TIMEZONE", "Europe/Rome")
+    # Pay-per-Use days are calendar days here (23 or 25 hours when the clocks change).
+    PROVIDER_TIMEZONE = os.environ.get("PROVIDER_TIMEZONE", TIMEZONE)
+    # Customers charged in one transaction of the daily charge (one day each).
+    BILLING_BATCH = int(os.environ.get("BILLING_BATCH", "500"))
 
     BABEL_DEFAULT_LOCALE = "it"
     BABEL_DEFAULT_TIMEZONE = TIMEZONE

@@ -2,7 +2,13 @@
 
 from rq import cron
 
-from app.jobs import heartbeat, schedule_quota_refresh, send_pending_emails, sweep_stale_jobs
+from app.jobs import (
+    heartbeat,
+    schedule_billing_charge,
+    schedule_quota_refresh,
+    send_pending_emails,
+    sweep_stale_jobs,
+)
 
 cron.register(heartbeat, queue_name="default", interval=60)
 # Running jobs whose worker died are failed and retried (their heartbeat stopped).
@@ -11,3 +17,9 @@ cron.register(sweep_stale_jobs, queue_name="default", interval=60)
 cron.register(schedule_quota_refresh, queue_name="default", interval=15 * 60)
 # The outbox's mails that are due: new ones whose job did not run, and the retries (backoff).
 cron.register(send_pending_emails, queue_name="default", interval=60)
+
+# The Pay-per-Use daily charge. rq reads cron strings in the cron process's own timezone, not
+# necessarily the provider's (PROVIDER_TIMEZONE), so it looks every hour at :05: the first look
+# after the provider's midnight queues the charge of the day just ended; the others find nothing
+# left to charge and queue nothing.
+cron.register(schedule_billing_charge, queue_name="billing", cron="5 * * * *")

@@ -219,6 +219,15 @@ def send_email(ctx: JobContext, *outbox_ids: int) -> dict:
     return {"sent": done.sent}
 
 
+@job("billing_charge", queue="billing", timeout=2 * 60 * 60, cancellable=False)
+def charge_days(ctx: JobContext) -> dict:
+    """The Pay-per-Use daily charge: every day not yet charged up to yesterday (a no-op when none is)."""
+    from app.services import billing
+
+    run = billing.charge_until(progress=ctx.progress, label="job")
+    return {"days": run.days, "charged": run.charged, "skipped": run.skipped}
+
+
 # Plain RQ functions for the cron (no row: housekeeping).
 
 
@@ -252,6 +261,16 @@ def send_pending_emails() -> int:
         if done.taken < outbox.BATCH or done.sent < done.taken:
             break  # all sent, or the relay is in trouble: the next tick tries again
     return sent
+
+
+def schedule_billing_charge() -> int | None:
+    """Queue the daily charge when a Pay-per-Use day is left to charge (and none is queued or running)."""
+    from app.services import billing, clock, jobs
+    from app.services.access import Actor
+
+    if not billing.first_uncharged_days(clock.yesterday()):
+        return None
+    return jobs.enqueue(Actor.system("cron", via="job"), "billing_charge", reuse_active=True).id
 
 
 @in_app_context

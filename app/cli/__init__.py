@@ -4,6 +4,7 @@
     tokens.py      flask tokens create
     demo.py        flask seed-demo, and the demo data it loads
     mailserver.py  flask mailserver config|master-user
+    billing.py     flask billing charge|verify
     errors.py      how every one of them fails
 
 Commands parse their options, call services and print. Every command is
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from app.cli.billing import billing_group
 from app.cli.demo import seed_demo_command
 from app.cli.mailserver import mailserver_group
 from app.cli.tokens import tokens_group
@@ -32,5 +34,5 @@ from app.cli.users import users_group
 
 
 def register_cli(app: Flask) -> None:
-    for command in (users_group, tokens_group, seed_demo_command, mailserver_group):
+    for command in (users_group, tokens_group, seed_demo_command, mailserver_group, billing_group):
         app.cli.add_command(command)

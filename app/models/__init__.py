@@ -1,6 +1,7 @@
 """SQLAlchemy models, one module per area. Import them all so Alembic sees them."""
 
 from app.models.audit import AuditEvent
+from app.models.billing import ChargeLine, LedgerEntry, Price
 from app.models.catalog import ServiceClass
 from app.models.customers import Allowance, CapacityRequest, Customer
 from app.models.jobs import Job
@@ -23,16 +24,19 @@ __all__ = [
     "ApiToken",
     "AuditEvent",
     "CapacityRequest",
+    "ChargeLine",
     "Customer",
     "DistributionList",
     "Domain",
     "Job",
+    "LedgerEntry",
     "ListMember",
     "Mailbox",
     "MailboxPeriod",
     "MailboxUsage",
     "MailboxWord",
     "Outbox",
+    "Price",
     "RecoveryCode",
     "ServiceClass",
     "UsageRefresh",

@@ -36,6 +36,9 @@ class Customer(db.Model):
     on_hold_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     on_hold_reason: Mapped[str | None] = mapped_column(sa.String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Pay-per-Use: the point account's balance in centipoints, the sum of its ledger entries
+    # (app/services/billing.py writes both in one transaction; `flask billing verify` checks).
+    balance_centipoints: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
 
     allowances: Mapped[list["Allowance"]] = relationship(
         back_populates="customer", cascade="all, delete-orphan"

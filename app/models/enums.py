@@ -98,4 +98,25 @@ class OutboxState(Codes):
     FAILED = "failed"
 
 
-ALL = (MailboxStatus, Plan, Role, RequestStatus, DomainState, PostPolicy, Locale, JobState, OutboxState)
+class EntryKind(Codes):
+    """A ledger entry of a Pay-per-Use customer's point account: a daily charge (negative),
+    a received payment, the first credit at signature, or a staff adjustment (with a reason)."""
+
+    CHARGE = "charge"
+    CREDIT = "credit"
+    ADJUSTMENT = "adjustment"
+    FIRST_CREDIT = "first_credit"
+
+
+ALL = (
+    MailboxStatus,
+    Plan,
+    Role,
+    RequestStatus,
+    DomainState,
+    PostPolicy,
+    Locale,
+    JobState,
+    OutboxState,
+    EntryKind,
+)

@@ -17,6 +17,7 @@ from flask_babel import lazy_gettext as _l
 from app.models.enums import (
     Codes,
     DomainState,
+    EntryKind,
     JobState,
     Locale,
     MailboxStatus,
@@ -63,6 +64,12 @@ OUTBOX_STATE = {
     OutboxState.SENT: _l("Inviata"),
     OutboxState.FAILED: _l("Non inviata"),
 }
+ENTRY_KIND = {
+    EntryKind.CHARGE: _l("Addebito giornaliero"),
+    EntryKind.CREDIT: _l("Ricarica"),
+    EntryKind.ADJUSTMENT: _l("Rettifica"),
+    EntryKind.FIRST_CREDIT: _l("Credito iniziale"),
+}
 VIA = {"web": "Web", "api": "API", "cli": _l("riga di comando"), "job": _l("attività pianificata")}
 
 KINDS = {
@@ -76,6 +83,7 @@ KINDS = {
     "post_policy": POST_POLICY,
     "job_state": JOB_STATE,
     "outbox_state": OUTBOX_STATE,
+    "entry_kind": ENTRY_KIND,
 }
 # The codes behind each kind that is a stored enum: the values a form may offer.
 ENUMS: dict[str, type[Codes]] = {
@@ -88,6 +96,7 @@ ENUMS: dict[str, type[Codes]] = {
     "post_policy": PostPolicy,
     "job_state": JobState,
     "outbox_state": OutboxState,
+    "entry_kind": EntryKind,
 }
 
 # What every door says of a value that is not one of an enum's codes.
@@ -109,6 +118,10 @@ ACTION = {
     "domain.create": _l("Dominio aggiunto"),
     "domain.approve": _l("Dominio approvato"),
     "domain.delete": _l("Dominio tolto"),
+    "price.set": _l("Prezzo impostato"),
+    "ledger.credit": _l("Ricarica registrata"),
+    "ledger.first_credit": _l("Credito iniziale registrato"),
+    "ledger.adjustment": _l("Rettifica registrata"),
     "mailbox.create": _l("Casella creata"),
     "mailbox.update": _l("Casella modificata"),
     "mailbox.delete": _l("Casella eliminata"),

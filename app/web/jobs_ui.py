@@ -27,7 +27,11 @@ STATE_BADGES = {
     "failed": "rejected",
     "cancelled": "disabled",
 }
-KIND_LABELS = {"quota_refresh": _l("Aggiornamento dello spazio occupato")}
+KIND_LABELS = {
+    "quota_refresh": _l("Aggiornamento dello spazio occupato"),
+    "billing_charge": _l("Addebito giornaliero dei punti"),
+    "send_email": _l("Invio di email"),
+}
 # A queued job nobody took for this long: the component says the workers are stopped or busy.
 WAITING_LONG = timedelta(minutes=2)
 

@@ -7,7 +7,7 @@ caller queue a mail once; `claimed_by`/`claimed_until` keep two senders from
 taking the same mail.
 
 Revision ID: 0012_outbox
-Revises: 0010_mailbox_words
+Revises: 0011_billing
 Create Date: 2026-12-01 18:40:00
 
 """
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_outbox"
-down_revision = "0010_mailbox_words"
+down_revision = "0011_billing"
 branch_labels = None
 depends_on = None
 
