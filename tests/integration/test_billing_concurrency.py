@@ -24,7 +24,12 @@ from app.services import billing
 from tests.billingkit import class_id, ledger_checked, rome  # noqa: F401
 from tests.integration.test_supervision import ROOT
 
-pytestmark = pytest.mark.usefixtures("ledger_checked")
+pytestmark = [
+    pytest.mark.usefixtures("ledger_checked"),
+    # Concurrent charge processes need PostgreSQL's locks: these tests run on it alone
+    # (not collected for SQLite, rather than skipped there).
+    pytest.mark.parametrize("backend", ["postgresql"], indirect=True),
+]
 
 UNTIL = date(2026, 1, 20)
 DAYS = 20  # 1 to 20 January
@@ -32,8 +37,6 @@ DAYS = 20  # 1 to 20 January
 
 @pytest.fixture
 def postgresql(backend, database_url):
-    if backend != "postgresql":
-        pytest.skip("concurrent charge processes: PostgreSQL only")
     return database_url
 
 
