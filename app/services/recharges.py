@@ -20,6 +20,7 @@ from typing import Protocol
 
 import sqlalchemy as sa
 from flask import current_app
+from flask_babel import format_decimal
 from flask_babel import gettext as _
 
 from app.extensions import db
@@ -100,8 +101,10 @@ def method(code: str = BankTransfer.code) -> PaymentMethod:
     return METHODS[code]
 
 
-def parse_eur(value: object) -> int:
-    """An amount in EUR ("50", "50,5", "1.234,50", 50) as EUR cents, within MIN_EUR..MAX_EUR."""
+def eur_cents(
+    value: object, field: str = "eur", *, minimum: int = 1, maximum: int = billing.MAX_EUR_CENTS
+) -> int:
+    """An amount in EUR as people type it ("50", "50,5", "1.234,50", 50) as EUR cents, in [minimum, maximum]."""
     if isinstance(value, bool):
         value = None
     text = str(value).strip() if value is not None else ""
@@ -112,15 +115,29 @@ def parse_eur(value: object) -> int:
     except InvalidOperation:
         amount = None
     if amount is None or not amount.is_finite():
-        raise ValidationError.one("eur", _("Indica un importo in euro, per esempio 50 o 50,00."))
+        raise ValidationError.one(field, _("Indica un importo in euro, per esempio 50 o 50,00."))
     if amount != amount.quantize(Decimal("0.01")):
-        raise ValidationError.one("eur", _("L'importo ha al massimo due decimali (i centesimi)."))
-    if not MIN_EUR <= amount <= MAX_EUR:
+        raise ValidationError.one(field, _("L'importo ha al massimo due decimali (i centesimi)."))
+    cents = int(amount * 100)
+    if not minimum <= cents <= maximum:
         raise ValidationError.one(
-            "eur",
-            _("Una ricarica va da %(min)s a %(max)s EUR.", min=MIN_EUR, max=f"{MAX_EUR:,}".replace(",", ".")),
+            field,
+            _(
+                "L'importo va da %(min)s a %(max)s EUR.",
+                min=_show_eur(minimum),
+                max=_show_eur(maximum),
+            ),
         )
-    return int(amount * 100)
+    return cents
+
+
+def _show_eur(cents: int) -> str:
+    return format_decimal(Decimal(cents).scaleb(-2), format="#,##0.##")
+
+
+def parse_eur(value: object) -> int:
+    """The amount of a recharge request, MIN_EUR to MAX_EUR, as EUR cents."""
+    return eur_cents(value, "eur", minimum=MIN_EUR * 100, maximum=MAX_EUR * 100)
 
 
 def _new_reference(customer_id: int) -> str:
