@@ -52,7 +52,10 @@ def test_every_admin_url_is_listed_here(app):
     # A new back-office route must be added to the lists above, so it is walked too.
     rules = {r.rule for r in app.url_map.iter_rules() if r.endpoint.startswith("admin.")}
     listed = {u.split("?")[0].replace("{cid}", "<int:customer_id>") for u in ADMIN_GETS + ADMIN_POSTS}
-    listed = {u.replace("/1/", "/<int:request_id>/", 1) if "capacity" in u or "recharges" in u else u for u in listed}
+    listed = {
+        u.replace("/1/", "/<int:request_id>/", 1) if "capacity" in u or "recharges" in u else u
+        for u in listed
+    }
     listed = {u.replace("users/1/", "users/<int:user_id>/") for u in listed}
     listed = {u.replace("domains/1/", "domains/<int:domain_id>/") for u in listed}
     listed = {u.replace("jobs/1", "jobs/<int:job_id>") for u in listed}
