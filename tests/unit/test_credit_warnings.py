@@ -131,3 +131,22 @@ def test_the_mail_speaks_the_users_language(make, sink):
     mails = sink.wait_for(2)
     assert len(mails) == 2 and all(m.message["Content-Language"] == "en" for m in mails)
     assert all(m.envelope_to == [_user.email] for m in mails)
+
+
+def test_the_charge_job_warns_and_puts_on_hold_after_the_grace(app, make):
+    from app.models import Outbox
+    from app.services import jobs
+
+    c, user = _customer(make)
+    start = clock.today()
+    app.config["JOBS_INLINE"] = True
+    try:
+        for n in range(1, 6):
+            clock.set_now(datetime.combine(start + timedelta(days=n), time(0, 30), tzinfo=ROME))
+            jobs.enqueue(Actor.system("cron", via="job"), "billing_charge")
+            assert (_state(c).on_hold_since is not None) == (n == 5), n
+    finally:
+        app.config["JOBS_INLINE"] = False
+    mails = db.session.execute(sa.select(Outbox.kind, Outbox.to_addresses, Outbox.dedupe_key)).all()
+    assert [tuple(m) for m in mails] == [("credit_warning", user.email, f"credit:{c.id}:0:0:it")]
+    assert _login_allowed(c) == 0 and billing.wallet(STAFF, c.id).state == "on_hold"
