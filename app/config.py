@@ -39,6 +39,15 @@ class Config:
     PROVIDER_TIMEZONE = os.environ.get("PROVIDER_TIMEZONE", TIMEZONE)
     # Customers charged in one transaction of the daily charge (one day each).
     BILLING_BATCH = int(os.environ.get("BILLING_BATCH", "500"))
+    # Days a Pay-per-Use customer may stay out of credit before it is put on hold.
+    BILLING_GRACE_DAYS = int(os.environ.get("BILLING_GRACE_DAYS", "3"))
+    # Bank transfer instructions for recharges (app/services/recharges.py). Empty: recharges
+    # say the bank details are not configured; development gets example values.
+    BANK_IBAN = os.environ.get("BANK_IBAN", "")
+    BANK_BENEFICIARY = os.environ.get("BANK_BENEFICIARY", "")
+    BANK_NAME = os.environ.get("BANK_NAME", "")
+    # The panel's public address, for links in mails sent by jobs (no page to take it from).
+    PANEL_URL = os.environ.get("PANEL_URL", "")
 
     BABEL_DEFAULT_LOCALE = "it"
     BABEL_DEFAULT_TIMEZONE = TIMEZONE
@@ -123,6 +132,11 @@ class Config:
                     "it signs the session cookies (generate one with "
                     "`python -c 'import secrets; print(secrets.token_hex(32))'`)."
                 )
+        if mapping.get("ENV_NAME") == "development" and not mapping.get("BANK_IBAN"):
+            # Example bank details, for `make run` only: production sets its own or shows none.
+            mapping["BANK_IBAN"] = "IT60X0542811101000000123456"
+            mapping["BANK_BENEFICIARY"] = mapping.get("BANK_BENEFICIARY") or "Collabra S.r.l. (esempio)"
+            mapping["BANK_NAME"] = mapping.get("BANK_NAME") or "Banca di esempio"
         # The class default was computed from APP_ENV; a config passed to create_app may name another env.
         if mapping.get("ENV_NAME") not in {"development", "testing"}:
             mapping["SESSION_COOKIE_SECURE"] = mapping["REMEMBER_COOKIE_SECURE"] = True

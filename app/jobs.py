@@ -225,6 +225,10 @@ def charge_days(ctx: JobContext) -> dict:
     from app.services import billing
 
     run = billing.charge_until(progress=ctx.progress, label="job")
+    # Warnings in time, the grace period and the hold, from the new balances.
+    from app.services import credit_warnings
+
+    credit_warnings.review_all(charged=True)
     return {"days": run.days, "charged": run.charged, "skipped": run.skipped}
 
 

@@ -1,7 +1,7 @@
 """SQLAlchemy models, one module per area. Import them all so Alembic sees them."""
 
 from app.models.audit import AuditEvent
-from app.models.billing import ChargeLine, LedgerEntry, Price
+from app.models.billing import ChargeLine, LedgerEntry, Price, RechargeRequest
 from app.models.catalog import ServiceClass
 from app.models.customers import Allowance, CapacityRequest, Customer
 from app.models.jobs import Job
@@ -37,6 +37,7 @@ __all__ = [
     "MailboxWord",
     "Outbox",
     "Price",
+    "RechargeRequest",
     "RecoveryCode",
     "ServiceClass",
     "UsageRefresh",

@@ -8,13 +8,17 @@ as each entry (app/services/billing.py); `flask billing verify` checks it equals
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
 from app.models.base import UTCDateTime, utcnow
-from app.models.enums import EntryKind
+from app.models.enums import EntryKind, RechargeState
+
+if TYPE_CHECKING:
+    from app.models.customers import Customer
 
 CHARGE_ONLY = f"kind = '{EntryKind.CHARGE}'"
 
@@ -85,3 +89,33 @@ class ChargeLine(db.Model):
     service_class_id: Mapped[int] = mapped_column(sa.ForeignKey("service_classes.id"))
     class_name: Mapped[str] = mapped_column(sa.String(100))
     centipoints: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class RechargeRequest(db.Model):
+    """A customer's request to recharge an amount in EUR, paid by bank transfer with its reference.
+
+    Staff confirm the receipt (which writes one credit entry, `entry_id`) or cancel it.
+    """
+
+    __tablename__ = "recharge_requests"
+    __table_args__ = (
+        sa.CheckConstraint(RechargeState.check("state"), name="state"),
+        sa.CheckConstraint("eur_cents > 0", name="eur_cents"),
+        sa.Index("ix_recharge_requests_customer", "customer_id", "created_at"),
+        sa.Index("ix_recharge_requests_state", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(sa.ForeignKey("customers.id", ondelete="CASCADE"))
+    eur_cents: Mapped[int] = mapped_column(sa.BigInteger)
+    reference: Mapped[str] = mapped_column(sa.String(40), unique=True)
+    state: Mapped[str] = mapped_column(sa.String(16), default=RechargeState.REQUESTED.value)
+    method: Mapped[str] = mapped_column(sa.String(32), default="bank_transfer")
+    requested_by: Mapped[str] = mapped_column(sa.String(254), default="")
+    confirmed_by: Mapped[str | None] = mapped_column(sa.String(254))
+    received_eur_cents: Mapped[int | None] = mapped_column(sa.BigInteger)
+    entry_id: Mapped[int | None] = mapped_column(sa.ForeignKey("ledger_entries.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    customer: Mapped[Customer] = relationship()

@@ -39,6 +39,12 @@ class Customer(db.Model):
     # Pay-per-Use: the point account's balance in centipoints, the sum of its ledger entries
     # (app/services/billing.py writes both in one transaction; `flask billing verify` checks).
     balance_centipoints: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
+    # Warnings in time (app/services/credit_warnings.py): the lowest level (days) already mailed
+    # in this epoch; the epoch grows when a recharge lifts the balance above it again.
+    warned_level: Mapped[int | None] = mapped_column(sa.Integer)
+    warning_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Since when the credit is exhausted (NULL: it is not): the grace period counts from here.
+    negative_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     allowances: Mapped[list["Allowance"]] = relationship(
         back_populates="customer", cascade="all, delete-orphan"

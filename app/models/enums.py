@@ -108,6 +108,14 @@ class EntryKind(Codes):
     FIRST_CREDIT = "first_credit"
 
 
+class RechargeState(Codes):
+    """A recharge request: requested until staff confirm the payment received, or cancel it."""
+
+    REQUESTED = "requested"
+    CONFIRMED = "confirmed"
+    CANCELLED = "cancelled"
+
+
 ALL = (
     MailboxStatus,
     Plan,
@@ -119,4 +127,5 @@ ALL = (
     JobState,
     OutboxState,
     EntryKind,
+    RechargeState,
 )

@@ -393,12 +393,14 @@ def _payg(customer: Customer) -> Customer:
 def wallet(actor: Actor, customer_id: object) -> Wallet:
     """The point account of a Pay-per-Use customer (a contract customer's is a Conflict).
 
-    state: grace while the balance is negative, warning when it lasts 14 days or fewer, else ok.
-    (on_hold comes with the customer hold.)"""
+    state: on_hold while the customer is on hold, grace while the balance is negative,
+    warning when it lasts 14 days or fewer, else ok."""
     customer = _payg(customer_for(actor, customer_id))
     cost = daily_cost(customer)
     left = days_left(customer, cost)
-    if customer.balance_centipoints < 0:
+    if customer.on_hold_since is not None:
+        state = "on_hold"
+    elif customer.balance_centipoints < 0:
         state = "grace"
     elif left is not None and left <= WARNING_DAYS:
         state = "warning"
@@ -452,7 +454,9 @@ def record_credit(
     cents = fields.integer(eur_cents, "eur_cents", minimum=1, maximum=MAX_EUR_CENTS)
     ref = fields.text(reference, "reference", max_len=100)
     kind = EntryKind.FIRST_CREDIT if first else EntryKind.CREDIT
-    return _add_entry(actor, customer, kind, cents * CENTIPOINTS_PER_EUR_CENT, ref, "")
+    entry = _add_entry(actor, customer, kind, cents * CENTIPOINTS_PER_EUR_CENT, ref, "")
+    _after_entry(customer)
+    return entry
 
 
 def record_adjustment(actor: Actor, customer_id: object, centipoints: object, reason: object) -> LedgerEntry:
@@ -464,7 +468,17 @@ def record_adjustment(actor: Actor, customer_id: object, centipoints: object, re
     if amount == 0:
         raise ValidationError.one("centipoints", _("Una rettifica di zero punti non cambia nulla."))
     why = fields.text(reason, "reason", max_len=500)
-    return _add_entry(actor, customer, EntryKind.ADJUSTMENT, amount, "", why)
+    entry = _add_entry(actor, customer, EntryKind.ADJUSTMENT, amount, "", why)
+    _after_entry(customer)
+    return entry
+
+
+def _after_entry(customer: Customer) -> None:
+    """Warnings, grace and a billing hold follow the new balance (a recharge lifts the hold at once)."""
+    from app.services import credit_warnings
+
+    credit_warnings.review(customer.id)
+    db.session.refresh(customer)
 
 
 def ledger(

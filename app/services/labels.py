@@ -24,6 +24,7 @@ from app.models.enums import (
     OutboxState,
     Plan,
     PostPolicy,
+    RechargeState,
     RequestStatus,
     Role,
 )
@@ -70,6 +71,11 @@ ENTRY_KIND = {
     EntryKind.ADJUSTMENT: _l("Rettifica"),
     EntryKind.FIRST_CREDIT: _l("Credito iniziale"),
 }
+RECHARGE_STATE = {
+    RechargeState.REQUESTED: _l("In attesa del bonifico"),
+    RechargeState.CONFIRMED: _l("Accreditata"),
+    RechargeState.CANCELLED: _l("Annullata"),
+}
 VIA = {"web": "Web", "api": "API", "cli": _l("riga di comando"), "job": _l("attività pianificata")}
 
 KINDS = {
@@ -84,6 +90,7 @@ KINDS = {
     "job_state": JOB_STATE,
     "outbox_state": OUTBOX_STATE,
     "entry_kind": ENTRY_KIND,
+    "recharge_state": RECHARGE_STATE,
 }
 # The codes behind each kind that is a stored enum: the values a form may offer.
 ENUMS: dict[str, type[Codes]] = {
@@ -97,6 +104,7 @@ ENUMS: dict[str, type[Codes]] = {
     "job_state": JobState,
     "outbox_state": OutboxState,
     "entry_kind": EntryKind,
+    "recharge_state": RechargeState,
 }
 
 # What every door says of a value that is not one of an enum's codes.
@@ -122,6 +130,9 @@ ACTION = {
     "ledger.credit": _l("Ricarica registrata"),
     "ledger.first_credit": _l("Credito iniziale registrato"),
     "ledger.adjustment": _l("Rettifica registrata"),
+    "recharge.request": _l("Ricarica richiesta"),
+    "recharge.confirm": _l("Ricarica confermata"),
+    "recharge.cancel": _l("Ricarica annullata"),
     "mailbox.create": _l("Casella creata"),
     "mailbox.update": _l("Casella modificata"),
     "mailbox.delete": _l("Casella eliminata"),

@@ -19,6 +19,7 @@ ADMIN_GETS = [
     "/admin/customers/new",
     "/admin/customers/{cid}",
     "/admin/capacity-requests",
+    "/admin/recharges",
     "/admin/domains",
     "/admin/audit",
     "/admin/users",
@@ -34,6 +35,10 @@ ADMIN_POSTS = [
     "/admin/customers/{cid}/hold",
     "/admin/customers/{cid}/hold/lift",
     "/admin/customers/{cid}/outbox/1/retry",
+    "/admin/customers/{cid}/wallet/credit",
+    "/admin/customers/{cid}/wallet/adjustment",
+    "/admin/recharges/1/confirm",
+    "/admin/recharges/1/cancel",
     "/admin/capacity-requests/1/decision",
     "/admin/domains/1/approve",
     "/admin/users",
@@ -47,7 +52,10 @@ def test_every_admin_url_is_listed_here(app):
     # A new back-office route must be added to the lists above, so it is walked too.
     rules = {r.rule for r in app.url_map.iter_rules() if r.endpoint.startswith("admin.")}
     listed = {u.split("?")[0].replace("{cid}", "<int:customer_id>") for u in ADMIN_GETS + ADMIN_POSTS}
-    listed = {u.replace("/1/", "/<int:request_id>/", 1) if "capacity" in u else u for u in listed}
+    listed = {
+        u.replace("/1/", "/<int:request_id>/", 1) if "capacity" in u or "recharges" in u else u
+        for u in listed
+    }
     listed = {u.replace("users/1/", "users/<int:user_id>/") for u in listed}
     listed = {u.replace("domains/1/", "domains/<int:domain_id>/") for u in listed}
     listed = {u.replace("jobs/1", "jobs/<int:job_id>") for u in listed}
