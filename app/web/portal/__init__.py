@@ -29,4 +29,5 @@ from app.web.portal import (  # noqa: E402, F401
     lists,
     mailboxes,
     quota,
+    wallet,
 )
