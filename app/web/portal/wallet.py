@@ -63,7 +63,7 @@ def _payg_view(customer_id: int):
 
 # Charts: server-rendered SVG, geometry computed here.
 
-WIDTH, HEIGHT, PAD_L, PAD_R, PAD_T, PAD_B = 640, 220, 64, 12, 12, 28
+WIDTH, HEIGHT, PAD_L, PAD_R, PAD_T, PAD_B = 640, 240, 10, 10, 34, 34
 
 
 @dataclass
