@@ -21,6 +21,7 @@ ADMIN_GETS = [
     "/admin/capacity-requests",
     "/admin/domains",
     "/admin/audit",
+    "/admin/billing",
     "/admin/users",
     "/admin/health",
     "/admin/jobs/1",

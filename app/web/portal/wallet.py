@@ -11,8 +11,9 @@ import io
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from babel.dates import get_month_names
 from flask import Response, request
-from flask_babel import format_currency, format_datetime, format_decimal
+from flask_babel import format_currency, format_decimal, get_locale
 from flask_babel import gettext as _
 
 from app.models.enums import Plan
@@ -39,7 +40,9 @@ def fmt_eur(centipoints: int) -> str:
 
 
 def month_label(month: date) -> str:
-    return format_datetime(datetime(month.year, month.month, 1), "LLLL yyyy", rebase=False).capitalize()
+    """ "Maggio 2026": the month's name standing alone, in the reader's language."""
+    names = get_month_names("wide", context="stand-alone", locale=get_locale())
+    return f"{names[month.month].capitalize()} {month.year}"
 
 
 STATE_WORDS = {
