@@ -14,7 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.services import billing, clock
+from app.models import User
+from app.services import billing, clock, hold
 from tests.billingkit import created, ledger_checked, rome, timeline  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("ledger_checked")
@@ -60,10 +61,28 @@ def test_the_page_shows_balance_eur_cost_and_how_long_the_credit_lasts(client, a
     assert "In regola" in page
     assert "Conto Collabra" in page  # the navigation's entry
 
-    auth.logout()
+    # In English the same amounts are written the English way.
+    db.session.execute(sa.update(User).where(User.email == seeded.admin).values(locale="en"))
+    db.session.commit()
+    page = text(client.get(f"/customers/{seeded.id}/wallet").get_data(as_text=True))
+    assert "7,411.00" in page and "€92.64" in page and "14 Jan 2027" in page
+
+
+def test_the_page_says_when_the_credit_is_short_spent_or_on_hold(client, auth, make, seeded):
     auth.login(seeded.admin)
-    en = client.get(f"/customers/{seeded.id}/wallet", headers={"Accept-Language": "en"})
-    assert en.status_code == 200
+    url = f"/customers/{seeded.id}/wallet"
+    billing.record_adjustment(make.SYSTEM, seeded.id, -741_100 + 31 * 100 * 10, "Prova")  # 10 days left
+    db.session.rollback()
+    page = text(client.get(url).get_data(as_text=True))
+    assert "10 giorni" in page and "Credito in esaurimento" in page and "ricarica per tempo" in page
+    billing.record_adjustment(make.SYSTEM, seeded.id, -31 * 100 * 11, "Prova")  # below zero
+    db.session.rollback()
+    page = text(client.get(url).get_data(as_text=True))
+    assert "-31,00 punti" in page and "periodo di tolleranza" in page
+    hold.put_on_hold(make.SYSTEM, seeded.id, "Credito esaurito")
+    db.session.rollback()
+    page = text(client.get(url).get_data(as_text=True))
+    assert "Caselle bloccate per credito esaurito" in page
 
 
 def test_the_balance_chart_is_well_formed_svg_with_a_point_per_day(client, auth, seeded):
