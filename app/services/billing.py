@@ -570,3 +570,239 @@ def verify() -> list[str]:
         )
     db.session.rollback()
     return problems
+
+
+# Consumption analysis: the series of the wallet pages and exports, and the staff overview.
+# Each is a fixed number of set-based queries, whatever the number of days or customers.
+
+MAX_RANGE_DAYS = 366
+
+
+def _entry_rows(customer_id: int, start: date, end: date):
+    """(day, kind, centipoints) of the entries of start..end: a charge by its day, any other by the
+    provider day it was made (the others are few: fetched as rows, bucketed by their local day)."""
+    first, _ = clock.day_bounds(start)
+    _, last = clock.day_bounds(end)
+    charges = db.session.execute(
+        sa.select(LedgerEntry.day, sa.func.sum(LedgerEntry.centipoints))
+        .where(
+            LedgerEntry.customer_id == customer_id,
+            LedgerEntry.kind == EntryKind.CHARGE,
+            LedgerEntry.day >= start,
+            LedgerEntry.day <= end,
+        )
+        .group_by(LedgerEntry.day)
+    ).all()
+    others = db.session.execute(
+        sa.select(LedgerEntry.created_at, LedgerEntry.kind, LedgerEntry.centipoints).where(
+            LedgerEntry.customer_id == customer_id,
+            LedgerEntry.kind != EntryKind.CHARGE,
+            LedgerEntry.created_at >= first,
+            LedgerEntry.created_at < last,
+        )
+    ).all()
+    rows = [(day, EntryKind.CHARGE.value, amount) for day, amount in charges]
+    rows += [(clock.local_day(at), kind, amount) for at, kind, amount in others]
+    return rows
+
+
+def _opening_balance(customer_id: int, start: date) -> int:
+    """The balance at the start of day start: the sum of the entries before it."""
+    first, _ = clock.day_bounds(start)
+    return int(
+        db.session.scalar(
+            sa.select(sa.func.coalesce(sa.func.sum(LedgerEntry.centipoints), 0)).where(
+                LedgerEntry.customer_id == customer_id,
+                sa.or_(
+                    sa.and_(LedgerEntry.kind == EntryKind.CHARGE, LedgerEntry.day < start),
+                    sa.and_(LedgerEntry.kind != EntryKind.CHARGE, LedgerEntry.created_at < first),
+                ),
+            )
+        )
+    )
+
+
+def _days(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=n) for n in range((end - start).days + 1)]
+
+
+def balance_series(customer: Customer, start: date, end: date) -> list[tuple[date, int]]:
+    """[(day, balance at the end of day)] for every day of start..end (the charge of a day counts on that day)."""
+    moves: dict[date, int] = {}
+    for day, _kind, amount in _entry_rows(customer.id, start, end):
+        moves[day] = moves.get(day, 0) + amount
+    balance = _opening_balance(customer.id, start)
+    series = []
+    for day in _days(start, end):
+        balance += moves.get(day, 0)
+        series.append((day, balance))
+    return series
+
+
+@dataclass(frozen=True)
+class ChargedDay:
+    day: date
+    cost: int  # centipoints taken that day (positive); 0 for a day charged with nothing, or not charged
+    mailboxes: int
+    charged: bool
+
+
+def charges_by_day(customer: Customer, start: date, end: date) -> list[ChargedDay]:
+    """Every day of start..end with what its charge took and how many mailboxes it charged (one query)."""
+    lines = (
+        sa.select(ChargeLine.entry_id, sa.func.count().label("n"))
+        .join(LedgerEntry, LedgerEntry.id == ChargeLine.entry_id)
+        .where(
+            LedgerEntry.customer_id == customer.id,
+            LedgerEntry.kind == EntryKind.CHARGE,
+            LedgerEntry.day >= start,
+            LedgerEntry.day <= end,
+        )
+        .group_by(ChargeLine.entry_id)
+        .subquery()
+    )
+    rows = db.session.execute(
+        sa.select(LedgerEntry.day, LedgerEntry.centipoints, sa.func.coalesce(lines.c.n, 0))
+        .outerjoin(lines, lines.c.entry_id == LedgerEntry.id)
+        .where(
+            LedgerEntry.customer_id == customer.id,
+            LedgerEntry.kind == EntryKind.CHARGE,
+            LedgerEntry.day >= start,
+            LedgerEntry.day <= end,
+        )
+    ).all()
+    found = {day: (-amount, n) for day, amount, n in rows}
+    return [
+        ChargedDay(day, *found[day], True) if day in found else ChargedDay(day, 0, 0, False)
+        for day in _days(start, end)
+    ]
+
+
+def day_lines(customer: Customer, day: date) -> list[ChargeLine]:
+    """The lines of a day's charge (mailbox, class as they were, price), by address; [] if not charged."""
+    return list(
+        db.session.scalars(
+            sa.select(ChargeLine)
+            .join(LedgerEntry, LedgerEntry.id == ChargeLine.entry_id)
+            .where(
+                LedgerEntry.customer_id == customer.id,
+                LedgerEntry.kind == EntryKind.CHARGE,
+                LedgerEntry.day == day,
+            )
+            .order_by(ChargeLine.address, ChargeLine.id)
+        )
+    )
+
+
+def charge_lines(customer: Customer, start: date, end: date) -> list[tuple[date, ChargeLine]]:
+    """[(day, line)] of the charges of start..end, by day and address (for the exports)."""
+    rows = db.session.execute(
+        sa.select(LedgerEntry.day, ChargeLine)
+        .join(LedgerEntry, LedgerEntry.id == ChargeLine.entry_id)
+        .where(
+            LedgerEntry.customer_id == customer.id,
+            LedgerEntry.kind == EntryKind.CHARGE,
+            LedgerEntry.day >= start,
+            LedgerEntry.day <= end,
+        )
+        .order_by(LedgerEntry.day, ChargeLine.address, ChargeLine.id)
+    )
+    return [(day, line) for day, line in rows]
+
+
+@dataclass(frozen=True)
+class MonthTotal:
+    month: date  # its first day
+    charged: int  # centipoints taken by the daily charges (positive)
+    credited: int  # credits and first credits
+    adjusted: int  # adjustments, either sign
+    days: int  # days charged
+
+
+def monthly_totals(customer: Customer, start: date, end: date) -> list[MonthTotal]:
+    """Per calendar month of start..end, newest first: what the charges took, the credits, the adjustments."""
+    months: dict[date, list[int]] = {}
+    for day, kind, amount in _entry_rows(customer.id, start, end):
+        total = months.setdefault(day.replace(day=1), [0, 0, 0, 0])
+        if kind == EntryKind.CHARGE:
+            total[0] -= amount
+            total[3] += 1
+        elif kind == EntryKind.ADJUSTMENT:
+            total[2] += amount
+        else:
+            total[1] += amount
+    return [MonthTotal(month, *months[month]) for month in sorted(months, reverse=True)]
+
+
+def wallet_state(wallet_: Wallet) -> str:
+    """The state with the hold: on_hold wins over the balance's own state."""
+    return "on_hold" if wallet_.customer.on_hold else wallet_.state
+
+
+@dataclass(frozen=True)
+class WalletRow:
+    customer_id: int
+    name: str
+    balance: int
+    daily_cost: int
+    days_left: int | None
+    state: str
+
+
+OVERVIEW_SORTS = ("name", "balance", "days_left")
+OVERVIEW_STATES = ("ok", "warning", "grace", "on_hold")
+
+
+def wallets_overview(
+    actor: Actor, *, sort: str = "name", state: str = "", page: object = 1, per_page: int = 50
+) -> tuple[list[WalletRow], int, int]:
+    """Every Pay-per-Use customer's balance, daily cost, days left and state (staff): (rows, total, page).
+
+    Two queries whatever the number of customers: the count and the page, each computing every
+    customer's daily cost in one GROUP BY over the active mailboxes at today's prices."""
+    require_staff(actor)
+    prices = _day_prices(clock.today())
+    costs = (
+        sa.select(
+            Mailbox.customer_id,
+            sa.cast(sa.func.sum(sa.func.coalesce(prices.c.price, 0)), sa.BigInteger).label("cost"),
+        )
+        .outerjoin(prices, prices.c.service_class_id == Mailbox.service_class_id)
+        .where(Mailbox.status == MailboxStatus.ACTIVE)
+        .group_by(Mailbox.customer_id)
+        .subquery("costs")
+    )
+    cost = sa.func.coalesce(costs.c.cost, sa.literal(0, sa.BigInteger))
+    balance = Customer.balance_centipoints
+    left = sa.case((cost <= 0, None), (balance < 0, 0), else_=balance // cost)
+    state_expr = sa.case(
+        (Customer.on_hold_since.is_not(None), "on_hold"),
+        (balance < 0, "grace"),
+        (sa.and_(cost > 0, balance // cost <= WARNING_DAYS), "warning"),
+        else_="ok",
+    )
+    query = (
+        sa.select(Customer.id, Customer.name, balance, cost, left, state_expr)
+        .outerjoin(costs, costs.c.customer_id == Customer.id)
+        .where(Customer.plan == Plan.PAYG)
+    )
+    if state in OVERVIEW_STATES:
+        query = query.where(state_expr == state)
+    order = {
+        "balance": (balance, Customer.name),
+        "days_left": (left.is_(None), left, Customer.name),
+    }.get(sort, (Customer.name,))
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
+    try:
+        number = max(1, int(page))
+    except (TypeError, ValueError, OverflowError):
+        number = 1
+    number = min(number, max(1, -(-total // per_page)))
+    rows = db.session.execute(
+        query.order_by(*order, Customer.id).limit(per_page).offset((number - 1) * per_page)
+    ).all()
+    items = [
+        WalletRow(cid, name, int(bal), int(c), None if d is None else int(d), s)
+        for cid, name, bal, c, d, s in rows
+    ]
+    return items, total, number

@@ -22,6 +22,7 @@ ADMIN_GETS = [
     "/admin/recharges",
     "/admin/domains",
     "/admin/audit",
+    "/admin/billing",
     "/admin/users",
     "/admin/health",
     "/admin/jobs/1",

@@ -100,7 +100,13 @@ def world(app, make):
 
 # Routes that take no id of another customer's (nothing to isolate) are skipped by the walk;
 # arguments that are not ids are filled here.
-NON_ID_ARGS = {"filename": "css/app.css", "topic": "alias"}
+NON_ID_ARGS = {
+    "filename": "css/app.css",
+    "topic": "alias",
+    "day": "2026-05-10",
+    "what": "ledger",
+    "fmt": "csv",
+}
 
 
 def _urls(app, ids):

@@ -13,6 +13,7 @@ bp = Blueprint("admin", __name__)
 # The resources register their routes on bp when imported.
 from app.web.admin import (  # noqa: E402, F401
     audit,
+    billing,
     capacity,
     customers,
     domains,

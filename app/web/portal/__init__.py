@@ -30,4 +30,5 @@ from app.web.portal import (  # noqa: E402, F401
     mailboxes,
     quota,
     recharge,
+    wallet,
 )
