@@ -81,6 +81,8 @@ def register_templating(app: Flask, htmx_url: str, htmx_sri: str) -> None:
     from app.services import jobs
     from app.web import jobs_ui
     from app.web.portal import quota as quota_ui
+    from app.web.portal import recharge as recharge_ui
+    from app.web.portal import wallet as wallet_ui
     from app.web.portal.mailboxes import mailbox_page_url, mailbox_row_kit
 
     app.add_template_filter(labels.when, "when")
@@ -112,6 +114,13 @@ def register_templating(app: Flask, htmx_url: str, htmx_sri: str) -> None:
         # The mailbox list's rows: words and URLs made once per request.
         mailbox_row_kit=mailbox_row_kit,
         mailbox_page_url=mailbox_page_url,
+        # Points and EUR for people (docs/billing.md), and the portal's credit banner.
+        fmt_points=wallet_ui.fmt_points,
+        fmt_eur=wallet_ui.fmt_eur,
+        recharge_points=recharge_ui.recharge_points,
+        recharge_eur=recharge_ui.recharge_eur,
+        recharge_balance_eur=recharge_ui.recharge_balance_eur,
+        credit_banner=recharge_ui.credit_banner,
     )
 
     @app.context_processor

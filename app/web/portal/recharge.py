@@ -17,25 +17,21 @@ from app.web.respond import FORM_ERRORS, failed, field_errors, go_to, render
 PAGE = "portal/recharge.html"
 
 
-@bp.app_template_global()
 def recharge_points(centipoints: int) -> str:
     """Centipoints as points with two decimals, in the reader's language: 123456 -> "1.234,56"."""
     return format_decimal(billing.points(centipoints), format="#,##0.00")
 
 
-@bp.app_template_global()
 def recharge_eur(eur_cents: int) -> str:
     """EUR cents as EUR with two decimals, in the reader's language: 123450 -> "1.234,50"."""
     return format_decimal(billing.points(eur_cents), format="#,##0.00")  # hundredths, like centipoints
 
 
-@bp.app_template_global()
 def recharge_balance_eur(centipoints: int) -> str:
     """A balance in centipoints as EUR, to the cent, in the reader's language."""
     return format_decimal(billing.eur(centipoints), format="#,##0.00")
 
 
-@bp.app_template_global()
 def credit_banner(customer) -> dict | None:
     """What the portal's credit banner says of a Pay-per-Use customer, or None when there is nothing to say
     (14 days of credit or more, a contract, or a hold, which has its own banner)."""
