@@ -20,5 +20,6 @@ from app.web.admin import (  # noqa: E402, F401
     hold,
     jobs,
     list_limits,
+    prices,
     users,
 )

@@ -323,7 +323,9 @@ def _row_context(view, mailbox, **extra) -> dict:
         "form": {},
         "errors": {},
         "class_prices": class_prices(view.customer),
-        "cost": cost_context(view.customer, (extra.get("form") or {}).get("service_class") or "", mailbox),
+        "cost": cost_context(
+            view.customer, (extra.get("form") or {}).get("service_class") or mailbox.service_class_id, mailbox
+        ),
         "credit": None,
         **extra,
     }
