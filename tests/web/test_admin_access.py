@@ -24,6 +24,7 @@ ADMIN_GETS = [
     "/admin/users",
     "/admin/health",
     "/admin/jobs/1",
+    "/admin/prices",
 ]
 ADMIN_POSTS = [
     "/admin/customers/new",
@@ -40,6 +41,7 @@ ADMIN_POSTS = [
     "/admin/users/1/active",
     "/admin/users/1/two-factor/reset",
     "/admin/jobs/1/cancel",
+    "/admin/prices",
 ]
 
 
