@@ -211,3 +211,24 @@ def test_a_customer_admin_cannot_reach_the_price_list(client, make, auth):
     assert client.post("/admin/prices", data={"service_class": "1", "points": "0"}).status_code == 404
     page = client.get(f"/customers/{c.id}/mailboxes").get_data(as_text=True)
     assert "/admin/prices" not in page
+
+
+def test_the_portal_edit_form_refuses_an_upgrade_beside_the_form_and_allows_a_rename(client, short):
+    c, box, _admin = short
+    big = classes.resolve(BM5000).id
+    url = f"/customers/{c.id}/mailboxes/{box.id}"
+    r = client.post(
+        url, data={"display_name": "Anna", "service_class": str(big)}, headers={"HX-Request": "true"}
+    )
+    assert r.status_code == 409
+    html = unescape(r.get_data(as_text=True))
+    assert 'id="credit-notice"' in html
+    assert "sarebbe di 4,00 punti (0,05 EUR) e il saldo è di 1,60 punti" in html
+    # The form keeps the class asked for, with its cost.
+    assert "Costo: 4,00 punti al giorno (0,05 EUR) · totale giornaliero dopo la modifica: 4,00 punti" in html
+    db.session.expire_all()
+    assert db.session.get(Mailbox, box.id).service_class.name == BM100
+    r = client.post(url, data={"display_name": "Anna Bianchi", "service_class": str(box.service_class_id)})
+    assert r.status_code == 303
+    db.session.expire_all()
+    assert db.session.get(Mailbox, box.id).display_name == "Anna Bianchi"
