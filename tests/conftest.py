@@ -119,6 +119,8 @@ def database_url(backend, tmp_path_factory):
 @pytest.fixture(scope="session")
 def _app(database_url):
     app = make_app(database_url)
+    with app.app_context():
+        _empty_tables()  # the first test too starts from empty tables (the migrations seed the prices)
     yield app
     with app.app_context():
         db.engine.dispose()  # its connections closed before the database is dropped

@@ -33,6 +33,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import sqlalchemy as sa
 from flask import current_app
+from flask_babel import format_decimal
 from flask_babel import gettext as _
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased, selectinload
@@ -43,7 +44,7 @@ from app.models.billing import CHARGE_ONLY
 from app.models.enums import EntryKind, MailboxStatus, Plan
 from app.services import audit, classes, clock, fields
 from app.services.access import Actor, customer_for, require_staff
-from app.services.errors import Conflict, ValidationError
+from app.services.errors import Conflict, CreditTooLow, ValidationError
 
 CENTIPOINTS_PER_EUR_CENT = 80
 CENTIPOINTS_PER_EUR = 100 * CENTIPOINTS_PER_EUR_CENT
@@ -373,6 +374,82 @@ def days_left(customer: Customer, cost: int | None = None) -> int | None:
     if cost <= 0:
         return None
     return max(0, customer.balance_centipoints // cost)
+
+
+# Cost before commitment.
+#
+# A Pay-per-Use customer may not add to its daily cost (create a mailbox, move one to a dearer
+# class, re-activate one) while the balance cannot pay one more day of the result:
+#     refused when  added > 0  and  balance < daily cost after the change
+# (daily cost after = today's cost of the active mailboxes + added). A change that costs the same
+# or less (a downgrade, a suspension, a new name or password) is never refused. Staff acting for
+# the customer meet the same rule; contract customers never.
+
+
+def mailbox_cost(
+    service_class_id: int | None, status: str | None, prices: dict[int, int] | None = None
+) -> int:
+    """What a mailbox of this class and status costs a day at today's prices (0 unless active)."""
+    if service_class_id is None or status != MailboxStatus.ACTIVE:
+        return 0
+    prices = price_list(clock.today()) if prices is None else prices
+    return prices.get(service_class_id, 0)
+
+
+@dataclass(frozen=True)
+class CostPreview:
+    """What a change would cost a Pay-per-Use customer, in centipoints, at today's prices."""
+
+    price: int  # the chosen class's price per day
+    added: int  # how the daily cost moves (negative for a downgrade)
+    total: int  # the customer's daily cost after the change
+    balance: int
+
+    @property
+    def affordable(self) -> bool:
+        return self.added <= 0 or self.balance >= self.total
+
+
+def preview_cost(
+    customer: Customer,
+    service_class_id: int | None,
+    mailbox: Mailbox | None = None,
+    status: str | None = None,
+) -> CostPreview | None:
+    """The cost of a new mailbox of this class (mailbox None) or of a mailbox moved to it (and to status,
+    when given); None for a contract customer. Reads only: check_affordable decides, under the lock."""
+    if customer.plan != Plan.PAYG:
+        return None
+    prices = price_list(clock.today())
+    now = daily_cost(customer)
+    before = mailbox_cost(mailbox.service_class_id, mailbox.status, prices) if mailbox is not None else 0
+    after_status = status or (mailbox.status if mailbox is not None else MailboxStatus.ACTIVE)
+    price = prices.get(service_class_id, 0) if service_class_id is not None else 0
+    added = mailbox_cost(service_class_id, after_status, prices) - before if service_class_id else 0
+    return CostPreview(price, added, now + added, customer.balance_centipoints)
+
+
+def check_affordable(customer: Customer, added: int) -> None:
+    """Refuse (CreditTooLow) a change that adds `added` centipoints a day to a Pay-per-Use customer whose
+    balance cannot pay one more day of the result. Call it under limits.lock_customer, before writing."""
+    if customer.plan != Plan.PAYG or added <= 0:
+        return
+    balance = db.session.scalar(sa.select(Customer.balance_centipoints).where(Customer.id == customer.id))
+    total = daily_cost(customer) + added
+    if balance >= total:
+        return
+    raise CreditTooLow(
+        _(
+            "Credito insufficiente: con questa casella il costo giornaliero sarebbe di %(points)s punti "
+            "(%(eur)s EUR) e il saldo è di %(balance)s punti. Ricarica il conto per continuare.",
+            points=format_decimal(points(total), format="#,##0.00"),
+            eur=format_decimal(eur(total), format="#,##0.00"),
+            balance=format_decimal(points(balance), format="#,##0.00"),
+        ),
+        customer_id=customer.id,
+        balance=balance,
+        daily_cost=total,
+    )
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,18 @@ class LimitExceeded(Conflict):
         return max(0, self.used + self.wanted - self.allowance)
 
 
+class CreditTooLow(Conflict):
+    """A Pay-per-Use balance that cannot pay one more day of what a change would cost. HTTP 409.
+
+    Not a field's message: the form shows it beside itself, with the way out (a recharge)."""
+
+    def __init__(self, message: str, *, customer_id: int, balance: int, daily_cost: int):
+        super().__init__(message)
+        self.customer_id = customer_id
+        self.balance = balance  # centipoints
+        self.daily_cost = daily_cost  # centipoints a day after the change
+
+
 class FieldErrors:
     """Problems per field, gathered so that a form (or a sheet row) shows every one at once.
 

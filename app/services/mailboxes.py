@@ -17,8 +17,9 @@ from flask_babel import gettext as _
 from app.extensions import db
 from app.models import Customer, Domain, Mailbox, MailboxPeriod, MailboxWord, ServiceClass
 from app.models.base import utcnow
+from app.models.enums import Plan
 from app.models.mail import STATUSES
-from app.services import addresses, audit, classes, fields, limits, passwords, search_words
+from app.services import addresses, audit, billing, classes, clock, fields, limits, passwords, search_words
 from app.services.access import Actor, customer_for, get_scoped, require_manage
 from app.services.context import CustomerContext
 from app.services.errors import FieldErrors, ValidationError
@@ -113,6 +114,7 @@ def apply_mailbox(actor: Actor, draft: MailboxDraft) -> Mailbox:
     limits.lock_customer(customer.id)
     addresses.ensure_free(draft.address)
     limits.check_room(customer, cls)
+    billing.check_affordable(customer, billing.mailbox_cost(cls.id, "active"))
     now = utcnow()
     mailbox = Mailbox(
         customer_id=customer.id,
@@ -265,6 +267,14 @@ def apply_mailbox_change(actor: Actor, change: MailboxChange) -> Mailbox:
     if not changes:
         db.session.rollback()
         return mailbox
+    if customer.plan == Plan.PAYG and ("service_class" in changes or "status" in changes):
+        # A dearer class or a re-activation: the balance must pay one more day of the result.
+        prices = billing.price_list(clock.today())
+        before = billing.mailbox_cost(mailbox.service_class_id, mailbox.status, prices)
+        after = billing.mailbox_cost(
+            cls.id if cls is not None else mailbox.service_class_id, change.status or mailbox.status, prices
+        )
+        billing.check_affordable(customer, after - before)
     now = utcnow()
     if "service_class" in changes or "status" in changes:
         _close_period(mailbox, now)

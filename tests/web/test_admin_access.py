@@ -26,6 +26,7 @@ ADMIN_GETS = [
     "/admin/users",
     "/admin/health",
     "/admin/jobs/1",
+    "/admin/prices",
 ]
 ADMIN_POSTS = [
     "/admin/customers/new",
@@ -46,6 +47,7 @@ ADMIN_POSTS = [
     "/admin/users/1/active",
     "/admin/users/1/two-factor/reset",
     "/admin/jobs/1/cancel",
+    "/admin/prices",
 ]
 
 

@@ -21,6 +21,7 @@ from app.web.admin import (  # noqa: E402, F401
     hold,
     jobs,
     list_limits,
+    prices,
     recharges,
     users,
 )

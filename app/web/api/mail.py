@@ -186,7 +186,8 @@ def mailbox_list(customer_id: int):
 
 @bp.post("/customers/<id:customer_id>/mailboxes")
 @documented(
-    "Create a mailbox; refused with 409 when the contract's allowance is used up.",
+    "Create a mailbox; refused with 409 when the contract's allowance is used up, or when a Pay-per-Use "
+    "balance cannot pay one more day of the daily cost with it.",
     "mailboxes",
     ok=out.MAILBOX,
     status=201,
@@ -215,7 +216,8 @@ def mailbox_get(mailbox_id: int):
 
 @bp.patch("/mailboxes/<id:mailbox_id>")
 @documented(
-    "Change display name, password, class (within the contract) or status.",
+    "Change display name, password, class (within the contract) or status; a dearer class or a "
+    "re-activation that a Pay-per-Use balance cannot pay for one more day is refused with 409.",
     "mailboxes",
     ok=out.MAILBOX,
     body=MAILBOX_PATCH,

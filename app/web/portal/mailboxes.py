@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from flask import g, request, url_for
+from flask_babel import format_decimal
 from flask_babel import gettext as _
 from markupsafe import Markup
 
+from app.models.enums import Plan
 from app.models.mail import STATUSES, unicode_domain
-from app.services import classes, domains, labels, limits, mailboxes
-from app.services.errors import LimitExceeded
+from app.services import billing, classes, clock, domains, fields, labels, limits, mailboxes
+from app.services.errors import CreditTooLow, LimitExceeded, ValidationError
 from app.web.portal import bp
 from app.web.portal.common import confirm, customer_view, owned
 from app.web.portal.quota import usage_context
@@ -77,7 +79,62 @@ def _contract_usage(customer) -> dict:
     return {row.service_class.id: row for row in rows}
 
 
-def _list_context(view, form=None, errors=None, limit=None, created=None, results_only=False) -> dict:
+# Cost before commitment (Pay per Use): what the chosen class costs a day, and the new total.
+
+
+def money(centipoints: int) -> dict:
+    """{"points": "4,00", "eur": "0,05"}: an amount for people, in the reader's number format."""
+    return {
+        "points": format_decimal(billing.points(centipoints), format="#,##0.00"),
+        "eur": format_decimal(billing.eur(centipoints), format="#,##0.00"),
+    }
+
+
+def recharge_url(customer) -> str:
+    """Where a Pay-per-Use customer tops the account up."""
+    return url_for("portal.recharge", customer_id=customer.id)
+
+
+def class_prices(customer) -> dict[int, str]:
+    """{class id: "4,00 punti/giorno"} for a Pay-per-Use customer's class choices; {} for a contract."""
+    if customer.plan != Plan.PAYG:
+        return {}
+    return {
+        class_id: _("%(p)s punti/giorno", p=money(price)["points"])
+        for class_id, price in billing.price_list(clock.today()).items()
+    }
+
+
+def cost_context(customer, service_class: object, mailbox=None) -> dict | None:
+    """What _mailbox_cost.html shows for a class chosen in the create form (mailbox None) or the edit form."""
+    if customer.plan != Plan.PAYG:
+        return None
+    class_id = None
+    if service_class not in (None, ""):
+        try:
+            class_id = classes.resolve(service_class).id
+        except ValidationError:  # no such class: the total as it is
+            class_id = None
+    preview = billing.preview_cost(customer, class_id, mailbox)
+    return {
+        "chosen": class_id is not None,
+        "editing": mailbox is not None,
+        "price": money(preview.price),
+        "total": money(preview.total),
+        "balance": money(preview.balance),
+        "affordable": preview.affordable,
+        "recharge_url": recharge_url(customer),
+        "url": url_for(
+            "portal.mailbox_cost",
+            customer_id=customer.id,
+            **({"mailbox_id": mailbox.id} if mailbox is not None else {}),
+        ),
+    }
+
+
+def _list_context(
+    view, form=None, errors=None, limit=None, created=None, results_only=False, credit=None
+) -> dict:
     """What the list page needs; results_only: what its results fragment needs (htmx paging, search)."""
     f = _filters()
     page = mailboxes.list_page(
@@ -110,7 +167,10 @@ def _list_context(view, form=None, errors=None, limit=None, created=None, result
         "form": form or {},
         "errors": errors or {},
         "limit": limit,
+        "credit": credit,
         "created": created,
+        "class_prices": class_prices(view.customer),
+        "cost": cost_context(view.customer, (form or {}).get("service_class", "")),
     }
 
 
@@ -219,12 +279,14 @@ def mailboxes_page(customer_id: int):
             service_class=form["service_class"],
         )
     except FORM_ERRORS as e:
-        # A contract limit is a notice with the way out (ask sales), not a field's message.
+        # A contract limit is a notice with the way out (ask sales), not a field's message;
+        # a balance too low, one with the way out (recharge).
         limit = e if isinstance(e, LimitExceeded) else None
-        errors = {} if limit else field_errors(e)
+        credit = e if isinstance(e, CreditTooLow) else None
+        errors = {} if limit or credit else field_errors(e)
         if "address" in errors:
             errors["local_part"] = errors.pop("address")
-        ctx = _list_context(view, form=form, errors=errors, limit=limit)
+        ctx = _list_context(view, form=form, errors=errors, limit=limit, credit=credit)
         if "_form" in errors and not limit:
             ctx["form_error"] = errors["_form"]
         return failed(e, "portal/mailboxes.html", "portal/_mailbox_create.html", **ctx)
@@ -257,6 +319,11 @@ def _row_context(view, mailbox, **extra) -> dict:
         "usage": _contract_usage(view.customer),
         "form": {},
         "errors": {},
+        "class_prices": class_prices(view.customer),
+        "cost": cost_context(
+            view.customer, (extra.get("form") or {}).get("service_class") or mailbox.service_class_id, mailbox
+        ),
+        "credit": None,
         **extra,
     }
 
@@ -295,10 +362,26 @@ def mailbox(customer_id: int, mailbox_id: int):
     except FORM_ERRORS as e:
         # A contract limit is a notice with the way out (ask sales), not a field's message.
         limit = e if isinstance(e, LimitExceeded) else None
-        errors = {} if limit else field_errors(e)
-        ctx = _row_context(view, m, form=form, errors=errors, limit=limit, editing=True)
+        credit = e if isinstance(e, CreditTooLow) else None
+        errors = {} if limit or credit else field_errors(e)
+        ctx = _row_context(view, m, form=form, errors=errors, limit=limit, credit=credit, editing=True)
         return failed(e, "portal/mailbox.html", "portal/_mailbox_edit_row.html", **ctx)
     return _saved(view, m, _("Modifiche a %(a)s salvate.", a=m.display_address), trigger=USAGE_CHANGED)
+
+
+@bp.route("/customers/<int:customer_id>/mailboxes/cost", endpoint="mailbox_cost")
+def mailbox_cost(customer_id: int):
+    """The cost line of the create or edit form for the class chosen (htmx, as the choice changes)."""
+    view = customer_view(customer_id)
+    mailbox_id = request.args.get("mailbox_id", "")
+    m = _mailbox(view, fields.row_id(mailbox_id) or 0) if mailbox_id else None
+    ctx = {
+        "customer": view.customer,
+        "cost": cost_context(view.customer, request.args.get("service_class", ""), m),
+    }
+    ctx["cost_id"] = f"edit-{m.id}-class-cost" if m is not None else "new-class-cost"
+    ctx["select_id"] = f"edit-{m.id}-class" if m is not None else "new-class"
+    return render("portal/_mailbox_cost.html", **ctx)
 
 
 @bp.route("/customers/<int:customer_id>/mailboxes/<int:mailbox_id>/edit")
@@ -327,7 +410,12 @@ def mailbox_status(customer_id: int, mailbox_id: int):
             danger=wanted == "disabled",
             cancel=url_for("portal.mailboxes", customer_id=customer_id),
         )
-    m = mailboxes.update_mailbox(view.actor, m.id, status=wanted)
+    try:
+        m = mailboxes.update_mailbox(view.actor, m.id, status=wanted)
+    except CreditTooLow as e:
+        # Re-activating costs a day more than the balance pays: the form, with the way out.
+        ctx = _row_context(view, m, credit=e, editing=True)
+        return failed(e, "portal/mailbox.html", "portal/_mailbox_edit_row.html", **ctx)
     return _saved(view, m, _done_message(m.status, m.display_address))
 
 
