@@ -224,11 +224,7 @@ def charge_days(ctx: JobContext) -> dict:
     """The Pay-per-Use daily charge: every day not yet charged up to yesterday (a no-op when none is)."""
     from app.services import billing
 
-    run = billing.charge_until(progress=ctx.progress, label="job")
-    # Warnings in time, the grace period and the hold, from the new balances.
-    from app.services import credit_warnings
-
-    credit_warnings.review_all(charged=True)
+    run = billing.charge_and_review(progress=ctx.progress, label="job")
     return {"days": run.days, "charged": run.charged, "skipped": run.skipped}
 
 

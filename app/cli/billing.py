@@ -34,7 +34,7 @@ def charge(until):
                 _("Errore: si addebitano solo giorni finiti: al più ieri (%(day)s).", day=clock.yesterday()),
                 EXIT_USAGE,
             )
-    run = billing.charge_until(day, label="cli")
+    run = billing.charge_and_review(day, label="cli")
     click.echo(
         _(
             "Addebitati %(charged)s giorni-cliente fino al %(day)s (%(skipped)s già addebitati da un altro processo).",

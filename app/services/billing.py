@@ -354,6 +354,20 @@ def charge_until(
     return run
 
 
+def charge_and_review(
+    until: date | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    label: str = "system",
+) -> ChargeRun:
+    """What every door runs (the job, `flask billing charge`): the charge up to until, then the
+    review of every account's warnings, grace and hold from the new balances."""
+    from app.services import credit_warnings
+
+    run = charge_until(until, progress=progress, label=label)
+    credit_warnings.review_all(charged=True)
+    return run
+
+
 # What a customer pays now, and for how long the balance lasts.
 
 

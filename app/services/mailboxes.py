@@ -16,7 +16,6 @@ from flask_babel import gettext as _
 
 from app.extensions import db
 from app.models import Customer, Domain, Mailbox, MailboxPeriod, MailboxWord, ServiceClass
-from app.models.base import utcnow
 from app.models.enums import Plan
 from app.models.mail import STATUSES
 from app.services import addresses, audit, billing, classes, clock, fields, limits, passwords, search_words
@@ -115,7 +114,7 @@ def apply_mailbox(actor: Actor, draft: MailboxDraft) -> Mailbox:
     addresses.ensure_free(draft.address)
     limits.check_room(customer, cls)
     billing.check_affordable(customer, billing.mailbox_cost(cls.id, "active"))
-    now = utcnow()
+    now = clock.now()
     mailbox = Mailbox(
         customer_id=customer.id,
         domain_id=draft.domain.id,
@@ -275,7 +274,7 @@ def apply_mailbox_change(actor: Actor, change: MailboxChange) -> Mailbox:
             cls.id if cls is not None else mailbox.service_class_id, change.status or mailbox.status, prices
         )
         billing.check_affordable(customer, after - before)
-    now = utcnow()
+    now = clock.now()
     if "service_class" in changes or "status" in changes:
         _close_period(mailbox, now)
         if cls is not None:
@@ -302,7 +301,7 @@ def delete_mailbox(actor: Actor, mailbox_id: object) -> None:
     customer = mailbox.domain.customer
     require_manage(actor, customer)
     limits.lock_customer(customer.id)
-    _close_period(mailbox, utcnow())
+    _close_period(mailbox, clock.now())
     audit.record(
         actor,
         "mailbox.delete",

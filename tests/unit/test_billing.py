@@ -59,6 +59,22 @@ def test_a_mailbox_active_from_2359_to_0001_is_charged_for_both_days(make):
     assert balance(c) == -200
 
 
+def test_the_mailbox_services_write_their_history_at_the_clock_s_time(make):
+    # The same night through the services a person uses: created at 23:59, disabled at 00:01.
+    c = make.customer()
+    created(c, rome(2026, 5, 10, 8))
+    try:
+        clock.set_now(rome(2026, 5, 10, 23, 59))
+        box = make.mailbox(c, local="bruno")
+        clock.set_now(rome(2026, 5, 11, 0, 1))
+        mailboxes.update_mailbox(Actor.system(), box.id, status="disabled")
+    finally:
+        clock.reset()
+    for day in (date(2026, 5, 10), date(2026, 5, 11), date(2026, 5, 12)):
+        billing.charge_day(c, day)
+    assert charges(c) == {date(2026, 5, 10): -100, date(2026, 5, 11): -100, date(2026, 5, 12): 0}
+
+
 def test_an_upgrade_then_a_downgrade_the_same_day_is_charged_at_the_higher_price(make):
     c = make.customer()
     box = make.mailbox(c)
