@@ -10,7 +10,7 @@ from flask_babel import gettext as _
 from app.cli.errors import EXIT_PERMISSION, command, refuse
 from app.extensions import db
 from app.models import User
-from app.services import aliases, customers, domains, lists, mailboxes, users
+from app.services import aliases, billing, customers, domains, lists, mailboxes, users
 from app.services.access import Actor
 
 # Where demo data may be loaded: a laptop, and the test suite.
@@ -41,6 +41,8 @@ def seed() -> bool:
         vat_number="03504190103",
         contact_email="amministrazione@rossi-caffe.it",
     )
+    # The first credit at the contract's signature: 30 EUR, 2.400 points (about 110 days of the mailboxes below).
+    billing.record_credit(system, payg.id, 3000, "Contratto demo 2026/01", first=True)
     payg_admin = users.create_user(
         system, email=PAYG_ADMIN[0], password=PAYG_ADMIN[1], role="customer_admin", customer_id=payg.id
     )
