@@ -90,7 +90,10 @@ class BankTransfer:
         lines = [(_("Beneficiario"), beneficiary), (_("IBAN"), iban)]
         if bank:
             lines.append((_("Banca"), bank))
-        lines += [(_("Importo"), f"{amount:.2f} EUR"), (_("Causale"), req.reference)]
+        lines += [
+            (_("Importo"), f"{format_decimal(amount, format='#,##0.00')} EUR"),
+            (_("Causale"), req.reference),
+        ]
         return Instructions(self.code, lines, req.reference, amount)
 
 

@@ -108,7 +108,7 @@ def test_payg_customer_sees_the_credit_asks_a_recharge_staff_confirm_it(
     expect(instructions).to_be_visible()
     expect(instructions).to_contain_text(BENEFICIARY)
     expect(instructions).to_contain_text(IBAN)
-    expect(instructions).to_contain_text("50.00 EUR")
+    expect(instructions).to_contain_text("50,00 EUR")
     expect(instructions).to_contain_text("4.000,00")
     reference = instructions.get_by_label("Causale da copiare").input_value()
     assert reference.strip(), "no reference to write on the transfer"
