@@ -1,4 +1,4 @@
-from datetime import datetime
+from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -45,6 +45,9 @@ class Customer(db.Model):
     warning_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
     # Since when the credit is exhausted (NULL: it is not): the grace period counts from here.
     negative_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The first day the daily charge may charge (NULL: the day the customer was created); set
+    # when a contract customer moves to Pay per Use, so its contract days are never charged.
+    billing_since: Mapped[date | None] = mapped_column(sa.Date)
 
     allowances: Mapped[list["Allowance"]] = relationship(
         back_populates="customer", cascade="all, delete-orphan"

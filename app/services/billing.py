@@ -303,13 +303,15 @@ def first_uncharged_days(until: date) -> dict[int, date]:
         .subquery()
     )
     rows = db.session.execute(
-        sa.select(Customer.id, Customer.created_at, last.c.last)
+        sa.select(Customer.id, Customer.created_at, Customer.billing_since, last.c.last)
         .outerjoin(last, last.c.customer_id == Customer.id)
         .where(Customer.plan == Plan.PAYG)
     )
     due = {}
-    for customer_id, created_at, last_day in rows:
+    for customer_id, created_at, since, last_day in rows:
         first = last_day + timedelta(days=1) if last_day is not None else clock.local_day(created_at)
+        if since is not None and since > first:
+            first = since  # moved to Pay per Use after a contract: from that day on
         if first <= until:
             due[customer_id] = first
     return due

@@ -13,7 +13,8 @@ from stdnum.it import iva
 from app.extensions import db
 from app.models import Allowance, Customer, Domain, Mailbox, ServiceClass
 from app.models.customers import PLANS
-from app.services import audit, classes, fields, limits
+from app.models.enums import Plan
+from app.services import audit, classes, clock, fields, limits
 from app.services.access import Actor, customer_for, require_staff
 from app.services.addresses import external_address
 from app.services.errors import Conflict, FieldErrors, ValidationError
@@ -147,6 +148,9 @@ def apply_customer_change(actor: Actor, draft: CustomerDraft) -> Customer:
     if values.get("plan") == "contract" and customer.plan != "contract":
         _check_covers_usage(customer, {a.service_class_id: a.max_accounts for a in customer.allowances})
     before = {k: getattr(customer, k) for k in values}
+    if values.get("plan") == Plan.PAYG and customer.plan != Plan.PAYG:
+        # Its point account starts today: the days on a contract are never charged.
+        customer.billing_since = clock.today()
     for k, v in values.items():
         setattr(customer, k, v)
     audit.record(

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import ChargeLine, Customer, LedgerEntry
-from app.services import billing, clock, mailboxes
+from app.services import billing, clock, customers, mailboxes
 from app.services.access import Actor
 from app.services.errors import Conflict, PermissionDenied, ValidationError
 from tests.billingkit import class_id, created, ledger_checked, rome, timeline  # noqa: F401
@@ -73,6 +73,21 @@ def test_the_mailbox_services_write_their_history_at_the_clock_s_time(make):
     for day in (date(2026, 5, 10), date(2026, 5, 11), date(2026, 5, 12)):
         billing.charge_day(c, day)
     assert charges(c) == {date(2026, 5, 10): -100, date(2026, 5, 11): -100, date(2026, 5, 12): 0}
+
+
+def test_a_contract_customer_moving_to_pay_per_use_is_charged_from_that_day_only(make):
+    c = make.customer(plan="contract", allowances={BM100: 5})
+    created(c, rome(2026, 5, 1, 8))
+    box = make.mailbox(c, local="carla")
+    timeline(box, ("active", BM100, rome(2026, 5, 1, 8), None))
+    try:
+        clock.set_now(rome(2026, 5, 10, 9))
+        customers.update_customer(Actor.system(), c.id, plan="payg")
+    finally:
+        clock.reset()
+    billing.charge_until(date(2026, 5, 12))
+    # Nine days on a contract cost nothing; 10, 11 and 12 May are charged.
+    assert charges(c) == {date(2026, 5, 10): -100, date(2026, 5, 11): -100, date(2026, 5, 12): -100}
 
 
 def test_an_upgrade_then_a_downgrade_the_same_day_is_charged_at_the_higher_price(make):
