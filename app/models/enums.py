@@ -116,6 +116,16 @@ class RechargeState(Codes):
     CANCELLED = "cancelled"
 
 
+class WalletState(Codes):
+    """A Pay-per-Use point account at a glance: in good standing, 14 days of credit or fewer,
+    below zero within the grace period, or on hold (no mailbox logs in)."""
+
+    OK = "ok"
+    WARNING = "warning"
+    GRACE = "grace"
+    ON_HOLD = "on_hold"
+
+
 ALL = (
     MailboxStatus,
     Plan,
@@ -128,4 +138,5 @@ ALL = (
     OutboxState,
     EntryKind,
     RechargeState,
+    WalletState,
 )

@@ -41,7 +41,7 @@ from sqlalchemy.orm import aliased, selectinload
 from app.extensions import db
 from app.models import ChargeLine, Customer, LedgerEntry, Mailbox, MailboxPeriod, Price, ServiceClass
 from app.models.billing import CHARGE_ONLY
-from app.models.enums import EntryKind, MailboxStatus, Plan
+from app.models.enums import EntryKind, MailboxStatus, Plan, WalletState
 from app.services import audit, classes, clock, fields
 from app.services.access import Actor, customer_for, require_staff
 from app.services.errors import Conflict, CreditTooLow, ValidationError
@@ -492,13 +492,13 @@ def wallet(actor: Actor, customer_id: object) -> Wallet:
     cost = daily_cost(customer)
     left = days_left(customer, cost)
     if customer.on_hold_since is not None:
-        state = "on_hold"
+        state = WalletState.ON_HOLD
     elif customer.balance_centipoints < 0:
-        state = "grace"
+        state = WalletState.GRACE
     elif left is not None and left <= WARNING_DAYS:
-        state = "warning"
+        state = WalletState.WARNING
     else:
-        state = "ok"
+        state = WalletState.OK
     return Wallet(customer, customer.balance_centipoints, cost, left, state)
 
 
@@ -829,7 +829,7 @@ def monthly_totals(customer: Customer, start: date, end: date) -> list[MonthTota
 
 def wallet_state(wallet_: Wallet) -> str:
     """The state with the hold: on_hold wins over the balance's own state."""
-    return "on_hold" if wallet_.customer.on_hold else wallet_.state
+    return WalletState.ON_HOLD if wallet_.customer.on_hold else wallet_.state
 
 
 @dataclass(frozen=True)
@@ -843,7 +843,7 @@ class WalletRow:
 
 
 OVERVIEW_SORTS = ("name", "balance", "days_left")
-OVERVIEW_STATES = ("ok", "warning", "grace", "on_hold")
+OVERVIEW_STATES = WalletState.values()
 
 
 def wallets_overview(
@@ -869,10 +869,10 @@ def wallets_overview(
     balance = Customer.balance_centipoints
     left = sa.case((cost <= 0, None), (balance < 0, 0), else_=balance // cost)
     state_expr = sa.case(
-        (Customer.on_hold_since.is_not(None), "on_hold"),
-        (balance < 0, "grace"),
-        (sa.and_(cost > 0, balance // cost <= WARNING_DAYS), "warning"),
-        else_="ok",
+        (Customer.on_hold_since.is_not(None), WalletState.ON_HOLD.value),
+        (balance < 0, WalletState.GRACE.value),
+        (sa.and_(cost > 0, balance // cost <= WARNING_DAYS), WalletState.WARNING.value),
+        else_=WalletState.OK.value,
     )
     query = (
         sa.select(Customer.id, Customer.name, balance, cost, left, state_expr)

@@ -27,6 +27,7 @@ from app.models.enums import (
     RechargeState,
     RequestStatus,
     Role,
+    WalletState,
 )
 
 PLAN = {Plan.PAYG: _l("Pay per Use"), Plan.CONTRACT: _l("A canone")}
@@ -65,6 +66,12 @@ OUTBOX_STATE = {
     OutboxState.SENT: _l("Inviata"),
     OutboxState.FAILED: _l("Non inviata"),
 }
+WALLET_STATE = {
+    WalletState.OK: _l("In regola"),
+    WalletState.WARNING: _l("Credito in esaurimento"),
+    WalletState.GRACE: _l("Credito esaurito: periodo di tolleranza"),
+    WalletState.ON_HOLD: _l("Caselle bloccate per credito esaurito"),
+}
 ENTRY_KIND = {
     EntryKind.CHARGE: _l("Addebito giornaliero"),
     EntryKind.CREDIT: _l("Ricarica"),
@@ -90,6 +97,7 @@ KINDS = {
     "job_state": JOB_STATE,
     "outbox_state": OUTBOX_STATE,
     "entry_kind": ENTRY_KIND,
+    "wallet_state": WALLET_STATE,
     "recharge_state": RECHARGE_STATE,
 }
 # The codes behind each kind that is a stored enum: the values a form may offer.
@@ -104,6 +112,7 @@ ENUMS: dict[str, type[Codes]] = {
     "job_state": JobState,
     "outbox_state": OutboxState,
     "entry_kind": EntryKind,
+    "wallet_state": WalletState,
     "recharge_state": RechargeState,
 }
 

@@ -13,7 +13,7 @@ from flask import jsonify
 from flask_babel import gettext as _
 
 from app.models import LedgerEntry
-from app.models.enums import EntryKind
+from app.models.enums import EntryKind, WalletState
 from app.services import billing, classes, clock
 from app.services.errors import ValidationError
 from app.web.api import body
@@ -31,9 +31,7 @@ WALLET = response(
     days_left=integer(
         nullable=True, description="Whole days the balance pays at today's cost; null when nothing costs."
     ),
-    state=choice(
-        ("ok", "warning", "grace", "on_hold"), description="warning: 14 days or fewer; grace: below zero."
-    ),
+    state=choice(WalletState, description="warning: 14 days or fewer; grace: below zero."),
 )
 CHARGE_LINE = response(
     "ChargeLine",

@@ -45,16 +45,8 @@ def month_label(month: date) -> str:
     return f"{names[month.month].capitalize()} {month.year}"
 
 
-STATE_WORDS = {
-    "ok": lambda: _("In regola"),
-    "warning": lambda: _("Credito in esaurimento"),
-    "grace": lambda: _("Credito esaurito: periodo di tolleranza"),
-    "on_hold": lambda: _("Caselle bloccate per credito esaurito"),
-}
-
-
 def state_label(state: str) -> str:
-    return STATE_WORDS[state]()
+    return labels.label("wallet_state", state)
 
 
 def _payg_view(customer_id: int):
