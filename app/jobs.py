@@ -263,6 +263,7 @@ def send_pending_emails() -> int:
     return sent
 
 
+@in_app_context
 def schedule_billing_charge() -> int | None:
     """Queue the daily charge when a Pay-per-Use day is left to charge (and none is queued or running)."""
     from app.services import billing, clock, jobs

@@ -42,7 +42,7 @@ from app.extensions import db
 from app.models import ChargeLine, Customer, LedgerEntry, Mailbox, MailboxPeriod, Price, ServiceClass
 from app.models.billing import CHARGE_ONLY
 from app.models.enums import EntryKind, MailboxStatus, Plan, WalletState
-from app.services import audit, classes, clock, fields
+from app.services import audit, classes, clock, fields, limits
 from app.services.access import Actor, customer_for, require_staff
 from app.services.errors import Conflict, CreditTooLow, ValidationError
 
@@ -483,17 +483,22 @@ def _payg(customer: Customer) -> Customer:
     return customer
 
 
+def out_of_credit(balance: int, cost: int) -> bool:
+    """The credit is exhausted: below zero, or at zero while something costs (the grace runs)."""
+    return balance < 0 or (balance == 0 and cost > 0)
+
+
 def wallet(actor: Actor, customer_id: object) -> Wallet:
     """The point account of a Pay-per-Use customer (a contract customer's is a Conflict).
 
-    state: on_hold while the customer is on hold, grace while the balance is negative,
+    state: on_hold while the customer is on hold, grace while it is out of credit (out_of_credit),
     warning when it lasts 14 days or fewer, else ok."""
     customer = _payg(customer_for(actor, customer_id))
     cost = daily_cost(customer)
     left = days_left(customer, cost)
     if customer.on_hold_since is not None:
         state = WalletState.ON_HOLD
-    elif customer.balance_centipoints < 0:
+    elif out_of_credit(customer.balance_centipoints, cost):
         state = WalletState.GRACE
     elif left is not None and left <= WARNING_DAYS:
         state = WalletState.WARNING
@@ -547,6 +552,18 @@ def record_credit(
     cents = fields.integer(eur_cents, "eur_cents", minimum=1, maximum=MAX_EUR_CENTS)
     ref = fields.text(reference, "reference", max_len=100)
     kind = EntryKind.FIRST_CREDIT if first else EntryKind.CREDIT
+    # One payment, one credit: under the customer's lock, a reference already credited is refused.
+    limits.lock_customer(customer.id)
+    credited = db.session.scalar(
+        sa.select(LedgerEntry.id).where(
+            LedgerEntry.customer_id == customer.id,
+            LedgerEntry.kind.in_((EntryKind.CREDIT, EntryKind.FIRST_CREDIT)),
+            LedgerEntry.reference == ref,
+        )
+    )
+    if credited is not None:
+        db.session.rollback()
+        raise Conflict(_("Il pagamento %(ref)s è già stato accreditato.", ref=ref), field="reference")
     entry = _add_entry(actor, customer, kind, cents * CENTIPOINTS_PER_EUR_CENT, ref, "")
     _after_entry(customer)
     return entry
@@ -827,11 +844,6 @@ def monthly_totals(customer: Customer, start: date, end: date) -> list[MonthTota
     return [MonthTotal(month, *months[month]) for month in sorted(months, reverse=True)]
 
 
-def wallet_state(wallet_: Wallet) -> str:
-    """The state with the hold: on_hold wins over the balance's own state."""
-    return WalletState.ON_HOLD if wallet_.customer.on_hold else wallet_.state
-
-
 @dataclass(frozen=True)
 class WalletRow:
     customer_id: int
@@ -870,7 +882,7 @@ def wallets_overview(
     left = sa.case((cost <= 0, None), (balance < 0, 0), else_=balance // cost)
     state_expr = sa.case(
         (Customer.on_hold_since.is_not(None), WalletState.ON_HOLD.value),
-        (balance < 0, WalletState.GRACE.value),
+        (sa.or_(balance < 0, sa.and_(balance == 0, cost > 0)), WalletState.GRACE.value),  # out_of_credit
         (sa.and_(cost > 0, balance // cost <= WARNING_DAYS), WalletState.WARNING.value),
         else_=WalletState.OK.value,
     )

@@ -37,7 +37,7 @@ BILLING = Actor.system("billing", via="job")
 
 
 def out_of_credit(customer: Customer, cost: int) -> bool:
-    return customer.balance_centipoints < 0 or (customer.balance_centipoints == 0 and cost > 0)
+    return billing.out_of_credit(customer.balance_centipoints, cost)
 
 
 def level(customer: Customer, cost: int | None = None) -> int | None:
@@ -218,3 +218,22 @@ def _queue_mail(customer: Customer, at_level: int, cost: int) -> None:
                 locale=lang,
                 dedupe_key=f"{key}:{lang}",
             )
+
+
+def banner(customer: Customer) -> dict | None:
+    """What the portal's credit banner says of a customer, or None when there is nothing to say
+    (more than 14 days of credit, a contract, or a hold, which has its own banner)."""
+    if customer.plan != Plan.PAYG or customer.on_hold_since is not None:
+        return None
+    cost = billing.daily_cost(customer)
+    left = billing.days_left(customer, cost)
+    out = out_of_credit(customer, cost)
+    if not out and (left is None or left > billing.WARNING_DAYS):
+        return None
+    return {
+        "balance": customer.balance_centipoints,
+        "days_left": left,
+        "out": out,
+        "ends": clock.today() + timedelta(days=left or 0),
+        "grace_ends": grace_ends(customer),
+    }

@@ -22,13 +22,14 @@ import sqlalchemy as sa
 from flask import current_app
 from flask_babel import format_decimal
 from flask_babel import gettext as _
+from sqlalchemy.orm import joinedload
 
 from app.extensions import db
 from app.models import RechargeRequest
 from app.models.enums import RechargeState
-from app.services import audit, billing, clock, fields
-from app.services.access import Actor, customer_for, require_staff
-from app.services.errors import Conflict, NotFound, ValidationError
+from app.services import audit, billing, clock, fields, limits
+from app.services.access import Actor, customer_for, get_scoped, require_staff
+from app.services.errors import Conflict, ValidationError
 
 MIN_EUR = 10
 MAX_EUR = 5_000
@@ -150,6 +151,10 @@ def _new_reference(customer_id: int) -> str:
             return ref
 
 
+# Requests waiting for their transfer, per customer: enough for any real need, never a flood.
+MAX_OPEN_REQUESTS = 5
+
+
 def request_recharge(actor: Actor, customer_id: object, eur: object) -> RechargeRequest:
     """A customer (or staff for it) asks to recharge eur; the answer carries the reference to pay with."""
     customer = billing._payg(customer_for(actor, customer_id))
@@ -157,6 +162,20 @@ def request_recharge(actor: Actor, customer_id: object, eur: object) -> Recharge
     transfer = method()
     if not transfer.configured():
         raise Conflict(transfer.not_configured_message())
+    limits.lock_customer(customer.id)  # two requests at once count each other
+    waiting = db.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(RechargeRequest)
+        .where(RechargeRequest.customer_id == customer.id, RechargeRequest.state == RechargeState.REQUESTED)
+    )
+    if waiting >= MAX_OPEN_REQUESTS:
+        raise Conflict(
+            _(
+                "Ci sono già %(n)d ricariche in attesa del bonifico: annullane una o attendi che il "
+                "supporto le confermi.",
+                n=waiting,
+            )
+        )
     req = RechargeRequest(
         customer_id=customer.id,
         eur_cents=cents,
@@ -181,15 +200,7 @@ def request_recharge(actor: Actor, customer_id: object, eur: object) -> Recharge
 
 def get(actor: Actor, request_id: object) -> RechargeRequest:
     """A request the actor may see (another customer's is a 404, like one that does not exist)."""
-    try:
-        rid = int(str(request_id))
-    except ValueError:
-        rid = None
-    req = db.session.get(RechargeRequest, rid) if rid is not None else None
-    if req is None:
-        raise NotFound(_("Richiesta di ricarica non trovata."))
-    customer_for(actor, req.customer_id)
-    return req
+    return get_scoped(actor, RechargeRequest, request_id, _("Richiesta di ricarica non trovata."))
 
 
 def list_for(actor: Actor, customer_id: object) -> list[RechargeRequest]:
@@ -211,6 +222,7 @@ def open_requests(actor: Actor) -> list[RechargeRequest]:
         db.session.scalars(
             sa.select(RechargeRequest)
             .where(RechargeRequest.state == RechargeState.REQUESTED)
+            .options(joinedload(RechargeRequest.customer))  # the page names each one's customer
             .order_by(RechargeRequest.id)
         )
     )

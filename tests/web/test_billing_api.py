@@ -47,10 +47,13 @@ def test_a_customer_reads_its_wallet_and_never_another_customers(client, make, p
     assert client.get(f"/api/v1/customers/{other.id}/ledger", headers=as_c).status_code == 404
 
 
-def test_the_wallet_warns_at_14_days_and_is_in_grace_below_zero(client, make, payg):
+def test_the_wallet_warns_at_14_days_and_is_in_grace_when_out_of_credit(client, make, payg):
     c, as_c = payg
     make.mailbox(c, service_class=PS25)
+    billing.record_credit(make.SYSTEM, c.id, 100, "BONIFICO-1")  # 8.000 centipoints: 2 days at 30 points
     assert client.get(f"/api/v1/customers/{c.id}/wallet", headers=as_c).get_json()["state"] == "warning"
+    billing.record_adjustment(make.SYSTEM, c.id, -8000, "Prova")  # nothing left while something costs
+    assert client.get(f"/api/v1/customers/{c.id}/wallet", headers=as_c).get_json()["state"] == "grace"
     billing.record_adjustment(make.SYSTEM, c.id, -1, "Prova")
     body = client.get(f"/api/v1/customers/{c.id}/wallet", headers=as_c).get_json()
     assert (body["state"], body["balance_points"], body["days_left"]) == ("grace", "-0.01", 0)

@@ -153,7 +153,7 @@ def test_a_contract_customer_has_no_recharge(client, auth, make, bank):
     with pytest.raises(Conflict):
         recharges.request_recharge(Actor.for_user(admin), c.id, 50)
     auth.login(admin.email)
-    assert client.get(f"/customers/{c.id}/recharge").status_code == 409
+    assert client.get(f"/customers/{c.id}/recharge").status_code == 404
 
 
 def test_staff_record_the_first_credit_and_an_adjustment_with_its_reason(client, auth, make, payg):
@@ -203,3 +203,31 @@ def test_the_banner_shows_while_the_credit_lasts_14_days_or_less(client, auth, p
     billing.record_adjustment(staff, c.id, -1400, "prova")  # -100
     page = text(client.get(f"/customers/{c.id}/mailboxes").get_data(as_text=True))
     assert "Credito esaurito" in page and "Il saldo è di -1,00 punti." in page
+
+
+def test_one_payment_is_credited_once_whatever_the_door(make, payg, bank):
+    c, admin = payg
+    req = recharges.request_recharge(Actor.for_user(admin), c.id, 50)
+    recharges.confirm(make.SYSTEM, req.id)
+    # The same transfer recorded again by hand (the API's credits, the customer card): refused.
+    with pytest.raises(Conflict, match=req.reference):
+        billing.record_credit(make.SYSTEM, c.id, 5000, req.reference)
+    credited = db.session.scalars(
+        sa.select(LedgerEntry.centipoints).where(
+            LedgerEntry.customer_id == c.id, LedgerEntry.kind == "credit"
+        )
+    ).all()
+    assert credited == [400_000]
+
+
+def test_a_customer_cannot_pile_up_requests_waiting_for_a_transfer(payg, bank):
+    c, admin = payg
+    asker = Actor.for_user(admin)
+    for _ in range(recharges.MAX_OPEN_REQUESTS):
+        recharges.request_recharge(asker, c.id, 20)
+    with pytest.raises(Conflict, match="in attesa del bonifico"):
+        recharges.request_recharge(asker, c.id, 20)
+    waiting = db.session.scalar(
+        sa.select(sa.func.count()).select_from(RechargeRequest).where(RechargeRequest.customer_id == c.id)
+    )
+    assert waiting == recharges.MAX_OPEN_REQUESTS

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from flask import request, url_for
+from flask import g, request, url_for
 from flask_babel import format_decimal
 from flask_babel import gettext as _
 
-from app.services import billing, clock, credit_warnings, recharges
-from app.services.errors import Conflict
+from app.services import billing, credit_warnings, recharges
+from app.services.errors import NotFound
 from app.web.portal import bp
 from app.web.portal.common import customer_view, owned
 from app.web.respond import FORM_ERRORS, failed, field_errors, go_to, render
@@ -33,21 +31,13 @@ def recharge_balance_eur(centipoints: int) -> str:
 
 
 def credit_banner(customer) -> dict | None:
-    """What the portal's credit banner says of a Pay-per-Use customer, or None when there is nothing to say
-    (14 days of credit or more, a contract, or a hold, which has its own banner)."""
-    if customer is None or customer.plan != "payg" or customer.on_hold_since is not None:
+    """The credit banner's words for this request (base.html shows it on every page): worked out once."""
+    if customer is None:
         return None
-    cost = billing.daily_cost(customer)
-    left = billing.days_left(customer, cost)
-    if not credit_warnings.out_of_credit(customer, cost) and (left is None or left > billing.WARNING_DAYS):
-        return None
-    return {
-        "balance": customer.balance_centipoints,
-        "days_left": left,
-        "out": credit_warnings.out_of_credit(customer, cost),
-        "ends": clock.today() + timedelta(days=left or 0),
-        "grace_ends": credit_warnings.grace_ends(customer),
-    }
+    banners = g.setdefault("credit_banners", {})
+    if customer.id not in banners:
+        banners[customer.id] = credit_warnings.banner(customer)
+    return banners[customer.id]
 
 
 def _context(view, **more) -> dict:
@@ -72,8 +62,9 @@ def _context(view, **more) -> dict:
 
 
 def _payg(view):
+    # As the wallet's pages: a contract has no point account to recharge.
     if view.customer.plan != "payg":
-        raise Conflict(_("Il cliente ha un contratto a canone: non ha un conto a punti."))
+        raise NotFound(_("Il cliente ha un contratto a canone: non ha un conto a punti."))
     return view
 
 

@@ -161,7 +161,7 @@ def page_context(view, export_form=None, export_errors=None) -> dict:
     return {
         "customer": customer,
         "account": account,
-        "state": billing.wallet_state(account),
+        "state": account.state,
         "lasts_until": today + timedelta(days=left) if left is not None else None,
         "balance_chart": balance_chart(series),
         "cost_chart": cost_chart(by_day) if by_day else None,
