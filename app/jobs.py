@@ -231,6 +231,22 @@ def charge_days(ctx: JobContext) -> dict:
 # Plain RQ functions for the cron (no row: housekeeping).
 
 
+@job("bulk_import", queue="bulk", timeout=12 * 60 * 60)
+def bulk_import(ctx: JobContext, import_id: int) -> dict:
+    """Create what a previewed spreadsheet import asks for (app/services/imports.py)."""
+    from app.services import imports
+
+    return imports.run_apply(ctx, import_id)
+
+
+@job("bulk_import_part", queue="bulk", timeout=12 * 60 * 60, cancellable=False)
+def bulk_import_part(ctx: JobContext, import_id: int) -> dict:
+    """Hash and create an import's mailboxes beside its bulk_import job."""
+    from app.services import imports
+
+    return imports.run_part(ctx, import_id)
+
+
 @in_app_context
 def heartbeat() -> str:
     """Record when the cron last ticked, for the health page."""
@@ -280,3 +296,11 @@ def sweep_stale_jobs() -> list[int]:
     from app.services import jobs
 
     return [j.id for j in jobs.sweep_stale_jobs()]
+
+
+@in_app_context
+def expire_imports() -> dict:
+    """Wipe the secrets of imports left waiting (previews, generated passwords) past IMPORT_TTL_HOURS."""
+    from app.services import imports
+
+    return imports.expire_abandoned()

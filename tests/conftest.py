@@ -77,6 +77,8 @@ TEST_CONFIG = {
     "ENV_NAME": "testing",
     "TESTING": True,
     "SECRET_KEY": "test-secret",
+    # A key for the tests' encrypted secrets only (never a deployment's).
+    "DATA_KEYS": "Q9IL1wLWWknW3u9Pp-u-OLKm2JEi3h876rP-pMgR0Gc=",
     "RATELIMIT_ENABLED": False,
     # Cheaper argon2 in tests only; the hash form (and Dovecot's check) is the same.
     "ARGON2_TIME_COST": 1,

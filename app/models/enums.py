@@ -126,6 +126,39 @@ class WalletState(Codes):
     ON_HOLD = "on_hold"
 
 
+class ImportState(Codes):
+    """A spreadsheet import: checked and waiting, then applied by a job to one final state.
+
+    The secrets it holds (the file's passwords) are wiped on entering any final state."""
+
+    PREVIEWED = "previewed"
+    APPLYING = "applying"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+class ImportOp(Codes):
+    """What one row of an import creates: a mailbox, an alias, a list, or a list member."""
+
+    MAILBOX = "mailbox"
+    ALIAS = "alias"
+    LIST = "list"
+    MEMBER = "member"
+
+
+class RowOutcome(Codes):
+    """What became of one row of an import: waiting, created, already there, refused, or left out
+    (it had problems and the customer applied the valid rows only)."""
+
+    PENDING = "pending"
+    CREATED = "created"
+    PRESENT = "present"
+    ERROR = "error"
+    SKIPPED = "skipped"
+
+
 ALL = (
     MailboxStatus,
     Plan,
@@ -139,4 +172,7 @@ ALL = (
     EntryKind,
     RechargeState,
     WalletState,
+    ImportState,
+    ImportOp,
+    RowOutcome,
 )

@@ -18,6 +18,8 @@ from app.models.enums import (
     Codes,
     DomainState,
     EntryKind,
+    ImportOp,
+    ImportState,
     JobState,
     Locale,
     MailboxStatus,
@@ -27,6 +29,7 @@ from app.models.enums import (
     RechargeState,
     RequestStatus,
     Role,
+    RowOutcome,
     WalletState,
 )
 
@@ -83,6 +86,27 @@ RECHARGE_STATE = {
     RechargeState.CONFIRMED: _l("Accreditata"),
     RechargeState.CANCELLED: _l("Annullata"),
 }
+IMPORT_STATE = {
+    ImportState.PREVIEWED: _l("Da confermare"),
+    ImportState.APPLYING: _l("In corso"),
+    ImportState.DONE: _l("Completata"),
+    ImportState.FAILED: _l("Non riuscita"),
+    ImportState.CANCELLED: _l("Annullata"),
+    ImportState.EXPIRED: _l("Scaduta"),
+}
+IMPORT_OP = {
+    ImportOp.MAILBOX: _l("Casella"),
+    ImportOp.ALIAS: _l("Alias"),
+    ImportOp.LIST: _l("Lista"),
+    ImportOp.MEMBER: _l("Membro di lista"),
+}
+ROW_OUTCOME = {
+    RowOutcome.PENDING: _l("Da fare"),
+    RowOutcome.CREATED: _l("Creato"),
+    RowOutcome.PRESENT: _l("Già presente"),
+    RowOutcome.ERROR: _l("Errore"),
+    RowOutcome.SKIPPED: _l("Non applicata"),
+}
 VIA = {"web": "Web", "api": "API", "cli": _l("riga di comando"), "job": _l("attività pianificata")}
 
 KINDS = {
@@ -99,6 +123,9 @@ KINDS = {
     "entry_kind": ENTRY_KIND,
     "wallet_state": WALLET_STATE,
     "recharge_state": RECHARGE_STATE,
+    "import_state": IMPORT_STATE,
+    "import_op": IMPORT_OP,
+    "row_outcome": ROW_OUTCOME,
 }
 # The codes behind each kind that is a stored enum: the values a form may offer.
 ENUMS: dict[str, type[Codes]] = {
@@ -114,6 +141,9 @@ ENUMS: dict[str, type[Codes]] = {
     "entry_kind": EntryKind,
     "wallet_state": WalletState,
     "recharge_state": RechargeState,
+    "import_state": ImportState,
+    "import_op": ImportOp,
+    "row_outcome": RowOutcome,
 }
 
 # What every door says of a value that is not one of an enum's codes.
@@ -151,6 +181,9 @@ ACTION = {
     "list.create": _l("Lista creata"),
     "list.update": _l("Lista modificata"),
     "list.delete": _l("Lista eliminata"),
+    "import.preview": _l("Foglio di importazione caricato"),
+    "import.apply": _l("Importazione avviata"),
+    "import.passwords": _l("Password generate scaricate"),
     "customer.list_limits": _l("Limiti degli indirizzi esterni delle liste modificati"),
     "customer.hold": _l("Cliente bloccato per credito esaurito"),
     "customer.hold_lift": _l("Blocco per credito esaurito tolto"),
@@ -259,6 +292,17 @@ def when(value: date | datetime | None, part: str = "datetime") -> str:
         return format_datetime(datetime(value.year, value.month, value.day), day, rebase=False)
     pattern = {"date": day, "time": clock, "time_seconds": clock}.get(part, f"{day} {clock}")
     return format_datetime(value, pattern)
+
+
+def number(value: object) -> str:
+    """A count or an amount in the reader's number format: 10.000 and 12,50 in Italian."""
+    from decimal import Decimal
+
+    from flask_babel import format_decimal
+
+    if isinstance(value, Decimal) or isinstance(value, float):
+        return format_decimal(value, format="#,##0.00")
+    return format_decimal(value, format="#,##0")
 
 
 def change_lines(action: str, changes: object, show=str) -> list[tuple[str, str]]:

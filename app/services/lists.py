@@ -230,6 +230,11 @@ def _members(context: CustomerContext, values: object, own_address: str | None =
     return tuple(out)
 
 
+def check_member(context: CustomerContext, address: object, list_address: str | None = None) -> Member:
+    """One would-be member of a list, checked as the list forms check each: ValidationError if refused."""
+    return _members(context, [address], list_address)[0]
+
+
 def _externals(members: tuple[Member, ...]) -> int:
     return sum(1 for m in members if m.is_external)
 
