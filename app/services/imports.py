@@ -43,6 +43,7 @@ from app.services import (
     aliases,
     audit,
     billing,
+    classes,
     clock,
     jobs,
     labels,
@@ -789,6 +790,25 @@ def to_create(imp: Import) -> int:
 
 def errors_json(imp: Import) -> list[dict]:
     return [dict(p) for p in imp.problems or []]
+
+
+def too_large_message() -> str:
+    """What a door says of a file over IMPORT_MAX_BYTES that it stopped before reading it whole."""
+    mb = current_app.config["IMPORT_MAX_BYTES"] / (1024 * 1024)
+    shown = f"{mb:.0f}" if mb >= 1 else f"{mb:.2f}".replace(".", ",")
+    return _("Il file è troppo grande: al massimo %(mb)s MB.", mb=shown)
+
+
+def template(actor: Actor, customer_id: object = None) -> tuple[str, bytes]:
+    """(file name, .xlsx) of the template to fill: its class drop-down offers every class, or for a
+    contract customer only the classes its contract provides."""
+    offered = classes.all_classes()
+    if customer_id is not None:
+        customer = customer_for(actor, customer_id)
+        if customer.plan == Plan.CONTRACT:
+            allowed = {a.service_class_id for a in customer.allowances if a.max_accounts > 0}
+            offered = [c for c in offered if c.id in allowed]
+    return _("modello-importazione") + ".xlsx", sheets.template([c.name for c in offered])
 
 
 # ---------------------------------------------------------------------------------------------

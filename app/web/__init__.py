@@ -60,6 +60,36 @@ class RowIdConverter(IntegerConverter):
         super().__init__(map, min=1, max=MAX_ROW_ID)
 
 
+# Room for a multipart form's envelope (boundaries, part headers) around an uploaded file.
+UPLOAD_ENVELOPE = 64 * 1024
+
+
+def takes_file(max_bytes, too_large):
+    """A view that receives a file: its request may carry max_bytes() bytes (plus a form's
+    envelope) instead of MAX_CONTENT_LENGTH, and a 413 says too_large() rather than the
+    generic words. Both are callables, read per request (the limit is configuration)."""
+
+    def decorate(view):
+        view.upload_limit = max_bytes
+        view.too_large = too_large
+        return view
+
+    return decorate
+
+
+def _upload_view():
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    return view if getattr(view, "upload_limit", None) is not None else None
+
+
+def raise_upload_limit():
+    """before_request, ahead of every hook that reads the body (the CSRF check, the form's
+    control characters): the body limit of a view declared with takes_file."""
+    view = _upload_view()
+    if view is not None:
+        request.max_content_length = view.upload_limit() + UPLOAD_ENVELOPE
+
+
 # Form fields may hold line breaks and tabs (a textarea of list members); nothing else below
 # U+0020 is ever typed, and PostgreSQL refuses NUL in text outright.
 _FORM_CONTROL = frozenset(chr(c) for c in (*range(32), 127)) - {"\t", "\n", "\r"}
@@ -139,6 +169,8 @@ def register_web(app: Flask) -> None:
     # the blueprints add their rules, which look their converters up when added.
     app.url_map.converters["int"] = RowIdConverter
     app.url_map.converters["id"] = RowIdConverter
+    # First of all hooks, including those registered before this (the CSRF check reads forms).
+    app.before_request_funcs.setdefault(None, []).insert(0, raise_upload_limit)
     app.before_request(refuse_control_characters)
     app.after_request(_security_headers)
 
@@ -181,7 +213,8 @@ def register_web(app: Flask) -> None:
 
 def _http_error(code: int, text: str):
     def handler(error):
-        message = str(text)
+        view = _upload_view() if code == 413 else None
+        message = str(view.too_large() if view is not None else text)
         if wants_json():
             return jsonify({"error": message}), code
         return render("error.html", "_error.html", status=code, message=message)
@@ -215,5 +248,6 @@ __all__ = [
     "register_web",
     "render",
     "staff_required",
+    "takes_file",
     "wants_json",
 ]
