@@ -85,6 +85,7 @@ class _Op:
     generate: bool = False
     action: str = CREATE
     message: str = ""
+    class_column: str | None = None  # where the class was written (the contract's problems point there)
 
 
 class _Plan:
@@ -219,6 +220,7 @@ def _plan_mailboxes(plan: _Plan, rows: list[sheets.SheetRow], broken: set[str]) 
         }
         op.password = password or None
         op.generate = not password
+        op.class_column = r.column("service_class")
         first = by_address.get(op.address)
         if first is not None:
             plan.problem(
@@ -271,8 +273,7 @@ def _check_room(plan: _Plan, by_address: dict[str, _Op]) -> None:
         message = limits.limit_exceeded(context.customer, cls, room).message
         of_class = [op for op in creating if op.data["service_class_id"] == class_id]
         for op in of_class[len(of_class) - room.missing :]:
-            column = op.column
-            plan.problem(op.sheet, op.row, column, message, op)
+            plan.problem(op.sheet, op.row, op.class_column or op.column, message, op)
 
 
 def _check_credit(plan: _Plan, by_address: dict[str, _Op], sheet: str | None) -> None:
