@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -21,6 +22,12 @@ _LOCAL_CHARS = re.compile(r"[a-z0-9._-]+")
 _LOCAL_RE = re.compile(r"[a-z0-9_][a-z0-9_-]*(?:\.[a-z0-9_-]+)*")
 
 
+@functools.lru_cache(maxsize=1024)
+def _idna(name: str) -> str:
+    """IDNA encoding (UTS 46), remembered: a sheet of 10,000 rows names the same few domains."""
+    return idna.encode(name, uts46=True).decode("ascii")
+
+
 def domain_to_ascii(name: object, field: str = "name") -> str:
     """'Caffè.it' -> 'xn--caff-8oa.it'; raises ValidationError with a reason."""
     if not isinstance(name, str) or not name.strip():
@@ -29,7 +36,7 @@ def domain_to_ascii(name: object, field: str = "name") -> str:
     if len(name) > 253:
         raise ValidationError.one(field, _("Il nome di dominio è troppo lungo."))
     try:
-        ascii_name = idna.encode(name, uts46=True).decode("ascii")
+        ascii_name = _idna(name)
     except (idna.IDNAError, UnicodeError):
         raise ValidationError.one(
             field, _("«%(name)s» non è un nome di dominio valido.", name=name[:80])

@@ -1,0 +1,195 @@
+"""Bulk provisioning on real components: the template filled in, uploaded, applied by real RQ
+workers (two sharing the hashing, both killed with SIGKILL half-way, the work then finished
+by new ones), and the mailboxes logging in on a real Dovecot and receiving through Postfix."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import smtplib
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import openpyxl
+import psutil
+import pytest
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import Alias, DistributionList, Import, ImportRow, Mailbox
+from app.models.enums import ImportState, RowOutcome
+from app.services import imports
+from app.services import jobs as job_service
+from tests import factories, sheetkit
+from tests.integration.conftest import REDIS_URL
+from tests.integration.mailservers import HOST
+from tests.integration.test_mailservers import message, send, subject, wait_in_inbox
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+C100 = "Business Mail 100 MB"
+SECRET = "Segreta-Lunga-42"
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_template_filled_uploaded_and_applied_logs_in_and_receives_on_dovecot(servers, app):
+    mail = servers
+    saved = app.config["JOBS_INLINE"]
+    app.config["JOBS_INLINE"] = True
+    try:
+        c = factories.customer("contract", {C100: 10}, domain="importati.example")
+        data = sheetkit.filled_template(
+            [C100],
+            mailboxes=[
+                ["Anna@Importati.example", SECRET, "Anna", C100],
+                ["gen@importati.example", None, "Gen", C100, "Sì"],
+            ],
+            aliases=[["info@importati.example", "anna@importati.example"]],
+            lists=[["tutti@importati.example", "anna@importati.example, gen@importati.example", "Tutti"]],
+        )
+        imp = imports.preview(factories.SYSTEM, c.id, data, "caselle.xlsx")
+        assert imp.problems == []
+        imports.start_apply(factories.SYSTEM, imp.id)
+        _, generated = imports.take_generated_passwords(factories.SYSTEM, imp.id, None)
+    finally:
+        app.config["JOBS_INLINE"] = saved
+    generated_password = list(
+        openpyxl.load_workbook(io.BytesIO(generated)).active.iter_rows(values_only=True)
+    )[1][1]
+
+    mail.imap("anna@importati.example", SECRET).logout()
+    mail.imap("gen@importati.example", generated_password).logout()
+    to_alias, to_list = subject(), subject()
+    send(mail, "info@importati.example", to_alias)
+    # The list takes mail from the customer's own mailboxes (its default policy): anna logs in to send.
+    with smtplib.SMTP(HOST, mail.ports["submission"], timeout=20) as smtp:
+        smtp.starttls(context=mail.tls_context())
+        smtp.login("anna@importati.example", SECRET)
+        smtp.send_message(
+            message("anna@importati.example", "tutti@importati.example", to_list),
+            from_addr="anna@importati.example",
+            to_addrs=["tutti@importati.example"],
+        )
+    wait_in_inbox(mail, "anna@importati.example", to_alias, password=SECRET)
+    wait_in_inbox(mail, "gen@importati.example", to_list, password=generated_password)
+    report = openpyxl.load_workbook(io.BytesIO(imports.report(factories.SYSTEM, imp.id)[1])).active
+    assert {row[7] for row in list(report.iter_rows(values_only=True))[1:]} == {"Creato"}
+
+
+def worker_env(app, tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "APP_ENV": "development",
+        "SECRET_KEY": "imports-test",
+        "INSTANCE_DIR": str(tmp_path / "instance"),
+        "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
+        "REDIS_URL": REDIS_URL,
+        # The same key as the panel that sealed the passwords.
+        "DATA_KEYS": app.config["DATA_KEYS"],
+        # Hashing slow enough (~20 ms) that the kill lands half-way; fast heartbeats.
+        "ARGON2_TIME_COST": "2",
+        "ARGON2_MEMORY_COST": "16384",
+        "JOB_HEARTBEAT_SECONDS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def start_workers(env, n: int, tmp_path: Path, tag: str) -> list[subprocess.Popen]:
+    procs = []
+    for i in range(n):
+        log = open(tmp_path / f"worker-{tag}-{i}.log", "wb")  # noqa: SIM115  (closed with the process)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "worker.py", "--queues", "bulk"], cwd=ROOT, env=env, stdout=log, stderr=log
+            )
+        )
+    return procs
+
+
+def kill(procs: list[subprocess.Popen]) -> None:
+    family = []
+    for p in procs:
+        try:
+            family += [psutil.Process(p.pid), *psutil.Process(p.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            pass
+    for p in procs:
+        os.kill(p.pid, signal.SIGKILL) if p.poll() is None else None
+    psutil.wait_procs(family, timeout=10)
+
+
+def test_two_workers_share_an_import_and_a_sigkill_half_way_loses_nothing(app, connection, tmp_path):
+    n = 60
+    c = factories.customer("contract", {C100: n}, domain="lavoro.example")
+    rows = [[f"u{i:03d}@lavoro.example", SECRET, f"Utente {i}", C100] for i in range(n)]
+    data = sheetkit.filled_template(
+        [C100],
+        mailboxes=rows,
+        aliases=[[f"a{i}@lavoro.example", f"u{i:03d}@lavoro.example"] for i in range(10)],
+    )
+    imp = imports.preview(factories.SYSTEM, c.id, data, "grande.xlsx")
+    assert imp.problems == []
+    saved = {k: app.config[k] for k in ("REDIS_URL", "JOBS_INLINE", "JOB_STALE_SECONDS")}
+    app.config.update(REDIS_URL=REDIS_URL, JOBS_INLINE=False, JOB_STALE_SECONDS=3)
+    env = worker_env(app, tmp_path)
+    first = start_workers(env, 2, tmp_path, "first")
+    second: list[subprocess.Popen] = []
+    try:
+        imports.start_apply(factories.SYSTEM, imp.id)
+
+        def created() -> int:
+            db.session.rollback()
+            return db.session.scalar(sa.select(sa.func.count()).select_from(Mailbox))
+
+        wait_for(lambda: created() >= n // 3, 60, "a third of the mailboxes")
+        claimants = db.session.scalars(
+            sa.select(ImportRow.claimed_by).where(ImportRow.import_id == imp.id).distinct()
+        ).all()
+        assert len([x for x in claimants if x is not None]) == 2, "both workers hashed"
+        kill(first)
+        at_kill = created()
+        assert at_kill < n, "killed too late to test anything"
+        time.sleep(1)
+        assert created() == at_kill, "something went on writing after the kill"
+
+        second = start_workers(env, 2, tmp_path, "second")
+        time.sleep(app.config["JOB_STALE_SECONDS"] + 1)
+        retried = job_service.sweep_stale_jobs()
+        assert retried, "the killed jobs were found dead and queued again"
+
+        def finished():
+            db.session.rollback()
+            return db.session.get(Import, imp.id).state == ImportState.DONE
+
+        wait_for(finished, 90, "the import to finish")
+    finally:
+        kill(first + second)
+        app.config.update(saved)
+    db.session.expire_all()
+    addresses = db.session.scalars(sa.select(Mailbox.address).order_by(Mailbox.address)).all()
+    assert addresses == [r[0] for r in rows]
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Alias)) == 10
+    outcomes = dict(
+        db.session.execute(
+            sa.select(ImportRow.outcome, sa.func.count())
+            .where(ImportRow.import_id == imp.id)
+            .group_by(ImportRow.outcome)
+        ).all()
+    )
+    assert outcomes == {RowOutcome.CREATED: n + 10}
+    assert db.session.scalar(sa.select(sa.func.count()).where(ImportRow.secret.is_not(None))) == 0
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(DistributionList)) == 0
