@@ -12,7 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.services import capacity, outbox, users
+from app.services import capacity, imports, outbox, users
+from tests import sheetkit
 from tests.web.jobrows import job_row
 
 # Plausible payloads: if scoping were missing, these would change B's data.
@@ -53,6 +54,13 @@ def _failed_mail(customer_id: int) -> int:
     return mail.id
 
 
+def _import(make, customer) -> int:
+    """A preview of B's with a generated password to come: every import route has something to give."""
+    row = [f"nuova@{make.domain_of(customer)}", None, "Nuova", "Business Mail 100 MB", "Sì"]
+    data = sheetkit.filled_template(["Business Mail 100 MB"], mailboxes=[row])
+    return imports.preview(make.SYSTEM, customer.id, data, "b.xlsx").id
+
+
 @pytest.fixture
 def world(app, make):
     a = make.customer("contract", {"Business Mail 100 MB": 5, "Business Mail 200 MB": 5})
@@ -84,6 +92,7 @@ def world(app, make):
         "user_id": admin_b.id,
         "job_id": job_row(b.id, "queued", kind="quota_refresh").id,
         "outbox_id": _failed_mail(b.id),
+        "import_id": _import(make, b),
         "id": b.id,
     }
     db.session.commit()
