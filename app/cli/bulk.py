@@ -205,10 +205,10 @@ def _print_result(imp: Import, job: Job | None, apply_errors: list[dict]) -> Non
         if not per:
             continue
         parts = ", ".join(
-            f"{labels.number(n)} {labels.label('row_outcome', outcome).lower()}"
+            f"{labels.label('row_outcome', outcome).lower()}: {labels.number(n)}"
             for outcome, n in sorted(per.items())
         )
-        click.echo(f"  {labels.label('import_op', op.value)}: {parts}")
+        click.echo(f"  {labels.label('import_op', op.value)} — {parts}")
     if job is not None and job.state == "failed" and job.message:
         click.echo(_("Il lavoro non è riuscito: %(why)s", why=job.message), err=True)
     for problem in apply_errors:
@@ -294,6 +294,11 @@ def import_command(file, customer_id, dry_run, as_json, valid_only, passwords_ou
     out["generated_passwords"] = _hand_over_passwords(actor, imp, passwords_out, as_json)
     applied = _fully_applied(imp)
     out["applied"] = applied
+    if not applied:
+        click.echo(
+            _("Non tutte le righe sono state applicate: il resoconto, riga per riga, è nel pannello."),
+            err=True,
+        )
     done(0 if applied else EXIT_ERROR)
 
 

@@ -95,7 +95,7 @@ def test_import_applies_without_a_worker_and_exits_0(runner, app, customer, shee
     r = bulk(runner, "import", sheet(*sheet.good), "--customer", str(customer.id))
     assert r.exit_code == 0, (r.output, r.stderr)
     assert mailbox_addresses() == {f"mario@{sheet.domain}", f"anna@{sheet.domain}"}
-    assert "Completata" in r.output and "2 creato" in r.output.lower()
+    assert "Completata" in r.output and "Casella — creato: 2" in r.output
     mario = db.session.scalar(sa.select(Mailbox).where(Mailbox.address == f"mario@{sheet.domain}"))
     assert passwords.verify_mailbox_password(mario.password_hash, "Primavera-2026!")
     assert app.config.get("JOBS_INLINE", False) is False  # the command's own setting only
@@ -117,6 +117,7 @@ def test_problems_refuse_to_apply_unless_valid_only_which_still_exits_non_zero(r
     assert r.exit_code == 1, (r.output, r.stderr)
     out = json.loads(r.stdout)
     assert out["applied"] is False and out["result"]["mailbox"] == {"created": 2, "skipped": 1}
+    assert "Non tutte le righe sono state applicate" in r.stderr
     assert mailbox_addresses() == {f"mario@{sheet.domain}", f"anna@{sheet.domain}"}
 
 
