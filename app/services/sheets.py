@@ -271,13 +271,18 @@ def _expected_headers() -> str:
 
 # --- Cells --------------------------------------------------------------------------------
 
-_STRIP = " \t\r\n\u00a0\u2007\u202f\u200b\ufeff"
+# Spaces of every kind (NBSP from web pages, tabs, new lines) and the invisible ones Excel keeps.
+_INVISIBLE = "\u200b\u2060\ufeff"
+_EDGES = re.compile(r"^[\s\u200b\u2060\ufeff]+|[\s\u200b\u2060\ufeff]+$")
 _YES = _names("sì", "si", "yes", "y", "x", "1", "true", "vero", "s")
 _NO = _names("no", "n", "0", "false", "falso")
 
 
 def _strip(text: str) -> str:
-    return text.strip().strip(_STRIP)
+    text = text.strip()
+    if text and text[0] not in _INVISIBLE and text[-1] not in _INVISIBLE:
+        return text
+    return _EDGES.sub("", text)
 
 
 def _number_text(value: int | float) -> str | None:
@@ -289,8 +294,10 @@ def _number_text(value: int | float) -> str | None:
     return str(value)
 
 
-def _cell_text(kind: str, field_name: str, value: object, data_type: str) -> tuple[str, str | None]:
+def _cell_text(field_name: str, value: object, data_type: str) -> tuple[str, str | None]:
     """(text, problem) for one cell's raw value; never puts the value in the problem."""
+    if data_type == "s" and field_name != "generate_password" and isinstance(value, str):
+        return _strip(value), None  # the common case first
     if data_type == "f":
         return "", _("La cella contiene una formula: scrivi il valore.")
     if data_type == "e":
@@ -361,11 +368,23 @@ class _Merged:
         return i >= 0 and row <= spans[1][i]
 
 
+def _contains(archive: zipfile.ZipFile, name: str, word: bytes) -> bool:
+    tail = b""
+    with archive.open(name) as member:
+        while chunk := member.read(1024 * 1024):
+            if word in tail + chunk[: len(word)] or word in chunk:
+                return True
+            tail = chunk[-len(word) :]
+    return False
+
+
 def _merged_ranges(archive: zipfile.ZipFile, path: str) -> tuple[list[tuple[int, int, int, int]], bool]:
     """The sheet's <mergeCell ref="B5:B9"> ranges (read-only mode does not give them), and
     whether there were more than MAX_MERGED_RANGES."""
     ranges: list[tuple[int, int, int, int]] = []
     tag = f"{{{_MAIN_NS}}}mergeCell"
+    if not _contains(archive, path.lstrip("/"), b"mergeCell"):
+        return ranges, False  # most sheets: no second parse of the XML
     with archive.open(path.lstrip("/")) as source:
         for _event, element in iterparse(source, events=("end",)):
             if element.tag == tag:
@@ -474,6 +493,11 @@ def _corrupted() -> FileRejected:
     )
 
 
+def _head(archive: zipfile.ZipFile, name: str) -> bytes:
+    with archive.open(name) as member:
+        return member.read(100)
+
+
 def _check_archive(data: bytes, extension: str, max_unzipped: int) -> None:
     """Refuse what is not an Excel workbook, and a zip that unpacks to more than max_unzipped
     bytes, counting the bytes really produced (the sizes in its headers can lie)."""
@@ -486,7 +510,7 @@ def _check_archive(data: bytes, extension: str, max_unzipped: int) -> None:
         names = {m.filename for m in members}
         if "mimetype" in names or extension in ("ods", "ots"):
             try:
-                is_ods = extension in ("ods", "ots") or archive.read("mimetype")[:100].startswith(_ODS_MIME)
+                is_ods = extension in ("ods", "ots") or _head(archive, "mimetype").startswith(_ODS_MIME)
             except Exception:
                 is_ods = False
             if is_ods:
@@ -630,7 +654,7 @@ class _Reader:
             if merged and merged.covers(col, number):
                 return Cell(letter, "", _("Cella unita ad altre: scrivi il valore in ogni riga."))
             value, data_type = raw(col)
-            text, problem = _cell_text(header.kind, field_name, value, data_type)
+            text, problem = _cell_text(field_name, value, data_type)
             return Cell(letter, text, problem)
 
         cols = list(header.columns.values()) + [c for c in header.display_from or () if c]
