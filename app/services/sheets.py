@@ -579,18 +579,15 @@ class _Reader:
             self.book.ignored.append(name)
             return
         for _field, first, again in header.repeats:
-            self.book.problems.append(
-                Problem(
-                    name,
-                    header.row,
-                    get_column_letter(again),
-                    _(
-                        "Colonna ripetuta: %(a)s e %(b)s hanno la stessa intestazione; lascia una sola colonna.",
-                        a=f"{get_column_letter(first)}{header.row}",
-                        b=f"{get_column_letter(again)}{header.row}",
-                    ),
-                )
+            cells = {
+                "a": get_column_letter(first) + str(header.row),
+                "b": get_column_letter(again) + str(header.row),
+            }
+            message = _(
+                "Colonna ripetuta: %(a)s e %(b)s hanno la stessa intestazione; lascia una sola colonna.",
+                **cells,
             )
+            self.book.problems.append(Problem(name, header.row, get_column_letter(again), message))
         used = set(header.columns.values()) | {c for c in header.display_from or () if c}
         merged = self._merged(name, header, used, merged_ranges) if merged_ranges else None
         count = 0
