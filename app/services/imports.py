@@ -724,7 +724,7 @@ def preview(actor: Actor, customer_id: object, data: bytes, filename: object) ->
         for seq, op in enumerate(plan.ops)
     ]
     for start in range(0, len(rows), 1000):
-        db.session.execute(sa.insert(ImportRow), rows[start : start + 1000])
+        db.session.execute(ImportRow.__table__.insert(), rows[start : start + 1000])
     audit.record(
         actor,
         "import.preview",

@@ -13,7 +13,6 @@ import io
 import math
 import re
 import unicodedata
-import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,19 +21,14 @@ from datetime import date, datetime, time, timedelta
 from flask import current_app, has_app_context
 from flask_babel import gettext as _
 from openpyxl import Workbook as XlsxWorkbook
-from openpyxl import load_workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter, quote_sheetname, range_boundaries
 from openpyxl.worksheet.datavalidation import DataValidation
 
+from app.services import xlsx_rows
 from app.services.errors import ValidationError
-
-try:  # the sheet XML read for merged cells is read as openpyxl reads the rest
-    from defusedxml.ElementTree import iterparse
-except ImportError:  # pragma: no cover - defusedxml is in requirements.txt
-    from xml.etree.ElementTree import iterparse
 
 MAILBOXES, ALIASES, LISTS = "mailboxes", "aliases", "lists"
 KINDS = (MAILBOXES, ALIASES, LISTS)
@@ -64,7 +58,6 @@ TEMPLATE_ROWS = 10_000  # rows of the template's Caselle sheet with the class dr
 _OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le")
 _ODS_MIME = b"application/vnd.oasis.opendocument.spreadsheet"
-_MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 
 
 # --- What a read gives --------------------------------------------------------------------
@@ -382,21 +375,17 @@ def _merged_ranges(archive: zipfile.ZipFile, path: str) -> tuple[list[tuple[int,
     """The sheet's <mergeCell ref="B5:B9"> ranges (read-only mode does not give them), and
     whether there were more than MAX_MERGED_RANGES."""
     ranges: list[tuple[int, int, int, int]] = []
-    tag = f"{{{_MAIN_NS}}}mergeCell"
     if not _contains(archive, path.lstrip("/"), b"mergeCell"):
         return ranges, False  # most sheets: no second parse of the XML
-    with archive.open(path.lstrip("/")) as source:
-        for _event, element in iterparse(source, events=("end",)):
-            if element.tag == tag:
-                try:
-                    bounds = range_boundaries(element.get("ref", ""))
-                except (TypeError, ValueError):
-                    bounds = None
-                if bounds and None not in bounds:
-                    if len(ranges) >= MAX_MERGED_RANGES:
-                        return ranges, True
-                    ranges.append(bounds)
-            element.clear()
+    for ref in xlsx_rows.merged_ranges(archive, path.lstrip("/")):
+        try:
+            bounds = range_boundaries(ref)
+        except (TypeError, ValueError):
+            continue
+        if None not in bounds:
+            if len(ranges) >= MAX_MERGED_RANGES:
+                return ranges, True
+            ranges.append(bounds)
     return ranges, False
 
 
@@ -542,20 +531,13 @@ def _check_archive(data: bytes, extension: str, max_unzipped: int) -> None:
 
 def _read_xlsx(data: bytes, extension: str, *, max_rows: int, max_unzipped: int) -> Workbook:
     _check_archive(data, extension, max_unzipped)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # openpyxl warns about parts it drops; none matter here
-        try:
-            xlsx = load_workbook(io.BytesIO(data), read_only=True, data_only=False, keep_links=False)
-        except Exception:
-            raise _corrupted() from None
-        try:
-            return _read_sheets(xlsx, max_rows=max_rows)
-        except FileRejected:
-            raise
-        except Exception:
-            raise _corrupted() from None
-        finally:
-            xlsx.close()
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return _read_sheets(archive, max_rows=max_rows)
+    except FileRejected:
+        raise
+    except Exception:  # a missing part, XML that is not, a DTD: all one refusal
+        raise _corrupted() from None
 
 
 HEADER_MAX_COLUMNS = 100  # a header further right than this is not looked for
@@ -670,19 +652,20 @@ def _blank(value: object, data_type: str) -> bool:
     return data_type != "f" and (value is None or (isinstance(value, str) and not _strip(value)))
 
 
-def _read_sheets(xlsx, *, max_rows: int) -> Workbook:
+def _read_sheets(archive: zipfile.ZipFile, *, max_rows: int) -> Workbook:
+    """Every worksheet's cells streamed from its XML (app/services/xlsx_rows.py)."""
     reader = _Reader(max_rows)
-    for ws in xlsx.worksheets:
-        ws.reset_dimensions()  # a wrong <dimension> must not cut rows off, nor add a million
+    strings = xlsx_rows.shared_strings(archive)
+    dates = xlsx_rows.date_styles(archive)
+    for name, path in xlsx_rows.sheets(archive):
 
-        def rows(min_row: int, max_col: int, ws=ws):
-            for cells in ws.iter_rows(min_row=min_row, max_col=max_col):
-                yield [(c.value, c.data_type) for c in cells]
+        def rows(min_row: int, max_col: int, path=path):
+            return xlsx_rows.rows(archive, path, strings, dates, min_row, max_col)
 
-        def merged_ranges(ws=ws):
-            return _merged_ranges(xlsx._archive, ws._worksheet_path)
+        def merged_ranges(path=path):
+            return _merged_ranges(archive, path)
 
-        reader.sheet(ws.title, rows, merged_ranges)
+        reader.sheet(name, rows, merged_ranges)
     return reader.book
 
 
