@@ -9,8 +9,8 @@ takes the area whose endpoints its links use. Every rule is in app/services/impo
 from __future__ import annotations
 
 from flask import Response, current_app, request, url_for
+from flask_babel import format_decimal, ngettext
 from flask_babel import gettext as _
-from flask_babel import ngettext
 from flask_login import current_user
 
 from app.models.enums import ImportOp, ImportState, RowOutcome
@@ -72,7 +72,7 @@ def counts_line(imp) -> str:
 
 
 def _max_mb() -> str:
-    return labels.number(current_app.config["IMPORT_MAX_BYTES"] / (1024 * 1024))
+    return format_decimal(current_app.config["IMPORT_MAX_BYTES"] / (1024 * 1024), format="#,##0.#")
 
 
 def _list_context(area: str, view, errors=None) -> dict:
