@@ -58,17 +58,17 @@ def counts_line(imp) -> str:
     """The history's short account of an import: what it would create, or what it did."""
     if imp.result:
         total = {o: sum((per or {}).get(o, 0) for per in imp.result.values()) for o in RowOutcome}
-        return _(
-            "%(c)s creati · %(p)s già presenti · %(e)s errori",
-            c=labels.number(total[RowOutcome.CREATED]),
-            p=labels.number(total[RowOutcome.PRESENT]),
-            e=labels.number(total[RowOutcome.ERROR]),
-        )
-    return _(
-        "%(c)s da creare · %(e)s problemi",
-        c=labels.number(imports.to_create(imp)),
-        e=labels.number(imp.problem_count),
-    )
+        parts = [
+            ngettext("%(num)s creato", "%(num)s creati", total[RowOutcome.CREATED]),
+            ngettext("%(num)s già presente", "%(num)s già presenti", total[RowOutcome.PRESENT]),
+            ngettext("%(num)s errore", "%(num)s errori", total[RowOutcome.ERROR]),
+        ]
+    else:
+        parts = [
+            ngettext("%(num)s da creare", "%(num)s da creare", imports.to_create(imp)),
+            ngettext("%(num)s problema", "%(num)s problemi", imp.problem_count),
+        ]
+    return " · ".join(parts)
 
 
 def _max_mb() -> str:
@@ -84,7 +84,7 @@ def _list_context(area: str, view, errors=None) -> dict:
         "errors": errors or {},
         "max_mb": _max_mb(),
         "max_rows": labels.number(current_app.config["IMPORT_MAX_ROWS"]),
-        "ttl_hours": labels.number(current_app.config["IMPORT_TTL_HOURS"]),
+        "ttl_hours": format_decimal(current_app.config["IMPORT_TTL_HOURS"], format="#,##0.#"),
         "counts_line": counts_line,
     }
 
