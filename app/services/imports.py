@@ -44,6 +44,7 @@ from app.services import (
     aliases,
     audit,
     billing,
+    classes,
     clock,
     jobs,
     labels,
@@ -740,6 +741,17 @@ def preview(actor: Actor, customer_id: object, data: bytes, filename: object) ->
 # Reading imports
 
 
+def template_for(actor: Actor, customer_id: object) -> tuple[str, bytes]:
+    """(file name, .xlsx) of the template for a customer: its drop-down offers the classes it may
+    create (a contract's classes with an allowance, or every class for Pay per Use)."""
+    customer = customer_for(actor, customer_id)
+    every = classes.all_classes()
+    if customer.plan == Plan.CONTRACT:
+        offered = {a.service_class_id for a in customer.allowances if a.max_accounts > 0}
+        every = [c for c in every if c.id in offered]
+    return "modello-importazione.xlsx", sheets.template([c.name for c in every])
+
+
 def get_import(actor: Actor, import_id: object) -> Import:
     return get_scoped(actor, Import, import_id, _("Importazione non trovata."))
 
@@ -1317,6 +1329,16 @@ def report(actor: Actor, import_id: object) -> tuple[str, bytes]:
         raise NotFound(_("Il resoconto sarà pronto quando l'importazione sarà finita."))
     stem = PurePath(imp.filename).stem or "foglio"
     return f"{stem}-esito.xlsx", imp.report
+
+
+def generated_available(imp: Import) -> bool:
+    """The generated passwords of a finished import wait for their one download."""
+    return bool(
+        imp.generated_count
+        and imp.generated_taken_at is None
+        and imp.generated_expires_at is not None
+        and imp.generated_expires_at > clock.now()
+    )
 
 
 def take_generated_passwords(actor: Actor, import_id: object, current_password: object) -> tuple[str, bytes]:

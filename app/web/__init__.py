@@ -93,6 +93,33 @@ def refuse_control_characters():
     return render("error.html", "_error.html", status=422, message=message)
 
 
+# Room for the multipart envelope around an uploaded file (boundaries, headers, the CSRF field).
+UPLOAD_ENVELOPE = 1024 * 1024
+
+
+def accepts_upload(limit_key: str, too_large):
+    """A view that takes a file of up to config[limit_key] bytes: its request may exceed the app's
+    MAX_CONTENT_LENGTH by that much, and past it `too_large()` answers (the limit in words; None:
+    the plain 413 page). Set before any before_request reads the form."""
+
+    def decorate(view):
+        view.upload_limit = limit_key
+        view.upload_too_large = too_large
+        return view
+
+    return decorate
+
+
+def _upload_view():
+    return current_app.view_functions.get(request.endpoint) if request.endpoint else None
+
+
+def _raise_upload_limit(endpoint, values):
+    key = getattr(_upload_view(), "upload_limit", None)
+    if key:
+        request.max_content_length = current_app.config[key] + UPLOAD_ENVELOPE
+
+
 # Our pages load scripts and styles from our origin only, plus the one pinned htmx file.
 # No inline script anywhere (htmx's hx-on would need eval: listeners live in static/js).
 # Inline style *attributes* stay allowed: the usage bars' widths are data, and a style
@@ -139,6 +166,7 @@ def register_web(app: Flask) -> None:
     # the blueprints add their rules, which look their converters up when added.
     app.url_map.converters["int"] = RowIdConverter
     app.url_map.converters["id"] = RowIdConverter
+    app.url_value_preprocessor(_raise_upload_limit)
     app.before_request(refuse_control_characters)
     app.after_request(_security_headers)
 
@@ -181,6 +209,10 @@ def register_web(app: Flask) -> None:
 
 def _http_error(code: int, text: str):
     def handler(error):
+        too_large = getattr(_upload_view(), "upload_too_large", None) if code == 413 else None
+        reply = too_large() if too_large is not None and not wants_json() else None
+        if reply is not None:
+            return reply
         message = str(text)
         if wants_json():
             return jsonify({"error": message}), code
@@ -209,6 +241,7 @@ def staff_required(view):
 
 __all__ = [
     "HTMX_URL",
+    "accepts_upload",
     "HTMX_VERSION",
     "current_actor",
     "is_fragment_request",

@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
+from app.models import Import
 from app.services import capacity, outbox, users
 from tests.web.jobrows import job_row
 
@@ -53,6 +54,24 @@ def _failed_mail(customer_id: int) -> int:
     return mail.id
 
 
+def _waiting_import(customer_id: int) -> int:
+    """A previewed import with a problem: applying it is refused, so no walk starts a job."""
+    problem = {"sheet": "Caselle", "row": 2, "column": "B", "message": "La password è troppo corta."}
+    row = Import(
+        customer_id=customer_id,
+        created_by="anna@esempio.example",
+        filename="personale.xlsx",
+        state="previewed",
+        counts={"mailbox": {"create": 0, "present": 0, "error": 1}},
+        problems=[problem],
+        problem_count=1,
+        generated_count=0,
+    )
+    db.session.add(row)
+    db.session.commit()
+    return row.id
+
+
 @pytest.fixture
 def world(app, make):
     a = make.customer("contract", {"Business Mail 100 MB": 5, "Business Mail 200 MB": 5})
@@ -84,6 +103,7 @@ def world(app, make):
         "user_id": admin_b.id,
         "job_id": job_row(b.id, "queued", kind="quota_refresh").id,
         "outbox_id": _failed_mail(b.id),
+        "import_id": _waiting_import(b.id),
         "id": b.id,
     }
     db.session.commit()
