@@ -182,7 +182,9 @@ def _new_data_key() -> str:
     return Fernet.generate_key().decode()
 
 
-def instance_secret_key(directory: Path, filename: str = SECRET_KEY_FILE, make=lambda: secrets.token_hex(32)) -> str:
+def instance_secret_key(
+    directory: Path, filename: str = SECRET_KEY_FILE, make=lambda: secrets.token_hex(32)
+) -> str:
     """The development signing key: random, made once, kept in the instance directory.
 
     The file is created with its final mode (0600) under a temporary name and linked

@@ -181,7 +181,9 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"cores {CORES}, load average {load:.1f} at the start; argon2 as configured")
     print()
-    print(" mailboxes  file rows   ops | file MB  read s  preview s (goal < 10) |  hash s  floor s  apply s  ratio (goal <= 1.3)")
+    print(
+        " mailboxes  file rows   ops | file MB  read s  preview s (goal < 10) |  hash s  floor s  apply s  ratio (goal <= 1.3)"
+    )
     for n in SIZES:
         r = run(n)
         line = (

@@ -346,6 +346,6 @@ def template_command(out_path, customer_id):
     if customer_id is not None:
         _customer(actor, customer_id)
     path = _new_file_path(out_path, "--out")
-    content = imports.template(actor, customer_id)[1]
+    content = imports.template_for(actor, customer_id)[1]
     _fill(_create(path, 0o644, "--out"), content, path, "--out")
     click.echo(_("Modello scritto in %(path)s.", path=path))

@@ -725,7 +725,7 @@ def preview(actor: Actor, customer_id: object, data: bytes, filename: object) ->
         for seq, op in enumerate(plan.ops)
     ]
     for start in range(0, len(rows), 1000):
-        db.session.execute(sa.insert(ImportRow), rows[start : start + 1000])
+        db.session.execute(ImportRow.__table__.insert(), rows[start : start + 1000])
     audit.record(
         actor,
         "import.preview",
@@ -739,6 +739,18 @@ def preview(actor: Actor, customer_id: object, data: bytes, filename: object) ->
 
 # ---------------------------------------------------------------------------------------------
 # Reading imports
+
+
+def template_for(actor: Actor, customer_id: object = None) -> tuple[str, bytes]:
+    """(file name, .xlsx) of the template for a customer: its drop-down offers the classes it may
+    create (a contract's classes with an allowance, or every class for Pay per Use); without a
+    customer, every class."""
+    every = classes.all_classes()
+    customer = customer_for(actor, customer_id) if customer_id is not None else None
+    if customer is not None and customer.plan == Plan.CONTRACT:
+        offered = {a.service_class_id for a in customer.allowances if a.max_accounts > 0}
+        every = [c for c in every if c.id in offered]
+    return "modello-importazione.xlsx", sheets.template([c.name for c in every])
 
 
 def get_import(actor: Actor, import_id: object) -> Import:
@@ -795,25 +807,6 @@ def to_create(imp: Import) -> int:
 
 def errors_json(imp: Import) -> list[dict]:
     return [dict(p) for p in imp.problems or []]
-
-
-def too_large_message() -> str:
-    """What a door says of a file over IMPORT_MAX_BYTES that it stopped before reading it whole."""
-    mb = current_app.config["IMPORT_MAX_BYTES"] / (1024 * 1024)
-    shown = f"{mb:.0f}" if mb >= 1 else f"{mb:.2f}".replace(".", ",")
-    return _("Il file è troppo grande: al massimo %(mb)s MB.", mb=shown)
-
-
-def template(actor: Actor, customer_id: object = None) -> tuple[str, bytes]:
-    """(file name, .xlsx) of the template to fill: its class drop-down offers every class, or for a
-    contract customer only the classes its contract provides."""
-    offered = classes.all_classes()
-    if customer_id is not None:
-        customer = customer_for(actor, customer_id)
-        if customer.plan == Plan.CONTRACT:
-            allowed = {a.service_class_id for a in customer.allowances if a.max_accounts > 0}
-            offered = [c for c in offered if c.id in allowed]
-    return _("modello-importazione") + ".xlsx", sheets.template([c.name for c in offered])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1337,6 +1330,16 @@ def report(actor: Actor, import_id: object) -> tuple[str, bytes]:
         raise NotFound(_("Il resoconto sarà pronto quando l'importazione sarà finita."))
     stem = PurePath(imp.filename).stem or "foglio"
     return f"{stem}-esito.xlsx", imp.report
+
+
+def generated_available(imp: Import) -> bool:
+    """The generated passwords of a finished import wait for their one download."""
+    return bool(
+        imp.generated_count
+        and imp.generated_taken_at is None
+        and imp.generated_expires_at is not None
+        and imp.generated_expires_at > clock.now()
+    )
 
 
 def take_generated_passwords(actor: Actor, import_id: object, current_password: object) -> tuple[str, bytes]:

@@ -13,7 +13,6 @@ import io
 import math
 import re
 import unicodedata
-import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,19 +21,14 @@ from datetime import date, datetime, time, timedelta
 from flask import current_app, has_app_context
 from flask_babel import gettext as _
 from openpyxl import Workbook as XlsxWorkbook
-from openpyxl import load_workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter, quote_sheetname, range_boundaries
 from openpyxl.worksheet.datavalidation import DataValidation
 
+from app.services import xlsx_rows
 from app.services.errors import ValidationError
-
-try:  # the sheet XML read for merged cells is read as openpyxl reads the rest
-    from defusedxml.ElementTree import iterparse
-except ImportError:  # pragma: no cover - defusedxml is in requirements.txt
-    from xml.etree.ElementTree import iterparse
 
 MAILBOXES, ALIASES, LISTS = "mailboxes", "aliases", "lists"
 KINDS = (MAILBOXES, ALIASES, LISTS)
@@ -64,7 +58,6 @@ TEMPLATE_ROWS = 10_000  # rows of the template's Caselle sheet with the class dr
 _OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le")
 _ODS_MIME = b"application/vnd.oasis.opendocument.spreadsheet"
-_MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 
 
 # --- What a read gives --------------------------------------------------------------------
@@ -271,13 +264,18 @@ def _expected_headers() -> str:
 
 # --- Cells --------------------------------------------------------------------------------
 
-_STRIP = " \t\r\n\u00a0\u2007\u202f\u200b\ufeff"
+# Spaces of every kind (NBSP from web pages, tabs, new lines) and the invisible ones Excel keeps.
+_INVISIBLE = "\u200b\u2060\ufeff"
+_EDGES = re.compile(r"^[\s\u200b\u2060\ufeff]+|[\s\u200b\u2060\ufeff]+$")
 _YES = _names("sì", "si", "yes", "y", "x", "1", "true", "vero", "s")
 _NO = _names("no", "n", "0", "false", "falso")
 
 
 def _strip(text: str) -> str:
-    return text.strip().strip(_STRIP)
+    text = text.strip()
+    if text and text[0] not in _INVISIBLE and text[-1] not in _INVISIBLE:
+        return text
+    return _EDGES.sub("", text)
 
 
 def _number_text(value: int | float) -> str | None:
@@ -289,8 +287,10 @@ def _number_text(value: int | float) -> str | None:
     return str(value)
 
 
-def _cell_text(kind: str, field_name: str, value: object, data_type: str) -> tuple[str, str | None]:
+def _cell_text(field_name: str, value: object, data_type: str) -> tuple[str, str | None]:
     """(text, problem) for one cell's raw value; never puts the value in the problem."""
+    if data_type == "s" and field_name != "generate_password" and isinstance(value, str):
+        return _strip(value), None  # the common case first
     if data_type == "f":
         return "", _("La cella contiene una formula: scrivi il valore.")
     if data_type == "e":
@@ -361,23 +361,31 @@ class _Merged:
         return i >= 0 and row <= spans[1][i]
 
 
+def _contains(archive: zipfile.ZipFile, name: str, word: bytes) -> bool:
+    tail = b""
+    with archive.open(name) as member:
+        while chunk := member.read(1024 * 1024):
+            if word in tail + chunk[: len(word)] or word in chunk:
+                return True
+            tail = chunk[-len(word) :]
+    return False
+
+
 def _merged_ranges(archive: zipfile.ZipFile, path: str) -> tuple[list[tuple[int, int, int, int]], bool]:
     """The sheet's <mergeCell ref="B5:B9"> ranges (read-only mode does not give them), and
     whether there were more than MAX_MERGED_RANGES."""
     ranges: list[tuple[int, int, int, int]] = []
-    tag = f"{{{_MAIN_NS}}}mergeCell"
-    with archive.open(path.lstrip("/")) as source:
-        for _event, element in iterparse(source, events=("end",)):
-            if element.tag == tag:
-                try:
-                    bounds = range_boundaries(element.get("ref", ""))
-                except (TypeError, ValueError):
-                    bounds = None
-                if bounds and None not in bounds:
-                    if len(ranges) >= MAX_MERGED_RANGES:
-                        return ranges, True
-                    ranges.append(bounds)
-            element.clear()
+    if not _contains(archive, path.lstrip("/"), b"mergeCell"):
+        return ranges, False  # most sheets: no second parse of the XML
+    for ref in xlsx_rows.merged_ranges(archive, path.lstrip("/")):
+        try:
+            bounds = range_boundaries(ref)
+        except (TypeError, ValueError):
+            continue
+        if None not in bounds:
+            if len(ranges) >= MAX_MERGED_RANGES:
+                return ranges, True
+            ranges.append(bounds)
     return ranges, False
 
 
@@ -474,6 +482,11 @@ def _corrupted() -> FileRejected:
     )
 
 
+def _head(archive: zipfile.ZipFile, name: str) -> bytes:
+    with archive.open(name) as member:
+        return member.read(100)
+
+
 def _check_archive(data: bytes, extension: str, max_unzipped: int) -> None:
     """Refuse what is not an Excel workbook, and a zip that unpacks to more than max_unzipped
     bytes, counting the bytes really produced (the sizes in its headers can lie)."""
@@ -486,7 +499,7 @@ def _check_archive(data: bytes, extension: str, max_unzipped: int) -> None:
         names = {m.filename for m in members}
         if "mimetype" in names or extension in ("ods", "ots"):
             try:
-                is_ods = extension in ("ods", "ots") or archive.read("mimetype")[:100].startswith(_ODS_MIME)
+                is_ods = extension in ("ods", "ots") or _head(archive, "mimetype").startswith(_ODS_MIME)
             except Exception:
                 is_ods = False
             if is_ods:
@@ -518,20 +531,13 @@ def _check_archive(data: bytes, extension: str, max_unzipped: int) -> None:
 
 def _read_xlsx(data: bytes, extension: str, *, max_rows: int, max_unzipped: int) -> Workbook:
     _check_archive(data, extension, max_unzipped)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # openpyxl warns about parts it drops; none matter here
-        try:
-            xlsx = load_workbook(io.BytesIO(data), read_only=True, data_only=False, keep_links=False)
-        except Exception:
-            raise _corrupted() from None
-        try:
-            return _read_sheets(xlsx, max_rows=max_rows)
-        except FileRejected:
-            raise
-        except Exception:
-            raise _corrupted() from None
-        finally:
-            xlsx.close()
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return _read_sheets(archive, max_rows=max_rows)
+    except FileRejected:
+        raise
+    except Exception:  # a missing part, XML that is not, a DTD: all one refusal
+        raise _corrupted() from None
 
 
 HEADER_MAX_COLUMNS = 100  # a header further right than this is not looked for
@@ -555,18 +561,15 @@ class _Reader:
             self.book.ignored.append(name)
             return
         for _field, first, again in header.repeats:
-            self.book.problems.append(
-                Problem(
-                    name,
-                    header.row,
-                    get_column_letter(again),
-                    _(
-                        "Colonna ripetuta: %(a)s e %(b)s hanno la stessa intestazione; lascia una sola colonna.",
-                        a=f"{get_column_letter(first)}{header.row}",
-                        b=f"{get_column_letter(again)}{header.row}",
-                    ),
-                )
+            cells = {
+                "a": get_column_letter(first) + str(header.row),
+                "b": get_column_letter(again) + str(header.row),
+            }
+            message = _(
+                "Colonna ripetuta: %(a)s e %(b)s hanno la stessa intestazione; lascia una sola colonna.",
+                **cells,
             )
+            self.book.problems.append(Problem(name, header.row, get_column_letter(again), message))
         used = set(header.columns.values()) | {c for c in header.display_from or () if c}
         merged = self._merged(name, header, used, merged_ranges) if merged_ranges else None
         count = 0
@@ -630,7 +633,7 @@ class _Reader:
             if merged and merged.covers(col, number):
                 return Cell(letter, "", _("Cella unita ad altre: scrivi il valore in ogni riga."))
             value, data_type = raw(col)
-            text, problem = _cell_text(header.kind, field_name, value, data_type)
+            text, problem = _cell_text(field_name, value, data_type)
             return Cell(letter, text, problem)
 
         cols = list(header.columns.values()) + [c for c in header.display_from or () if c]
@@ -649,19 +652,20 @@ def _blank(value: object, data_type: str) -> bool:
     return data_type != "f" and (value is None or (isinstance(value, str) and not _strip(value)))
 
 
-def _read_sheets(xlsx, *, max_rows: int) -> Workbook:
+def _read_sheets(archive: zipfile.ZipFile, *, max_rows: int) -> Workbook:
+    """Every worksheet's cells streamed from its XML (app/services/xlsx_rows.py)."""
     reader = _Reader(max_rows)
-    for ws in xlsx.worksheets:
-        ws.reset_dimensions()  # a wrong <dimension> must not cut rows off, nor add a million
+    strings = xlsx_rows.shared_strings(archive)
+    dates = xlsx_rows.date_styles(archive)
+    for name, path in xlsx_rows.sheets(archive):
 
-        def rows(min_row: int, max_col: int, ws=ws):
-            for cells in ws.iter_rows(min_row=min_row, max_col=max_col):
-                yield [(c.value, c.data_type) for c in cells]
+        def rows(min_row: int, max_col: int, path=path):
+            return xlsx_rows.rows(archive, path, strings, dates, min_row, max_col)
 
-        def merged_ranges(ws=ws):
-            return _merged_ranges(xlsx._archive, ws._worksheet_path)
+        def merged_ranges(path=path):
+            return _merged_ranges(archive, path)
 
-        reader.sheet(ws.title, rows, merged_ranges)
+        reader.sheet(name, rows, merged_ranges)
     return reader.book
 
 

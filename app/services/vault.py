@@ -27,7 +27,9 @@ def _keys() -> MultiFernet:
         try:
             fernet = MultiFernet([Fernet(k) for k in keys])
         except ValueError:
-            raise RuntimeError("DATA_KEYS holds a key that is not a Fernet key (32 bytes, url-safe base64).") from None
+            raise RuntimeError(
+                "DATA_KEYS holds a key that is not a Fernet key (32 bytes, url-safe base64)."
+            ) from None
         _cache[configured] = fernet
     return fernet
 

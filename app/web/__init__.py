@@ -60,36 +60,6 @@ class RowIdConverter(IntegerConverter):
         super().__init__(map, min=1, max=MAX_ROW_ID)
 
 
-# Room for a multipart form's envelope (boundaries, part headers) around an uploaded file.
-UPLOAD_ENVELOPE = 64 * 1024
-
-
-def takes_file(max_bytes, too_large):
-    """A view that receives a file: its request may carry max_bytes() bytes (plus a form's
-    envelope) instead of MAX_CONTENT_LENGTH, and a 413 says too_large() rather than the
-    generic words. Both are callables, read per request (the limit is configuration)."""
-
-    def decorate(view):
-        view.upload_limit = max_bytes
-        view.too_large = too_large
-        return view
-
-    return decorate
-
-
-def _upload_view():
-    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
-    return view if getattr(view, "upload_limit", None) is not None else None
-
-
-def raise_upload_limit():
-    """before_request, ahead of every hook that reads the body (the CSRF check, the form's
-    control characters): the body limit of a view declared with takes_file."""
-    view = _upload_view()
-    if view is not None:
-        request.max_content_length = view.upload_limit() + UPLOAD_ENVELOPE
-
-
 # Form fields may hold line breaks and tabs (a textarea of list members); nothing else below
 # U+0020 is ever typed, and PostgreSQL refuses NUL in text outright.
 _FORM_CONTROL = frozenset(chr(c) for c in (*range(32), 127)) - {"\t", "\n", "\r"}
@@ -121,6 +91,33 @@ def refuse_control_characters():
         "Contiene caratteri non ammessi (caratteri di controllo, come il carattere nullo): correggi e riprova."
     )
     return render("error.html", "_error.html", status=422, message=message)
+
+
+# Room for the multipart envelope around an uploaded file (boundaries, headers, the CSRF field).
+UPLOAD_ENVELOPE = 1024 * 1024
+
+
+def accepts_upload(limit_key: str, too_large):
+    """A view that takes a file of up to config[limit_key] bytes: its request may exceed the app's
+    MAX_CONTENT_LENGTH by that much, and past it `too_large()` answers (the limit in words; None:
+    the plain 413 page). Set before any before_request reads the form."""
+
+    def decorate(view):
+        view.upload_limit = limit_key
+        view.upload_too_large = too_large
+        return view
+
+    return decorate
+
+
+def _upload_view():
+    return current_app.view_functions.get(request.endpoint) if request.endpoint else None
+
+
+def _raise_upload_limit(endpoint, values):
+    key = getattr(_upload_view(), "upload_limit", None)
+    if key:
+        request.max_content_length = current_app.config[key] + UPLOAD_ENVELOPE
 
 
 # Our pages load scripts and styles from our origin only, plus the one pinned htmx file.
@@ -169,8 +166,7 @@ def register_web(app: Flask) -> None:
     # the blueprints add their rules, which look their converters up when added.
     app.url_map.converters["int"] = RowIdConverter
     app.url_map.converters["id"] = RowIdConverter
-    # First of all hooks, including those registered before this (the CSRF check reads forms).
-    app.before_request_funcs.setdefault(None, []).insert(0, raise_upload_limit)
+    app.url_value_preprocessor(_raise_upload_limit)
     app.before_request(refuse_control_characters)
     app.after_request(_security_headers)
 
@@ -213,8 +209,11 @@ def register_web(app: Flask) -> None:
 
 def _http_error(code: int, text: str):
     def handler(error):
-        view = _upload_view() if code == 413 else None
-        message = str(view.too_large() if view is not None else text)
+        too_large = getattr(_upload_view(), "upload_too_large", None) if code == 413 else None
+        reply = too_large() if too_large is not None else None
+        if reply is not None:
+            return reply
+        message = str(text)
         if wants_json():
             return jsonify({"error": message}), code
         return render("error.html", "_error.html", status=code, message=message)
@@ -242,12 +241,12 @@ def staff_required(view):
 
 __all__ = [
     "HTMX_URL",
+    "accepts_upload",
     "HTMX_VERSION",
     "current_actor",
     "is_fragment_request",
     "register_web",
     "render",
     "staff_required",
-    "takes_file",
     "wants_json",
 ]

@@ -31,6 +31,8 @@ KIND_LABELS = {
     "quota_refresh": _l("Aggiornamento dello spazio occupato"),
     "billing_charge": _l("Addebito giornaliero dei punti"),
     "send_email": _l("Invio di email"),
+    "bulk_import": _l("Importazione da Excel"),
+    "bulk_import_part": _l("Importazione da Excel (parte)"),
 }
 # A queued job nobody took for this long: the component says the workers are stopped or busy.
 WAITING_LONG = timedelta(minutes=2)

@@ -106,3 +106,17 @@ def test_units_run_as_the_panel_user_from_the_checkout(name):
     # No secret on a command line (ps shows it to every local user).
     exec_start = re.search(r"^ExecStart=(.*)$", text, re.M).group(1)
     assert "redis://" not in exec_start and "--url" not in exec_start
+
+
+def test_nginx_takes_a_large_body_only_on_the_import_uploads():
+    site = re.sub(r"(?m)#.*$", "", (DEPLOY / "nginx-panel.conf").read_text())
+    sizes = re.findall(r"client_max_body_size (\S+);", site)
+    assert sizes == ["2m", "11m"], sizes
+    upload = re.search(r"location ~ (\S+) \{([^}]*)\}", site)
+    pattern, body = re.compile(upload.group(1)), upload.group(2)
+    assert "client_max_body_size 11m;" in body and "proxy_pass http://panel_app;" in body
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in body
+    for path in ("/customers/7/imports", "/admin/customers/7/imports", "/api/v1/customers/7/imports"):
+        assert pattern.search(path), path
+    for path in ("/customers/7/mailboxes", "/customers/7/imports/3/passwords", "/login", "/x/customers/7/imports"):
+        assert not pattern.search(path), path

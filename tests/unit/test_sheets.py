@@ -144,6 +144,49 @@ def test_a_zip_bomb_with_lying_sizes_is_refused_too():
     assert "troppo grande" in message or "danneggiato" in message
 
 
+LAUGHS = (
+    b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+    + b"".join(
+        b'<!ENTITY lol%d "%s">' % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10)
+        for i in range(1, 10)
+    )
+    + b']><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+    b'<row r="1"><c r="A1" t="inlineStr"><is><t>Account</t></is></c><c r="B1" t="inlineStr"><is><t>Password</t></is></c></row>'
+    b'<row r="2"><c r="A2" t="inlineStr"><is><t>&lol9;</t></is></c></row></sheetData></worksheet>'
+)
+
+
+@pytest.mark.parametrize(
+    "part", ["xl/worksheets/sheet1.xml", "xl/sharedStrings.xml", "xl/styles.xml", "xl/workbook.xml"]
+)
+def test_xml_with_a_dtd_or_entities_is_refused_not_expanded(part):
+    members = _members(mailbox_rows(["a@rossi.example", "Segreta-2026!"]))
+    assert part in members or part == "xl/sharedStrings.xml"  # read whenever the file has one
+    members[part] = LAUGHS
+    began = time.perf_counter()
+    assert "danneggiato" in refused(sheetkit.zip_of(members))
+    assert time.perf_counter() - began < 2
+
+
+def test_inline_strings_rich_text_and_cells_without_references_are_read():
+    members = _members(mailbox_rows(["a@rossi.example", "Segreta-2026!"]))
+    members["xl/worksheets/sheet1.xml"] = (
+        b'<?xml version="1.0"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+        b'<row><c t="inlineStr"><is><t>Account</t></is></c><c t="inlineStr"><is><t>Password</t></is></c>'
+        b'<c t="inlineStr"><is><t>Classe di servizio</t></is></c></row>'
+        b'<row><c t="inlineStr"><is><r><t>mario.</t></r><r><t>rossi@rossi.example</t></r></is></c>'
+        b'<c t="inlineStr"><is><t xml:space="preserve">Segreta-2026!</t></is></c><c><v>5000</v></c></row>'
+        b"</sheetData></worksheet>"
+    )
+    book = read_upload(sheetkit.zip_of(members), "caselle.xlsx")
+    assert [values(r) for r in book.rows][0] | {} == {
+        "address": "mario.rossi@rossi.example",
+        "password": "Segreta-2026!",
+        "service_class": "5000",
+    } | {k: v for k, v in values(book.rows[0]).items() if k not in ("address", "password", "service_class")}
+    assert book.rows[0].row == 2
+
+
 def test_a_zip_of_too_many_members_is_refused():
     members = {"[Content_Types].xml": b"<Types/>", "xl/workbook.xml": b"<workbook/>"}
     members |= {f"xl/media/{i}.bin": b"" for i in range(1001)}

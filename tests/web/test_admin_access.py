@@ -27,6 +27,12 @@ ADMIN_GETS = [
     "/admin/health",
     "/admin/jobs/1",
     "/admin/prices",
+    "/admin/customers/{cid}/imports",
+    "/admin/customers/{cid}/imports/modello.xlsx",
+    "/admin/customers/{cid}/imports/1",
+    "/admin/customers/{cid}/imports/1/rows",
+    "/admin/customers/{cid}/imports/1/problems",
+    "/admin/customers/{cid}/imports/1/resoconto.xlsx",
 ]
 ADMIN_POSTS = [
     "/admin/customers/new",
@@ -48,6 +54,10 @@ ADMIN_POSTS = [
     "/admin/users/1/two-factor/reset",
     "/admin/jobs/1/cancel",
     "/admin/prices",
+    "/admin/customers/{cid}/imports",
+    "/admin/customers/{cid}/imports/1/apply",
+    "/admin/customers/{cid}/imports/1/resume",
+    "/admin/customers/{cid}/imports/1/passwords",
 ]
 
 
@@ -63,6 +73,7 @@ def test_every_admin_url_is_listed_here(app):
     listed = {u.replace("domains/1/", "domains/<int:domain_id>/") for u in listed}
     listed = {u.replace("jobs/1", "jobs/<int:job_id>") for u in listed}
     listed = {u.replace("outbox/1/", "outbox/<int:outbox_id>/") for u in listed}
+    listed = {re.sub(r"imports/1\b", "imports/<int:import_id>", u) for u in listed}
     assert rules == listed
 
 

@@ -19,7 +19,7 @@ from app.extensions import db
 from app.models import CapacityRequest
 from app.services import capacity, domains, users
 from tests import factories
-from tests.web.test_tenant_isolation import NON_ID_ARGS, _snapshot
+from tests.web.test_tenant_isolation import NON_ID_ARGS, _snapshot, _waiting_import
 
 HUGE_IDS = (2**31, 2**32, 2**63, 2**64 + 1, 10**30)
 QUERY_KEYS = (
@@ -126,6 +126,7 @@ def world(app, make):
         "capacity_request_id": req.id,
         "token_id": spare_token.id,
         "user_id": spare.id,
+        "import_id": _waiting_import(c.id),
         "id": c.id,
     }
     domain = make.domain_of(c)

@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.services import capacity, imports, outbox, users
-from tests import sheetkit
+from app.models import Import
+from app.services import capacity, outbox, users
 from tests.web.jobrows import job_row
 
 # Plausible payloads: if scoping were missing, these would change B's data.
@@ -54,11 +54,22 @@ def _failed_mail(customer_id: int) -> int:
     return mail.id
 
 
-def _import(make, customer) -> int:
-    """A preview of B's with a generated password to come: every import route has something to give."""
-    row = [f"nuova@{make.domain_of(customer)}", None, "Nuova", "Business Mail 100 MB", "Sì"]
-    data = sheetkit.filled_template(["Business Mail 100 MB"], mailboxes=[row])
-    return imports.preview(make.SYSTEM, customer.id, data, "b.xlsx").id
+def _waiting_import(customer_id: int) -> int:
+    """A previewed import with a problem: applying it is refused, so no walk starts a job."""
+    problem = {"sheet": "Caselle", "row": 2, "column": "B", "message": "La password è troppo corta."}
+    row = Import(
+        customer_id=customer_id,
+        created_by="anna@esempio.example",
+        filename="personale.xlsx",
+        state="previewed",
+        counts={"mailbox": {"create": 0, "present": 0, "error": 1}},
+        problems=[problem],
+        problem_count=1,
+        generated_count=0,
+    )
+    db.session.add(row)
+    db.session.commit()
+    return row.id
 
 
 @pytest.fixture
@@ -92,7 +103,7 @@ def world(app, make):
         "user_id": admin_b.id,
         "job_id": job_row(b.id, "queued", kind="quota_refresh").id,
         "outbox_id": _failed_mail(b.id),
-        "import_id": _import(make, b),
+        "import_id": _waiting_import(b.id),
         "id": b.id,
     }
     db.session.commit()

@@ -19,6 +19,7 @@ from app.web.admin import (  # noqa: E402, F401
     domains,
     health,
     hold,
+    imports,
     jobs,
     list_limits,
     prices,

@@ -42,7 +42,7 @@ def _authenticate():
     # role): a caller learns nothing about what is not theirs. The services decide.
     for name, value in (request.view_args or {}).items():
         SCOPED_IDS[name](auth.actor(), value)
-    # A view that takes a file (app.web.takes_file) checks its own media types.
+    # A view that takes a file (app.web.accepts_upload) checks its own media types.
     if getattr(current_app.view_functions.get(request.endpoint), "upload_limit", None) is None:
         body.require_json_media_type()
     return None

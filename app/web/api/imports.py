@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import io
 
-from flask import abort, current_app, jsonify, request, send_file, url_for
+from flask import current_app, jsonify, request, send_file, url_for
 from flask_babel import gettext as _
 
 from app.services import imports, jobs
 from app.services.errors import DomainError, ValidationError
-from app.web import takes_file
+from app.web import accepts_upload
 from app.web.api import body
 from app.web.api import serializers as out
 from app.web.api.auth import actor
@@ -64,6 +64,13 @@ def _max_bytes() -> int:
     return current_app.config["IMPORT_MAX_BYTES"]
 
 
+def _too_large():
+    """The 413 of a file over IMPORT_MAX_BYTES, whether stopped while read or after."""
+    mb = _max_bytes() / (1024 * 1024)
+    shown = f"{mb:.0f}" if mb >= 1 else f"{mb:.2f}".replace(".", ",")
+    return jsonify({"error": _("Il file è troppo grande: al massimo %(mb)s MB.", mb=shown)}), 413
+
+
 def _uploaded() -> tuple[bytes, str]:
     """The file of the request (its bytes, up to one past the limit) and its name."""
     limit = _max_bytes()
@@ -96,11 +103,11 @@ def _uploaded() -> tuple[bytes, str]:
     query=(FILENAME,),
     errors=(401, 403, 404, 413, 422),
 )
-@takes_file(_max_bytes, imports.too_large_message)
+@accepts_upload("IMPORT_MAX_BYTES", _too_large)
 def import_create(customer_id: int):
     data, name = _uploaded()
     if len(data) > _max_bytes():
-        abort(413)
+        return _too_large()
     imp = imports.preview(actor(), customer_id, data, name)
     response = jsonify(out.import_preview(imp))
     response.headers["Location"] = url_for("api.import_get", import_id=imp.id)

@@ -93,7 +93,7 @@ class Operation:
     # More success answers: status -> (shape, description).
     also: dict[int, tuple[Shape | ArrayOf, str]] = field(default_factory=dict)
     # A file as the request body: multipart/form-data with a part named "file", or a raw body
-    # of one of these media types (the view is made with app.web.takes_file).
+    # of one of these media types (the view is made with app.web.accepts_upload).
     upload: tuple[str, ...] = ()
     # The success answer is a file of this media type, not JSON.
     ok_media: str | None = None

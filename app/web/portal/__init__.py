@@ -25,6 +25,7 @@ from app.web.portal import (  # noqa: E402, F401
     dashboard,
     domains,
     help_pages,
+    imports,
     jobs,
     lists,
     mailboxes,
