@@ -5,6 +5,7 @@
     demo.py        flask seed-demo, and the demo data it loads
     mailserver.py  flask mailserver config|master-user
     billing.py     flask billing charge|verify
+    bulk.py        flask bulk import|template (its own exit codes for a file's rows: see there)
     errors.py      how every one of them fails
 
 Commands parse their options, call services and print. Every command is
@@ -27,6 +28,7 @@ from __future__ import annotations
 from flask import Flask
 
 from app.cli.billing import billing_group
+from app.cli.bulk import bulk_group
 from app.cli.demo import seed_demo_command
 from app.cli.mailserver import mailserver_group
 from app.cli.tokens import tokens_group
@@ -34,5 +36,12 @@ from app.cli.users import users_group
 
 
 def register_cli(app: Flask) -> None:
-    for command in (users_group, tokens_group, seed_demo_command, mailserver_group, billing_group):
+    for command in (
+        users_group,
+        tokens_group,
+        seed_demo_command,
+        mailserver_group,
+        billing_group,
+        bulk_group,
+    ):
         app.cli.add_command(command)

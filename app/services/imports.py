@@ -741,12 +741,13 @@ def preview(actor: Actor, customer_id: object, data: bytes, filename: object) ->
 # Reading imports
 
 
-def template_for(actor: Actor, customer_id: object) -> tuple[str, bytes]:
+def template_for(actor: Actor, customer_id: object = None) -> tuple[str, bytes]:
     """(file name, .xlsx) of the template for a customer: its drop-down offers the classes it may
-    create (a contract's classes with an allowance, or every class for Pay per Use)."""
-    customer = customer_for(actor, customer_id)
+    create (a contract's classes with an allowance, or every class for Pay per Use); without a
+    customer, every class."""
     every = classes.all_classes()
-    if customer.plan == Plan.CONTRACT:
+    customer = customer_for(actor, customer_id) if customer_id is not None else None
+    if customer is not None and customer.plan == Plan.CONTRACT:
         offered = {a.service_class_id for a in customer.allowances if a.max_accounts > 0}
         every = [c for c in every if c.id in offered]
     return "modello-importazione.xlsx", sheets.template([c.name for c in every])

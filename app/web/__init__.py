@@ -210,7 +210,7 @@ def register_web(app: Flask) -> None:
 def _http_error(code: int, text: str):
     def handler(error):
         too_large = getattr(_upload_view(), "upload_too_large", None) if code == 413 else None
-        reply = too_large() if too_large is not None and not wants_json() else None
+        reply = too_large() if too_large is not None else None
         if reply is not None:
             return reply
         message = str(text)

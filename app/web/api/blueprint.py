@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from app.extensions import csrf, db
-from app.services import aliases, capacity, domains, jobs, lists, mailboxes
+from app.services import aliases, capacity, domains, imports, jobs, lists, mailboxes
 from app.services.access import customer_for
 from app.services.errors import Conflict, DomainError, LimitExceeded, ValidationError
 from app.web.api import auth, body
@@ -27,6 +27,7 @@ SCOPED_IDS = {
     "domain_id": domains.get_domain,
     "request_id": capacity.get_request,
     "job_id": jobs.get_job,
+    "import_id": imports.get_import,
 }
 
 
@@ -41,7 +42,9 @@ def _authenticate():
     # role): a caller learns nothing about what is not theirs. The services decide.
     for name, value in (request.view_args or {}).items():
         SCOPED_IDS[name](auth.actor(), value)
-    body.require_json_media_type()
+    # A view that takes a file (app.web.accepts_upload) checks its own media types.
+    if getattr(current_app.view_functions.get(request.endpoint), "upload_limit", None) is None:
+        body.require_json_media_type()
     return None
 
 

@@ -38,11 +38,13 @@ To document a new endpoint (in a new module too, e.g. app/web/api/jobs.py):
 
 `@documented` goes below the route decorator. Its arguments (see Operation): the summary
 and a tag; ok, the answer (a Shape, array_of(Shape), or None for no content) with its
-status; errors, the error statuses (401, 403, 404, 409, 422), limit=True when a 409 may
+status; errors, the error statuses (401, 403, 404, 409, 413, 422, 503), limit=True when a 409 may
 be an allowance used up; also={200: (Shape, "words")} for a second success answer. A
 request body is declared with body=body.shape("JobInput", field=body.text(required=True,
 max_len=...), ...) (body_required=False if it may be left out) and read with body.read(),
-which checks exactly that shape and answers 422 with a message per field. A path's ids
+which checks exactly that shape and answers 422 with a message per field. A view that
+takes a file declares upload=(media types of a raw body) instead (app/web/api/imports.py),
+and one that answers with a file, ok_media="its media type". A path's ids
 need no declaration: they come from the rule (<id:customer_id> is an integer >= 1), and
 blueprint.SCOPED_IDS must know how to scope each one. The module must be imported by
 app/web/api/routes.py (as mail.py is) so that its routes exist; an enum needs its words
@@ -90,6 +92,11 @@ class Operation:
     limit: bool = False
     # More success answers: status -> (shape, description).
     also: dict[int, tuple[Shape | ArrayOf, str]] = field(default_factory=dict)
+    # A file as the request body: multipart/form-data with a part named "file", or a raw body
+    # of one of these media types (the view is made with app.web.accepts_upload).
+    upload: tuple[str, ...] = ()
+    # The success answer is a file of this media type, not JSON.
+    ok_media: str | None = None
 
 
 def documented(summary: str, tag: str, **kw):
@@ -262,6 +269,10 @@ RESPONSES = {
         },
     },
     "UnsupportedMediaType": _error("A request body must be sent as Content-Type: application/json."),
+    "UnsupportedUpload": _error(
+        "The file must be sent as multipart/form-data (a part named file) or as a body of an accepted type."
+    ),
+    "TooLarge": _error("The file is larger than the limit, which the message states."),
 }
 # What a change may meet: no token, not allowed, not found, a clash, bad input.
 WRITE_ERRORS = (401, 403, 404, 409, 422)
@@ -270,6 +281,7 @@ ERROR_RESPONSES = {
     403: "Forbidden",
     404: "NotFound",
     409: "Conflict",
+    413: "TooLarge",
     422: "Unprocessable",
     503: "Unavailable",
 }
@@ -282,11 +294,13 @@ def _json(schema_: dict, description: str) -> dict:
 def operation(endpoint: str, op: Operation, public: bool, components: dict) -> dict:
     default_words = {201: "Created.", 202: "Accepted.", 204: "Deleted."}.get(op.status, "OK")
     words = op.ok_description or default_words
-    responses: dict = {
-        str(op.status): {"description": words}
-        if op.ok is None
-        else _json(_answer_schema(op.ok, components), words)
-    }
+    if op.ok_media:
+        ok_answer = {"description": words, "content": {op.ok_media: {"schema": _file(op.ok_media)}}}
+    elif op.ok is None:
+        ok_answer = {"description": words}
+    else:
+        ok_answer = _json(_answer_schema(op.ok, components), words)
+    responses: dict = {str(op.status): ok_answer}
     for status, (shape, description) in op.also.items():
         responses[str(status)] = _json(_answer_schema(shape, components), description)
     for status in op.errors:
@@ -301,10 +315,28 @@ def operation(endpoint: str, op: Operation, public: bool, components: dict) -> d
             "content": {"application/json": {"schema": _ref(op.body, components)}},
         }
         responses["415"] = {"$ref": "#/components/responses/UnsupportedMediaType"}
+    if op.upload:
+        out["requestBody"] = {"required": True, "content": _upload_content(op.upload)}
+        responses["415"] = {"$ref": "#/components/responses/UnsupportedUpload"}
     if public:
         out["security"] = []
     out["responses"] = dict(sorted(responses.items()))
     return out
+
+
+def _file(media_type: str) -> dict:
+    return {"type": "string", "contentMediaType": media_type}
+
+
+def _upload_content(media_types: tuple[str, ...]) -> dict:
+    form = {
+        "type": "object",
+        "properties": {
+            "file": {**_file("application/octet-stream"), "description": "The file, with its name."}
+        },
+        "required": ["file"],
+    }
+    return {"multipart/form-data": {"schema": form}, **{m: {"schema": _file(m)} for m in media_types}}
 
 
 # "<id:mailbox_id>", "<int(min=1):n>", "<name>" in a rule

@@ -8,9 +8,31 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from flask import url_for
+
 from app.data import catalog
-from app.models import Alias, CapacityRequest, Customer, DistributionList, Domain, Job, Mailbox, ServiceClass
-from app.models.enums import DomainState, JobState, MailboxStatus, Plan, PostPolicy, RequestStatus
+from app.models import (
+    Alias,
+    CapacityRequest,
+    Customer,
+    DistributionList,
+    Domain,
+    Import,
+    Job,
+    Mailbox,
+    ServiceClass,
+)
+from app.models.enums import (
+    DomainState,
+    ImportOp,
+    ImportState,
+    JobState,
+    MailboxStatus,
+    Plan,
+    PostPolicy,
+    RequestStatus,
+)
+from app.services import clock, imports
 from app.services.paging import Page
 from app.web.api.body import (
     any_json,
@@ -313,3 +335,119 @@ def job(j: Job) -> dict:
         "message": j.message,
         "result": j.result,
     }
+
+
+OP_COUNTS = response(
+    "ImportOpCounts",
+    create=integer(description="Rows that will be created."),
+    present=integer(description="Rows already there (nothing to do)."),
+    error=integer(description="Rows with a problem."),
+)
+IMPORT_COUNTS = response("ImportCounts", **{op.value: object_of(OP_COUNTS) for op in ImportOp})
+IMPORT_PROBLEM = response(
+    "ImportProblem",
+    sheet=text(nullable=True, examples=("Caselle",)),
+    row=integer(nullable=True, description="The row's number in the sheet, as the spreadsheet shows it."),
+    column=text(nullable=True, examples=("B",)),
+    message=text(examples=("La password è troppo corta: almeno 8 caratteri.",)),
+)
+IMPORT_LINKS = response(
+    "ImportLinks",
+    self=text(),
+    apply=text(nullable=True, description="While the preview waits to be applied."),
+    report=text(nullable=True, description="Once the import has ended: the outcome of every row (.xlsx)."),
+    generated_passwords=text(
+        nullable=True, description="While generated passwords wait for their one download."
+    ),
+    job=text(nullable=True),
+)
+_IMPORT_FIELDS = {
+    "id": ID,
+    "state": choice(ImportState),
+    "filename": text(),
+    "size_bytes": integer(),
+    "created_by": text(),
+    "created_at": when(),
+    "expires_at": when(nullable=True, description="A preview not applied by then is discarded."),
+    "valid_only": boolean(description="Applied to the rows without problems only."),
+    "applied_by": text(nullable=True),
+    "applied_at": when(nullable=True),
+    "finished_at": when(nullable=True),
+    "counts": object_of(IMPORT_COUNTS, description="The preview: per kind of row, what it will do."),
+    "problem_count": integer(description="Every problem found (errors lists the first 5000)."),
+    "to_create": integer(description="Rows that applying will create."),
+    "generated_count": integer(description="Passwords generated for rows that left the password empty."),
+    "links": object_of(IMPORT_LINKS),
+}
+_ERRORS = list_of(object_of(IMPORT_PROBLEM), description="Every problem with its cell, in file order.")
+_RESULT = any_json(
+    nullable=True,
+    description="Once applied: per kind of row, how many rows had each outcome "
+    "(pending, created, present, error, skipped).",
+    examples=({"mailbox": {"created": 9, "present": 1, "error": 1}},),
+)
+IMPORT_SUMMARY = response("ImportSummary", **_IMPORT_FIELDS, result=_RESULT)
+IMPORT = response("Import", **_IMPORT_FIELDS, errors=_ERRORS)
+IMPORT_DETAIL = response(
+    "ImportDetail",
+    **_IMPORT_FIELDS,
+    errors=_ERRORS,
+    result=_RESULT,
+    job=object_of(JOB, nullable=True, description="The job applying it (the last one, if resumed)."),
+)
+
+
+def _generated_waiting(i: Import) -> bool:
+    return bool(
+        i.generated_count
+        and i.generated_taken_at is None
+        and (i.generated_expires_at is None or i.generated_expires_at > clock.now())
+    )
+
+
+def _import_fields(i: Import) -> dict:
+    counts = {
+        op.value: {"create": 0, "present": 0, "error": 0, **(i.counts or {}).get(op.value, {})}
+        for op in ImportOp
+    }
+    ended = i.finished_at is not None and i.state != ImportState.EXPIRED
+    return {
+        "id": i.id,
+        "state": i.state,
+        "filename": i.filename,
+        "size_bytes": i.size_bytes,
+        "created_by": i.created_by,
+        "created_at": _when(i.created_at),
+        "expires_at": _when(i.expires_at) if i.state == ImportState.PREVIEWED else None,
+        "valid_only": i.valid_only,
+        "applied_by": i.applied_by,
+        "applied_at": _when(i.applied_at),
+        "finished_at": _when(i.finished_at),
+        "counts": counts,
+        "problem_count": i.problem_count,
+        "to_create": imports.to_create(i),
+        "generated_count": i.generated_count,
+        "links": {
+            "self": url_for("api.import_get", import_id=i.id),
+            "apply": url_for("api.import_apply", import_id=i.id)
+            if i.state == ImportState.PREVIEWED
+            else None,
+            "report": url_for("api.import_report", import_id=i.id) if ended else None,
+            "generated_passwords": url_for("api.import_generated_passwords", import_id=i.id)
+            if _generated_waiting(i)
+            else None,
+            "job": url_for("api.job_get", job_id=i.job_id) if i.job_id else None,
+        },
+    }
+
+
+def import_summary(i: Import) -> dict:
+    return {**_import_fields(i), "result": i.result}
+
+
+def import_preview(i: Import) -> dict:
+    return {**_import_fields(i), "errors": imports.errors_json(i)}
+
+
+def import_detail(i: Import, j: Job | None) -> dict:
+    return {**import_preview(i), "result": i.result, "job": job(j) if j is not None else None}
