@@ -24,6 +24,7 @@ def test_gunicorn_serves_the_login_page_in_production_mode(tmp_path):
         **os.environ,
         "APP_ENV": "production",
         "SECRET_KEY": "gunicorn-test-" + "x" * 40,
+        "DATA_KEYS": "Q9IL1wLWWknW3u9Pp-u-OLKm2JEi3h876rP-pMgR0Gc=",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'panel.sqlite3'}",
         "INSTANCE_DIR": str(tmp_path),
         "GUNICORN_BIND": f"127.0.0.1:{port}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app import create_app
+from tests.conftest import TEST_CONFIG
 
 
 def test_login_and_logout(client, make, auth):
@@ -65,7 +66,12 @@ def test_session_cookie_flags(client, make, auth):
 
 def test_production_needs_secret_key_and_sets_secure_cookies():
     app = create_app(
-        {"ENV_NAME": "production", "SECRET_KEY": "s3cret", "SQLALCHEMY_DATABASE_URI": "sqlite://"}
+        {
+            "ENV_NAME": "production",
+            "SECRET_KEY": "s3cret",
+            "DATA_KEYS": TEST_CONFIG["DATA_KEYS"],
+            "SQLALCHEMY_DATABASE_URI": "sqlite://",
+        }
     )
     assert app.config["SESSION_COOKIE_SECURE"] is True
     assert app.config["SESSION_COOKIE_HTTPONLY"] is True

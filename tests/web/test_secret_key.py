@@ -47,7 +47,49 @@ def test_development_key_is_random_private_and_kept(instance):
     assert stat.S_IMODE(instance.stat().st_mode) == 0o700
     # A restart (or a second process) signs with the same key: sessions survive it.
     assert _dev_app().secret_key == key
-    assert [p.name for p in instance.iterdir()] == ["secret_key"]  # no temporary file left
+    assert sorted(p.name for p in instance.iterdir()) == ["data_key", "secret_key"]  # no temporary file left
+
+
+def test_development_data_key_is_made_once_private_and_opens_what_it_sealed(instance):
+    from app.services import vault
+
+    app = _dev_app()
+    path = instance / "data_key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    with app.app_context():
+        sealed = vault.seal("Segreta-42")
+    with _dev_app().app_context():  # a restart, or a worker: the same key
+        assert vault.unseal_text(sealed) == "Segreta-42"
+    os.chmod(path, 0o644)
+    with pytest.raises(RuntimeError, match="read by other users"):
+        _dev_app()
+
+
+def test_outside_development_no_data_key_no_start(instance):
+    for env in ("production", "staging"):
+        with pytest.raises(RuntimeError, match="DATA_KEYS must be set"):
+            create_app({"ENV_NAME": env, "SECRET_KEY": "s" * 40, "SQLALCHEMY_DATABASE_URI": "sqlite://"})
+    assert not (instance / "data_key").exists()
+
+
+def test_a_value_sealed_under_another_key_or_altered_is_refused(app):
+    from app.services import vault
+
+    sealed = vault.seal("Segreta-42")
+    assert b"Segreta-42" not in sealed
+    with pytest.raises(vault.VaultError):
+        vault.unseal(sealed[:-2] + b"AA")
+    saved = app.config["DATA_KEYS"]
+    other = "Ke7bH1cQ9pq0oX0Xb2iD0Yw7g1c3Rk0w5m4JtG2n2aE="
+    try:
+        app.config["DATA_KEYS"] = other
+        with pytest.raises(vault.VaultError):
+            vault.unseal(sealed)
+        app.config["DATA_KEYS"] = f"{other},{saved}"  # a new key first: the old one still opens
+        assert vault.unseal_text(sealed) == "Segreta-42"
+        assert vault.unseal_text(vault.seal("nuovo")) == "nuovo"
+    finally:
+        app.config["DATA_KEYS"] = saved
 
 
 def test_a_key_file_others_can_read_is_refused(instance):
