@@ -46,29 +46,45 @@ def wait_for(predicate, timeout: float, what: str):
         time.sleep(0.1)
 
 
-def test_template_filled_uploaded_and_applied_logs_in_and_receives_on_dovecot(servers, app):
+def test_template_filled_uploaded_and_applied_logs_in_and_receives_on_dovecot(servers, app, client, auth):
+    """The customer's journey through the portal's doors: the template, an upload, the preview, apply,
+    the generated passwords and the report; then the mailboxes work on the real servers."""
     mail = servers
     saved = app.config["JOBS_INLINE"]
     app.config["JOBS_INLINE"] = True
     try:
         c = factories.customer("contract", {C100: 10}, domain="importati.example")
-        data = sheetkit.filled_template(
-            [C100],
-            mailboxes=[
-                ["Anna@Importati.example", SECRET, "Anna", C100],
-                ["gen@importati.example", None, "Gen", C100, "Sì"],
-            ],
-            aliases=[["info@importati.example", "anna@importati.example"]],
-            lists=[["tutti@importati.example", "anna@importati.example, gen@importati.example", "Tutti"]],
+        admin = factories.admin(c)
+        auth.login(admin.email)
+        template = client.get(f"/customers/{c.id}/imports/modello.xlsx")
+        assert template.status_code == 200
+        book = openpyxl.load_workbook(io.BytesIO(template.data))
+        boxes, alias_sheet, list_sheet = book.worksheets[:3]
+        boxes.append(["Anna@Importati.example", SECRET, "Anna", C100])
+        boxes.append(["gen@importati.example", None, "Gen", C100, "Sì"])
+        alias_sheet.append(["info@importati.example", "anna@importati.example"])
+        list_sheet.append(
+            ["tutti@importati.example", "anna@importati.example, gen@importati.example", "Tutti"]
         )
-        imp = imports.preview(factories.SYSTEM, c.id, data, "caselle.xlsx")
-        assert imp.problems == []
-        imports.start_apply(factories.SYSTEM, imp.id)
-        _, generated = imports.take_generated_passwords(factories.SYSTEM, imp.id, None)
+        filled = io.BytesIO()
+        book.save(filled)
+        uploaded = client.post(
+            f"/customers/{c.id}/imports",
+            data={"file": (io.BytesIO(filled.getvalue()), "caselle.xlsx")},
+            content_type="multipart/form-data",
+        )
+        assert uploaded.status_code == 303, uploaded.get_data(as_text=True)[:500]
+        page = uploaded.headers["Location"]
+        assert "Verranno creati 6 elementi" in client.get(page).get_data(as_text=True)
+        assert client.post(page + "/apply", data={"scope": "all"}).status_code == 303
+        taken = client.post(page + "/passwords", data={"current_password": factories.PASSWORD})
+        assert taken.status_code == 200
+        report = client.get(page + "/resoconto.xlsx")
+        assert report.status_code == 200
     finally:
         app.config["JOBS_INLINE"] = saved
     generated_password = list(
-        openpyxl.load_workbook(io.BytesIO(generated)).active.iter_rows(values_only=True)
+        openpyxl.load_workbook(io.BytesIO(taken.data)).active.iter_rows(values_only=True)
     )[1][1]
 
     mail.imap("anna@importati.example", SECRET).logout()
@@ -86,8 +102,8 @@ def test_template_filled_uploaded_and_applied_logs_in_and_receives_on_dovecot(se
         )
     wait_in_inbox(mail, "anna@importati.example", to_alias, password=SECRET)
     wait_in_inbox(mail, "gen@importati.example", to_list, password=generated_password)
-    report = openpyxl.load_workbook(io.BytesIO(imports.report(factories.SYSTEM, imp.id)[1])).active
-    assert {row[7] for row in list(report.iter_rows(values_only=True))[1:]} == {"Creato"}
+    outcomes = list(openpyxl.load_workbook(io.BytesIO(report.data)).active.iter_rows(values_only=True))[1:]
+    assert {row[7] for row in outcomes} == {"Creato"} and len(outcomes) == 6
 
 
 def worker_env(app, tmp_path: Path) -> dict[str, str]:
