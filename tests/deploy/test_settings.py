@@ -42,3 +42,13 @@ def test_the_login_limits_are_documented_as_shared_through_redis_url():
     assert paragraphs and all("REDIS_URL" in p for p in paragraphs)
     for text in (deploy, (ROOT / "README.md").read_text(), (DEPLOY / "panel.env.example").read_text()):
         assert "RATELIMIT_STORAGE_URI" not in text
+
+
+def test_the_cron_command_never_carries_the_redis_password_on_its_command_line():
+    unit = (DEPLOY / "panel-cron.service").read_text()
+    assert 'RQ_REDIS_URL="$$REDIS_URL"' in unit
+    for path in (ROOT / "README.md", ROOT / "docs" / "deploy.md", ROOT / "docs" / "jobs.md"):
+        commands = re.findall(r"`([^`]*rq cron[^`]*)`", path.read_text())
+        assert [c for c in commands if "--url" in c or "-u " in c] == [], path.name
+    readme = (ROOT / "README.md").read_text()
+    assert '`RQ_REDIS_URL="$REDIS_URL" rq cron app/cron.py`' in readme
