@@ -13,7 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import config as settings
 from app.config import Config
-from app.extensions import babel, csrf, db, limiter, login_manager, migrate
+from app.extensions import babel, csrf, db, login_manager, migrate
 
 
 def select_locale() -> str:
@@ -74,7 +74,6 @@ def create_app(config: dict | None = None) -> Flask:
     login_manager.login_message = None
     csrf.init_app(app)
     babel.init_app(app, locale_selector=select_locale, default_translation_directories="../translations")
-    limiter.init_app(app)
 
     from app import models  # noqa: F401 (every model registered before the first query)
 

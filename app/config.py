@@ -64,9 +64,8 @@ class Config:
     REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
     WTF_CSRF_TIME_LIMIT = None
 
-    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
-    # Failed password and code checks, counted in Redis over a sliding window: per client
-    # address (any account) and per account (from any address).
+    # Failed password and code checks, counted in the Redis of REDIS_URL (shared by every process)
+    # over a sliding window: per client address (any account) and per account (from any address).
     LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10 per minute")
     LOGIN_ACCOUNT_RATE_LIMIT = os.environ.get("LOGIN_ACCOUNT_RATE_LIMIT", "10 per 15 minutes")
     # Reverse proxies in front of the app whose X-Forwarded-For/-Proto are trusted (0: none).

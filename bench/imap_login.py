@@ -221,7 +221,7 @@ class Dovecot:
         assert result.exit_code == 0, result.output
         result = runner.invoke(
             args=["mailserver", "master-user", str(self.conf / "master-users")],
-            env={"DOVECOT_MASTER_USER": "assistenza", "DOVECOT_MASTER_PASSWORD": "Bench-master-1"},
+            env={"DOVECOT_MASTER_USER": "assistenza", "DOVECOT_MASTER_PASSWORD": "Bench-master-password-1"},
         )
         assert result.exit_code == 0, result.output
 

@@ -46,6 +46,17 @@ SELECT format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM %I', current_schema(),
 \gexec
 SELECT format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA %I FROM %I', current_schema(), :'mail_role')
 \gexec
+-- PostgreSQL 14 and older let every role (PUBLIC) create objects in the public schema: a
+-- role that creates a table could shadow a table or function the servers look up. Only the
+-- database's owner (the panel's migrations) keeps that right; revoking twice is harmless.
+SELECT format('REVOKE CREATE ON SCHEMA %I FROM PUBLIC', current_schema())
+\gexec
+SELECT format('REVOKE CREATE ON SCHEMA %I FROM %I', current_schema(), :'mail_role')
+\gexec
+SELECT format('GRANT USAGE, CREATE ON SCHEMA %I TO %I', current_schema(), pg_get_userbyid(datdba))
+FROM pg_database
+WHERE datname = current_database() AND pg_get_userbyid(datdba) <> :'mail_role'
+\gexec
 SELECT format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), :'mail_role')
 \gexec
 SELECT format('GRANT USAGE ON SCHEMA %I TO %I', current_schema(), :'mail_role')

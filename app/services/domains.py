@@ -16,9 +16,9 @@ from flask_babel import ngettext
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
-from app.models import Alias, Customer, DistributionList, Domain, Mailbox
+from app.models import Alias, Customer, DistributionList, Domain, Mailbox, MailboxPeriod
 from app.models.base import utcnow
-from app.services import audit, domain_names, fields, limits
+from app.services import audit, clock, domain_names, fields, limits
 from app.services.access import Actor, customer_for, get_scoped, require_manage, require_staff
 from app.services.addresses import domain_to_ascii, idna_display
 from app.services.domain_names import PublicProviderDomain
@@ -185,6 +185,106 @@ def approve_domain(actor: Actor, domain_id: int) -> Domain:
     )
     db.session.commit()
     return domain
+
+
+MAX_REJECT_REASON = 1000
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a customer prepared on a domain: the addresses a rejection removes with it."""
+
+    mailboxes: list[str]
+    aliases: list[str]  # on the domain, and elsewhere pointing to its mailboxes
+    lists: list[str]
+
+    @property
+    def addresses(self) -> list[str]:
+        return sorted({*self.mailboxes, *self.aliases, *self.lists})
+
+
+def _prepared_on(domain: Domain) -> Prepared:
+    mailbox_ids = sa.select(Mailbox.id).where(Mailbox.domain_id == domain.id)
+    return Prepared(
+        mailboxes=sorted(
+            db.session.scalars(sa.select(Mailbox.address).where(Mailbox.domain_id == domain.id))
+        ),
+        aliases=sorted(
+            db.session.scalars(
+                sa.select(Alias.address).where(
+                    sa.or_(Alias.domain_id == domain.id, Alias.target_id.in_(mailbox_ids))
+                )
+            )
+        ),
+        lists=sorted(
+            db.session.scalars(
+                sa.select(DistributionList.address).where(DistributionList.domain_id == domain.id)
+            )
+        ),
+    )
+
+
+def _pending_for_rejection(actor: Actor, domain_id: object) -> Domain:
+    # Scope first: another customer's domain is a 404 for a customer, as everywhere.
+    domain = get_domain(actor, domain_id)
+    require_staff(actor)
+    if domain.is_active:
+        raise Conflict(
+            _("Il dominio %(d)s è già attivo: non si può rifiutare, solo togliere.", d=domain.display_name)
+        )
+    return domain
+
+
+def rejection_preview(actor: Actor, domain_id: object) -> tuple[Domain, Prepared]:
+    """A pending domain and what rejecting it would remove (staff)."""
+    domain = _pending_for_rejection(actor, domain_id)
+    return domain, _prepared_on(domain)
+
+
+def reject_domain(actor: Actor, domain_id: object, reason: object) -> Prepared:
+    """Support refuses a pending domain (the customer does not own it): it goes, and with it every
+    mailbox, alias and list prepared on it, so the real owner can add it. A reason is required.
+
+    An active domain cannot be rejected (409): it is served, its mail is real.
+    """
+    domain = _pending_for_rejection(actor, domain_id)
+    if isinstance(reason, str):
+        reason = " ".join(reason.replace("\r", "\n").split("\n"))
+    reason = fields.text(reason, "reason", max_len=MAX_REJECT_REASON)
+    limits.lock_customer(domain.customer_id)
+    db.session.refresh(domain)
+    if domain.is_active:  # approved meanwhile
+        raise Conflict(
+            _("Il dominio %(d)s è già attivo: non si può rifiutare, solo togliere.", d=domain.display_name)
+        )
+    prepared = _prepared_on(domain)
+    mailbox_ids = sa.select(Mailbox.id).where(Mailbox.domain_id == domain.id)
+    db.session.execute(
+        sa.update(MailboxPeriod)
+        .where(MailboxPeriod.mailbox_id.in_(mailbox_ids), MailboxPeriod.valid_to.is_(None))
+        .values(valid_to=clock.now())
+        .execution_options(synchronize_session=False)
+    )
+    audit.record(
+        actor,
+        "domain.reject",
+        customer_id=domain.customer_id,
+        target=domain.name,
+        changes={"state": ["pending", None], "note": [None, reason], "removed": prepared.addresses},
+    )
+    # List memberships and search words go with the mailboxes (ON DELETE CASCADE).
+    db.session.execute(
+        sa.delete(Alias)
+        .where(sa.or_(Alias.domain_id == domain.id, Alias.target_id.in_(mailbox_ids)))
+        .execution_options(synchronize_session=False)
+    )
+    for model in (DistributionList, Mailbox):
+        db.session.execute(
+            sa.delete(model).where(model.domain_id == domain.id).execution_options(synchronize_session=False)
+        )
+    db.session.delete(domain)
+    db.session.commit()
+    return prepared
 
 
 def pending_domains(actor: Actor) -> list[Domain]:

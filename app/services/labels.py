@@ -165,6 +165,7 @@ ACTION = {
     "domain.create": _l("Dominio aggiunto"),
     "domain.approve": _l("Dominio approvato"),
     "domain.delete": _l("Dominio tolto"),
+    "domain.reject": _l("Dominio rifiutato"),
     "price.set": _l("Prezzo impostato"),
     "ledger.credit": _l("Ricarica registrata"),
     "ledger.first_credit": _l("Credito iniziale registrato"),

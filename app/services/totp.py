@@ -58,8 +58,10 @@ def _matching_step(secret: str, code: str, after: int | None) -> int | None:
 
 def provisioning_uri(user: User, issuer: str) -> str:
     label = quote(f"{issuer}:{user.email}", safe="@:")
+    # Percent-encoded as RFC 3986 wants (a space is %20: some apps show a "+" as a plus).
     query = urlencode(
-        {"secret": user.totp_secret, "issuer": issuer, "digits": DIGITS, "period": STEP_SECONDS}
+        {"secret": user.totp_secret, "issuer": issuer, "digits": DIGITS, "period": STEP_SECONDS},
+        quote_via=quote,
     )
     return f"otpauth://totp/{label}?{query}"
 

@@ -131,6 +131,22 @@ def test_the_mail_role_cannot_write_or_create(panel_db):
                 conn.execute(statement)
 
 
+def test_the_mail_role_cannot_create_in_the_schema_even_where_public_may(panel_db):
+    """PostgreSQL 14 and older grant CREATE on the public schema to PUBLIC: the script takes it away."""
+    admin(sql.SQL("GRANT CREATE ON SCHEMA public TO PUBLIC"), DB_NAME)
+    for _ in range(2):  # safe to run twice
+        result = run_script()
+        assert result.returncode == 0, result.stderr
+    with psycopg.connect(url_as(MAIL), autocommit=True) as conn:
+        conn.execute("SET default_transaction_read_only = off")
+        for statement in ("CREATE TABLE public.mine (x int)", "CREATE TABLE mine (x int)"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+    # The database's owner (the migrations) still creates what an upgrade needs.
+    as_owner("CREATE TABLE public.after_the_script (x int)")
+    as_owner("DROP TABLE public.after_the_script")
+
+
 def test_a_new_mail_view_is_granted_when_the_script_runs_again(panel_db):
     """What a migration does (recreate a view, add a new mail_ view): the script run after it restores access."""
     assert run_script().returncode == 0

@@ -7,6 +7,7 @@ person meets it, through one door to see the message.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -14,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import User
+from app.models import AuditEvent, User
 from app.services import aliases, lists, mailboxes, passwords, users
 from app.services.access import Actor
 from app.services.errors import ValidationError
@@ -341,6 +342,56 @@ def test_a_search_for_a_wildcard_finds_only_names_containing_it(app, client, mak
     ).get_json()
     items = found["items"] if isinstance(found, dict) else found
     assert [x["address"].split("@")[0] for x in items] == ["uff_vendite"]
+
+
+def test_a_list_search_for_a_wildcard_finds_only_lists_containing_it(app, client, auth, make):
+    c = make.customer()
+    member = make.mailbox(c, "socio")
+    make.dlist(c, "soci_tutti", [member.address])
+    make.dlist(c, "socixtutti", [member.address])
+    make.dlist(c, "sconto", [member.address])
+    token = users.create_token(SYSTEM, make.staff(), "t")[1]
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def api(q: str) -> list[str]:
+        found = client.get(
+            f"/api/v1/customers/{c.id}/lists", query_string={"q": q}, headers=headers
+        ).get_json()
+        items = found["items"] if isinstance(found, dict) else found
+        return [x["address"].split("@")[0] for x in items]
+
+    assert api("_") == ["soci_tutti"]
+    assert api("%") == []
+    assert api("soci%tutti") == []
+    assert sorted(api("soci")) == ["soci_tutti", "socixtutti"]
+    # The portal's list page, as the customer's admin sees it.
+    auth.login(make.admin(c).email)
+    page = client.get(f"/customers/{c.id}/lists", query_string={"q": "_"}).get_data(as_text=True)
+    assert "soci_tutti@" in page and "socixtutti@" not in page and "sconto@" not in page
+
+
+def test_an_audit_search_for_a_wildcard_finds_only_actors_and_targets_containing_it(app, client, auth, make):
+    for who, target in (
+        ("op_uno@collabra.it", "sconto 100% pieno"),
+        ("opxuno@collabra.it", "sconto 1000 pieno"),
+    ):
+        db.session.add(AuditEvent(actor=who, via="web", action="test.wildcard", target=target, changes={}))
+    db.session.commit()
+    auth.login(make.staff().email)
+
+    def rows(**filters: str) -> list[str]:
+        page = client.get("/admin/audit", query_string={"action": "test.wildcard", **filters})
+        assert page.status_code == 200
+        body = re.search(r"<tbody>(.*?)</tbody>", page.get_data(as_text=True), re.S)
+        return re.findall(r"<tr>.*?</tr>", body.group(1), re.S) if body else []
+
+    assert len(rows()) == 2
+    by_actor = rows(actor="_")
+    assert len(by_actor) == 1 and "op_uno@collabra.it" in by_actor[0]
+    assert rows(actor="op%uno") == []
+    by_target = rows(target="%")
+    assert len(by_target) == 1 and "sconto 100% pieno" in by_target[0]
+    assert rows(target="sconto_100") == []
 
 
 # No SQL parameters in messages

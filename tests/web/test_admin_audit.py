@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from app.extensions import db
 from app.models import AuditEvent
+
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @pytest.fixture
@@ -155,6 +158,44 @@ def test_codes_are_named_not_shown_raw(client, make, staff):
         assert expected in lines, (expected, lines)
     joined = " ".join(lines)
     for raw in ("active", "suspended", "approved", "customer_admin", "payg", "contract"):
+        assert not re.search(rf"\b{raw}\b", joined), raw
+
+
+def test_codes_are_named_in_english_for_an_english_speaking_user(client, make, auth):
+    """The same trail in the user's language: English labels from translations/en, no raw codes."""
+    from app.services import capacity, customers, mailboxes
+
+    mo = ROOT / "translations" / "en" / "LC_MESSAGES" / "messages.mo"
+    assert mo.exists() and mo.stat().st_mtime >= mo.with_suffix(".po").stat().st_mtime, (
+        "the English catalog is not compiled: run `make compile-translations`"
+    )
+    reader = make.staff(email="reader@collabra.it")
+    reader.locale = "en"
+    db.session.commit()
+    auth.login(reader.email)
+    c = make.customer("contract", {"Business Mail 100 MB": 1}, name="Ditta Codici")
+    box = make.mailbox(c, "mario")
+    mailboxes.update_mailbox(make.SYSTEM, box.id, status="suspended")
+    make.admin(c, "capo@codici.example")
+    req = capacity.request_capacity(
+        make.SYSTEM, c.id, service_class="Business Mail 100 MB", extra_accounts=2, note="Due soci"
+    ).request
+    capacity.decide(make.SYSTEM, req.id, approve=True, accounts=1, reason="Uno per ora")
+    customers.update_customer(make.SYSTEM, c.id, plan="payg")
+    page = client.get(f"/admin/audit?customer_id={c.id}").get_data(as_text=True)
+    lines = _change_lines(page)
+    for expected in (
+        "status: Active → Suspended",
+        "role: — → Customer administrator",
+        "plan: Contract → Pay per Use",
+        "status: Pending → Approved",
+        "mailboxes granted: 2 → 1",
+        "reason for the decision: — → Uno per ora",
+    ):
+        assert expected in lines, (expected, lines)
+    assert "Mailbox updated" in page and "Casella modificata" not in page
+    joined = " ".join(lines)
+    for raw in ("active", "suspended", "approved", "customer_admin", "payg", "contract", "stato", "Attiva"):
         assert not re.search(rf"\b{raw}\b", joined), raw
 
 

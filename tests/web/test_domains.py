@@ -355,3 +355,160 @@ def test_api_staff_list_pending_domains_and_approve_audited_a_customer_cannot(ap
     events = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.action == "domain.approve")).all()
     assert [(e.target, e.via) for e in events] == [("attesa.it", "api")]
     assert [d["name"] for d in staff("GET", "/domains").get_json()] == ["altrui.it"]
+
+
+# Rejecting a squatter's pending domain
+
+
+def squatted(make):
+    """A customer that claimed verdi.it (pending) and prepared addresses on it, some used elsewhere."""
+    from app.services import aliases, lists, mailboxes
+
+    squatter = make.customer("contract", {"Business Mail 100 MB": 5}, name="Abusivo Srl")
+    claim = add_as_customer(make, squatter, "verdi.it")
+    own = domains.list_domains(factories.SYSTEM, squatter.id)[0].name
+    for local in ("mario", "anna"):
+        mailboxes.create_mailbox(
+            factories.SYSTEM,
+            squatter.id,
+            address=f"{local}@verdi.it",
+            password=factories.PASSWORD,
+            service_class="Business Mail 100 MB",
+        )
+    keeper = make.mailbox(squatter, "resta")
+    aliases.create_alias(factories.SYSTEM, squatter.id, address="info@verdi.it", target="mario@verdi.it")
+    aliases.create_alias(factories.SYSTEM, squatter.id, address=f"capo@{own}", target="anna@verdi.it")
+    aliases.create_alias(factories.SYSTEM, squatter.id, address=f"altro@{own}", target=keeper.address)
+    lists.create_list(factories.SYSTEM, squatter.id, address="tutti@verdi.it", members=["mario@verdi.it"])
+    lists.create_list(
+        factories.SYSTEM, squatter.id, address=f"soci@{own}", members=["anna@verdi.it", keeper.address]
+    )
+    return squatter, claim, own
+
+
+def test_rejecting_a_pending_domain_removes_what_was_prepared_on_it_and_frees_the_name(make):
+    from app.models import Alias, DistributionList, ListMember, Mailbox, MailboxPeriod
+
+    squatter, claim, own = squatted(make)
+    staff = Actor.for_user(make.staff())
+    # The customer's own delete is refused while addresses use the domain: the reason for this door.
+    with pytest.raises(domains.Conflict):
+        domains.delete_domain(Actor.for_user(make.admin(squatter)), claim.id)
+    with pytest.raises(domains.ValidationError):
+        domains.reject_domain(staff, claim.id, "   ")
+    assert domain_named("verdi.it") is not None
+
+    removed = domains.reject_domain(staff, claim.id, "Il titolare è Ottica Verdi (PEC del 3 marzo)")
+    assert removed.mailboxes == ["anna@verdi.it", "mario@verdi.it"]
+    assert removed.aliases == [f"capo@{own}", "info@verdi.it"]
+    assert removed.lists == ["tutti@verdi.it"]
+    assert domain_named("verdi.it") is None
+    assert db.session.scalars(sa.select(Mailbox.address)).all() == [f"resta@{own}"]
+    assert db.session.scalars(sa.select(Alias.address)).all() == [f"altro@{own}"]
+    assert db.session.scalars(sa.select(DistributionList.address)).all() == [f"soci@{own}"]
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(ListMember)) == 1
+    # Billing sees the mailboxes end now; only the kept one is still open.
+    open_periods = db.session.scalars(
+        sa.select(MailboxPeriod.address).where(MailboxPeriod.valid_to.is_(None))
+    )
+    assert open_periods.all() == [f"resta@{own}"]
+    event = db.session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "domain.reject"))
+    assert (event.target, event.customer_id) == ("verdi.it", squatter.id)
+    assert event.changes["note"] == [None, "Il titolare è Ottica Verdi (PEC del 3 marzo)"]
+    assert event.changes["removed"] == sorted(
+        ["anna@verdi.it", "mario@verdi.it", f"capo@{own}", "info@verdi.it", "tutti@verdi.it"]
+    )
+    # The real owner can now add it.
+    owner = make.customer(name="Ottica Verdi")
+    assert add_as_customer(make, owner, "verdi.it").customer_id == owner.id
+
+
+def test_an_active_domain_cannot_be_rejected_and_a_customer_cannot_reject(make):
+    c = make.customer()
+    active = domains.list_domains(factories.SYSTEM, c.id)[0]
+    pending = add_as_customer(make, c, "mio.it")
+    staff = Actor.for_user(make.staff())
+    with pytest.raises(domains.Conflict) as refused:
+        domains.reject_domain(staff, active.id, "Non è suo")
+    assert refused.value.status == 409
+    with pytest.raises(domains.PermissionDenied):
+        domains.reject_domain(Actor.for_user(make.admin(c)), pending.id, "Non è mio")
+    assert domain_named("mio.it") is not None and domain_named(active.name) is not None
+
+
+def test_the_back_office_rejects_a_pending_domain_with_a_reason_saying_what_goes(client, auth, make):
+    squatter, claim, own = squatted(make)
+    auth.login(make.staff().email)
+    listed = text(client.get("/admin/domains"))
+    assert f"/admin/domains/{claim.id}/reject" in listed and "Rifiuta verdi.it" in listed
+
+    page = text(client.get(f"/admin/domains/{claim.id}/reject"))
+    assert "Rifiutare il dominio verdi.it?" in page and "Abusivo Srl" in page
+    assert "2 caselle, 2 alias e 1 liste" in page
+    for address in ("mario@verdi.it", "anna@verdi.it", "info@verdi.it", f"capo@{own}", "tutti@verdi.it"):
+        assert f"<li>{address}</li>" in page, address
+    assert f"altro@{own}" not in page and 'name="reason"' in page and 'name="csrf_token"' in page
+
+    missing = client.post(f"/admin/domains/{claim.id}/reject", data={"reason": " "})
+    assert missing.status_code == 422 and "Campo obbligatorio" in text(missing)
+    assert domain_named("verdi.it") is not None
+
+    done = client.post(
+        f"/admin/domains/{claim.id}/reject", data={"reason": "Non è il titolare"}, follow_redirects=True
+    )
+    html = text(done)
+    assert "Dominio verdi.it di Abusivo Srl rifiutato e tolto con 5 indirizzi preparati" in html
+    assert "Nessun dominio in attesa." in html
+    assert domain_named("verdi.it") is None
+    audit_page = text(client.get("/admin/audit?action=domain.reject"))
+    assert "Dominio rifiutato" in audit_page and "Non è il titolare" in audit_page
+
+    active = domains.list_domains(factories.SYSTEM, squatter.id)[0]
+    assert client.get(f"/admin/domains/{active.id}/reject").status_code == 409
+    assert client.post(f"/admin/domains/{active.id}/reject", data={"reason": "x"}).status_code == 409
+    for missing_id in (999999, 2**31, 2**63):
+        assert client.get(f"/admin/domains/{missing_id}/reject").status_code == 404, missing_id
+
+
+def test_a_customer_cannot_reach_the_reject_page(client, auth, make):
+    c = make.customer()
+    mine = add_as_customer(make, c, "mio.it")
+    auth.login(make.admin(c).email)
+    assert client.get(f"/admin/domains/{mine.id}/reject").status_code == 404
+    assert client.post(f"/admin/domains/{mine.id}/reject", data={"reason": "Non è mio"}).status_code == 404
+    assert domain_named("mio.it") is not None
+
+
+def test_api_staff_reject_a_pending_domain_a_customer_cannot(api, make):
+    squatter, claim, own = squatted(make)
+    other = make.customer()
+    theirs = add_as_customer(make, other, "altrui.it")
+    admin = api(make.admin(squatter))
+    assert admin("POST", f"/domains/{theirs.id}/reject", {"reason": "Non è suo"}).status_code == 404
+    r = admin("POST", f"/domains/{claim.id}/reject", {"reason": "Non è mio"})
+    assert r.status_code == 403 and r.get_json()["error"]
+    assert domain_named("verdi.it") is not None
+
+    staff = api(make.staff())
+    for body in (None, {}, {"reason": ""}):
+        r = staff("POST", f"/domains/{claim.id}/reject", body)
+        assert r.status_code == 422 and "reason" in r.get_json()["errors"], body
+    active = domains.list_domains(factories.SYSTEM, squatter.id)[0]
+    r = staff("POST", f"/domains/{active.id}/reject", {"reason": "Non è suo"})
+    assert r.status_code == 409 and r.get_json()["error"]
+    claim_id = claim.id
+    r = staff("POST", f"/domains/{claim_id}/reject", {"reason": "Il titolare ha scritto"})
+    assert r.status_code == 200
+    assert r.get_json() == {
+        "id": claim_id,
+        "customer_id": squatter.id,
+        "name": "verdi.it",
+        "mailboxes": ["anna@verdi.it", "mario@verdi.it"],
+        "aliases": [f"capo@{own}", "info@verdi.it"],
+        "lists": ["tutti@verdi.it"],
+    }
+    assert staff("POST", f"/domains/{claim_id}/reject", {"reason": "Di nuovo"}).status_code == 404
+    events = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.action == "domain.reject")).all()
+    assert [(e.target, e.via, e.changes["note"][1]) for e in events] == [
+        ("verdi.it", "api", "Il titolare ha scritto")
+    ]

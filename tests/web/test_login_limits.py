@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from app.extensions import db, limiter
+from app.extensions import db
 from app.models import User, UserSession
 from app.services import users
 from tests import twofactor
@@ -28,12 +28,9 @@ def limited(app, database_url, connection):  # noqa: F811
             "LOGIN_RATE_LIMIT": "5 per 10 minutes",
             **overrides,
         }
-        limited_app = make_app(database_url, **settings)
-        return limited_app
+        return make_app(database_url, **settings)
 
-    previous = limiter.enabled
-    yield build
-    limiter.enabled = previous  # one Flask-Limiter object serves every app in the process
+    return build
 
 
 def _client(app, address: str = "203.0.113.1", **environ):

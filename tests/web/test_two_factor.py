@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
+import segno
 import sqlalchemy as sa
 
 from app.extensions import db
@@ -70,6 +72,26 @@ def test_enrolment_shows_a_qr_code_and_the_secret_then_recovery_codes(client, ma
     stored = db.session.scalars(sa.select(RecoveryCode.code_hash)).all()
     assert len(stored) == 10 and not set(codes) & set(stored)  # hashed, not kept in clear
     assert db.session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "user.totp_enable"))
+
+
+def test_the_enrolment_qr_code_carries_the_otpauth_uri_of_the_secret_shown(app, client, make):
+    """No QR decoder is installed: the page's QR must be exactly segno's drawing of the expected URI."""
+    staff = make.staff()
+    _password_step(client, staff.email)
+    page = client.get("/login/enrol").text
+    secret = re.search(r'id="totp-secret">([A-Z2-7 ]+)<', page).group(1).replace(" ", "")
+    drawn = re.search(r'<div class="qr">(<svg.*?</svg>)</div>', page, re.S).group(1)
+    brand = quote(app.config["BRAND_NAME"])
+    expected = f"otpauth://totp/{brand}:{staff.email}?secret={secret}&issuer={brand}&digits=6&period=30"
+
+    def qr(payload: str) -> str:
+        return segno.make(payload, error="m").svg_inline(scale=4, border=2, dark="#000", light="#fff")
+
+    assert drawn == qr(expected)
+    assert drawn != qr(expected.replace(secret, secret[:-1] + ("A" if secret[-1] != "A" else "B")))
+    # The secret in it is the one that gives the codes the panel accepts.
+    done = client.post("/login/enrol", data={"code": totp.code_at(secret, totp.current_step())})
+    assert done.status_code == 200 and _signed_in(client)
 
 
 def test_login_asks_for_the_code_and_the_half_state_grants_nothing(client, make):

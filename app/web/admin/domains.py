@@ -1,16 +1,17 @@
-"""Domains waiting for support: every customer's pending domains, approved in place."""
+"""Domains waiting for support: every customer's pending domains, approved in place or rejected."""
 
 from __future__ import annotations
 
-from flask import current_app, url_for
+from flask import current_app, request, url_for
 from flask_babel import gettext as _
 
 from app.services import audit, domains
 from app.web import current_actor, staff_required
 from app.web.admin import bp
-from app.web.respond import FORM_ERRORS, done, error_text, failed, render
+from app.web.respond import FORM_ERRORS, done, error_text, failed, field_errors, render
 
 PAGE, FRAGMENT = "admin/domains.html", "admin/_domains.html"
+REJECT_PAGE = "admin/domain_reject.html"
 
 
 def _context(notice: str | None = None, error: str | None = None) -> dict:
@@ -44,3 +45,33 @@ def domain_approve(domain_id: int):
         cust=domain.customer.name,
     )
     return done(notice, url_for("admin.domains_pending"), FRAGMENT, lambda: _context(notice=notice))
+
+
+@bp.route("/domains/<int:domain_id>/reject", methods=["GET", "POST"])
+@staff_required
+def domain_reject(domain_id: int):
+    """Refuse a pending domain: the page says what goes with it and asks why; the POST removes it."""
+    actor = current_actor()
+    try:
+        domain, prepared = domains.rejection_preview(actor, domain_id)
+    except FORM_ERRORS as e:
+        return failed(e, PAGE, FRAGMENT, **_context(error=error_text(e)))
+    reason = request.form.get("reason", "") if request.method == "POST" else ""
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        name, customer_name = domain.display_name, domain.customer.name  # the row goes
+        try:
+            domains.reject_domain(actor, domain.id, reason)
+        except FORM_ERRORS as e:
+            errors = field_errors(e, "reason")
+            return render(
+                REJECT_PAGE, status=e.status, domain=domain, prepared=prepared, reason=reason, errors=errors
+            )
+        notice = _(
+            "Dominio %(d)s di %(cust)s rifiutato e tolto con %(num)d indirizzi preparati.",
+            d=name,
+            cust=customer_name,
+            num=len(prepared.addresses),
+        )
+        return done(notice, url_for("admin.domains_pending"), FRAGMENT, lambda: _context(notice=notice))
+    return render(REJECT_PAGE, domain=domain, prepared=prepared, reason=reason, errors=errors)

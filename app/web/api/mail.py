@@ -29,6 +29,16 @@ DOMAIN_INPUT = shape(
         "(at least 10 characters; kept in the audit trail).",
     ),
 )
+DOMAIN_REJECTION = shape(
+    "DomainRejection",
+    reason=text(
+        required=True,
+        min_len=1,
+        max_len=domains.MAX_REJECT_REASON,
+        missing=_l("Scrivi il motivo del rifiuto: resta nel registro delle modifiche."),
+        description="Why the domain is refused (kept in the audit trail).",
+    ),
+)
 MAILBOX_INPUT = shape(
     "MailboxInput",
     address=text(required=True),
@@ -142,6 +152,25 @@ def domain_pending_list():
 )
 def domain_approve(domain_id: int):
     return jsonify(out.domain(domains.approve_domain(actor(), domain_id)))
+
+
+@bp.post("/domains/<id:domain_id>/reject")
+@documented(
+    "Reject a pending domain the customer does not own (staff): it is removed with every mailbox, "
+    "alias and list prepared on it (and the aliases pointing to those mailboxes), so the real owner "
+    "can add it; the reason is kept in the audit trail. An active domain cannot be rejected (409).",
+    "domains",
+    ok=out.DOMAIN_REJECTION,
+    body=DOMAIN_REJECTION,
+    errors=(401, 403, 404, 409, 422),
+)
+def domain_reject(domain_id: int):
+    # A bodyless call is the service's to refuse, in the same words as a missing reason.
+    data = body.read_optional()
+    domain = domains.get_domain(actor(), domain_id)
+    rejected = {"id": domain.id, "customer_id": domain.customer_id, "name": domain.name}  # the row goes
+    removed = domains.reject_domain(actor(), domain_id, data.get("reason") or "")
+    return jsonify(out.domain_rejection(rejected, removed))
 
 
 @bp.get("/domains/<id:domain_id>")

@@ -168,6 +168,27 @@ def domain(d: Domain) -> dict:
     }
 
 
+DOMAIN_REJECTION = response(
+    "RejectedDomain",
+    id=ID,
+    customer_id=integer(),
+    name=text(description="ASCII (punycode) form, as it was stored."),
+    mailboxes=list_of(text(), description="The mailboxes removed with it."),
+    aliases=list_of(text(), description="The aliases removed: on the domain, or pointing to its mailboxes."),
+    lists=list_of(text(), description="The distribution lists removed with it."),
+)
+
+
+def domain_rejection(d: dict, removed) -> dict:
+    """d: the rejected domain's id, customer_id and name, read before it went."""
+    return {
+        **d,
+        "mailboxes": removed.mailboxes,
+        "aliases": removed.aliases,
+        "lists": removed.lists,
+    }
+
+
 MAILBOX = response(
     "Mailbox",
     id=ID,
