@@ -89,8 +89,8 @@ class Config:
     # previewed import (and a generated-passwords download) waits before its secrets are
     # wiped, and how many processes share one import's password hashing.
     IMPORT_MAX_BYTES = int(os.environ.get("IMPORT_MAX_BYTES", str(10 * 1024 * 1024)))
-    IMPORT_MAX_ROWS = int(os.environ.get("IMPORT_MAX_ROWS", "100000"))
-    IMPORT_MAX_UNZIPPED = int(os.environ.get("IMPORT_MAX_UNZIPPED", str(100 * 1024 * 1024)))
+    IMPORT_MAX_ROWS = int(os.environ.get("IMPORT_MAX_ROWS", "20000"))
+    IMPORT_MAX_UNZIPPED = int(os.environ.get("IMPORT_MAX_UNZIPPED", str(50 * 1024 * 1024)))
     IMPORT_TTL_HOURS = float(os.environ.get("IMPORT_TTL_HOURS", "24"))
     IMPORT_PARALLEL = int(os.environ.get("IMPORT_PARALLEL", "2"))
     # The largest request body accepted (forms, API JSON); the nginx site has the same cap.

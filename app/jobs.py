@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -63,6 +64,11 @@ class Kind:
     queue: str
     timeout: int
     cancellable: bool  # the body checks for a cancel between steps
+    # Changes the customer's accounts: only who may change them may cancel it (a read-only
+    # customer admin may not stop an import support runs for it).
+    manages: bool = False
+    # Called with the row when the job is cancelled before any worker took it.
+    on_cancel: Callable | None = None
 
 
 KINDS: dict[str, Kind] = {}
@@ -106,7 +112,15 @@ class JobContext:
             raise JobCancelled
 
 
-def job(kind: str, *, queue: str = DEFAULT_QUEUE, timeout: int = 30 * 60, cancellable: bool = True):
+def job(
+    kind: str,
+    *,
+    queue: str = DEFAULT_QUEUE,
+    timeout: int = 30 * 60,
+    cancellable: bool = True,
+    manages: bool = False,
+    on_cancel: Callable | None = None,
+):
     """Register body(ctx, *args) as the job `kind`; the decorated name is what RQ calls with the row id."""
 
     def decorate(body):
@@ -114,7 +128,9 @@ def job(kind: str, *, queue: str = DEFAULT_QUEUE, timeout: int = 30 * 60, cancel
         def entry(job_id: int):
             return _run(job_id, body)
 
-        KINDS[kind] = Kind(kind, f"{body.__module__}.{body.__qualname__}", queue, timeout, cancellable)
+        KINDS[kind] = Kind(
+            kind, f"{body.__module__}.{body.__qualname__}", queue, timeout, cancellable, manages, on_cancel
+        )
         return entry
 
     return decorate
@@ -231,7 +247,13 @@ def charge_days(ctx: JobContext) -> dict:
 # Plain RQ functions for the cron (no row: housekeeping).
 
 
-@job("bulk_import", queue="bulk", timeout=12 * 60 * 60)
+def _import_cancelled(row) -> None:
+    from app.services import imports
+
+    imports.cancelled_before_start(row.args[0])
+
+
+@job("bulk_import", queue="bulk", timeout=12 * 60 * 60, manages=True, on_cancel=_import_cancelled)
 def bulk_import(ctx: JobContext, import_id: int) -> dict:
     """Create what a previewed spreadsheet import asks for (app/services/imports.py)."""
     from app.services import imports
@@ -239,7 +261,7 @@ def bulk_import(ctx: JobContext, import_id: int) -> dict:
     return imports.run_apply(ctx, import_id)
 
 
-@job("bulk_import_part", queue="bulk", timeout=12 * 60 * 60, cancellable=False)
+@job("bulk_import_part", queue="bulk", timeout=12 * 60 * 60, cancellable=False, manages=True)
 def bulk_import_part(ctx: JobContext, import_id: int) -> dict:
     """Hash and create an import's mailboxes beside its bulk_import job."""
     from app.services import imports

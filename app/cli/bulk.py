@@ -262,6 +262,8 @@ def import_command(file, customer_id, dry_run, as_json, valid_only, passwords_ou
             click.echo(json.dumps(out, ensure_ascii=False, indent=2))
         raise SystemExit(code)
 
+    if dry_run or (imp.problem_count and not valid_only):
+        imports.discard(actor, imp.id)  # not applied from here: the file's passwords go at once
     if dry_run:
         done(0 if not imp.problem_count else EXIT_USAGE)
     if imp.problem_count and not valid_only:

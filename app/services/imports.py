@@ -51,6 +51,7 @@ from app.services import (
     limits,
     lists,
     mailboxes,
+    passwords,
     sheets,
     users,
     vault,
@@ -282,7 +283,7 @@ def _check_room(plan: _Plan, by_address: dict[str, _Op]) -> None:
         cls = context.class_index.resolve(class_id)
         message = limits.limit_exceeded(context.customer, cls, room).message
         of_class = [op for op in creating if op.data["service_class_id"] == class_id]
-        for op in of_class[len(of_class) - room.missing :]:
+        for op in of_class[max(0, len(of_class) - room.missing) :]:
             plan.problem(op.sheet, op.row, op.class_column or op.column, message, op)
 
 
@@ -670,7 +671,7 @@ def _plan_file(context: CustomerContext, wb: sheets.Workbook) -> _Plan:
 def clean_filename(filename: object) -> str:
     """The upload's name as shown in the history: its last part, printable, at most 255 characters."""
     name = PurePath(str(filename or "").replace("\\", "/")).name if filename else ""
-    name = "".join(c for c in name if c.isprintable())[:255].strip()
+    name = "".join(c for c in name if c.isprintable() and c not in '"\\;')[:255].strip(" .")
     return name or "foglio.xlsx"
 
 
@@ -894,30 +895,55 @@ def resume(actor: Actor, import_id: object) -> Job:
     """Run an interrupted import again: what was created stays, the rest is done."""
     imp = get_import(actor, import_id)
     require_manage(actor, customer_for(actor, imp.customer_id))
-    if not resumable(imp):
+    # Under the customer's lock: two resumes at once start one job (enqueue commits its row,
+    # which the second finds running once it has the lock).
+    limits.lock_customer(imp.customer_id)
+    db.session.refresh(imp)
+    if not resumable(imp) or _running_for(imp):
+        db.session.rollback()
         raise Conflict(_("Questa importazione non è interrotta: non c'è niente da riprendere."))
     return _enqueue(actor, imp)
 
 
-def _claim(import_id: int, me: int) -> list[ImportRow]:
-    free = (
-        sa.select(ImportRow.id)
-        .where(
-            ImportRow.import_id == import_id,
-            ImportRow.op == ImportOp.MAILBOX,
-            ImportRow.outcome == RowOutcome.PENDING,
-            ImportRow.claimed_by.is_(None),
+def _running_for(imp: Import) -> bool:
+    """Whether a bulk_import job of this import is queued or running (whichever row the import names)."""
+    active = db.session.scalars(
+        sa.select(Job.args).where(
+            Job.kind == "bulk_import", Job.customer_id == imp.customer_id, Job.state.in_(ACTIVE_STATES)
         )
-        .order_by(ImportRow.seq)
-        .limit(CHUNK)
-        .scalar_subquery()
     )
-    db.session.execute(
-        sa.update(ImportRow)
-        .where(ImportRow.id.in_(free), ImportRow.claimed_by.is_(None))
-        .values(claimed_by=me, claimed_at=clock.now())
-        .execution_options(synchronize_session=False)
+    return any(args == [imp.id] for args in active)
+
+
+def _claim(import_id: int, me: int) -> list[ImportRow]:
+    """Up to CHUNK pending mailbox rows nobody has, now this job's: the ids first (PostgreSQL:
+    FOR UPDATE SKIP LOCKED, so rows another process is claiming are passed over, not waited
+    for), then the claim itself, conditional: a row taken meanwhile is left to its taker.
+
+    Two statements on purpose: as one UPDATE ... WHERE id IN (SELECT ... LIMIT ... SKIP LOCKED),
+    PostgreSQL may run the subquery again for each row and claim far more than CHUNK.
+    """
+    ids = list(
+        db.session.scalars(
+            sa.select(ImportRow.id)
+            .where(
+                ImportRow.import_id == import_id,
+                ImportRow.op == ImportOp.MAILBOX,
+                ImportRow.outcome == RowOutcome.PENDING,
+                ImportRow.claimed_by.is_(None),
+            )
+            .order_by(ImportRow.seq)
+            .limit(CHUNK)
+            .with_for_update(skip_locked=True)
+        )
     )
+    if ids:
+        db.session.execute(
+            sa.update(ImportRow)
+            .where(ImportRow.id.in_(ids), ImportRow.claimed_by.is_(None))
+            .values(claimed_by=me, claimed_at=clock.now())
+            .execution_options(synchronize_session=False)
+        )
     db.session.commit()
     return list(
         db.session.scalars(
@@ -981,10 +1007,12 @@ def _error(row_id: int, error: DomainError) -> None:
     db.session.commit()
 
 
-def _create_mailboxes(context: CustomerContext, rows: list[ImportRow]) -> None:
+def _create_mailboxes(context: CustomerContext, rows: list[ImportRow], import_id: int) -> None:
     customer_id = context.customer.id
     for row in rows:
         row_id = row.id
+        if _state(import_id) != ImportState.APPLYING:
+            return  # cancelled or ended meanwhile: the rest stays pending (then "not done")
         existing = db.session.scalar(sa.select(Mailbox.customer_id).where(Mailbox.address == row.address))
         if existing == customer_id:
             row.outcome, row.secret = RowOutcome.PRESENT, None
@@ -1004,12 +1032,9 @@ def _create_mailboxes(context: CustomerContext, rows: list[ImportRow]) -> None:
                 display_name=row.data.get("display_name", ""),
                 service_class=row.data.get("service_class_id"),
             )
-            # Nothing open while the password is hashed; the row's outcome commits with the mailbox.
-            db.session.commit()
-            row.outcome = RowOutcome.CREATED
-            row.message = ""
-            row.secret = vault.seal(password) if row.generate else None
-            mailboxes.apply_mailbox(context.actor, draft)
+            _apply_mailbox_row(context, row, draft, password, import_id)
+        except _Ended:
+            return
         except DomainError as e:
             _error(row_id, e)
         except vault.VaultError:
@@ -1018,25 +1043,106 @@ def _create_mailboxes(context: CustomerContext, rows: list[ImportRow]) -> None:
             )
 
 
-def _process_mailboxes(ctx, imp: Import, context: CustomerContext, *, wait: bool) -> None:
-    """Claim and create mailbox rows until none is left; wait: also until the others' claims end."""
+class _Ended(Exception):
+    """The import stopped applying while a row waited for a hashing slot."""
+
+
+def _apply_mailbox_row(
+    context: CustomerContext, row: ImportRow, draft, password: str, import_id: int
+) -> None:
+    """Hash and write one row's mailbox, its outcome in the same transaction.
+
+    The customer's hashing slots may all be taken for a while (its other work, or for up to a
+    minute those of a worker that was killed holding them): that is a wait, not a failure of
+    the row, so the row is tried again until a slot frees or the import stops applying.
+    """
+    row_id = row.id
+    deadline = time.monotonic() + passwords.HOLD_SECONDS + current_app.config["ARGON2_WAIT_SECONDS"] + 60
+    while True:
+        # Nothing open while the password is hashed; the row's outcome commits with the mailbox.
+        db.session.commit()
+        row = db.session.get(ImportRow, row_id)
+        row.outcome = RowOutcome.CREATED
+        row.message = ""
+        row.secret = vault.seal(password) if row.generate else None
+        try:
+            mailboxes.apply_mailbox(context.actor, draft)
+            return
+        except passwords.HashingBusy:
+            db.session.rollback()
+            if time.monotonic() > deadline:
+                raise
+            if _state(import_id) != ImportState.APPLYING:
+                raise _Ended from None
+            time.sleep(1)
+
+
+def _process_mailboxes(ctx, imp: Import, context: CustomerContext, *, wait: bool) -> int:
+    """Claim and create mailbox rows until none is left; wait: also until the others' claims end.
+    How many rows this process claimed."""
     me = ctx.job_id
+    claimed = 0
     while True:
         if _state(imp.id) != ImportState.APPLYING:
-            return
+            return claimed
         if wait:
             ctx.raise_if_cancelled()
         rows = _claim(imp.id, me)
         if rows:
-            _create_mailboxes(context, rows)
+            claimed += len(rows)
+            _create_mailboxes(context, rows, imp.id)
             if wait:
                 _report_progress(ctx, imp.id)
             continue
+        if _unclaimed(imp.id):
+            time.sleep(0.05)  # rows another process was claiming just then: try again
+            continue
         if not wait:
-            return
+            return claimed
         if not _release_dead_claims(imp.id, me):
-            return
+            return claimed
         _report_progress(ctx, imp.id)
+        time.sleep(0.5)
+
+
+def _unclaimed(import_id: int) -> bool:
+    return (
+        db.session.scalar(
+            sa.select(ImportRow.id)
+            .where(
+                ImportRow.import_id == import_id,
+                ImportRow.op == ImportOp.MAILBOX,
+                ImportRow.outcome == RowOutcome.PENDING,
+                ImportRow.claimed_by.is_(None),
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def _wait_for_claims(import_id: int, me: int) -> None:
+    """Until no running job holds a claimed row of the import (each stops at its next row once
+    the import is no longer applying), so that the end sees every mailbox they created."""
+    deadline = time.monotonic() + current_app.config["JOB_STALE_SECONDS"] + 30
+    while time.monotonic() < deadline:
+        db.session.rollback()
+        claimants = set(
+            db.session.scalars(
+                sa.select(ImportRow.claimed_by)
+                .where(
+                    ImportRow.import_id == import_id,
+                    ImportRow.outcome == RowOutcome.PENDING,
+                    ImportRow.claimed_by.is_not(None),
+                    ImportRow.claimed_by != me,
+                )
+                .distinct()
+            )
+        )
+        if not claimants or not db.session.scalar(
+            sa.select(sa.func.count()).where(Job.id.in_(claimants), Job.state.in_(ACTIVE_STATES))
+        ):
+            return
         time.sleep(0.5)
 
 
@@ -1222,15 +1328,37 @@ def run_apply(ctx, import_id: int) -> dict:
         _report_progress(ctx, imp.id)
         _process_mailboxes(ctx, imp, context, wait=True)
         ctx.raise_if_cancelled()
+        if _state(imp.id) != ImportState.APPLYING:
+            return {"import": imp.id, "ended": _state(imp.id)}  # ended elsewhere: nothing more to do
         _create_aliases(ctx, imp, context)
         _create_lists(ctx, imp, context)
         _report_progress(ctx, imp.id)
     except jobs.JobCancelled:
         db.session.rollback()
+        _stop(imp.id)
+        _wait_for_claims(imp.id, ctx.job_id)
         finish(imp.id, ImportState.CANCELLED)
         raise
     result = finish(imp.id, ImportState.DONE)
     return {"import": imp.id, **{op: per for op, per in result.items()}}
+
+
+def _stop(import_id: int) -> None:
+    """Cancelled: the import says so at once, so that every helper stops at its next row."""
+    db.session.execute(
+        sa.update(Import)
+        .where(Import.id == import_id, Import.state == ImportState.APPLYING)
+        .values(state=ImportState.CANCELLED)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+
+
+def cancelled_before_start(import_id: int) -> None:
+    """The import's job was cancelled before a worker took it: the import ends cancelled."""
+    if _state(import_id) == ImportState.APPLYING:
+        _stop(import_id)
+        finish(import_id, ImportState.CANCELLED)
 
 
 def run_part(ctx, import_id: int) -> dict:
@@ -1238,13 +1366,32 @@ def run_part(ctx, import_id: int) -> dict:
     imp = db.session.get(Import, import_id)
     if imp is None or imp.state != ImportState.APPLYING:
         return {"import": import_id, "skipped": True}
-    _process_mailboxes(ctx, imp, _context(ctx, imp), wait=False)
-    return {"import": import_id}
+    return {"import": import_id, "claimed": _process_mailboxes(ctx, imp, _context(ctx, imp), wait=False)}
 
 
 def finish(import_id: int, state: str) -> dict:
-    """End an import: rows never reached say so, the report is written, the secrets are wiped."""
+    """End an import: rows never reached say so, the report is written, the secrets are wiped.
+
+    Once only: the move to the final state is conditional (an import being applied, or one just
+    marked cancelled), so a second caller (a retried job, a racing resume) changes nothing.
+    """
+    now = clock.now()
+    settable = (
+        (ImportState.APPLYING, ImportState.CANCELLED)
+        if state == ImportState.CANCELLED
+        else (ImportState.APPLYING,)
+    )
+    moved = db.session.execute(
+        sa.update(Import)
+        .where(Import.id == import_id, Import.finished_at.is_(None), Import.state.in_(settable))
+        .values(state=state, finished_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
     imp = db.session.get(Import, import_id)
+    if not moved:
+        db.session.rollback()
+        return dict(db.session.get(Import, import_id).result or {})
+    db.session.refresh(imp)
     if state != ImportState.DONE:
         db.session.execute(
             sa.update(ImportRow)
@@ -1264,7 +1411,6 @@ def finish(import_id: int, state: str) -> dict:
             .order_by(ImportRow.seq)
         )
     )
-    now = clock.now()
     if generated:
         table = [(address, vault.unseal_text(secret)) for address, secret in generated]
         imp.generated = vault.seal(
@@ -1280,8 +1426,6 @@ def finish(import_id: int, state: str) -> dict:
     )
     imp.result = outcome_counts(import_id)
     imp.report = build_report(imp)
-    imp.state = state
-    imp.finished_at = now
     db.session.commit()
     return imp.result
 
@@ -1349,7 +1493,7 @@ def take_generated_passwords(actor: Actor, import_id: object, current_password: 
     if actor.user_id is not None:
         user = db.session.get(User, actor.user_id)
         users.check_current_password(actor, user, current_password)
-    if imp.generated is None:
+    if imp.generated is None or not generated_available(imp):
         raise NotFound(_("Le password generate sono già state scaricate, o sono scadute."))
     data = vault.unseal(imp.generated)
     moved = db.session.execute(
@@ -1365,6 +1509,26 @@ def take_generated_passwords(actor: Actor, import_id: object, current_password: 
     db.session.commit()
     stem = PurePath(imp.filename).stem or "foglio"
     return f"{stem}-password.xlsx", data
+
+
+def discard(actor: Actor, import_id: object) -> None:
+    """A preview that will not be applied (the CLI's --dry-run): its secrets are wiped at once."""
+    imp = get_import(actor, import_id)
+    if imp.state != ImportState.PREVIEWED:
+        return
+    db.session.execute(
+        sa.update(Import)
+        .where(Import.id == imp.id, Import.state == ImportState.PREVIEWED)
+        .values(state=ImportState.EXPIRED, finished_at=clock.now())
+        .execution_options(synchronize_session=False)
+    )
+    db.session.execute(
+        sa.update(ImportRow)
+        .where(ImportRow.import_id == imp.id)
+        .values(secret=None)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
 
 
 def expire_abandoned() -> dict:

@@ -26,7 +26,7 @@ from app.models import Job
 from app.models.base import utcnow
 from app.models.jobs import ACTIVE_STATES
 from app.services import audit
-from app.services.access import Actor, customer_for, require_staff, scoped
+from app.services.access import Actor, customer_for, require_manage, require_staff, scoped
 from app.services.errors import Conflict, DomainError
 
 log = logging.getLogger(__name__)
@@ -295,6 +295,8 @@ def cancel(actor: Actor, job_id: object) -> Job:
     if not job.active:
         raise Conflict(_("Il lavoro è già terminato."))
     spec = KINDS.get(job.kind)
+    if spec is not None and spec.manages and job.customer_id is not None:
+        require_manage(actor, customer_for(actor, job.customer_id))
     if job.state == "running" and spec is not None and not spec.cancellable:
         raise Conflict(_("Questo lavoro non si può fermare a metà: attendi che finisca."))
     audit.record(actor, "job.cancel", customer_id=job.customer_id, target=f"{job.kind} #{job.id}")
@@ -307,6 +309,8 @@ def cancel(actor: Actor, job_id: object) -> Job:
         message=_("Annullato prima di iniziare."),
     ):
         _drop_from_queue(job.rq_id)
+        if spec is not None and spec.on_cancel is not None:
+            spec.on_cancel(job)
     else:
         _move(
             job.id,

@@ -12,6 +12,7 @@ import csv
 import io
 import math
 import re
+import time as time_module
 import unicodedata
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -48,8 +49,8 @@ FIELDS = {
 }
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
-DEFAULT_MAX_ROWS = 100_000
-DEFAULT_MAX_UNZIPPED = 100 * 1024 * 1024
+DEFAULT_MAX_ROWS = 20_000
+DEFAULT_MAX_UNZIPPED = 50 * 1024 * 1024
 MAX_ZIP_MEMBERS = 1000
 HEADER_SEARCH_ROWS = 30
 MAX_MERGED_RANGES = 10_000
@@ -529,6 +530,14 @@ def _check_archive(data: bytes, extension: str, max_unzipped: int) -> None:
             raise _corrupted() from None
 
 
+# However it is built, a file is not read longer than this, nor past what its rows can explain:
+# per data row allowed, shared strings, row elements (empty ones included) and cells walked.
+READ_SECONDS = 15
+STRINGS_PER_ROW = 20
+ROW_ELEMENTS_PER_ROW = 5
+CELLS_PER_ROW = 100
+
+
 def _read_xlsx(data: bytes, extension: str, *, max_rows: int, max_unzipped: int) -> Workbook:
     _check_archive(data, extension, max_unzipped)
     try:
@@ -536,6 +545,13 @@ def _read_xlsx(data: bytes, extension: str, *, max_rows: int, max_unzipped: int)
             return _read_sheets(archive, max_rows=max_rows)
     except FileRejected:
         raise
+    except xlsx_rows.TooComplex:
+        raise FileRejected(
+            _(
+                "Il file contiene molto più di un elenco di caselle (troppe celle o troppo testo) e non "
+                "si riesce a leggerlo: copia in un file nuovo solo i fogli e le righe da importare."
+            )
+        ) from None
     except Exception:  # a missing part, XML that is not, a DTD: all one refusal
         raise _corrupted() from None
 
@@ -655,12 +671,24 @@ def _blank(value: object, data_type: str) -> bool:
 def _read_sheets(archive: zipfile.ZipFile, *, max_rows: int) -> Workbook:
     """Every worksheet's cells streamed from its XML (app/services/xlsx_rows.py)."""
     reader = _Reader(max_rows)
-    strings = xlsx_rows.shared_strings(archive)
+    deadline = time_module.monotonic() + READ_SECONDS
+    allowed = max_rows + HEADER_SEARCH_ROWS
+    strings = xlsx_rows.shared_strings(archive, allowed * STRINGS_PER_ROW, deadline)
     dates = xlsx_rows.date_styles(archive)
     for name, path in xlsx_rows.sheets(archive):
 
         def rows(min_row: int, max_col: int, path=path):
-            return xlsx_rows.rows(archive, path, strings, dates, min_row, max_col)
+            return xlsx_rows.rows(
+                archive,
+                path,
+                strings,
+                dates,
+                min_row,
+                max_col,
+                allowed * ROW_ELEMENTS_PER_ROW,
+                allowed * CELLS_PER_ROW,
+                deadline,
+            )
 
         def merged_ranges(path=path):
             return _merged_ranges(archive, path)

@@ -13,6 +13,7 @@ members' real sizes are the caller's to check before (app/services/sheets.py doe
 from __future__ import annotations
 
 import posixpath
+import time
 import zipfile
 from collections.abc import Iterator
 from xml.parsers import expat
@@ -29,6 +30,11 @@ class BadPart(ValueError):
     """A part of the file is not what an .xlsx has there."""
 
 
+class TooComplex(ValueError):
+    """The file holds far more than any sheet of accounts (strings, rows, cells), or its
+    reading took longer than allowed: it is not read further."""
+
+
 def _parser() -> expat.XMLParserType:
     parser = expat.ParserCreate(namespace_separator=" ")
 
@@ -42,17 +48,19 @@ def _parser() -> expat.XMLParserType:
     return parser
 
 
-def _feed(parser, archive: zipfile.ZipFile, path: str) -> Iterator[None]:
+def _feed(parser, archive: zipfile.ZipFile, path: str, deadline: float | None = None) -> Iterator[None]:
     """Parse one member chunk by chunk, yielding after each chunk (the handlers collect)."""
     with archive.open(path) as source:
         while chunk := source.read(CHUNK):
+            if deadline is not None and time.monotonic() > deadline:
+                raise TooComplex("reading took too long")
             parser.Parse(chunk, False)
             yield
         parser.Parse(b"", True)
         yield
 
 
-def _parse(archive: zipfile.ZipFile, path: str, start=None, end=None, text=None) -> None:
+def _parse(archive: zipfile.ZipFile, path: str, start=None, end=None, text=None, deadline=None) -> None:
     parser = _parser()
     if start:
         parser.StartElementHandler = start
@@ -60,7 +68,7 @@ def _parse(archive: zipfile.ZipFile, path: str, start=None, end=None, text=None)
         parser.EndElementHandler = end
     if text:
         parser.CharacterDataHandler = text
-    for _ in _feed(parser, archive, path):
+    for _ in _feed(parser, archive, path, deadline):
         pass
 
 
@@ -120,8 +128,11 @@ def _part(archive: zipfile.ZipFile, name: str) -> str | None:
     return None
 
 
-def shared_strings(archive: zipfile.ZipFile) -> list[str]:
-    """The workbook's shared strings; rich text runs joined, phonetic guides left out."""
+def shared_strings(
+    archive: zipfile.ZipFile, limit: int | None = None, deadline: float | None = None
+) -> list[str]:
+    """The workbook's shared strings; rich text runs joined, phonetic guides left out.
+    More than `limit` of them: TooComplex."""
     path = _part(archive, "sharedStrings.xml")
     strings: list[str] = []
     if path is None:
@@ -143,12 +154,14 @@ def shared_strings(archive: zipfile.ZipFile) -> list[str]:
             state["skip"] -= 1
         elif name == f"{MAIN} si":
             strings.append("".join(state["parts"]))
+            if limit is not None and len(strings) > limit:
+                raise TooComplex("too many strings")
 
     def text(data):
         if state["in_t"] and not state["skip"]:
             state["parts"].append(data)
 
-    _parse(archive, path, start, end, text)
+    _parse(archive, path, start, end, text, deadline)
     return strings
 
 
@@ -225,14 +238,25 @@ def rows(
     dates: set[int],
     min_row: int = 1,
     max_col: int = 16384,
+    max_rows: int | None = None,
+    max_cells: int | None = None,
+    deadline: float | None = None,
 ) -> Iterator[list[tuple[object, str]]]:
     """The sheet's rows from min_row on, one per sheet row (empty rows as []), each a list of
-    (value, kind) from column A to at most max_col, empty cells as (None, "n")."""
+    (value, kind) from column A to at most max_col, empty cells as (None, "n"). More than
+    max_rows row elements or max_cells cell elements walked (however empty): TooComplex."""
     ready: list[tuple[int, list]] = []
     st = {"row": 0, "cells": None, "col": 0, "t": "n", "s": 0, "f": False, "v": None, "buf": None}
 
+    walked = {"row": 0, "c": 0}
+    limit = {"row": max_rows, "c": max_cells}
+
     def start(name, attrs):
         tag = name.rpartition(" ")[2]
+        if tag in walked:
+            walked[tag] += 1
+            if limit[tag] is not None and walked[tag] > limit[tag]:
+                raise TooComplex(f"too many {tag} elements")
         if tag == "row":
             r = attrs.get("r")
             st["row"] = int(r) if r and r.isdigit() else st["row"] + 1
@@ -301,7 +325,7 @@ def rows(
     parser.CharacterDataHandler = text
     parser.buffer_text = True
     expected = min_row
-    for _ in _feed(parser, archive, path):
+    for _ in _feed(parser, archive, path, deadline):
         for number, cells in ready:
             if number < expected:
                 continue  # rows out of order: the first one written wins

@@ -226,7 +226,7 @@ def test_a_run_killed_half_way_is_finished_by_the_next_with_nothing_lost_or_twic
     db.session.commit()
     claimed = imports._claim(imp2.id, dead.id)
     context = imports._context(type("Ctx", (), {"actor": make.SYSTEM})(), imp2)
-    imports._create_mailboxes(context, claimed[:1])  # one created before the "kill"
+    imports._create_mailboxes(context, claimed[:1], imp2.id)  # one created before the "kill"
     assert count(Mailbox) == 6
     assert imports.resumable(db.session.get(Import, imp2.id))
     imports.resume(make.SYSTEM, imp2.id)
@@ -344,3 +344,158 @@ def test_the_guides_one_sheet_file_is_understood(make):
     assert imp.counts["list"]["create"] == 3  # info, amministrazione, vendite
     members = {(r.address, r.member) for r in imports.rows_page(imp, op="member")}
     assert ("info@rossi.example", "anna.bianchi@rossi.example") in members and len(members) == 4
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("C:\\Users\\anna\\caselle.xlsx", "caselle.xlsx"),
+        ("../../etc/passwd", "passwd"),
+        ('a"; filename*=x.html.xlsx', "a filename*=x.html.xlsx"),
+        ("rossi\r\nX-Header: 1.xlsx", "rossiX-Header: 1.xlsx"),
+        ("", "foglio.xlsx"),
+        ("...", "foglio.xlsx"),
+    ],
+)
+def test_an_uploaded_file_name_keeps_only_its_printable_last_part(given, kept):
+    assert imports.clean_filename(given) == kept
+
+
+def _applying(make, customer, rows, name="c.xlsx") -> Import:
+    """A previewed import moved to applying by hand, as start_apply leaves it for its job."""
+    imp = imports.preview(make.SYSTEM, customer.id, book(mailboxes=rows), name)
+    db.session.execute(sa.update(Import).where(Import.id == imp.id).values(state=ImportState.APPLYING))
+    db.session.commit()
+    return imp
+
+
+def _job_row(customer, import_id, state="running", kind="bulk_import_part") -> Job:
+    row = Job(
+        kind=kind, queue="bulk", customer_id=customer.id, requested_by="x", args=[import_id], state=state
+    )
+    db.session.add(row)
+    db.session.commit()
+    return row
+
+
+def _ctx(make):
+    return type("Ctx", (), {"actor": make.SYSTEM})()
+
+
+def test_a_cancel_stops_the_helpers_at_their_next_row_and_the_end_keeps_nothing_sealed(make, rossi):
+    rows = [[f"g{i}@rossi.it", None, f"G{i}", C100, "Sì"] for i in range(2)] + [
+        [f"p{i}@rossi.it", SECRET, f"P{i}", C100] for i in range(4)
+    ]
+    imp = _applying(make, rossi, rows)
+    helper = _job_row(rossi, imp.id)
+    claimed = imports._claim(imp.id, helper.id)
+    assert len(claimed) == 6
+    context = imports._context(_ctx(make), imp)
+    imports._create_mailboxes(context, claimed[:1], imp.id)  # the helper made one, then...
+    imports._stop(imp.id)  # ...the main job was cancelled
+    imports._create_mailboxes(context, claimed[1:], imp.id)  # the helper's next rows: nothing
+    assert count(Mailbox) == 1
+    db.session.execute(sa.update(Job).where(Job.id == helper.id).values(state="done"))
+    db.session.commit()
+    imports._wait_for_claims(imp.id, 0)
+    result = imports.finish(imp.id, ImportState.CANCELLED)
+    db.session.refresh(imp)
+    assert imp.state == ImportState.CANCELLED
+    assert result == {"mailbox": {"created": 1, "skipped": 5}}
+    assert imp.generated_count == 1  # the one generated before the cancel is handed out
+    assert db.session.scalar(sa.select(sa.func.count()).where(ImportRow.secret.is_not(None))) == 0
+
+
+def test_finish_happens_once_and_never_turns_a_cancelled_import_into_done(make, rossi):
+    imp = _applying(make, rossi, [["a@rossi.it", SECRET, "A", C100]])
+    imports._stop(imp.id)
+    first = imports.finish(imp.id, ImportState.CANCELLED)
+    report = db.session.get(Import, imp.id).report
+    assert imports.finish(imp.id, ImportState.DONE) == first
+    assert imports.finish(imp.id, ImportState.CANCELLED) == first
+    db.session.expire_all()
+    assert db.session.get(Import, imp.id).state == ImportState.CANCELLED
+    assert db.session.get(Import, imp.id).report == report
+
+
+def test_a_job_cancelled_before_a_worker_took_it_cancels_its_import(make, rossi):
+    from app.services import jobs
+
+    imp = _applying(make, rossi, [["a@rossi.it", SECRET, "A", C100]])
+    queued = _job_row(rossi, imp.id, state="queued", kind="bulk_import")
+    jobs.cancel(make.SYSTEM, queued.id)
+    db.session.expire_all()
+    assert db.session.get(Import, imp.id).state == ImportState.CANCELLED
+    assert db.session.scalar(sa.select(sa.func.count()).where(ImportRow.secret.is_not(None))) == 0
+    assert not imports.resumable(db.session.get(Import, imp.id))
+
+
+def test_a_read_only_customer_admin_cannot_cancel_an_import_support_runs_for_it(make):
+    from app.services import jobs
+    from app.services.errors import PermissionDenied
+
+    c = make.customer("contract", {C100: 5}, self_service=False, domain="sola.it")
+    imp = _applying(make, c, [["a@sola.it", SECRET, "A", C100]])
+    running = _job_row(c, imp.id, state="running", kind="bulk_import")
+    with pytest.raises(PermissionDenied):
+        jobs.cancel(Actor.for_user(make.admin(c)), running.id)
+
+
+def test_a_second_resume_while_one_runs_is_refused(make, rossi):
+    imp = _applying(make, rossi, [["a@rossi.it", SECRET, "A", C100]])
+    _job_row(rossi, imp.id, state="failed", kind="bulk_import")
+    db.session.execute(sa.update(Import).where(Import.id == imp.id).values(job_id=None))
+    db.session.commit()
+    assert imports.resumable(db.session.get(Import, imp.id))
+    _job_row(rossi, imp.id, state="queued", kind="bulk_import")  # the first resume's job
+    with pytest.raises(Conflict):
+        imports.resume(make.SYSTEM, imp.id)
+
+
+def test_usage_already_past_the_allowance_refuses_every_new_row_of_the_class(make, rossi):
+    from app.models import Allowance
+
+    for i in range(2):
+        make.mailbox(rossi, f"gia{i}", service_class=C5000)
+    # Usage past the allowance (the contract forms refuse it; data from before them may have it).
+    db.session.execute(
+        sa.update(Allowance)
+        .where(Allowance.customer_id == rossi.id, Allowance.service_class_id == billingkit.class_id(C5000))
+        .values(max_accounts=1)
+    )
+    db.session.commit()
+    rows = [[f"u{i}@rossi.it", SECRET, f"U{i}", C5000] for i in range(3)]
+    imp = imports.preview(make.SYSTEM, rossi.id, book(mailboxes=rows), "c.xlsx")
+    assert imp.counts["mailbox"] == {"create": 0, "present": 0, "error": 3}
+
+
+def test_generated_passwords_past_their_time_are_not_given_even_before_the_cron_wipes_them(
+    make, rossi, inline
+):
+    imp = imports.preview(
+        make.SYSTEM, rossi.id, book(mailboxes=[["g@rossi.it", None, "G", C100, "Sì"]]), "g.xlsx"
+    )
+    imports.start_apply(make.SYSTEM, imp.id)
+    clock.set_now(clock.now() + timedelta(hours=25))
+    try:
+        with pytest.raises(NotFound):
+            imports.take_generated_passwords(make.SYSTEM, imp.id, None)
+    finally:
+        clock.reset()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_on_postgresql_a_claim_passes_over_rows_another_process_is_claiming(make, rossi):
+    rows = [[f"u{i:02d}@rossi.it", SECRET, f"U{i}", C100] for i in range(5)]
+    imp = _applying(make, rossi, rows)
+    with db.engine.connect() as other:
+        other.execute(
+            sa.text(
+                "UPDATE import_rows SET claimed_by = 999 WHERE id IN (SELECT id FROM import_rows"
+                " WHERE import_id = :i AND op = 'mailbox' ORDER BY seq LIMIT 2)"
+            ),
+            {"i": imp.id},
+        )  # not committed: those two rows stay locked
+        mine = imports._claim(imp.id, 1)
+        other.rollback()
+    assert [r.address for r in mine] == ["u02@rossi.it", "u03@rossi.it", "u04@rossi.it"]

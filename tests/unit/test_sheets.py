@@ -627,7 +627,7 @@ def test_the_template_offers_the_classes_in_a_drop_down_and_keeps_passwords_as_t
     assert [c.value for c in book["Alias"][1]] == ALIAS_HEADER
     assert [c.value for c in book["Liste"][1]] == LIST_HEADER
     guide = "\n".join(str(r[0].value or "") for r in book["Istruzioni"].iter_rows())
-    for words in ("8 caratteri", "Genera password", "virgole", "100.000", "10 MB"):
+    for words in ("8 caratteri", "Genera password", "virgole", "20.000", "10 MB"):
         assert words in guide
 
 
@@ -724,3 +724,56 @@ def test_write_workbook_output_reads_back_through_read_upload():
     assert values(book.rows[0])["display_name"] == '=HYPERLINK("x")'
     assert values(book.rows[0])["password"] == "=1+1"
     assert values(book.rows[1]) == {"alias": "b@r.example", "mailbox": "a@r.example"}
+
+
+def test_a_file_of_100000_rows_is_refused_quickly_naming_the_maximum():
+    from openpyxl import Workbook as Book
+
+    book = Book(write_only=True)
+    ws = book.create_sheet("Caselle")
+    ws.append(MAILBOX_HEADER)
+    for i in range(100_000):
+        ws.append([f"u{i}@rossi.example", "Segreta-2026!", f"U {i}", "Business Mail 100 MB"])
+    out = io.BytesIO()
+    book.save(out)
+    began = time.perf_counter()
+    message = refused(out.getvalue())
+    assert "20.000" in message
+    assert time.perf_counter() - began < 10  # it stops at the first row past the maximum
+
+
+def _with_part(part: str, xml: bytes) -> bytes:
+    members = _members(mailbox_rows(["a@rossi.example", "Segreta-2026!"]))
+    members[part] = xml
+    return sheetkit.zip_of(members)
+
+
+MAIN_NS = b'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+
+
+def test_a_small_file_of_millions_of_strings_is_refused_before_it_ties_up_the_panel():
+    strings = b"<sst " + MAIN_NS + b">" + b"<si><t>ab</t></si>" * 2_000_000 + b"</sst>"
+    data = _with_part("xl/sharedStrings.xml", strings)
+    assert len(data) < 1_000_000
+    began = time.perf_counter()
+    assert "troppe celle o troppo testo" in refused(data)
+    assert time.perf_counter() - began < 10
+
+
+def test_a_sheet_of_millions_of_empty_rows_is_refused_before_it_ties_up_the_panel():
+    sheet = (
+        b"<worksheet " + MAIN_NS + b"><sheetData>"
+        b'<row r="1"><c r="A1" t="inlineStr"><is><t>Account</t></is></c>'
+        b'<c r="B1" t="inlineStr"><is><t>Password</t></is></c></row>'
+        + b"<row/>" * 3_000_000
+        + b"</sheetData></worksheet>"
+    )
+    data = _with_part("xl/worksheets/sheet1.xml", sheet)
+    began = time.perf_counter()
+    assert "troppe celle o troppo testo" in refused(data)
+    assert time.perf_counter() - began < 10
+
+
+def test_reading_stops_at_its_time_limit(monkeypatch):
+    monkeypatch.setattr(sheets, "READ_SECONDS", -1)
+    assert "troppe celle o troppo testo" in refused(mailbox_rows(["a@rossi.example", "Segreta-2026!"]))

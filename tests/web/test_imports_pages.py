@@ -89,7 +89,7 @@ def test_the_imports_page_explains_offers_the_template_and_the_upload_form(clien
 
     template = client.get(f"/customers/{c.id}/imports/modello.xlsx")
     assert template.status_code == 200 and template.mimetype == XLSX
-    assert template.headers["Content-Disposition"] == 'attachment; filename="modello-importazione.xlsx"'
+    assert template.headers["Content-Disposition"] == "attachment; filename=modello-importazione.xlsx"
     book = load_workbook(io.BytesIO(template.data))
     assert book.sheetnames[:4] == ["Caselle", "Alias", "Liste", "Istruzioni"]
     # The drop-down offers the contract's classes with an allowance, and only those.
@@ -127,7 +127,7 @@ def test_a_good_file_previews_then_applies_and_the_report_downloads(client, auth
 
     report = client.get(detail_url + "/resoconto.xlsx")
     assert report.status_code == 200 and report.mimetype == XLSX
-    assert report.headers["Content-Disposition"] == 'attachment; filename="personale-esito.xlsx"'
+    assert report.headers["Content-Disposition"] == "attachment; filename=personale-esito.xlsx"
     sheet = load_workbook(io.BytesIO(report.data)).active
     lines = [[v for v in row] for row in sheet.iter_rows(min_row=2, values_only=True)]
     assert [line[4] for line in lines if line[3] == "Casella"] == [
@@ -351,7 +351,7 @@ def test_generated_passwords_download_once_for_the_users_own_password(client, au
 
     taken = client.post(detail_url + "/passwords", data={"current_password": factories.PASSWORD})
     assert taken.status_code == 200 and taken.mimetype == XLSX
-    assert taken.headers["Content-Disposition"] == 'attachment; filename="personale-password.xlsx"'
+    assert taken.headers["Content-Disposition"] == "attachment; filename=personale-password.xlsx"
     rows = list(load_workbook(io.BytesIO(taken.data)).active.iter_rows(min_row=2, values_only=True))
     assert len(rows) == 1 and rows[0][0] == f"nuovo@{domain}" and len(rows[0][1]) >= 12
 
@@ -425,3 +425,27 @@ def test_every_import_post_needs_the_csrf_token(client, auth, customer, make):
     for path in (f"{base}/{imp.id}/apply", f"{base}/{imp.id}/resume", f"{base}/{imp.id}/passwords"):
         assert client.post(path, data={"scope": "all"}, csrf=False).status_code == 400, path
     assert imports_count() == 1 and mailbox_addresses(c.id) == set()
+
+
+def test_a_file_name_with_any_characters_gives_safe_downloads_and_the_passwords_survive_it(
+    client, auth, customer, inline_jobs
+):
+    """An en dash, a curly apostrophe or a euro sign (not Latin-1) in the uploaded name: the
+    downloads still work, named per RFC 6266, and the generated passwords are not lost."""
+    c, domain, admin = customer
+    auth.login(admin.email)
+    data = sheetkit.filled_template([BM], mailboxes=[[f"gen@{domain}", None, "Gen", BM, "Sì"]])
+    name = "Nuovi utenti – sede d’€.xlsx"
+    detail_url = upload(client, f"/customers/{c.id}/imports", data, name=name).headers["Location"]
+    assert client.post(detail_url + "/apply", data={"scope": "all"}).status_code == 303
+    for response in (
+        client.get(detail_url + "/resoconto.xlsx"),
+        client.post(detail_url + "/passwords", data={"current_password": factories.PASSWORD}),
+    ):
+        assert response.status_code == 200 and response.mimetype == XLSX
+        header = response.headers["Content-Disposition"]
+        header.encode("latin-1")  # what a WSGI server can send
+        assert (
+            header.startswith("attachment; filename=") and "%E2%80%93" in header
+        )  # the en dash, in filename*
+        load_workbook(io.BytesIO(response.data))

@@ -8,7 +8,9 @@ takes the area whose endpoints its links use. Every rule is in app/services/impo
 
 from __future__ import annotations
 
-from flask import Response, current_app, request, url_for
+import io
+
+from flask import Response, current_app, request, send_file, url_for
 from flask_babel import format_decimal, ngettext
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -129,11 +131,11 @@ def template_download(customer_id: int):
 
 
 def _attachment(name: str, data: bytes) -> Response:
-    return Response(
-        data,
-        mimetype=XLSX,
-        headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
-    )
+    """An .xlsx download: the name as RFC 6266 wants it (an ASCII fallback and filename* in UTF-8),
+    whatever the uploaded file was called."""
+    response = send_file(io.BytesIO(data), mimetype=XLSX, as_attachment=True, download_name=name)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _import(view, import_id: int):
