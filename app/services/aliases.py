@@ -12,7 +12,7 @@ from app.models import Alias, Customer, Domain, Mailbox
 from app.services import addresses, audit, fields, limits
 from app.services.access import Actor, customer_for, get_scoped, require_manage
 from app.services.context import CustomerContext
-from app.services.errors import FieldErrors, ValidationError
+from app.services.errors import Conflict, FieldErrors, ValidationError
 
 
 def _target(customer_id: int, value: object) -> Mailbox:
@@ -90,6 +90,42 @@ def apply_alias(actor: Actor, draft: AliasDraft) -> Alias:
     )
     db.session.commit()
     return alias
+
+
+def apply_aliases(actor: Actor, drafts: list[AliasDraft]) -> list[Alias]:
+    """Write many validated aliases of one customer (a sheet's) in one transaction: one lock, one
+    check of the addresses, one commit. Conflict, and nothing written, if any address is taken."""
+    if not drafts:
+        return []
+    customer = drafts[0].customer
+    if any(d.customer.id != customer.id for d in drafts):
+        raise ValueError("aliases of one customer at a time")
+    limits.lock_customer(customer.id)
+    taken = addresses.in_use(d.address for d in drafts)
+    if taken or len({d.address for d in drafts}) < len(drafts):
+        raise Conflict(next(iter(taken.values()), _("Un indirizzo è ripetuto.")), field="address")
+    rows = [
+        Alias(
+            customer_id=customer.id,
+            domain_id=d.domain.id,
+            local_part=d.local_part,
+            address=d.address,
+            target_id=d.target.id,
+        )
+        for d in drafts
+    ]
+    db.session.add_all(rows)
+    db.session.flush()
+    for d in drafts:
+        audit.record(
+            actor,
+            "alias.create",
+            customer_id=customer.id,
+            target=d.address,
+            changes={"target": [None, d.target.address]},
+        )
+    db.session.commit()
+    return rows
 
 
 def create_alias(actor: Actor, customer_id: int, *, address: object, target: object) -> Alias:

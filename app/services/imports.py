@@ -1185,29 +1185,58 @@ def _pending(import_id: int, op: str) -> list[ImportRow]:
     )
 
 
+ALIAS_BATCH = 200
+
+
 def _create_aliases(ctx, imp: Import, context: CustomerContext) -> None:
+    """The alias rows, ALIAS_BATCH at a time in one transaction each (their outcomes with them);
+    a batch that meets a conflict is done again one row at a time, so each row says why."""
     customer_id = context.customer.id
-    for n, row in enumerate(_pending(imp.id, ImportOp.ALIAS)):
-        row_id = row.id
-        target = row.data.get("target")
-        existing = db.session.execute(
-            sa.select(Alias.customer_id, Mailbox.address)
-            .join(Mailbox, Mailbox.id == Alias.target_id)
-            .where(Alias.address == row.address)
-        ).first()
-        if existing is not None and existing[0] == customer_id and existing[1] == target:
-            row.outcome = RowOutcome.PRESENT
-            db.session.commit()
-            continue
+    pending = _pending(imp.id, ImportOp.ALIAS)
+    for start in range(0, len(pending), ALIAS_BATCH):
+        ctx.raise_if_cancelled()
+        batch = [db.session.get(ImportRow, r.id) for r in pending[start : start + ALIAS_BATCH]]
+        present = dict(
+            db.session.execute(
+                sa.select(Alias.address, Mailbox.address)
+                .join(Mailbox, Mailbox.id == Alias.target_id)
+                .where(Alias.customer_id == customer_id, Alias.address.in_([r.address for r in batch]))
+            ).all()
+        )
+        drafts, rows = [], []
+        for row in batch:
+            target = row.data.get("target")
+            if present.get(row.address) == target:
+                row.outcome = RowOutcome.PRESENT
+                continue
+            try:
+                drafts.append(aliases.validate_alias(context, address=row.address, target=target))
+                rows.append(row)
+            except DomainError as e:
+                row.outcome, row.message = (
+                    RowOutcome.ERROR,
+                    _first_message(e)[:500] if isinstance(e, ValidationError) else e.message[:500],
+                )
+        db.session.commit()  # the present and refused rows
+        for row in rows:
+            row.outcome, row.message = RowOutcome.CREATED, ""
         try:
-            draft = aliases.validate_alias(context, address=row.address, target=target)
+            aliases.apply_aliases(context.actor, drafts)
+        except DomainError:
+            db.session.rollback()
+            _create_aliases_one_by_one(context, [r.id for r in rows])
+        _report_progress(ctx, imp.id)
+
+
+def _create_aliases_one_by_one(context: CustomerContext, row_ids: list[int]) -> None:
+    for row_id in row_ids:
+        row = db.session.get(ImportRow, row_id)
+        try:
+            draft = aliases.validate_alias(context, address=row.address, target=row.data.get("target"))
             row.outcome, row.message = RowOutcome.CREATED, ""
             aliases.apply_alias(context.actor, draft)
         except DomainError as e:
             _error(row_id, e)
-        if n % 50 == 49:
-            ctx.raise_if_cancelled()
-            _report_progress(ctx, imp.id)
 
 
 def _create_lists(ctx, imp: Import, context: CustomerContext) -> None:
@@ -1219,13 +1248,17 @@ def _create_lists(ctx, imp: Import, context: CustomerContext) -> None:
         ctx.raise_if_cancelled()
         row_id = row.id
         members = members_by_list.pop(row.address, [])
-        good: list[ImportRow] = []
-        for m in members:
-            try:
-                lists.check_member(context, m.member, row.address)
-                good.append(m)
-            except DomainError as e:
-                _error(m.id, e)
+        good: list[ImportRow] = list(members)
+        try:  # all at once (two queries); on a refusal, one by one to say which and why
+            lists.check_members(context, [m.member for m in members], row.address)
+        except DomainError:
+            good = []
+            for m in members:
+                try:
+                    lists.check_member(context, m.member, row.address)
+                    good.append(m)
+                except DomainError as e:
+                    _error(m.id, e)
         good = [db.session.get(ImportRow, m.id) for m in good]
         dlist = db.session.scalar(sa.select(DistributionList).where(DistributionList.address == row.address))
         row = db.session.get(ImportRow, row_id)

@@ -230,6 +230,13 @@ def _members(context: CustomerContext, values: object, own_address: str | None =
     return tuple(out)
 
 
+def check_members(
+    context: CustomerContext, values: list, list_address: str | None = None
+) -> tuple[Member, ...]:
+    """Would-be members of a list, checked together (two queries): ValidationError at the first refused."""
+    return _members(context, list(values), list_address)
+
+
 def check_member(context: CustomerContext, address: object, list_address: str | None = None) -> Member:
     """One would-be member of a list, checked as the list forms check each: ValidationError if refused."""
     return _members(context, [address], list_address)[0]

@@ -499,3 +499,21 @@ def test_on_postgresql_a_claim_passes_over_rows_another_process_is_claiming(make
         mine = imports._claim(imp.id, 1)
         other.rollback()
     assert [r.address for r in mine] == ["u02@rossi.it", "u03@rossi.it", "u04@rossi.it"]
+
+
+def test_an_alias_taken_between_preview_and_apply_fails_alone_the_rest_of_its_batch_is_created(
+    make, rossi, inline
+):
+    data = book(
+        mailboxes=[["anna@rossi.it", SECRET, "Anna", C100]],
+        aliases=[[f"a{i}@rossi.it", "anna@rossi.it"] for i in range(3)],
+    )
+    imp = imports.preview(make.SYSTEM, rossi.id, data, "c.xlsx")
+    assert imp.problems == []
+    make.dlist(rossi, "a1", [])  # the address is taken meanwhile
+    imports.start_apply(make.SYSTEM, imp.id)
+    db.session.refresh(imp)
+    assert imp.result["alias"] == {"created": 2, "error": 1}
+    assert sorted(db.session.scalars(sa.select(Alias.address))) == ["a0@rossi.it", "a2@rossi.it"]
+    failed = [r for r in report_rows(imp) if r[4] == "a1@rossi.it"]
+    assert failed[0][7] == "Errore" and "lista" in failed[0][8]

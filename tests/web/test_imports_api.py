@@ -305,3 +305,35 @@ def test_staff_import_on_behalf_of_a_customer(ctx, inline):
     assert ctx.staff.post(f"/imports/{imp['id']}/apply").status_code == 202
     assert mailbox_addresses() == {f"mario@{d}", f"anna@{d}"}
     assert [i["id"] for i in ctx.admin.get(f"/customers/{ctx.customer.id}/imports").get_json()] == [imp["id"]]
+
+
+def test_resume_runs_an_interrupted_import_again_and_is_refused_otherwise(ctx, client, inline):
+    from app.models import Import, Job
+
+    d = ctx.domain
+    imp = ctx.admin.upload(ctx.customer.id, book(d, *good_rows(d))).get_json()
+    assert ctx.admin.post(f"/imports/{imp['id']}/resume").status_code == 409  # waiting, not interrupted
+    # Interrupted: applying, and its job ended (a worker died for good).
+    dead = Job(
+        kind="bulk_import",
+        queue="bulk",
+        customer_id=ctx.customer.id,
+        requested_by="x",
+        args=[imp["id"]],
+        state="failed",
+    )
+    db.session.add(dead)
+    db.session.flush()
+    db.session.execute(
+        sa.update(Import).where(Import.id == imp["id"]).values(state="applying", job_id=dead.id)
+    )
+    db.session.commit()
+    r = ctx.admin.post(f"/imports/{imp['id']}/resume")
+    assert r.status_code == 202, r.get_json()
+    assert r.get_json()["kind"] == "bulk_import" and r.headers["Location"].endswith(
+        f"/api/v1/jobs/{r.get_json()['id']}"
+    )
+    fits(client, "/api/v1/imports/{import_id}/resume", "post", 202, r.get_json())
+    assert ctx.admin.get(f"/imports/{imp['id']}").get_json()["state"] == "done"
+    assert {f"mario@{d}", f"anna@{d}"} <= mailbox_addresses()
+    assert ctx.admin.post(f"/imports/{imp['id']}/resume").status_code == 409

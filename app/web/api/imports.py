@@ -159,6 +159,22 @@ def import_apply(import_id: int):
     return response, 202
 
 
+@bp.post("/imports/<id:import_id>/resume")
+@documented(
+    "Run an interrupted import again (its job ended before the import did): what was created "
+    "stays, the rest is done; answers with the new job. 409 when the import is not interrupted.",
+    "imports",
+    ok=out.JOB,
+    status=202,
+    errors=(401, 403, 404, 409, 503),
+)
+def import_resume(import_id: int):
+    job = imports.resume(actor(), import_id)
+    response = jsonify(out.job(job))
+    response.headers["Location"] = url_for("api.job_get", job_id=job.id)
+    return response, 202
+
+
 @bp.get("/imports/<id:import_id>/report")
 @documented(
     "The report of an ended import (.xlsx): the outcome of every row; 404 until it has ended.",
