@@ -25,6 +25,9 @@ def test_capacity_migration_merges_duplicate_open_requests(app):
 
     from app.models import CapacityRequest
 
+    # Dropping a table waits for every open transaction that read it or a table it refers to
+    # (customers, users): this test's own session must not hold one.
+    db.session.remove()
     downgrade(revision="0006_capacity_requests-1")
     try:
         with db.engine.begin() as conn:
