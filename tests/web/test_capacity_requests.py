@@ -237,7 +237,9 @@ def test_each_admin_reads_the_mail_in_their_language(app, make, studio, smtp):
     by_to = {tuple(sorted(m.envelope_to)): m for m in mails}
     # The contact address goes with the language of whoever asked.
     assert set(by_to) == {("it@verdi.example",), ("boss@verdi.example", "segreteria@verdi-contatti.example")}
-    day = req.created_at
+    from zoneinfo import ZoneInfo
+
+    day = req.created_at.astimezone(ZoneInfo(app.config["TIMEZONE"]))  # the mails' dates are the panel's
     assert f"{day:%d/%m/%Y}" in by_to[("it@verdi.example",)].body
     english_day = f"{day.day} {day:%b %Y}"
     assert english_day in by_to[("boss@verdi.example", "segreteria@verdi-contatti.example")].body
