@@ -960,9 +960,9 @@ def _claim(import_id: int, me: int) -> list[ImportRow]:
     )
 
 
-def _release_dead_claims(import_id: int, me: int) -> int:
-    """Hand back the rows claimed by jobs that no longer run (killed, failed): someone else does them."""
-    claimants = set(
+def _other_claimants(import_id: int, me: int) -> set[int]:
+    """The jobs other than this one holding pending rows of the import."""
+    return set(
         db.session.scalars(
             sa.select(ImportRow.claimed_by)
             .where(
@@ -974,6 +974,11 @@ def _release_dead_claims(import_id: int, me: int) -> int:
             .distinct()
         )
     )
+
+
+def _release_dead_claims(import_id: int, me: int) -> int:
+    """Hand back the rows claimed by jobs that no longer run (killed, failed): someone else does them."""
+    claimants = _other_claimants(import_id, me)
     if not claimants:
         return 0
     alive = set(
@@ -1127,18 +1132,7 @@ def _wait_for_claims(import_id: int, me: int) -> None:
     deadline = time.monotonic() + current_app.config["JOB_STALE_SECONDS"] + 30
     while time.monotonic() < deadline:
         db.session.rollback()
-        claimants = set(
-            db.session.scalars(
-                sa.select(ImportRow.claimed_by)
-                .where(
-                    ImportRow.import_id == import_id,
-                    ImportRow.outcome == RowOutcome.PENDING,
-                    ImportRow.claimed_by.is_not(None),
-                    ImportRow.claimed_by != me,
-                )
-                .distinct()
-            )
-        )
+        claimants = _other_claimants(import_id, me)
         if not claimants or not db.session.scalar(
             sa.select(sa.func.count()).where(Job.id.in_(claimants), Job.state.in_(ACTIVE_STATES))
         ):
