@@ -122,6 +122,18 @@ class Config:
     # JOB_HEARTBEAT_SECONDS; one silent for JOB_STALE_SECONDS is taken for dead and retried.
     JOB_HEARTBEAT_SECONDS = float(os.environ.get("JOB_HEARTBEAT_SECONDS", "10"))
     JOB_STALE_SECONDS = float(os.environ.get("JOB_STALE_SECONDS", "120"))
+    # Domain checks (app/services/dnscheck.py). DNS_NAMESERVERS: the recursive resolvers, a
+    # comma-separated host[:port] list (empty: /etc/resolv.conf's); the domains' authoritative
+    # servers are asked on DNS_AUTHORITATIVE_PORT; each question waits DNS_TIMEOUT seconds; a
+    # re-check of many domains keeps at most DNS_CONCURRENCY questions in flight.
+    DNS_NAMESERVERS = os.environ.get("DNS_NAMESERVERS", "")
+    DNS_AUTHORITATIVE_PORT = int(os.environ.get("DNS_AUTHORITATIVE_PORT", "53"))
+    DNS_TIMEOUT = float(os.environ.get("DNS_TIMEOUT", "3"))
+    DNS_CONCURRENCY = int(os.environ.get("DNS_CONCURRENCY", "64"))
+    # The ownership TXT record reads "<DNS_VERIFICATION_PREFIX>-verification=<token>".
+    DNS_VERIFICATION_PREFIX = os.environ.get("DNS_VERIFICATION_PREFIX", "collabra")
+    # The host customers' SPF records include (empty: "spf." + PROVIDER_MX_HOST's domain).
+    PROVIDER_SPF_INCLUDE = os.environ.get("PROVIDER_SPF_INCLUDE", "")
     # Run each job at once in the process that starts it, without Redis (tests of the doors only).
     JOBS_INLINE = _bool("JOBS_INLINE", False)
     # The relay for the outbox's mail to customers and sales (app/services/outbox.py).

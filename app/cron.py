@@ -6,6 +6,7 @@ from app.jobs import (
     expire_imports,
     heartbeat,
     schedule_billing_charge,
+    schedule_dns_checks,
     schedule_quota_refresh,
     send_pending_emails,
     sweep_stale_jobs,
@@ -27,3 +28,7 @@ cron.register(schedule_billing_charge, queue_name="billing", cron="5 * * * *")
 
 # Imports: previews never applied and generated passwords never taken are wiped after IMPORT_TTL_HOURS.
 cron.register(expire_imports, queue_name="default", interval=10 * 60)
+
+# Domains' DNS: new ones and changed MX every 10 minutes, then hourly until propagated, then daily
+# (app/services/domain_checks.py decides who is due; this only looks every minute).
+cron.register(schedule_dns_checks, queue_name="dns", interval=60)

@@ -218,6 +218,14 @@ def refresh_quota_usage(ctx: JobContext) -> dict:
     return {"mailboxes_read": state.mailboxes_read}
 
 
+@job("dns_recheck", queue="dns", timeout=2 * 60 * 60)
+def recheck_domains(ctx: JobContext) -> dict:
+    """Re-check every domain whose DNS check is due (app/services/domain_checks.py)."""
+    from app.services import domain_checks
+
+    return domain_checks.recheck_due(progress=lambda n: ctx.progress(n), should_stop=ctx.should_stop)
+
+
 @job("send_email", queue="default", timeout=10 * 60, cancellable=False)
 def send_email(ctx: JobContext, *outbox_ids: int) -> dict:
     """Mails of the outbox (app/services/outbox.py), sent from here so that no page waits for the relay."""
@@ -285,6 +293,17 @@ def schedule_quota_refresh() -> int:
     from app.services.access import Actor
 
     return jobs.enqueue(Actor.system("cron", via="job"), "quota_refresh", reuse_active=True).id
+
+
+@in_app_context
+def schedule_dns_checks() -> int | None:
+    """Queue the domains' DNS re-check when one is due (none added while one is waiting or running)."""
+    from app.services import clock, domain_checks, jobs
+    from app.services.access import Actor
+
+    if not domain_checks.due(clock.now(), limit=1):
+        return None
+    return jobs.enqueue(Actor.system("cron", via="job"), "dns_recheck", reuse_active=True).id
 
 
 @in_app_context

@@ -6,6 +6,7 @@
     mailserver.py  flask mailserver config|master-user
     billing.py     flask billing charge|verify
     bulk.py        flask bulk import|template (its own exit codes for a file's rows: see there)
+    domains.py     flask domains check NAME [--json]
     errors.py      how every one of them fails
 
 Commands parse their options, call services and print. Every command is
@@ -30,6 +31,7 @@ from flask import Flask
 from app.cli.billing import billing_group
 from app.cli.bulk import bulk_group
 from app.cli.demo import seed_demo_command
+from app.cli.domains import domains_group
 from app.cli.mailserver import mailserver_group
 from app.cli.tokens import tokens_group
 from app.cli.users import users_group
@@ -43,5 +45,6 @@ def register_cli(app: Flask) -> None:
         mailserver_group,
         billing_group,
         bulk_group,
+        domains_group,
     ):
         app.cli.add_command(command)

@@ -1,3 +1,4 @@
+import secrets
 from datetime import datetime
 
 import idna
@@ -14,6 +15,10 @@ from app.models.enums import DomainState, MailboxStatus, PostPolicy
 STATUSES = MailboxStatus.values()
 POST_POLICIES = PostPolicy.values()
 DOMAIN_STATES = DomainState.values()
+
+
+def new_verification_token() -> str:
+    return secrets.token_hex(16)
 
 
 def unicode_domain(ascii_name: str) -> str:
@@ -37,8 +42,16 @@ class Domain(db.Model):
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     activated_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The TXT record's token that proves the domain is the customer's: a new one at each claim.
+    verification_token: Mapped[str | None] = mapped_column(sa.String(32), default=new_verification_token)
+    # When and how the domain was proved: "txt", "mx" (found by the DNS check) or "staff".
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    verified_by: Mapped[str | None] = mapped_column(sa.String(8))
 
     customer: Mapped[Customer] = relationship()
+    check: Mapped["DomainCheck | None"] = relationship(
+        back_populates="domain", uselist=False, cascade="all, delete-orphan", passive_deletes=True
+    )
 
     @property
     def display_name(self) -> str:
@@ -47,6 +60,41 @@ class Domain(db.Model):
     @property
     def is_active(self) -> bool:
         return self.state == DomainState.ACTIVE
+
+
+VERDICTS = ("missing", "wrong", "published", "propagated")
+
+
+class DomainCheck(db.Model):
+    """What the DNS check last saw of a domain's MX, and when it looks again (one row per domain)."""
+
+    __tablename__ = "domain_checks"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "verdict IS NULL OR verdict IN ('missing', 'wrong', 'published', 'propagated')", name="verdict"
+        ),
+    )
+
+    domain_id: Mapped[int] = mapped_column(sa.ForeignKey("domains.id", ondelete="CASCADE"), primary_key=True)
+    # The last certain verdict; a check that could not tell (timeouts, SERVFAIL) keeps it and says why.
+    verdict: Mapped[str | None] = mapped_column(sa.String(16))
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    problem: Mapped[str | None] = mapped_column(sa.Text)
+    # {verdict: ISO time it was first seen}, since the MX last changed state.
+    first_seen: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    # The TTL of what answered before our MX (the old MX, or the zone's negative TTL): how long
+    # resolvers may still hold it once ours is published.
+    old_ttl: Mapped[int | None] = mapped_column()
+    details: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # When the customer and staff were told an active domain's MX moved away (NULL: not since it came back).
+    warned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Staff let the domain's migrations start before its MX propagated: why, who, when.
+    migration_override: Mapped[str | None] = mapped_column(sa.Text)
+    migration_override_by: Mapped[str | None] = mapped_column(sa.String(254))
+    migration_override_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    domain: Mapped[Domain] = relationship(back_populates="check")
 
 
 class _Address:

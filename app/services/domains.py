@@ -31,7 +31,12 @@ MIN_REASON = 10
 def list_domains(actor: Actor, customer_id: int) -> list[Domain]:
     customer = customer_for(actor, customer_id)
     return list(
-        db.session.scalars(sa.select(Domain).where(Domain.customer_id == customer.id).order_by(Domain.name))
+        db.session.scalars(
+            sa.select(Domain)
+            .where(Domain.customer_id == customer.id)
+            .options(sa.orm.selectinload(Domain.check))
+            .order_by(Domain.name)
+        )
     )
 
 
@@ -84,6 +89,7 @@ def apply_domain(actor: Actor, draft: DomainDraft) -> Domain:
     domain = Domain(customer_id=customer.id, name=ascii_name, state="pending")
     if actor.is_staff:
         domain.state, domain.activated_at, domain.activated_by_id = "active", utcnow(), actor.user_id
+        domain.verified_at, domain.verified_by = domain.activated_at, "staff"
     changes: dict = {"state": [None, domain.state]}
     provider = domain_names.public_provider(ascii_name) if reason else None
     if provider:
@@ -176,6 +182,7 @@ def approve_domain(actor: Actor, domain_id: int) -> Domain:
     # The provider's domains may have been configured since the customer added it.
     domain_names.check_claimable(domain.name, override_public=True)
     domain.state, domain.activated_at, domain.activated_by_id = "active", utcnow(), actor.user_id
+    domain.verified_at, domain.verified_by = domain.activated_at, "staff"
     audit.record(
         actor,
         "domain.approve",
@@ -185,6 +192,29 @@ def approve_domain(actor: Actor, domain_id: int) -> Domain:
     )
     db.session.commit()
     return domain
+
+
+def verify_domain(domain: Domain, how: str) -> None:
+    """A pending domain's owner proved control in its DNS (how: "txt" or "mx"): it becomes active.
+
+    The caller holds the customer's lock and commits. A name the provider keeps for itself
+    (configured since the domain was added) is never activated this way.
+    """
+    if domain.is_active:
+        return
+    try:
+        domain_names.check_claimable(domain.name, override_public=True)
+    except ValidationError:
+        return
+    domain.state, domain.activated_at, domain.activated_by_id = "active", utcnow(), None
+    domain.verified_at, domain.verified_by = domain.activated_at, how
+    audit.record(
+        Actor.system("dns", via="job"),
+        "domain.verify",
+        customer_id=domain.customer_id,
+        target=domain.name,
+        changes={"state": ["pending", "active"], "verified_by": [None, how]},
+    )
 
 
 MAX_REJECT_REASON = 1000

@@ -156,3 +156,76 @@ def _capacity_requested(req: CapacityRequest, created: bool) -> None:
         outbox.queue_email(
             "capacity_requested", [sales], subject, body, customer_id=req.customer_id, locale="it"
         )
+
+
+def _customer_admins(customer) -> dict[str, list[str]]:
+    """{language: addresses}: the customer's active users, and its contact address (in Italian)."""
+    by_lang: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    rows = db.session.execute(
+        sa.select(User.email, User.locale).where(User.customer_id == customer.id, User.active.is_(True))
+    ).all()
+    for email, lang in rows:
+        by_lang.setdefault(lang, []).append(email)
+        seen.add(email.lower())
+    if customer.contact_email and customer.contact_email.lower() not in seen:
+        by_lang.setdefault("it", []).append(customer.contact_email)
+    return by_lang
+
+
+def mx_moved(domain, describe) -> None:
+    """Tell the customer and support that an active domain's MX no longer points to us.
+
+    describe(): the check's reason, called in each reader's language. Queued in the caller's
+    transaction: the mails leave with the check's record, or not at all.
+    """
+    base = current_app.config.get("PANEL_URL", "").rstrip("/")
+    link = f"{base}/customers/{domain.customer_id}/domains/{domain.id}" if base else None
+    recipients = _customer_admins(domain.customer)
+    support = current_app.config.get("SUPPORT_EMAIL")
+    for lang, to in recipients.items():
+        with force_locale(lang):
+            subject = _("Attenzione: la posta di %(d)s non arriva più a noi", d=domain.display_name)
+            lines = [
+                _("Buongiorno,"),
+                "",
+                _(
+                    "il record MX del dominio %(d)s non punta più ai nostri server: i messaggi per le caselle "
+                    "del dominio potrebbero andare altrove o essere rifiutati.",
+                    d=domain.display_name,
+                ),
+                "",
+                describe(),
+            ]
+            if link:
+                lines += ["", _("Controlla e verifica di nuovo qui: %(url)s", url=link)]
+            outbox.queue_email(
+                "mx_moved",
+                to,
+                subject,
+                "\n".join(lines) + "\n" + _footer(),
+                customer_id=domain.customer_id,
+                locale=lang,
+            )
+    if support:
+        with force_locale("it"):
+            subject = _("MX cambiato: %(d)s (%(cust)s)", d=domain.display_name, cust=domain.customer.name)
+            body = "\n".join(
+                [
+                    _(
+                        "Il record MX del dominio attivo %(d)s del cliente %(cust)s non punta più a noi.",
+                        d=domain.display_name,
+                        cust=domain.customer.name,
+                    ),
+                    "",
+                    describe(),
+                ]
+            )
+            outbox.queue_email(
+                "mx_moved",
+                [support],
+                subject,
+                body + "\n" + _footer(),
+                customer_id=domain.customer_id,
+                locale="it",
+            )

@@ -33,6 +33,7 @@ KIND_LABELS = {
     "send_email": _l("Invio di email"),
     "bulk_import": _l("Importazione da Excel"),
     "bulk_import_part": _l("Importazione da Excel (parte)"),
+    "dns_recheck": _l("Verifica DNS dei domini"),
 }
 # A queued job nobody took for this long: the component says the workers are stopped or busy.
 WAITING_LONG = timedelta(minutes=2)

@@ -96,3 +96,18 @@
     if (menu) menu.open = true;
   });
 })();
+
+// A "Copy" button (data-copy="#id") copies that element's text, and says so on the button.
+(function () {
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy]");
+    if (!button) return;
+    var source = document.querySelector(button.getAttribute("data-copy"));
+    if (!source || !navigator.clipboard) return;
+    navigator.clipboard.writeText(source.textContent.trim()).then(function () {
+      var label = button.textContent;
+      button.textContent = button.getAttribute("data-copied") || "\u2713";
+      setTimeout(function () { button.textContent = label; }, 1500);
+    });
+  });
+})();

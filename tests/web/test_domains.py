@@ -79,14 +79,14 @@ def test_a_customers_new_domain_is_pending_with_what_to_do_next(client, auth, ma
     response = client.post(f"/customers/{c.id}/domains", data={"name": "Bianchi.IT"}, follow_redirects=True)
     html = text(response)
     assert "Dominio bianchi.it aggiunto: è in attesa di verifica." in html
-    assert "il supporto tecnico lo attiverà dopo aver verificato che il dominio è della tua azienda" in html
+    assert "pubblica il record TXT indicato: si attiva da solo appena lo troviamo nel DNS" in html
     assert "MX 10 mx.collabra.it" in html
-    row = re.search(r'<tr id="domain-\d+">.*?</tr>', html[html.index("bianchi.it</td>") - 200 :]).group(0)
+    row = re.search(r'<tr id="domain-\d+">.*?</tr>', html[html.index("bianchi.it</a>") - 200 :]).group(0)
     assert "In attesa di verifica" in row and "Approva" not in row
     assert "Intanto puoi già preparare caselle, alias e liste sul dominio" in html
     assert domain_named("bianchi.it").state == "pending"
     # The domain staff added with the customer is active.
-    assert re.search(r"rossi\.example</td>\s*<td[^>]*>\s*<span class=\"badge badge-active\">Attivo", html)
+    assert re.search(r"rossi\.example</a></td>\s*<td[^>]*>\s*<span class=\"badge badge-active\">Attivo", html)
 
 
 def test_a_domain_held_by_another_customer_is_not_available_to_a_customer_and_named_to_staff(

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from flask import current_app, request, url_for
+from flask import current_app, flash, request, url_for
 from flask_babel import gettext as _
 
-from app.services import domains
+from app.services import dnscheck, domain_checks, domains
 from app.web.portal import bp
 from app.web.portal.common import confirm, customer_view, owned
-from app.web.respond import FORM_ERRORS, done, error_text, failed, field_errors, render
+from app.web.respond import (
+    FORM_ERRORS,
+    done,
+    error_text,
+    failed,
+    field_errors,
+    fragment,
+    is_fragment_request,
+    render,
+    see_other,
+)
 
 PAGE, FRAGMENT = "portal/domains.html", "portal/_domains.html"
+DOMAIN_PAGE = "portal/domain.html"
 
 
 def _context(view, form=None, errors=None, notice=None, override=False) -> dict:
@@ -20,6 +31,7 @@ def _context(view, form=None, errors=None, notice=None, override=False) -> dict:
         "is_staff": view.actor.is_staff,
         "domains": domains.list_domains(view.actor, view.customer.id),
         "mx_host": current_app.config["PROVIDER_MX_HOST"],
+        "verdict_labels": {v: domain_checks.verdict_label(v) for v in (None, *dnscheck.VERDICTS)},
         "form": form or {},
         "errors": errors or {},
         "notice": notice,
@@ -63,8 +75,8 @@ def domains_page(customer_id: int):
         )
     else:
         message = _(
-            "Dominio %(d)s aggiunto: è in attesa di verifica. Fai impostare il record MX indicato qui sotto; "
-            "il supporto tecnico lo attiverà dopo aver verificato che il dominio è della tua azienda.",
+            "Dominio %(d)s aggiunto: è in attesa di verifica. Apri il dominio e pubblica il record TXT "
+            "indicato: si attiva da solo appena lo troviamo nel DNS.",
             d=domain.display_name,
         )
     return _done(view, message)
@@ -103,3 +115,105 @@ def domain_delete(customer_id: int, domain_id: int):
     except FORM_ERRORS as e:
         return _refused(view, e)
     return _done(view, _("Dominio %(d)s tolto.", d=name))
+
+
+# One domain: its DNS, the records to publish, "check now", the migration gate (staff).
+
+
+def _domain(view, domain_id: int):
+    return owned(domains.get_domain(view.actor, domain_id), view.customer.id, _("Dominio non trovato."))
+
+
+def _domain_context(view, domain, **extra) -> dict:
+    row = domain.check
+    advice = {a["record"]: a for a in (row.details.get("advice") or [])} if row and row.details else {}
+    spf = advice.get("spf") or {}
+    own_spf = spf["found"][0] if spf.get("status") == "wrong" and spf.get("found") else None
+    txt = domain_checks.verification_txt(domain)
+    records = dnscheck.records_to_publish(domain.name, domain.verification_token if txt else None, own_spf)
+    return {
+        "customer": view.customer,
+        "domain": domain,
+        "can_manage": view.can_manage,
+        "is_staff": view.actor.is_staff,
+        "check": row,
+        "verdict": row.verdict if row else None,
+        "verdict_label": domain_checks.verdict_label(row.verdict if row else None),
+        "reason": domain_checks.describe(row),
+        "verification_txt": txt,
+        "records": records,
+        "snippet": dnscheck.zone_snippet(records),
+        "gate": domain_checks.migration_gate(domain),
+        "mx_host": current_app.config["PROVIDER_MX_HOST"],
+        "advice_records": dnscheck.ADVICE,
+        "errors": {},
+        "form": {},
+        **extra,
+    }
+
+
+@bp.route("/customers/<int:customer_id>/domains/<int:domain_id>", endpoint="domain")
+def domain_page(customer_id: int, domain_id: int):
+    view = customer_view(customer_id)
+    return render(DOMAIN_PAGE, **_domain_context(view, _domain(view, domain_id)))
+
+
+@bp.route("/customers/<int:customer_id>/domains/<int:domain_id>/check", methods=["POST"])
+def domain_check(customer_id: int, domain_id: int):
+    """Check now. htmx: each record's row, which then loads its own result; a plain browser: the
+    whole check, then the page."""
+    view = customer_view(customer_id)
+    domain = _domain(view, domain_id)
+    if is_fragment_request():
+        return fragment("portal/_dns_results.html", **_domain_context(view, domain))
+    domain, report, recorded = domain_checks.check_now(view.actor, domain.id)
+    if recorded is not None and recorded.activated:
+        flash(_("Dominio %(d)s attivato: la prova è nel DNS.", d=domain.display_name), "ok")
+    elif report is None:
+        flash(_("Il dominio è appena stato verificato: ecco l'ultimo esito."), "ok")
+    else:
+        flash(_("Verifica fatta: %(state)s.", state=domain_checks.verdict_label(recorded.verdict)), "ok")
+    return see_other(url_for("portal.domain", customer_id=customer_id, domain_id=domain.id))
+
+
+@bp.route("/customers/<int:customer_id>/domains/<int:domain_id>/check/mx", methods=["POST"])
+def domain_check_mx(customer_id: int, domain_id: int):
+    view = customer_view(customer_id)
+    domain, report, recorded = domain_checks.check_now(view.actor, _domain(view, domain_id).id)
+    return fragment(
+        "portal/_dns_mx_result.html",
+        report=report,
+        recorded=recorded,
+        **_domain_context(view, domain),
+    )
+
+
+@bp.route("/customers/<int:customer_id>/domains/<int:domain_id>/check/<record>")
+def domain_check_advice(customer_id: int, domain_id: int, record: str):
+    view = customer_view(customer_id)
+    domain, advice = domain_checks.advice_now(view.actor, _domain(view, domain_id).id, record)
+    return fragment("portal/_dns_advice_row.html", advice=advice, domain=domain, customer=view.customer)
+
+
+@bp.route("/customers/<int:customer_id>/domains/<int:domain_id>/migration", methods=["POST"])
+def domain_migration_override(customer_id: int, domain_id: int):
+    """Staff let the domain's migrations start before its MX propagated (the service refuses anyone else)."""
+    view = customer_view(customer_id)
+    domain = _domain(view, domain_id)
+    form = {"reason": request.form.get("reason", "")}
+    try:
+        domain_checks.allow_migration(view.actor, domain.id, form["reason"])
+    except FORM_ERRORS as e:
+        return failed(
+            e,
+            DOMAIN_PAGE,
+            "portal/_domain_gate.html",
+            **_domain_context(view, domain, form=form, errors=field_errors(e)),
+        )
+    message = _("Migrazioni del dominio %(d)s consentite.", d=domain.display_name)
+    return done(
+        message,
+        url_for("portal.domain", customer_id=customer_id, domain_id=domain.id),
+        "portal/_domain_gate.html",
+        lambda: _domain_context(view, domain, notice=("ok", message)),
+    )

@@ -1,0 +1,349 @@
+"""A domain's DNS over time: its verdict, its activation by proof, re-checks, warnings, the migration gate.
+
+dnscheck says what the DNS holds now; here is what the panel does with it:
+
+- a pending domain becomes active by itself once its owner proves control: the TXT record
+  with its token at the domain's authoritative servers, or an MX already pointing to us
+  (not for a name another customer held here before: its MX may still point to us from
+  then). A verified domain stays verified; a released and claimed again domain has a new
+  token and must prove it again;
+- a verdict is kept until a check is sure of another (a check that could not tell keeps it
+  and says why); `published` becomes `propagated` when the resolver sees our MX, or when
+  the old record's TTL (at most 48 hours) has passed since ours was first seen published;
+- checks come back every 10 minutes in a domain's first hours (or after its MX changed),
+  hourly until it has propagated, then daily; an active domain whose MX moves away warns
+  the customer and support, once until it comes back;
+- a domain's migrations may start only once its MX has propagated, or when staff let them
+  (a reason, audited).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+import sqlalchemy.orm
+from flask_babel import gettext as _
+
+from app.extensions import db
+from app.models import AuditEvent, Domain, DomainCheck
+from app.redis import get_redis
+from app.services import audit, clock, dnscheck, domains, fields, limits, notify
+from app.services.access import Actor, require_manage, require_staff
+from app.services.addresses import domain_to_ascii
+from app.services.errors import Conflict, NotFound, ValidationError
+
+MAX_PROPAGATION = timedelta(hours=48)
+EARLY = timedelta(hours=2)  # a new domain's, or a changed MX's, first hours: checked more often
+EARLY_EVERY = timedelta(minutes=10)
+PENDING_EVERY = timedelta(hours=1)
+ACTIVE_EVERY = timedelta(days=1)
+# "Check now" on one domain at most this often (each check asks every server of the zone).
+COOLDOWN_SECONDS = 10
+MIN_REASON = 10
+BATCH = 500
+
+
+def verification_txt(domain: Domain) -> str | None:
+    """The TXT record to publish while the domain waits for its proof (None once verified)."""
+    if domain.verified_at is not None or domain.is_active or not domain.verification_token:
+        return None
+    return dnscheck.verification_txt(domain.verification_token)
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat()
+
+
+def _since(row: DomainCheck, verdict: str) -> datetime | None:
+    value = (row.first_seen or {}).get(verdict)
+    return datetime.fromisoformat(value) if value else None
+
+
+@dataclass
+class Recorded:
+    """What a check changed."""
+
+    verdict: str | None  # the verdict kept (the previous one when the check could not tell)
+    checked: str  # what this check said (one of dnscheck.ALL_VERDICTS)
+    activated: bool = False
+    warned: bool = False
+
+
+def record(domain: Domain, report: dnscheck.Report, now: datetime | None = None) -> Recorded:
+    """Keep a check's outcome on the domain (its row in domain_checks): the caller commits."""
+    now = now or clock.now()
+    row = domain.check
+    if row is None:
+        row = DomainCheck(domain_id=domain.id, first_seen={}, details={})
+        domain.check = row
+    previous = row.verdict
+    row.checked_at = now
+    seen = dict(row.first_seen or {})
+    result = Recorded(previous, report.verdict)
+    if report.verdict == dnscheck.UNKNOWN:
+        row.problem = report.code
+        row.details = {**(row.details or {}), "last_unknown": report.as_dict()}
+    else:
+        verdict, code = report.verdict, report.code
+        if verdict in ("missing", "wrong"):
+            seen.pop("published", None)
+            seen.pop("propagated", None)
+            seen.setdefault(verdict, _iso(now))
+            # What resolvers may hold until ours replaces it: the old MX's TTL, or the zone's negative TTL.
+            row.old_ttl = report.ttl
+        else:
+            seen.setdefault("published", _iso(now))
+            if verdict == "published" and previous == "propagated":
+                verdict, code = "propagated", "kept"
+            elif verdict == "published":
+                wait = (
+                    min(timedelta(seconds=row.old_ttl), MAX_PROPAGATION) if row.old_ttl else MAX_PROPAGATION
+                )
+                if now - datetime.fromisoformat(seen["published"]) >= wait:
+                    verdict, code = "propagated", "ttl"
+            if verdict == "propagated":
+                seen.setdefault("propagated", _iso(now))
+        row.verdict, row.problem, row.first_seen = verdict, None, seen
+        row.details = {**report.as_dict(), "verdict": verdict, "code": code}
+        result.verdict = verdict
+        if verdict in ("published", "propagated"):
+            row.warned_at = None
+        elif domain.is_active and previous in ("published", "propagated") and row.warned_at is None:
+            row.warned_at = now
+            result.warned = True
+            notify.mx_moved(domain, lambda: describe(row))
+    if not domain.is_active:
+        how = _proof(domain, report, result.verdict)
+        if how:
+            domains.verify_domain(domain, how)
+            result.activated = True
+    row.next_check_at = now + _interval(domain, row, now)
+    return result
+
+
+def _proof(domain: Domain, report: dnscheck.Report, verdict: str | None) -> str | None:
+    if report.txt_found:
+        return "txt"
+    if report.verdict in ("published", "propagated") and verdict in ("published", "propagated"):
+        return "mx" if mx_proof_allowed(domain) else None
+    return None
+
+
+def mx_proof_allowed(domain: Domain) -> bool:
+    """An MX to us proves the domain only when no other customer held the name here: a name
+    released by one customer may still point to us, and must not hand its mail to the next."""
+    held = db.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(AuditEvent)
+        .where(
+            AuditEvent.target == domain.name,
+            AuditEvent.action.like("domain.%"),
+            sa.or_(AuditEvent.customer_id.is_(None), AuditEvent.customer_id != domain.customer_id),
+        )
+    )
+    return not held
+
+
+def _interval(domain: Domain, row: DomainCheck, now: datetime) -> timedelta:
+    if row.verdict == "propagated" and domain.is_active:
+        return ACTIVE_EVERY
+    changed = max(
+        [domain.created_at, *(datetime.fromisoformat(v) for v in (row.first_seen or {}).values())],
+        default=domain.created_at,
+    )
+    if row.problem or (changed and now - changed < EARLY):
+        return EARLY_EVERY
+    return PENDING_EVERY
+
+
+def describe(row: DomainCheck | None) -> str:
+    """The last check's words for people (in the current locale)."""
+    if row is None or not row.details:
+        return _("Il dominio non è ancora stato verificato.")
+    details = row.details
+    if row.problem and details.get("last_unknown"):
+        unknown = details["last_unknown"]
+        return dnscheck.describe(dnscheck.UNKNOWN, unknown["code"], unknown["facts"], unknown["expected"])
+    code = details.get("code", "")
+    if code == "kept":
+        code = "resolver"
+    return dnscheck.describe(
+        details.get("verdict", ""), code, details.get("facts", {}), details.get("expected", "")
+    )
+
+
+def verdict_label(verdict: str | None) -> str:
+    return {
+        "missing": _("MX mancante"),
+        "wrong": _("MX da correggere"),
+        "published": _("MX pubblicato"),
+        "propagated": _("MX propagato"),
+        "unknown": _("Esito incerto"),
+        None: _("Non ancora verificato"),
+    }.get(verdict, verdict or "")
+
+
+# The doors.
+
+
+class TooSoon(Conflict):
+    """The domain was checked a moment ago: its last result stands."""
+
+
+def check_now(actor: Actor, domain_id: object) -> tuple[Domain, dnscheck.Report | None, Recorded | None]:
+    """Check one of the actor's domains now ("check now", the API): at most every COOLDOWN_SECONDS.
+
+    Returns the domain, the report and what changed; (domain, None, None) when it was checked a
+    moment ago (the stored result stands).
+    """
+    domain = domains.get_domain(actor, domain_id)
+    if not get_redis().set(f"panel:dnscheck:{domain.id}", 1, nx=True, ex=COOLDOWN_SECONDS):
+        return domain, None, None
+    return (domain, *_check_and_record(domain))
+
+
+def advice_now(actor: Actor, domain_id: object, record: str) -> tuple[Domain, dict]:
+    """One advice record of one of the actor's domains (SPF, DMARC, autoconfig, autodiscover), checked
+    now; asked again within COOLDOWN_SECONDS, the same answer (from Redis) without asking the DNS."""
+    if record not in dnscheck.ADVICE:
+        raise NotFound(_("Record non trovato."))
+    domain = domains.get_domain(actor, domain_id)
+    redis = get_redis()
+    key = f"panel:dnscheck:{domain.id}:{record}"
+    cached = redis.get(key)
+    if cached:
+        return domain, json.loads(cached)
+    advice = dnscheck.check_advice(domain.name, record)
+    redis.set(key, json.dumps(advice), ex=COOLDOWN_SECONDS)
+    return domain, advice
+
+
+def _check_and_record(domain: Domain) -> tuple[dnscheck.Report, Recorded]:
+    token = verification_txt(domain)
+    report = dnscheck.check_name(domain.name, token_txt=token, advice=True)
+    limits.lock_customer(domain.customer_id)
+    db.session.refresh(domain)
+    recorded = record(domain, report)
+    db.session.commit()
+    return report, recorded
+
+
+def check_any(name: object) -> tuple[dnscheck.Report, Domain | None, Recorded | None]:
+    """`flask domains check NAME`: any name; a domain of the panel keeps the result (and may activate)."""
+    ascii_name = domain_to_ascii(name)
+    domain = db.session.scalar(sa.select(Domain).where(Domain.name == ascii_name))
+    if domain is None:
+        return dnscheck.check_name(ascii_name, advice=True), None, None
+    report, recorded = _check_and_record(domain)
+    return report, domain, recorded
+
+
+def due(now: datetime, limit: int = BATCH) -> list[int]:
+    """Domains whose check is due (never checked first), oldest due first."""
+    return list(
+        db.session.scalars(
+            sa.select(Domain.id)
+            .outerjoin(DomainCheck, DomainCheck.domain_id == Domain.id)
+            .where(sa.or_(DomainCheck.next_check_at.is_(None), DomainCheck.next_check_at <= now))
+            .order_by(DomainCheck.next_check_at.is_not(None), DomainCheck.next_check_at, Domain.id)
+            .limit(limit)
+        )
+    )
+
+
+def recheck_due(progress=None, should_stop=None, now: datetime | None = None) -> dict:
+    """Re-check every domain that is due, BATCH at a time, the questions of a batch at once."""
+    totals = {"checked": 0, "activated": 0, "warned": 0, "unknown": 0}
+    seen: set[int] = set()
+    while not (should_stop and should_stop()):
+        at = now or clock.now()
+        ids = [i for i in due(at) if i not in seen]
+        if not ids:
+            break
+        seen.update(ids)
+        batch = db.session.scalars(
+            sa.select(Domain).where(Domain.id.in_(ids)).options(sa.orm.selectinload(Domain.check))
+        ).all()
+        reports = dnscheck.check_many([(d.name, verification_txt(d)) for d in batch], advice=False)
+        for domain, report in zip(batch, reports, strict=True):
+            # Advice is asked for on the page only: keep the last one seen there.
+            if domain.check is not None and domain.check.details.get("advice") and not report.advice:
+                report.advice = domain.check.details["advice"]
+            done = record(domain, report, at)
+            totals["checked"] += 1
+            totals["activated"] += done.activated
+            totals["warned"] += done.warned
+            totals["unknown"] += report.verdict == dnscheck.UNKNOWN
+        db.session.commit()
+        if progress:
+            progress(totals["checked"])
+    return totals
+
+
+# The migration gate.
+
+
+@dataclass(frozen=True)
+class Gate:
+    open: bool
+    reason: str
+    override: str | None = None
+
+
+def migration_gate(domain: Domain) -> Gate:
+    """May the domain's mailboxes be migrated now? Only once its MX has propagated, or by staff's leave."""
+    row = domain.check
+    if row is not None and row.migration_override:
+        return Gate(
+            True,
+            _("Consentita dal supporto tecnico: %(reason)s", reason=row.migration_override),
+            row.migration_override,
+        )
+    if not domain.is_active:
+        return Gate(False, _("Il dominio non è ancora attivo."))
+    if row is not None and row.verdict == "propagated":
+        return Gate(True, _("Il record MX punta a noi ed è propagato."))
+    return Gate(
+        False,
+        _(
+            "La migrazione può partire quando il record MX punta a noi ed è propagato (ora: %(state)s).",
+            state=verdict_label(row.verdict if row else None),
+        ),
+    )
+
+
+def allow_migration(actor: Actor, domain_id: object, reason: object) -> Domain:
+    """Staff let a domain's migrations start before its MX propagated (audited, with the reason)."""
+    domain = domains.get_domain(actor, domain_id)
+    require_staff(actor)
+    text = fields.text(reason, "reason", max_len=1000)
+    if len(text) < MIN_REASON:
+        raise ValidationError.one("reason", _("Scrivi il motivo (almeno %(n)d caratteri).", n=MIN_REASON))
+    limits.lock_customer(domain.customer_id)
+    db.session.refresh(domain)
+    row = domain.check
+    if row is None:
+        row = DomainCheck(domain_id=domain.id, first_seen={}, details={})
+        domain.check = row
+    before = row.migration_override
+    row.migration_override, row.migration_override_by, row.migration_override_at = (
+        text,
+        actor.label,
+        clock.now(),
+    )
+    audit.record(
+        actor,
+        "domain.migration_override",
+        customer_id=domain.customer_id,
+        target=domain.name,
+        changes={"migration_override": [before, text]},
+    )
+    db.session.commit()
+    return domain
+
+
+def require_manage_domain(actor: Actor, domain: Domain) -> None:
+    require_manage(actor, domain.customer)
