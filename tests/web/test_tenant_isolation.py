@@ -126,6 +126,7 @@ NON_ID_ARGS = {
     "day": "2026-05-10",
     "what": "ledger",
     "fmt": "csv",
+    "record": "spf",
 }
 
 

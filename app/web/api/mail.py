@@ -7,7 +7,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from app.models.enums import DomainState, MailboxStatus, PostPolicy
-from app.services import aliases, classes, domains, lists, mailboxes, passwords
+from app.services import aliases, classes, domain_checks, domains, lists, mailboxes, passwords
 from app.services.access import customer_for
 from app.services.context import CustomerContext
 from app.web.api import body
@@ -18,6 +18,17 @@ from app.web.api.body import Param, choice, integer, list_of, name_or_id, shape,
 from app.web.api.openapi import WRITE_ERRORS, array_of, documented
 
 # What the routes read
+
+MIGRATION_OVERRIDE = shape(
+    "MigrationOverride",
+    reason=text(
+        required=True,
+        min_len=1,
+        max_len=1000,
+        missing=_l("Scrivi il motivo (almeno 10 caratteri): resta nel registro delle modifiche."),
+        description="Why migrations may start before the MX propagated (at least 10 characters).",
+    ),
+)
 
 DOMAIN_INPUT = shape(
     "DomainInput",
@@ -171,6 +182,35 @@ def domain_reject(domain_id: int):
     rejected = {"id": domain.id, "customer_id": domain.customer_id, "name": domain.name}  # the row goes
     removed = domains.reject_domain(actor(), domain_id, data.get("reason") or "")
     return jsonify(out.domain_rejection(rejected, removed))
+
+
+@bp.post("/domains/<id:domain_id>/check")
+@documented(
+    "Check the domain's DNS now: the MX at each of its authoritative servers and at the resolver, the "
+    "ownership TXT while pending (found: the domain becomes active), SPF, DMARC and the client "
+    "autoconfiguration names. At most one check every few seconds per domain: a call within them "
+    "answers the stored result with checked false.",
+    "domains",
+    ok=out.DOMAIN_CHECK,
+    errors=(401, 404),
+)
+def domain_check(domain_id: int):
+    domain, report, recorded = domain_checks.check_now(actor(), domain_id)
+    return jsonify(out.domain_check(domain, report, recorded))
+
+
+@bp.post("/domains/<id:domain_id>/migration-override")
+@documented(
+    "Let the domain's migrations start before its MX has propagated (staff); the reason is kept in the "
+    "audit trail.",
+    "domains",
+    ok=out.DOMAIN,
+    body=MIGRATION_OVERRIDE,
+    errors=(401, 403, 404, 422),
+)
+def domain_migration_override(domain_id: int):
+    data = body.read_optional()
+    return jsonify(out.domain(domain_checks.allow_migration(actor(), domain_id, data.get("reason") or "")))
 
 
 @bp.get("/domains/<id:domain_id>")

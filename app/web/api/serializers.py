@@ -32,7 +32,7 @@ from app.models.enums import (
     PostPolicy,
     RequestStatus,
 )
-from app.services import clock, imports
+from app.services import clock, dnscheck, domain_checks, imports
 from app.services.paging import Page
 from app.web.api.body import (
     any_json,
@@ -153,10 +153,46 @@ DOMAIN = response(
     ),
     created_at=when(),
     activated_at=when(nullable=True),
+    verified_by=choice(
+        ("txt", "mx", "staff"),
+        nullable=True,
+        description="How the domain was proved the customer's: its TXT record, an MX already pointing "
+        "to us, or staff's approval (null while pending).",
+    ),
+    verification_txt=text(
+        nullable=True,
+        description="While pending: the exact TXT record value to publish at the domain to prove it is "
+        "the customer's (the domain then becomes active by itself). Null once verified.",
+    ),
+    dns=object_of(
+        response(
+            "DomainDns",
+            verdict=choice(
+                dnscheck.VERDICTS,
+                nullable=True,
+                description="The last certain MX verdict (null: never checked). missing: no MX; wrong: "
+                "the lowest-preference MX is not exactly ours; published: every authoritative server "
+                "answers our MX; propagated: the rest of the Internet sees it too.",
+            ),
+            checked_at=when(nullable=True),
+            problem=text(
+                nullable=True,
+                description="Set when the last check could not tell (timeouts, SERVFAIL): the verdict "
+                "is the previous one.",
+            ),
+            reason=text(description="The verdict in plain words, in the caller's language."),
+            first_seen=any_json(description="{verdict: when it was first seen}, since the MX last changed."),
+            next_check_at=when(nullable=True),
+            migration_allowed=boolean(
+                description="Migrations may start: the MX has propagated, or staff allowed it."
+            ),
+        )
+    ),
 )
 
 
 def domain(d: Domain) -> dict:
+    row = d.check
     return {
         "id": d.id,
         "customer_id": d.customer_id,
@@ -165,6 +201,49 @@ def domain(d: Domain) -> dict:
         "state": d.state,
         "created_at": _when(d.created_at),
         "activated_at": _when(d.activated_at),
+        "verified_by": d.verified_by,
+        "verification_txt": domain_checks.verification_txt(d),
+        "dns": {
+            "verdict": row.verdict if row else None,
+            "checked_at": _when(row.checked_at) if row else None,
+            "problem": row.problem if row else None,
+            "reason": domain_checks.describe(row),
+            "first_seen": dict(row.first_seen or {}) if row else {},
+            "next_check_at": _when(row.next_check_at) if row else None,
+            "migration_allowed": domain_checks.migration_gate(d).open,
+        },
+    }
+
+
+DOMAIN_CHECK = response(
+    "DomainCheckResult",
+    domain=object_of(DOMAIN),
+    checked=boolean(
+        description="False when the domain was checked a few seconds ago: the stored result stands."
+    ),
+    activated=boolean(description="This check found the ownership proof and activated the domain."),
+    verdict=choice(
+        dnscheck.ALL_VERDICTS,
+        description="What this check saw (unknown: the servers could not tell; the domain keeps its "
+        "previous verdict).",
+    ),
+    report=any_json(
+        nullable=True,
+        description="Every server's answer: zone, mx (each authoritative server), resolver, ttl, advice.",
+    ),
+)
+
+
+def domain_check(d: Domain, report, recorded) -> dict:
+    verdict = d.check.verdict if d.check else None
+    if report is not None:
+        verdict = recorded.verdict if report.verdict != dnscheck.UNKNOWN else dnscheck.UNKNOWN
+    return {
+        "domain": domain(d),
+        "checked": report is not None,
+        "activated": bool(recorded and recorded.activated),
+        "verdict": verdict or dnscheck.UNKNOWN,
+        "report": report.as_dict() if report is not None else None,
     }
 
 
