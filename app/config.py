@@ -130,6 +130,8 @@ class Config:
     DNS_AUTHORITATIVE_PORT = int(os.environ.get("DNS_AUTHORITATIVE_PORT", "53"))
     DNS_TIMEOUT = float(os.environ.get("DNS_TIMEOUT", "3"))
     DNS_CONCURRENCY = int(os.environ.get("DNS_CONCURRENCY", "64"))
+    # "Check now" asks one domain's servers at most this often (seconds); sooner, the last result.
+    DNS_CHECK_COOLDOWN = int(os.environ.get("DNS_CHECK_COOLDOWN", "10"))
     # The ownership TXT record reads "<DNS_VERIFICATION_PREFIX>-verification=<token>".
     DNS_VERIFICATION_PREFIX = os.environ.get("DNS_VERIFICATION_PREFIX", "collabra")
     # The host customers' SPF records include (empty: "spf." + PROVIDER_MX_HOST's domain).

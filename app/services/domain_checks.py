@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 import sqlalchemy.orm
+from flask import current_app
 from flask_babel import gettext as _
 
 from app.extensions import db
@@ -40,8 +41,6 @@ EARLY = timedelta(hours=2)  # a new domain's, or a changed MX's, first hours: ch
 EARLY_EVERY = timedelta(minutes=10)
 PENDING_EVERY = timedelta(hours=1)
 ACTIVE_EVERY = timedelta(days=1)
-# "Check now" on one domain at most this often (each check asks every server of the zone).
-COOLDOWN_SECONDS = 10
 MIN_REASON = 10
 BATCH = 500
 
@@ -194,31 +193,48 @@ class TooSoon(Conflict):
 
 
 def check_now(actor: Actor, domain_id: object) -> tuple[Domain, dnscheck.Report | None, Recorded | None]:
-    """Check one of the actor's domains now ("check now", the API): at most every COOLDOWN_SECONDS.
+    """Check one of the actor's domains now ("check now", the API): at most every DNS_CHECK_COOLDOWN seconds.
 
     Returns the domain, the report and what changed; (domain, None, None) when it was checked a
     moment ago (the stored result stands).
     """
     domain = domains.get_domain(actor, domain_id)
-    if not get_redis().set(f"panel:dnscheck:{domain.id}", 1, nx=True, ex=COOLDOWN_SECONDS):
+    if not _first_within_cooldown(domain, "mx"):
         return domain, None, None
     return (domain, *_check_and_record(domain))
 
 
 def advice_now(actor: Actor, domain_id: object, record: str) -> tuple[Domain, dict]:
     """One advice record of one of the actor's domains (SPF, DMARC, autoconfig, autodiscover), checked
-    now; asked again within COOLDOWN_SECONDS, the same answer (from Redis) without asking the DNS."""
+    now; asked again within DNS_CHECK_COOLDOWN seconds, the same answer (from Redis) without asking the DNS."""
     if record not in dnscheck.ADVICE:
         raise NotFound(_("Record non trovato."))
     domain = domains.get_domain(actor, domain_id)
+    seconds = _cooldown()
+    if not seconds:
+        return domain, dnscheck.check_advice(domain.name, record)
     redis = get_redis()
-    key = f"panel:dnscheck:{domain.id}:{record}"
+    key = _cooldown_key(domain, record)
     cached = redis.get(key)
     if cached:
         return domain, json.loads(cached)
     advice = dnscheck.check_advice(domain.name, record)
-    redis.set(key, json.dumps(advice), ex=COOLDOWN_SECONDS)
+    redis.set(key, json.dumps(advice), ex=seconds)
     return domain, advice
+
+
+def _cooldown() -> int:
+    return int(current_app.config["DNS_CHECK_COOLDOWN"])
+
+
+def _cooldown_key(domain: Domain, what: str) -> str:
+    # The token too: a domain removed and claimed again (a new row, maybe the same id) starts afresh.
+    return f"panel:dnscheck:{domain.id}:{domain.verification_token}:{what}"
+
+
+def _first_within_cooldown(domain: Domain, what: str) -> bool:
+    seconds = _cooldown()
+    return not seconds or bool(get_redis().set(_cooldown_key(domain, what), 1, nx=True, ex=seconds))
 
 
 def _check_and_record(domain: Domain) -> tuple[dnscheck.Report, Recorded]:
@@ -281,6 +297,21 @@ def recheck_due(progress=None, should_stop=None, now: datetime | None = None) ->
         if progress:
             progress(totals["checked"])
     return totals
+
+
+def moved_away(actor: Actor) -> list[Domain]:
+    """Active domains whose MX no longer points to us (their customer was warned), oldest first (staff)."""
+    require_staff(actor)
+    return list(
+        db.session.scalars(
+            sa.select(Domain)
+            .join(DomainCheck, DomainCheck.domain_id == Domain.id)
+            .where(Domain.state == "active", DomainCheck.warned_at.is_not(None))
+            .options(sa.orm.joinedload(Domain.customer), sa.orm.contains_eager(Domain.check))
+            .order_by(DomainCheck.warned_at)
+            .limit(500)
+        )
+    )
 
 
 # The migration gate.

@@ -324,7 +324,7 @@ def pending_domains(actor: Actor) -> list[Domain]:
         db.session.scalars(
             sa.select(Domain)
             .where(Domain.state == "pending")
-            .options(sa.orm.joinedload(Domain.customer))
+            .options(sa.orm.joinedload(Domain.customer), sa.orm.selectinload(Domain.check))
             .order_by(Domain.created_at, Domain.id)
         )
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import current_app, request, url_for
 from flask_babel import gettext as _
 
-from app.services import audit, domains
+from app.services import audit, dnscheck, domain_checks, domains
 from app.web import current_actor, staff_required
 from app.web.admin import bp
 from app.web.respond import FORM_ERRORS, done, error_text, failed, field_errors, render
@@ -21,6 +21,8 @@ def _context(notice: str | None = None, error: str | None = None) -> dict:
         "pending": pending,
         "added_by": audit.added_by(actor, pending),
         "mx_host": current_app.config["PROVIDER_MX_HOST"],
+        "moved": domain_checks.moved_away(actor),
+        "verdict_labels": {v: domain_checks.verdict_label(v) for v in (None, *dnscheck.VERDICTS)},
         "notice": notice,
         "error": error,
     }
