@@ -25,6 +25,8 @@ CI = os.environ.get("CI", "").lower() == "true"
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 KEEP_TABLES = {"service_classes", "alembic_version"}
 
+pytest_plugins = ["tests.dnsfixtures"]
+
 
 def _pg_available() -> str | None:
     try:

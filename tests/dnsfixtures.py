@@ -1,0 +1,33 @@
+"""The DNS server the tests run against (tests/dnsserver.py), registered in tests/conftest.py.
+
+One server per test process (per xdist worker), on a random port; `dns` hands it to a test
+emptied and with every address behaving normally again.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.dnsserver import AddressUnavailable, DnsServer
+
+
+@pytest.fixture(scope="session")
+def dns_server():
+    try:
+        server = DnsServer().start()
+    except AddressUnavailable as e:
+        pytest.fail(str(e), pytrace=False)  # a machine without 127.0.0.2+ is not a reason to skip
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dns(dns_server) -> DnsServer:
+    """The DNS server, empty: `dns.config` holds the app settings that point at it.
+
+    The name hides the dnspython package inside a test: import what the test needs from it
+    (`from dns import message`) or under another name.
+    """
+    dns_server.reset()
+    yield dns_server
+    dns_server.reset()
