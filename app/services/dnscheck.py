@@ -266,6 +266,10 @@ async def inspect(
     except dnsclient.ZoneUnknown as e:
         resolver = await resolver_task
         report.resolver = resolver.as_dict()
+        if resolver.status == dnsclient.NXDOMAIN:
+            # The name does not exist: the walk up found no zone of its own to ask (the root's, at most).
+            report.verdict, report.code = "missing", "nxdomain"
+            return report
         report.facts = {"error": str(e)}
         return report
     report.zone = zone.name
