@@ -30,7 +30,10 @@ T0 = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=1)
 @pytest.fixture
 def world(app, dns):
     """The app asking the local DNS server, every check a real one (no cooldown)."""
-    saved = {k: app.config.get(k) for k in ("DNS_NAMESERVERS", "DNS_AUTHORITATIVE_PORT", "DNS_TIMEOUT", "DNS_CHECK_COOLDOWN")}
+    saved = {
+        k: app.config.get(k)
+        for k in ("DNS_NAMESERVERS", "DNS_AUTHORITATIVE_PORT", "DNS_TIMEOUT", "DNS_CHECK_COOLDOWN")
+    }
     app.config.update(dns.config, DNS_TIMEOUT=0.4, DNS_CHECK_COOLDOWN=0)
     yield dns
     app.config.update(saved)
@@ -64,7 +67,9 @@ def test_every_server_answering_our_mx_is_published_and_the_resolver_seeing_it_p
     assert sorted(a["address"] for a in report.mx) == [NS1, NS2]
     assert all(a["records"] == [OURS] and a["ttl"] == 3600 for a in report.mx)
     assert report.resolver["records"] == ["10 mx.vecchio.net."]
-    assert "la tua parte è fatta" in dnscheck.describe(report.verdict, report.code, report.facts, report.expected)
+    assert "la tua parte è fatta" in dnscheck.describe(
+        report.verdict, report.code, report.facts, report.expected
+    )
 
     world.resolver.set("rossi.it", "MX", OURS)
     assert check("rossi.it").verdict == "propagated"
@@ -181,7 +186,9 @@ def test_advice_names_what_to_publish_and_keeps_the_customers_own_spf(world):
     assert advice["autoconfig"]["status"] == "ok"
     assert advice["autodiscover"]["status"] == "missing"
 
-    world.authorities("rossi.it").set("rossi.it", "TXT", ['"v=spf1 mx include:spf.collabra.it ~all"', '"v=spf1 -all"'])
+    world.authorities("rossi.it").set(
+        "rossi.it", "TXT", ['"v=spf1 mx include:spf.collabra.it ~all"', '"v=spf1 -all"']
+    )
     world.authorities("rossi.it").set("_dmarc.rossi.it", "TXT", '"v=DMARC1; p=quarantine"')
     world.authorities("rossi.it").set("_autodiscover._tcp.rossi.it", "SRV", "0 0 443 mail.collabra.it.")
     advice = {a["record"]: a for a in check("rossi.it").advice}
@@ -204,7 +211,9 @@ def test_a_pending_domain_is_activated_by_its_txt_proof_and_not_by_a_wrong_token
     mx(world, "rossi.it", "10 mx.vecchio.net.")
     txt = domain_checks.verification_txt(domain)
     assert txt == f"collabra-verification={domain.verification_token}"
-    world.authorities("rossi.it").set("rossi.it", "TXT", '"collabra-verification=0123456789abcdef0123456789abcdef"')
+    world.authorities("rossi.it").set(
+        "rossi.it", "TXT", '"collabra-verification=0123456789abcdef0123456789abcdef"'
+    )
 
     report, found, recorded = domain_checks.check_any("rossi.it")
     assert report.txt_found is False and not recorded.activated
@@ -317,7 +326,10 @@ def test_an_active_domains_mx_moving_away_warns_the_customer_and_support_once(wo
     domain_checks.check_any("rossi.it")
     mx(world, "rossi.it", "10 mx.altro.net.")
     assert domain_checks.check_any("rossi.it")[2].warned
-    assert db.session.scalar(sa.select(sa.func.count()).select_from(Outbox).where(Outbox.kind == "mx_moved")) == 4
+    assert (
+        db.session.scalar(sa.select(sa.func.count()).select_from(Outbox).where(Outbox.kind == "mx_moved"))
+        == 4
+    )
 
 
 def test_the_recheck_job_checks_what_is_due_activates_proofs_and_plans_the_next_checks(world):
@@ -365,7 +377,9 @@ def test_the_migration_gate_opens_when_the_mx_has_propagated_or_staff_allow_it(w
         domain_checks.allow_migration(staff, domain.id, "corto")
     domain_checks.allow_migration(staff, domain.id, "Il vecchio fornitore chiude domani")
     assert domain_checks.migration_gate(db.session.get(Domain, domain.id)).open
-    event = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.action == "domain.migration_override")).one()
+    event = db.session.scalars(
+        sa.select(AuditEvent).where(AuditEvent.action == "domain.migration_override")
+    ).one()
     assert event.changes["migration_override"] == [None, "Il vecchio fornitore chiude domani"]
 
     other = factories.customer(domain="bianchi.it")
