@@ -13,6 +13,7 @@ from tests.dnsserver import AddressUnavailable, DnsServer
 
 @pytest.fixture(scope="session")
 def dns_server():
+    """The DNS server of this test process (of this xdist worker): a random port, data kept between tests."""
     try:
         server = DnsServer().start()
     except AddressUnavailable as e:

@@ -209,6 +209,12 @@ def test_a_behaviour_for_one_name_and_type_leaves_the_others_alone(example):
     example.behave(NS1, "timeout", name="www.example.it")
     with pytest.raises(dns_exception.Timeout):
         ask(example, NS1, "www.example.it", "A", timeout=0.5)
+    # The other way round: the address times out but for one name.
+    example.behave(NS2, "timeout")
+    example.behave(NS2, "answer", name="example.it", rdtype="MX")
+    assert ask(example, NS2, "example.it", "MX").rcode() == rcode.NOERROR
+    with pytest.raises(dns_exception.Timeout):
+        ask(example, NS2, "example.it", "TXT", timeout=0.5)
 
 
 def test_delayed_queries_wait_side_by_side(example):
@@ -277,6 +283,8 @@ def test_mistakes_are_told_plainly(example):
         example.at(NS1).set("example.com", "MX", [OUR_MX])
     with pytest.raises(ValueError, match="not an address of this server: 127.0.0.99"):
         example.at("127.0.0.99").set("example.it", "MX", [OUR_MX])
+    with pytest.raises(ValueError, match="127.0.0.1 is the resolver"):
+        example.delegate("example.org", {"ns.example.org": RESOLVER})
     with pytest.raises(ValueError, match="unknown mode"):
         example.behave(NS1, "slow")
     with pytest.raises(ValueError, match="was not delegated"):
