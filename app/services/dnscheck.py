@@ -19,6 +19,7 @@ words for people are made from its codes when shown (`describe`), in the reader'
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from dataclasses import asdict, dataclass, field
 
 from flask import current_app
@@ -398,22 +399,14 @@ async def inspect_advice(dns: dnsclient.Client, name: str, settings: Settings, r
 
 
 def check_advice(name: str, record: str) -> dict:
-    settings = Settings.from_config()
-
-    async def run():
-        return await inspect_advice(client(), name, settings, record)
-
-    return asyncio.run(run())
+    settings, dns = Settings.from_config(), client()
+    return _run(lambda: inspect_advice(dns, name, settings, record))
 
 
 def check_name(name: str, *, token_txt: str | None = None, advice: bool = True) -> Report:
     """One domain's check, from code without an event loop (a request, the CLI, a job)."""
-    settings = Settings.from_config()
-
-    async def run():
-        return await inspect(client(), name, settings, token_txt=token_txt, advice=advice)
-
-    return asyncio.run(run())
+    settings, dns = Settings.from_config(), client()
+    return _run(lambda: inspect(dns, name, settings, token_txt=token_txt, advice=advice))
 
 
 def check_many(items: list[tuple[str, str | None]], *, advice: bool = False) -> list[Report]:
@@ -421,15 +414,25 @@ def check_many(items: list[tuple[str, str | None]], *, advice: bool = False) -> 
 
     The questions run concurrently, at most DNS_CONCURRENCY in flight.
     """
-    settings = Settings.from_config()
+    settings, dns = Settings.from_config(), client()
 
     async def run():
-        dns = client()
         return await asyncio.gather(
             *(inspect(dns, name, settings, token_txt=txt, advice=advice) for name, txt in items)
         )
 
-    return list(asyncio.run(run()))
+    return list(_run(run))
+
+
+def _run(make_coroutine):
+    """Run a coroutine to its end from synchronous code; in a thread of its own when this thread
+    already runs an event loop (asyncio.run refuses to nest)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make_coroutine())
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make_coroutine())).result()
 
 
 # What the customer publishes.

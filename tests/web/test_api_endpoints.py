@@ -130,7 +130,9 @@ def test_openapi_document_is_public_valid_and_matches_the_routes(client, app):
     assert documented == _route_operations(app)
     for path, item in doc["paths"].items():
         for method in ("post", "put", "patch"):
-            if method in item and not path.endswith(("/approve", "/reject", "/quota-refresh", "/resume", "/check")):
+            if method in item and not path.endswith(
+                ("/approve", "/reject", "/quota-refresh", "/resume", "/check")
+            ):
                 assert "requestBody" in item[method], (path, method)
 
 
