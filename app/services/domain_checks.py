@@ -11,7 +11,8 @@ dnscheck says what the DNS holds now; here is what the panel does with it:
   and says why); `published` becomes `propagated` when the resolver sees our MX, or when
   the old record's TTL (at most 48 hours) has passed since ours was first seen published;
 - checks come back every 10 minutes in a domain's first hours (or after its MX changed),
-  hourly until it has propagated, then daily; an active domain whose MX moves away warns
+  hourly until it has propagated, then daily (daily too for a claim nobody proved in a
+  month); a check the servers did not answer comes back soon; an active domain whose MX moves away warns
   the customer and support, once until it comes back;
 - a domain's migrations may start only once its MX has propagated, or when staff let them
   (a reason, audited).
@@ -41,6 +42,7 @@ EARLY = timedelta(hours=2)  # a new domain's, or a changed MX's, first hours: ch
 EARLY_EVERY = timedelta(minutes=10)
 PENDING_EVERY = timedelta(hours=1)
 ACTIVE_EVERY = timedelta(days=1)
+ABANDONED = timedelta(days=30)
 MIN_REASON = 10
 BATCH = 500
 
@@ -147,14 +149,19 @@ def mx_proof_allowed(domain: Domain) -> bool:
 
 
 def _interval(domain: Domain, row: DomainCheck, now: datetime) -> timedelta:
-    if row.verdict == "propagated" and domain.is_active:
-        return ACTIVE_EVERY
     changed = max(
         [domain.created_at, *(datetime.fromisoformat(v) for v in (row.first_seen or {}).values())],
         default=domain.created_at,
     )
-    if row.problem or (changed and now - changed < EARLY):
+    recent = changed is not None and now - changed < EARLY
+    if row.problem:  # the servers did not answer: soon again, whatever the verdict kept
+        return EARLY_EVERY if recent else PENDING_EVERY
+    if row.verdict == "propagated" and domain.is_active:
+        return ACTIVE_EVERY
+    if recent:
         return EARLY_EVERY
+    if not domain.is_active and changed is not None and now - changed > ABANDONED:
+        return ACTIVE_EVERY  # a claim nobody proved for a month: once a day is enough
     return PENDING_EVERY
 
 

@@ -423,3 +423,23 @@ def test_flask_domains_check_activates_a_pending_domain_once_its_proof_is_there(
     result = app.test_cli_runner().invoke(args=["domains", "check", "rossi.it"])
     assert "Dominio attivato" in result.output
     assert db.session.get(Domain, domain.id).state == "active"
+
+
+def test_a_check_the_servers_did_not_answer_comes_back_soon_and_an_unproved_claim_daily(world):
+    clock.set_now(T0)
+    factories.customer(domain="rossi.it")
+    delegate(world, "rossi.it")
+    mx(world, "rossi.it", OURS, resolver=OURS)
+    domain_checks.check_any("rossi.it")
+    clock.set_now(T0 + timedelta(days=3))
+    world.behave(NS1, "timeout")
+    row = domain_checks.check_any("rossi.it")[1].check
+    assert row.verdict == "propagated" and row.next_check_at == T0 + timedelta(days=3, hours=1)
+
+    domain = pending_domain("bianchi.it")
+    delegate(world, "bianchi.it")
+    domain_checks.check_any("bianchi.it")
+    clock.set_now(T0 + timedelta(days=40))
+    row = domain_checks.check_any("bianchi.it")[1].check
+    assert row.verdict == "missing" and row.next_check_at == T0 + timedelta(days=41)
+    assert db.session.get(Domain, domain.id).state == "pending"
