@@ -443,3 +443,44 @@ def test_a_check_the_servers_did_not_answer_comes_back_soon_and_an_unproved_clai
     row = domain_checks.check_any("bianchi.it")[1].check
     assert row.verdict == "missing" and row.next_check_at == T0 + timedelta(days=41)
     assert db.session.get(Domain, domain.id).state == "pending"
+
+
+# The schedule and a real worker on the dns queue.
+
+
+def test_the_cron_queues_one_recheck_on_the_dns_queue_and_a_real_worker_activates_the_proved_domain(
+    world, app, connection, worker_app, tmp_path, database_url
+):
+    from rq import Queue
+    from rq.cron import CronScheduler
+
+    from app import jobs as entry
+    from app.models import Job
+    from tests.integration.conftest import REDIS_URL
+    from tests.integration.test_jobs import WorkerProcess, fresh
+    from tests.integration.test_supervision import wait_for
+
+    scheduler = CronScheduler(connection=connection)
+    scheduler.load_config_from_file("app/cron.py")
+    scheduled = {j.func_name: j for j in scheduler.get_jobs()}["app.jobs.schedule_dns_checks"]
+    assert (scheduled.interval, scheduled.queue_name) == (60, "dns")
+
+    worker_app.config["REDIS_URL"] = REDIS_URL
+    domain = pending_domain("rossi.it")
+    delegate(world, "rossi.it")
+    world.authorities("rossi.it").set("rossi.it", "TXT", f'"{domain_checks.verification_txt(domain)}"')
+    first, again = entry.schedule_dns_checks(), entry.schedule_dns_checks()
+    assert first == again  # one re-check at a time
+    assert db.session.get(Job, first).queue == "dns"
+    assert Queue("dns", connection=connection).count == 1
+
+    worker = WorkerProcess(tmp_path, database_url, "--queues", "dns", DNS_TIMEOUT="0.5", **{k: str(v) for k, v in world.config.items()})
+    try:
+        wait_for(lambda: fresh(first).state == "done", 60, "the DNS re-check job to finish")
+    finally:
+        worker.stop()
+    assert fresh(first).result == {"checked": 2, "activated": 1, "warned": 0, "unknown": 0}
+    db.session.expire_all()
+    assert db.session.get(Domain, domain.id).state == "active"
+    # Nothing is due now: the cron queues nothing.
+    assert entry.schedule_dns_checks() is None
