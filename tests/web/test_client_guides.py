@@ -79,7 +79,9 @@ def test_client_settings_list_the_servers_and_link_guides_and_autoconfiguration(
     assert "mario.rossi@studio-rossi.it" in html
     for guide in GUIDES:
         assert f'href="/help/guides/{guide}"' in html
-    assert re.search(r'href="/mail/config-v1\.1\.xml\?emailaddress=mario\.rossi(@|%40)studio-rossi\.it"', html)
+    assert re.search(
+        r'href="/mail/config-v1\.1\.xml\?emailaddress=mario\.rossi(@|%40)studio-rossi\.it"', html
+    )
     assert "/autodiscover/autodiscover.xml" in html
     assert f'href="/customers/{customer.id}/mailboxes"' in html
 

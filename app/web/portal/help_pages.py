@@ -14,12 +14,13 @@ from app.web.portal import bp
 from app.web.portal.common import customer_view, owned
 from app.web.respond import render
 
-# (key, title): one page each, /help/guides/<key>, in the order the client settings page lists them.
+# (key, title, where it runs): one page each, /help/guides/<key>, in the order the client
+# settings page lists them.
 GUIDES = (
-    ("thunderbird", _l("Thunderbird")),
-    ("outlook", _l("Outlook per Windows e Mac")),
-    ("apple", _l("Apple Mail, iPhone e iPad")),
-    ("android", _l("Android (app Gmail)")),
+    ("thunderbird", _l("Thunderbird"), _l("Windows, Mac e Linux")),
+    ("outlook", _l("Outlook per Windows e Mac"), _l("Microsoft 365 e versioni recenti")),
+    ("apple", _l("Apple Mail, iPhone e iPad"), _l("con il profilo da installare")),
+    ("android", _l("Android (app Gmail)"), _l("smartphone e tablet")),
 )
 
 
@@ -48,7 +49,7 @@ def _client_context() -> dict:
         "smtp": client_settings.outgoing(),
         "example_address": client_settings.example_address(actor),
         "example_domain": client_settings.example_domain(actor),
-        "guides": [(key, title, url_for(f"portal.guide_{key}")) for key, title in GUIDES],
+        "guides": [(key, title, devices, url_for(f"portal.guide_{key}")) for key, title, devices in GUIDES],
         "mailboxes_url": url_for("portal.mailboxes", customer_id=customer_id) if customer_id else None,
         "domains_url": url_for("portal.domains", customer_id=customer_id) if customer_id else None,
         # The document Thunderbird would get for the customer's domain (only once it is active).
@@ -74,7 +75,7 @@ def _guide_view(key: str, title):
     return view
 
 
-for _key, _title in GUIDES:
+for _key, _title, _devices in GUIDES:
     bp.add_url_rule(f"/help/guides/{_key}", endpoint=f"guide_{_key}", view_func=_guide_view(_key, _title))
 
 
