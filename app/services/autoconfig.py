@@ -18,6 +18,7 @@ import xml.etree.ElementTree as ET
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 from xml.parsers import expat
 
 import sqlalchemy as sa
@@ -91,6 +92,35 @@ def requested_domain(email_address: str | None, host: str | None) -> Domain:
         if domain is not None:
             return domain
     raise NotFound(_("Nessun dominio di posta servito qui."))
+
+
+# What a customer's DNS needs
+
+
+@dataclass(frozen=True)
+class DnsRecord:
+    name: str  # absolute, with the trailing dot
+    type: str
+    value: str
+
+    def zone_line(self) -> str:
+        return f"{self.name} 3600 IN {self.type} {self.value}"
+
+
+def documents_host() -> str:
+    """The host that serves these documents: the panel's (PANEL_URL), else PROVIDER_MAIL_HOST."""
+    panel = urlsplit(current_app.config.get("PANEL_URL") or "").hostname
+    return (panel or client_settings.mail_host()).rstrip(".")
+
+
+def dns_records(domain_name: str) -> list[DnsRecord]:
+    """The records that send a domain's mail programs here: autoconfig.<domain> for Thunderbird,
+    the _autodiscover._tcp SRV for Outlook (no certificate for the customer's name needed)."""
+    host = documents_host()
+    return [
+        DnsRecord(f"autoconfig.{domain_name}.", "CNAME", f"{host}."),
+        DnsRecord(f"_autodiscover._tcp.{domain_name}.", "SRV", f"0 0 443 {host}."),
+    ]
 
 
 # Thunderbird

@@ -328,3 +328,19 @@ def test_staff_download_any_mailbox_profile_and_the_mailbox_page_links_it(client
     url = f"/customers/{c.id}/mailboxes/{box.id}/mobileconfig"
     assert client.get(url).status_code == 200
     assert f'href="{url}"' in client.get(f"/customers/{c.id}/mailboxes/{box.id}").text
+
+
+# DNS
+
+
+def test_the_records_to_publish_point_to_the_host_serving_the_documents(app, monkeypatch):
+    from app.services import autoconfig
+
+    monkeypatch.setitem(app.config, "PANEL_URL", "https://pannello.collabra.it/")
+    lines = [r.zone_line() for r in autoconfig.dns_records("studio-rossi.it")]
+    assert lines == [
+        "autoconfig.studio-rossi.it. 3600 IN CNAME pannello.collabra.it.",
+        "_autodiscover._tcp.studio-rossi.it. 3600 IN SRV 0 0 443 pannello.collabra.it.",
+    ]
+    monkeypatch.setitem(app.config, "PANEL_URL", "")
+    assert autoconfig.dns_records("x.it")[0].value == "mail.collabra.it."
