@@ -89,11 +89,26 @@ def example_domain_row(actor: Actor) -> Domain | None:
     )
 
 
+@dataclass(frozen=True)
+class Example:
+    """What the guides show a signed-in user: a domain as people write it (Unicode), an address on
+    it, and the ASCII name of that domain when it is active (its documents are served)."""
+
+    domain: str
+    address: str
+    active_domain: str | None
+
+
+def example(actor: Actor) -> Example:
+    row = example_domain_row(actor)
+    domain = unicode_domain(row.name) if row is not None else GENERIC_DOMAIN
+    active = row.name if row is not None and row.is_active else None
+    return Example(domain, f"{EXAMPLE_LOCAL_PART}@{domain}", active)
+
+
 def example_domain(actor: Actor) -> str:
-    """The domain of the examples as people write it (Unicode): the customer's, else a generic one."""
-    domain = example_domain_row(actor)
-    return unicode_domain(domain.name) if domain is not None else GENERIC_DOMAIN
+    return example(actor).domain
 
 
 def example_address(actor: Actor) -> str:
-    return f"{EXAMPLE_LOCAL_PART}@{example_domain(actor)}"
+    return example(actor).address

@@ -62,6 +62,9 @@ def test_a_customer_whose_domains_are_pending_sees_one_of_them(client, make, aut
     auth.login(admin.email)
     html = _content(client.get("/help/guides/android"))
     assert "mario.rossi@in-attesa.it" in html
+    # Its documents are not served yet: no link to them.
+    settings = _content(client.get("/help/client-settings"))
+    assert "mario.rossi@in-attesa.it" in settings and "config-v1.1.xml" not in settings
 
 
 def test_an_active_domain_comes_before_a_pending_one(client, make, auth):

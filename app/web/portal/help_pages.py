@@ -6,7 +6,6 @@ from __future__ import annotations
 from flask import current_app, make_response, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_login import current_user
 
 from app.services import autoconfig, client_settings, mailboxes
 from app.web import current_actor
@@ -38,25 +37,25 @@ def _help_context() -> dict:
 def _client_context() -> dict:
     """The servers and an example address for the signed-in user (their customer's domain)."""
     actor = current_actor()
-    customer_id = None if actor.is_staff else current_user.customer_id
-    domain = client_settings.example_domain_row(actor)
-    served = domain is not None and domain.is_active
+    customer_id = None if actor.is_staff else actor.customer_id
+    example = client_settings.example(actor)
     return {
         **_help_context(),
         "servers": client_settings.servers(),
         "imap": client_settings.preferred("imap"),
         "pop3": client_settings.preferred("pop3"),
         "smtp": client_settings.outgoing(),
-        "example_address": client_settings.example_address(actor),
-        "example_domain": client_settings.example_domain(actor),
+        "example_address": example.address,
+        "example_domain": example.domain,
         "guides": [(key, title, devices, url_for(f"portal.guide_{key}")) for key, title, devices in GUIDES],
         "mailboxes_url": url_for("portal.mailboxes", customer_id=customer_id) if customer_id else None,
         "domains_url": url_for("portal.domains", customer_id=customer_id) if customer_id else None,
         # The document Thunderbird would get for the customer's domain (only once it is active).
         "thunderbird_url": url_for(
-            "autoconfig.thunderbird", emailaddress=f"{client_settings.EXAMPLE_LOCAL_PART}@{domain.name}"
+            "autoconfig.thunderbird",
+            emailaddress=f"{client_settings.EXAMPLE_LOCAL_PART}@{example.active_domain}",
         )
-        if served
+        if example.active_domain
         else None,
         "autodiscover_url": url_for("autoconfig.outlook", _external=True),
     }
