@@ -21,10 +21,9 @@ def test_client_settings_and_a_guide_read_well(browser, live_server, htmx_js, ap
     page = context.new_page()
     try:
         login(page, admin.email)
-        for name, url in (
-            ("client-settings", "/help/client-settings"),
-            ("guide-thunderbird", "/help/guides/thunderbird"),
-        ):
+        pages = [("client-settings", "/help/client-settings")]
+        pages += [(f"guide-{g}", f"/help/guides/{g}") for g in ("outlook", "apple", "android", "thunderbird")]
+        for name, url in pages:
             page.goto(url)
             shot(page, f"{name}-{viewport['width']}")
             assert page.evaluate(SIDEWAYS) == [], url
@@ -39,6 +38,7 @@ def test_the_mailbox_page_downloads_its_apple_profile(page, make, login):
     box = make.mailbox(c, "anna.bianchi")
     login(page, make.admin(c).email)
     page.goto(f"/customers/{c.id}/mailboxes/{box.id}")
+    shot(page, "mailbox-profile-link-1280")
     with page.expect_download() as info:
         page.get_by_role("link", name="Scarica il profilo per iPhone, iPad e Mac").click()
     download = info.value
