@@ -30,6 +30,16 @@ class Config:
     BRAND_NAME = os.environ.get("BRAND_NAME", "Collabra Professional Email")
     PROVIDER_MX_HOST = os.environ.get("PROVIDER_MX_HOST", "mx.collabra.it")
     PROVIDER_MAIL_HOST = os.environ.get("PROVIDER_MAIL_HOST", "mail.collabra.it")
+    # The ports mail programs use on PROVIDER_MAIL_HOST (the guide's): the client settings page,
+    # the setup guides and the autoconfiguration documents (app/services/client_settings.py).
+    CLIENT_IMAPS_PORT = int(os.environ.get("CLIENT_IMAPS_PORT", "993"))
+    CLIENT_IMAP_PORT = int(os.environ.get("CLIENT_IMAP_PORT", "143"))
+    CLIENT_POP3S_PORT = int(os.environ.get("CLIENT_POP3S_PORT", "995"))
+    CLIENT_POP3_PORT = int(os.environ.get("CLIENT_POP3_PORT", "110"))
+    CLIENT_SMTP_PORT = int(os.environ.get("CLIENT_SMTP_PORT", "587"))
+    # Requests per minute one client address may make to the public autoconfiguration
+    # documents (Thunderbird, Outlook), counted in the Redis of REDIS_URL.
+    AUTOCONFIG_RATE_LIMIT = os.environ.get("AUTOCONFIG_RATE_LIMIT", "60 per minute")
     WEBMAIL_URL = os.environ.get("WEBMAIL_URL", "")
     # The help pages and every page's footer link to these (mailto: and tel:), with SALES_EMAIL.
     SUPPORT_EMAIL = os.environ.get("SUPPORT_EMAIL", "assistenza@collabra.it")

@@ -85,17 +85,22 @@ def _account_key(account: str) -> str:
     return f"panel:attempts:account:{digest}"
 
 
-def _address_key(address: str | None) -> str:
+def address_bucket(address: str | None) -> str:
+    """Whom a client address counts as: itself, or for IPv6 its /64 ("unknown" if unreadable)."""
     try:
         ip = ipaddress.ip_address(address or "")
     except ValueError:
-        return "panel:attempts:address:unknown"
+        return "unknown"
     # One IPv6 subscriber holds a whole /64: counting single addresses would let it rotate freely.
     if ip.version == 6:
         if ip.ipv4_mapped:
-            return f"panel:attempts:address:{ip.ipv4_mapped}"
-        return f"panel:attempts:address:{ipaddress.ip_network(f'{ip}/64', strict=False)}"
-    return f"panel:attempts:address:{ip}"
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def _address_key(address: str | None) -> str:
+    return f"panel:attempts:address:{address_bucket(address)}"
 
 
 def begin(account: str, address: str | None) -> Attempt:

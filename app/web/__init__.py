@@ -159,6 +159,7 @@ def register_web(app: Flask) -> None:
     from app.web.admin import bp as admin_bp
     from app.web.api.routes import bp as api_bp
     from app.web.auth import bp as auth_bp
+    from app.web.autoconfig import bp as autoconfig_bp
     from app.web.portal import bp as portal_bp
     from app.web.templating import register_templating
 
@@ -174,6 +175,7 @@ def register_web(app: Flask) -> None:
     app.register_blueprint(portal_bp)
     app.register_blueprint(admin_bp, url_prefix="/admin")
     app.register_blueprint(api_bp, url_prefix="/api/v1")
+    app.register_blueprint(autoconfig_bp)  # public: mail programs set themselves up
 
     register_templating(app, HTMX_URL, HTMX_SRI)
 

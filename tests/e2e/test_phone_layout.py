@@ -125,7 +125,13 @@ def pages_for(role: str, people) -> list[str]:
         f"/customers/{payg.id}/aliases/{people['alias'].id}",
         f"/customers/{payg.id}/lists/{people['list'].id}",
     ]
-    help_pages = ["/help/client-settings", "/help/faq", "/account"]
+    help_pages = [
+        "/help/client-settings",
+        "/help/guides/thunderbird",
+        "/help/guides/apple",
+        "/help/faq",
+        "/account",
+    ]
     if role == "payg":
         return customer_pages(payg, people) + payg_details + help_pages
     if role == "contract":
