@@ -142,6 +142,13 @@ class Config:
     DNS_CONCURRENCY = int(os.environ.get("DNS_CONCURRENCY", "64"))
     # "Check now" asks one domain's servers at most this often (seconds); sooner, the last result.
     DNS_CHECK_COOLDOWN = int(os.environ.get("DNS_CHECK_COOLDOWN", "10"))
+    # However a domain's servers behave, its check ends within this many seconds.
+    DNS_CHECK_DEADLINE = float(os.environ.get("DNS_CHECK_DEADLINE", "20"))
+    # Name servers on private, loopback or reserved addresses are never asked (a zone's NS could
+    # point the panel at its own network); a test's local DNS server needs them allowed.
+    DNS_ALLOW_PRIVATE_SERVERS = _bool("DNS_ALLOW_PRIVATE_SERVERS", False)
+    # Domains a customer may have waiting for their proof at once (staff add active ones).
+    MAX_PENDING_DOMAINS = int(os.environ.get("MAX_PENDING_DOMAINS", "10"))
     # The ownership TXT record reads "<DNS_VERIFICATION_PREFIX>-verification=<token>".
     DNS_VERIFICATION_PREFIX = os.environ.get("DNS_VERIFICATION_PREFIX", "collabra")
     # The host customers' SPF records include (empty: "spf." + PROVIDER_MX_HOST's domain).

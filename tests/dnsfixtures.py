@@ -6,6 +6,8 @@ emptied and with every address behaving normally again.
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from tests.dnsserver import AddressUnavailable, DnsServer
@@ -32,3 +34,24 @@ def dns(dns_server) -> DnsServer:
     dns_server.reset()
     yield dns_server
     dns_server.reset()
+
+
+DNS_SETTINGS = (
+    "DNS_NAMESERVERS",
+    "DNS_AUTHORITATIVE_PORT",
+    "DNS_TIMEOUT",
+    "DNS_CHECK_COOLDOWN",
+    "DNS_ALLOW_PRIVATE_SERVERS",
+)
+
+
+@contextlib.contextmanager
+def asking(config, server: DnsServer, timeout: float = 0.4):
+    """An app's config pointed at the test DNS server (loopback name servers allowed, short
+    timeouts, every "check now" a real one) for the block; put back as it was after."""
+    saved = {k: config.get(k) for k in DNS_SETTINGS}
+    config.update(server.config, DNS_TIMEOUT=timeout, DNS_CHECK_COOLDOWN=0, DNS_ALLOW_PRIVATE_SERVERS=True)
+    try:
+        yield server
+    finally:
+        config.update(saved)

@@ -16,7 +16,7 @@ domains_group = Group("domains", help="Mail domains.")
 def _answer_line(answer: dict) -> str:
     who = (
         answer["server"]
-        if answer["server"] == answer["address"]
+        if answer["server"] == answer["address"] or not answer["address"]
         else f"{answer['server']} ({answer['address']})"
     )
     if answer["status"] == "ok":

@@ -15,6 +15,7 @@ a check sees what the servers hold now.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from dataclasses import asdict, dataclass, field
 
 import dns.asyncquery
@@ -32,6 +33,11 @@ OK, NODATA, NXDOMAIN = "ok", "nodata", "nxdomain"
 TIMEOUT, SERVFAIL, REFUSED, LAME, ERROR = "timeout", "servfail", "refused", "lame", "error"
 # What a server said about the name: an answer the rules can read.
 ANSWERED = (OK, NODATA, NXDOMAIN)
+# Bounds on what one zone can make us do, whatever its servers answer: name servers asked
+# (a zone needs 2 to 4; 13 is the most a referral carries), addresses per name and in all,
+# and the records kept of one answer, each cut to a TXT string's length.
+MAX_NS, MAX_ADDRESSES, MAX_SERVERS = 13, 4, 16
+MAX_RECORDS, MAX_RECORD_TEXT = 50, 512
 
 
 @dataclass
@@ -110,9 +116,12 @@ class Client:
         authoritative_port: int = 53,
         timeout: float = 3.0,
         concurrency: int = 64,
+        public_only: bool = True,
     ):
         self.timeout = timeout
         self.authoritative_port = authoritative_port
+        # A zone's NS may name any address: only public ones are asked (never the panel's own network).
+        self.public_only = public_only
         self.resolver = dns.asyncresolver.Resolver(configure=not nameservers)
         if nameservers:
             self.resolver.nameservers = [dns.nameserver.Do53Nameserver(h, p) for h, p in nameservers]
@@ -165,18 +174,26 @@ class Client:
         elif rcode == dns.rcode.NXDOMAIN:
             answer.status, answer.ttl = NXDOMAIN, _negative_ttl(reply)
         else:
-            rrsets = [r for r in reply.answer if r.rdtype == rdtype]
+            rrsets = self._own(reply, rdtype)
             if rrsets:
                 answer.status = OK
                 answer.ttl = min(r.ttl for r in rrsets)
-                answer.records = [_text(rd) for r in rrsets for rd in r]
+                answer.records = [_text(rd)[:MAX_RECORD_TEXT] for r in rrsets for rd in r][:MAX_RECORDS]
             else:
                 answer.status, answer.ttl = NODATA, _negative_ttl(reply)
         return answer
 
+    @staticmethod
+    def _own(reply: dns.message.Message, rdtype) -> list:
+        """The answer's record sets of the type at the name asked: not those a CNAME chain or
+        anything else in the reply adds about other names."""
+        asked = reply.question[0].name if reply.question else None
+        return [r for r in reply.answer if r.rdtype == rdtype and (asked is None or r.name == asked)]
+
     async def ask_resolver(self, name: str, rdtype: str) -> Answer:
         """What the world sees: the recursive resolver's answer."""
-        answer = Answer("resolver", self.resolver_label, ERROR)
+        # Named, not addressed: the panel's own resolver is nobody else's business.
+        answer = Answer("resolver", "", ERROR)
         async with self._slots:
             try:
                 self.queries += 1
@@ -216,23 +233,35 @@ class Client:
             raise ZoneUnknown(_first_line(e)) from e
         if ns.status != OK:
             raise ZoneUnknown(f"NS of {zone.to_text()}: {ns.status} {ns.error}".strip())
-        hosts = sorted({r.lower() for r in ns.records})
+        # A hostile zone may list thousands of NS: the first MAX_NS names, each address asked once.
+        hosts = sorted({r.lower() for r in ns.records})[:MAX_NS]
         found = await asyncio.gather(*(self._addresses(host) for host in hosts))
-        servers = [
-            (host.rstrip("."), address)
-            for host, addresses in zip(hosts, found, strict=True)
-            for address in addresses
-        ]
+        servers: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for host, addresses in zip(hosts, found, strict=True):
+            for address in addresses:
+                if address not in seen and self._may_ask(address) and len(servers) < MAX_SERVERS:
+                    seen.add(address)
+                    servers.append((host.rstrip("."), address))
         if not servers:
-            raise ZoneUnknown(f"no address for the name servers of {zone.to_text()}: {', '.join(hosts)}")
+            raise ZoneUnknown(
+                f"no usable address for the name servers of {zone.to_text()}: {', '.join(hosts)}"
+            )
         return Zone(zone.to_text().rstrip(".").lower(), servers)
+
+    def _may_ask(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return ip.is_global or not self.public_only
 
     async def _addresses(self, host: str) -> list[str]:
         a = await self.ask_resolver(host, "A")
         if a.status == OK:
-            return sorted(a.records)
+            return sorted(a.records)[:MAX_ADDRESSES]
         aaaa = await self.ask_resolver(host, "AAAA")
-        return sorted(aaaa.records) if aaaa.status == OK else []
+        return sorted(aaaa.records)[:MAX_ADDRESSES] if aaaa.status == OK else []
 
 
 def _first_line(e: BaseException) -> str:

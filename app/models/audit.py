@@ -11,7 +11,11 @@ class AuditEvent(db.Model):
     """Who changed what, when, from where. Written in the same transaction as the change."""
 
     __tablename__ = "audit_events"
-    __table_args__ = (sa.Index("ix_audit_events_customer_at", "customer_id", "at"),)
+    __table_args__ = (
+        sa.Index("ix_audit_events_customer_at", "customer_id", "at"),
+        # Who held a domain name before (app/services/domain_checks.py: the MX proof).
+        sa.Index("ix_audit_events_target", "target"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 from dataclasses import asdict, dataclass, field
 
 from flask import current_app
@@ -27,6 +28,9 @@ from flask_babel import gettext as _
 
 from app.mailserver import dns as dnsclient
 from app.mailserver.dns import Answer
+from app.services import autoconfig
+
+log = logging.getLogger(__name__)
 
 VERDICTS = ("missing", "wrong", "published", "propagated")
 UNKNOWN = "unknown"
@@ -53,6 +57,7 @@ def client() -> dnsclient.Client:
         authoritative_port=int(config["DNS_AUTHORITATIVE_PORT"]),
         timeout=float(config["DNS_TIMEOUT"]),
         concurrency=int(config["DNS_CONCURRENCY"]),
+        public_only=not config.get("DNS_ALLOW_PRIVATE_SERVERS"),
     )
 
 
@@ -61,13 +66,18 @@ class Settings:
     """What the rules compare with, read once from the app's config (the checks run outside it)."""
 
     mx_host: str
-    mail_host: str
+    documents_host: str  # where autoconfig and autodiscover send mail programs (app/services/autoconfig.py)
     spf_include: str
+    deadline: float = 20.0  # seconds one domain's whole check may take
 
     @classmethod
     def from_config(cls) -> Settings:
-        config = current_app.config
-        return cls(expected_mx(), normal_host(config["PROVIDER_MAIL_HOST"]), spf_include())
+        return cls(
+            expected_mx(),
+            normal_host(autoconfig.documents_host()),
+            spf_include(),
+            float(current_app.config["DNS_CHECK_DEADLINE"]),
+        )
 
 
 def spf_include() -> str:
@@ -143,10 +153,18 @@ def _label(answer: Answer) -> str:
 def judge(authoritative: list[Answer], resolver: Answer | None, ours: str) -> tuple[str, str, dict]:
     """(verdict, code, facts) from the authoritative servers' MX answers and the resolver's."""
     answered = [a for a in authoritative if a.answered]
-    silent = {_label(a): a.status for a in authoritative if not a.answered}
-    facts: dict = {"silent": silent} if silent else {}
+    # A server that refuses the zone or answers without authority is a standing fault of the
+    # delegation, not a passing one: resolvers skip it, and so does the verdict (it is named).
+    faulty = (dnsclient.LAME, dnsclient.REFUSED)
+    lame = {_label(a): a.status for a in authoritative if a.status in faulty}
+    silent = {_label(a): a.status for a in authoritative if not a.answered and a.status not in faulty}
+    facts: dict = {}
+    if silent:
+        facts["silent"] = silent
+    if lame:
+        facts["lame"] = lame
     if not answered:
-        return UNKNOWN, "no_answer", facts
+        return UNKNOWN, "no_answer", {"silent": {**silent, **lame}}
     seen = [(a, _classify(a, ours)) for a in answered]
     kinds = {s.kind for _a, s in seen}
     if kinds == {"ours"}:
@@ -175,7 +193,7 @@ def _answer_hosts(answer: Answer) -> list[str]:
 def describe(verdict: str, code: str, facts: dict, expected: str) -> str:
     """The verdict's reason in plain words (the current locale)."""
     silent = facts.get("silent") or {}
-    silent_text = ", ".join(f"{server}: {status}" for server, status in silent.items())
+    silent_text = ", ".join(f"{server}: {status_label(status)}" for server, status in silent.items())
     texts = {
         "nxdomain": _("Il dominio non esiste nel DNS: verifica che sia registrato e che il nome sia giusto."),
         "no_mx": _("Il dominio non ha ancora un record MX: imposta MX 10 %(mx)s.", mx=expected),
@@ -230,15 +248,34 @@ def describe(verdict: str, code: str, facts: dict, expected: str) -> str:
             mx=expected,
             servers=silent_text,
         ),
-        "no_zone": _(
-            "Non è stato possibile trovare i server DNS del dominio (%(error)s): riproveremo.",
-            error=facts.get("error", ""),
-        ),
+        "no_zone": _("Non è stato possibile trovare i server DNS del dominio: riproveremo."),
+        "deadline": _("I server DNS del dominio hanno risposto troppo lentamente: riproveremo."),
+        "error": _("La verifica non è riuscita per un errore imprevisto: riproveremo."),
     }
-    text = texts.get(code, code)
+    text = texts.get(code) or _("Esito della verifica: %(verdict)s.", verdict=verdict)
     if silent and code not in ("no_answer", "partial"):
         text += " " + _("Non hanno risposto: %(servers)s.", servers=silent_text)
+    lame = facts.get("lame") or {}
+    if lame:
+        text += " " + _(
+            "Questi server sono indicati per il dominio ma non lo gestiscono: %(servers)s. "
+            "Chiedi a chi gestisce il DNS di correggere l'elenco dei server (record NS).",
+            servers=", ".join(lame),
+        )
     return text
+
+
+def status_label(status: str) -> str:
+    """A server's answer in words."""
+    return {
+        dnsclient.OK: _("risposta"),
+        dnsclient.NODATA: _("nessun record"),
+        dnsclient.NXDOMAIN: _("il nome non esiste"),
+        dnsclient.TIMEOUT: _("nessuna risposta"),
+        dnsclient.SERVFAIL: _("errore del server"),
+        dnsclient.REFUSED: _("rifiuta la domanda"),
+        dnsclient.LAME: _("non gestisce il dominio"),
+    }.get(status, _("errore"))
 
 
 # The checks.
@@ -252,7 +289,20 @@ async def inspect(
     token_txt: str | None = None,
     advice: bool = True,
 ) -> Report:
-    """Check one domain (ASCII name): its zone's servers, each one's MX, the resolver's, and the rest."""
+    """Check one domain (ASCII name): its zone's servers, each one's MX, the resolver's, and the rest.
+
+    However its servers behave, a check ends within DNS_CHECK_DEADLINE seconds (unknown, "deadline").
+    """
+    try:
+        async with asyncio.timeout(settings.deadline):
+            return await _inspect(dns, name, settings, token_txt=token_txt, advice=advice)
+    except TimeoutError:
+        return Report(normal_host(name), UNKNOWN, "deadline", expected=settings.mx_host)
+
+
+async def _inspect(
+    dns: dnsclient.Client, name: str, settings: Settings, *, token_txt: str | None, advice: bool
+) -> Report:
     name = normal_host(name)
     ours = settings.mx_host
     report = Report(name, UNKNOWN, "no_zone", expected=ours)
@@ -264,14 +314,13 @@ async def inspect(
         report.resolver = resolver.as_dict()
         report.verdict, report.code = "missing", "nxdomain"
         return report
-    except dnsclient.ZoneUnknown as e:
+    except dnsclient.ZoneUnknown:
         resolver = await resolver_task
         report.resolver = resolver.as_dict()
         if resolver.status == dnsclient.NXDOMAIN:
             # The name does not exist: the walk up found no zone of its own to ask (the root's, at most).
             report.verdict, report.code = "missing", "nxdomain"
             return report
-        report.facts = {"error": str(e)}
         return report
     report.zone = zone.name
     answers, resolver = await asyncio.gather(
@@ -285,10 +334,14 @@ async def inspect(
     report.ttl = max(ttls) if ttls else None
     responsive = [(s, a) for (s, a), answer in zip(zone.servers, answers, strict=True) if answer.answered]
     if token_txt is not None or advice:
-        # Ownership: the TXT at any authoritative server that answers (the zone's owner put it there).
+        # Ownership: the TXT at every authoritative server that answers, as for a published MX (one
+        # stale server, of a delegation nobody tends any more, must not prove it alone).
         txts = await asyncio.gather(*(dns.ask(s, a, name, "TXT") for s, a in responsive))
         if token_txt is not None:
-            report.txt_found = any(t.status == dnsclient.OK and token_txt in t.records for t in txts)
+            told = [t for t in txts if t.answered]
+            report.txt_found = bool(told) and all(
+                t.status == dnsclient.OK and token_txt in t.records for t in told
+            )
         if advice and responsive:
             report.advice = await _advise(dns, name, settings, responsive[0], txts[0])
     return report
@@ -298,7 +351,7 @@ async def _advise(
     dns: dnsclient.Client, name: str, settings: Settings, server, apex_txt: Answer
 ) -> list[dict]:
     ask = lambda owner, rdtype: dns.ask(server[0], server[1], owner, rdtype)  # noqa: E731
-    dmarc, autoconfig, autodiscover, srv = await asyncio.gather(
+    dmarc, thunderbird, outlook, srv = await asyncio.gather(
         ask(f"_dmarc.{name}", "TXT"),
         ask(f"autoconfig.{name}", "CNAME"),
         ask(f"autodiscover.{name}", "CNAME"),
@@ -307,8 +360,8 @@ async def _advise(
     return [
         _spf(apex_txt, settings),
         _dmarc(dmarc),
-        _alias("autoconfig", autoconfig, settings),
-        _autodiscover(autodiscover, srv, settings),
+        _alias("autoconfig", thunderbird, settings),
+        _autodiscover(outlook, srv, settings),
     ]
 
 
@@ -350,29 +403,44 @@ def _alias(record: str, cname: Answer, settings: Settings) -> dict:
     if not cname.answered:
         return _advice(record, UNKNOWN)
     targets = [normal_host(r) for r in cname.records] if cname.status == dnsclient.OK else []
-    if targets == [settings.mail_host]:
+    if targets == [settings.documents_host]:
         return _advice(record, "ok", targets)
-    return _advice(record, "wrong" if targets else "missing", targets, suggested=settings.mail_host + ".")
+    return _advice(
+        record, "wrong" if targets else "missing", targets, suggested=settings.documents_host + "."
+    )
 
 
 def _autodiscover(cname: Answer, srv: Answer, settings: Settings) -> dict:
+    """Outlook finds us by the SRV _autodiscover._tcp (no certificate for the customer's name needed),
+    or by autodiscover.<domain> as a CNAME to us."""
+    wanted = f"0 0 443 {settings.documents_host}."
+    if not srv.answered and not cname.answered:
+        return _advice("autodiscover", UNKNOWN)
+    found = srv.records if srv.status == dnsclient.OK else []
+    for record in found:
+        parts = record.split()
+        if len(parts) == 4 and parts[2] == "443" and normal_host(parts[3]) == settings.documents_host:
+            return _advice("autodiscover", "ok", [record])
     alias = _alias("autodiscover", cname, settings)
     if alias["status"] == "ok":
         return alias
-    if srv.status == dnsclient.OK:
-        for record in srv.records:
-            parts = record.split()
-            if len(parts) == 4 and parts[2] == "443" and normal_host(parts[3]) == settings.mail_host:
-                return _advice("autodiscover", "ok", [record])
-    return alias
+    return _advice("autodiscover", "wrong" if found else "missing", found, suggested=wanted)
 
 
 ADVICE = ("spf", "dmarc", "autoconfig", "autodiscover")
 
 
 async def inspect_advice(dns: dnsclient.Client, name: str, settings: Settings, record: str) -> dict:
-    """One advice record (one of ADVICE), asked of the zone's first server that answers."""
-    name = normal_host(name)
+    """One advice record (one of ADVICE), asked of the zone's first server that answers (within
+    DNS_CHECK_DEADLINE seconds)."""
+    try:
+        async with asyncio.timeout(settings.deadline):
+            return await _inspect_advice(dns, normal_host(name), settings, record)
+    except TimeoutError:
+        return _advice(record, UNKNOWN)
+
+
+async def _inspect_advice(dns: dnsclient.Client, name: str, settings: Settings, record: str) -> dict:
     try:
         zone = await dns.zone(name)
     except (dnsclient.NoSuchDomain, dnsclient.ZoneUnknown):
@@ -418,10 +486,18 @@ def check_many(items: list[tuple[str, str | None]], *, advice: bool = False) -> 
 
     async def run():
         return await asyncio.gather(
-            *(inspect(dns, name, settings, token_txt=txt, advice=advice) for name, txt in items)
+            *(inspect(dns, name, settings, token_txt=txt, advice=advice) for name, txt in items),
+            return_exceptions=True,
         )
 
-    return list(_run(run))
+    reports = []
+    for (name, _txt), outcome in zip(items, _run(run), strict=True):
+        if isinstance(outcome, BaseException):
+            # One domain's surprise is its own: logged, and an unknown that keeps its verdict.
+            log.error("DNS check of %s failed", name, exc_info=outcome)
+            outcome = Report(normal_host(name), UNKNOWN, "error", expected=settings.mx_host)
+        reports.append(outcome)
+    return reports
 
 
 def _run(make_coroutine):
@@ -446,8 +522,22 @@ class Record:
     purpose: str  # "mx", "verification", "spf", "dmarc", "autoconfig", "autodiscover"
 
     def zone_line(self, ttl: int = 3600) -> str:
-        value = f'"{self.value}"' if self.type == "TXT" else self.value
+        value = _quoted(self.value) if self.type == "TXT" else self.value
         return f"{self.name}.\t{ttl}\tIN\t{self.type}\t{value}"
+
+
+def _quoted(text: str) -> str:
+    """A TXT value as a zone file writes it (RFC 1035): quotes and backslashes escaped, split into
+    strings of at most 255 bytes (a customer's own SPF, copied from its DNS, may hold anything)."""
+    data = text.encode()
+    chunks = [data[i : i + 255] for i in range(0, len(data), 255)] or [b""]
+    out = []
+    for chunk in chunks:
+        escaped = "".join(
+            f"\\{chr(b)}" if b in b'"\\' else chr(b) if 32 <= b < 127 else f"\\{b:03d}" for b in chunk
+        )
+        out.append(f'"{escaped}"')
+    return " ".join(out)
 
 
 def records_to_publish(name: str, token: str | None, spf_found: str | None = None) -> list[Record]:
@@ -462,8 +552,10 @@ def records_to_publish(name: str, token: str | None, spf_found: str | None = Non
             name, "TXT", _spf_with(spf_found, include) if spf_found else f"v=spf1 mx {include} ~all", "spf"
         ),
         Record(f"_dmarc.{name}", "TXT", "v=DMARC1; p=none", "dmarc"),
-        Record(f"autoconfig.{name}", "CNAME", f"{settings.mail_host}.", "autoconfig"),
-        Record(f"autodiscover.{name}", "CNAME", f"{settings.mail_host}.", "autodiscover"),
+        *(
+            Record(r.name.rstrip("."), r.type, r.value, "autoconfig" if r.type == "CNAME" else "autodiscover")
+            for r in autoconfig.dns_records(name)
+        ),
     ]
     return records
 

@@ -21,6 +21,7 @@ dnscheck says what the DNS holds now; here is what the panel does with it:
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -28,14 +29,17 @@ import sqlalchemy as sa
 import sqlalchemy.orm
 from flask import current_app
 from flask_babel import gettext as _
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.extensions import db
 from app.models import AuditEvent, Domain, DomainCheck
 from app.redis import get_redis
-from app.services import audit, clock, dnscheck, domains, fields, limits, notify
+from app.services import audit, clock, dnscheck, domain_names, domains, fields, limits, notify
 from app.services.access import Actor, require_manage, require_staff
 from app.services.addresses import domain_to_ascii
 from app.services.errors import Conflict, NotFound, ValidationError
+
+log = logging.getLogger(__name__)
 
 MAX_PROPAGATION = timedelta(hours=48)
 EARLY = timedelta(hours=2)  # a new domain's, or a changed MX's, first hours: checked more often
@@ -56,11 +60,6 @@ def verification_txt(domain: Domain) -> str | None:
 
 def _iso(at: datetime) -> str:
     return at.isoformat()
-
-
-def _since(row: DomainCheck, verdict: str) -> datetime | None:
-    value = (row.first_seen or {}).get(verdict)
-    return datetime.fromisoformat(value) if value else None
 
 
 @dataclass
@@ -90,18 +89,22 @@ def record(domain: Domain, report: dnscheck.Report, now: datetime | None = None)
     else:
         verdict, code = report.verdict, report.code
         if verdict in ("missing", "wrong"):
-            seen.pop("published", None)
-            seen.pop("propagated", None)
-            seen.setdefault(verdict, _iso(now))
+            if previous != verdict:
+                seen = {verdict: _iso(now)}  # a new story of this MX begins
+            else:
+                seen.setdefault(verdict, _iso(now))
             # What resolvers may hold until ours replaces it: the old MX's TTL, or the zone's negative TTL.
             row.old_ttl = report.ttl
         else:
-            seen.setdefault("published", _iso(now))
+            if previous not in ("published", "propagated"):
+                seen["published"] = _iso(now)  # ours appears: how long it has been there counts from now
             if verdict == "published" and previous == "propagated":
                 verdict, code = "propagated", "kept"
             elif verdict == "published":
                 wait = (
-                    min(timedelta(seconds=row.old_ttl), MAX_PROPAGATION) if row.old_ttl else MAX_PROPAGATION
+                    min(timedelta(seconds=row.old_ttl), MAX_PROPAGATION)
+                    if row.old_ttl is not None
+                    else MAX_PROPAGATION
                 )
                 if now - datetime.fromisoformat(seen["published"]) >= wait:
                     verdict, code = "propagated", "ttl"
@@ -136,11 +139,12 @@ def _proof(domain: Domain, report: dnscheck.Report, verdict: str | None) -> str 
 def mx_proof_allowed(domain: Domain) -> bool:
     """An MX to us proves the domain only when no other customer held the name here: a name
     released by one customer may still point to us, and must not hand its mail to the next."""
+    # The name itself, and the domains above it (a wildcard MX of a released parent answers for it too).
     held = db.session.scalar(
         sa.select(sa.func.count())
         .select_from(AuditEvent)
         .where(
-            AuditEvent.target == domain.name,
+            AuditEvent.target.in_(domain_names.ancestors(domain.name)[:-1]),
             AuditEvent.action.like("domain.%"),
             sa.or_(AuditEvent.customer_id.is_(None), AuditEvent.customer_id != domain.customer_id),
         )
@@ -279,7 +283,7 @@ def due(now: datetime, limit: int = BATCH) -> list[int]:
 
 def recheck_due(progress=None, should_stop=None, now: datetime | None = None) -> dict:
     """Re-check every domain that is due, BATCH at a time, the questions of a batch at once."""
-    totals = {"checked": 0, "activated": 0, "warned": 0, "unknown": 0}
+    totals = {"checked": 0, "activated": 0, "warned": 0, "unknown": 0, "failed": 0}
     seen: set[int] = set()
     while not (should_stop and should_stop()):
         at = now or clock.now()
@@ -287,15 +291,39 @@ def recheck_due(progress=None, should_stop=None, now: datetime | None = None) ->
         if not ids:
             break
         seen.update(ids)
-        batch = db.session.scalars(
-            sa.select(Domain).where(Domain.id.in_(ids)).options(sa.orm.selectinload(Domain.check))
-        ).all()
-        reports = dnscheck.check_many([(d.name, verification_txt(d)) for d in batch], advice=False)
-        for domain, report in zip(batch, reports, strict=True):
+        asked = [
+            (d.id, d.customer_id, d.name, verification_txt(d))
+            for d in db.session.scalars(sa.select(Domain).where(Domain.id.in_(ids)))
+        ]
+        db.session.commit()  # no transaction is held while the DNS answers
+        reports = dnscheck.check_many([(name, txt) for _i, _c, name, txt in asked], advice=False)
+        # Written under each customer's lock (in id order, as the pages take one), on the rows as
+        # they are now: a domain removed, approved or checked meanwhile is seen as it is.
+        for customer_id in sorted({c for _i, c, _n, _t in asked}):
+            limits.lock_customer(customer_id)
+        current = {
+            d.id: d
+            for d in db.session.scalars(
+                sa.select(Domain)
+                .where(Domain.id.in_([i for i, _c, _n, _t in asked]))
+                .options(sa.orm.selectinload(Domain.check))
+                .execution_options(populate_existing=True)
+            )
+        }
+        for (domain_id, _c, name, _t), report in zip(asked, reports, strict=True):
+            domain = current.get(domain_id)
+            if domain is None or domain.name != name:
+                continue
             # Advice is asked for on the page only: keep the last one seen there.
             if domain.check is not None and domain.check.details.get("advice") and not report.advice:
                 report.advice = domain.check.details["advice"]
-            done = record(domain, report, at)
+            try:
+                with db.session.begin_nested():
+                    done = record(domain, report, at)
+            except SQLAlchemyError:
+                log.exception("keeping the DNS check of %s failed", name)
+                totals["failed"] += 1
+                continue
             totals["checked"] += 1
             totals["activated"] += done.activated
             totals["warned"] += done.warned
@@ -334,14 +362,14 @@ class Gate:
 def migration_gate(domain: Domain) -> Gate:
     """May the domain's mailboxes be migrated now? Only once its MX has propagated, or by staff's leave."""
     row = domain.check
+    if not domain.is_active:
+        return Gate(False, _("Il dominio non è ancora attivo."))
     if row is not None and row.migration_override:
         return Gate(
             True,
             _("Consentita dal supporto tecnico: %(reason)s", reason=row.migration_override),
             row.migration_override,
         )
-    if not domain.is_active:
-        return Gate(False, _("Il dominio non è ancora attivo."))
     if row is not None and row.verdict == "propagated":
         return Gate(True, _("Il record MX punta a noi ed è propagato."))
     return Gate(

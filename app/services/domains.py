@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 import sqlalchemy.orm
+from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import ngettext
 from sqlalchemy.exc import IntegrityError
@@ -86,6 +87,8 @@ def apply_domain(actor: Actor, draft: DomainDraft) -> Domain:
     customer, ascii_name, reason = draft.customer, draft.name, draft.override_reason
     limits.lock_customer(customer.id)
     _check_available(actor, customer.id, ascii_name)
+    if not actor.is_staff:
+        _check_pending_room(customer.id)
     domain = Domain(customer_id=customer.id, name=ascii_name, state="pending")
     if actor.is_staff:
         domain.state, domain.activated_at, domain.activated_by_id = "active", utcnow(), actor.user_id
@@ -161,6 +164,25 @@ def _check_available(actor: Actor, customer_id: int, ascii_name: str) -> None:
         ),
         field="name",
     )
+
+
+def _check_pending_room(customer_id: int) -> None:
+    """A customer's unproved claims are few: each holds a name another may own, and is checked daily."""
+    most = int(current_app.config["MAX_PENDING_DOMAINS"])
+    pending = db.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(Domain)
+        .where(Domain.customer_id == customer_id, Domain.state == "pending")
+    )
+    if pending >= most:
+        raise Conflict(
+            ngettext(
+                "Hai già %(num)d dominio in attesa di verifica: attivalo (o toglilo) prima di aggiungerne altri.",
+                "Hai già %(num)d domini in attesa di verifica: attivali (o toglili) prima di aggiungerne altri.",
+                pending,
+            ),
+            field="name",
+        )
 
 
 def state_label(state: str) -> str:

@@ -10,6 +10,9 @@ propagated), when each state was first seen, the TTLs and answers of the last ch
 the next check is due, the warning sent when an active domain's MX moved away, and the
 staff's reason for letting a migration start before the MX has propagated.
 
+`ix_audit_events_target`: who held a domain name before (the MX proof counts only for a name
+no other customer held here).
+
 Revision ID: 0017_domain_checks
 Revises: 0016_imports
 """
@@ -70,9 +73,12 @@ def upgrade():
         sa.PrimaryKeyConstraint("domain_id", name=op.f("pk_domain_checks")),
     )
     op.create_index(op.f("ix_domain_checks_next_check_at"), "domain_checks", ["next_check_at"])
+    # Who held a domain name before: an MX already pointing to us proves only a name nobody else held.
+    op.create_index("ix_audit_events_target", "audit_events", ["target"])
 
 
 def downgrade():
+    op.drop_index("ix_audit_events_target", table_name="audit_events")
     op.drop_index(op.f("ix_domain_checks_next_check_at"), table_name="domain_checks")
     op.drop_table("domain_checks")
     for column in ("verified_by", "verified_at", "verification_token"):

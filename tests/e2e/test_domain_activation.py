@@ -7,20 +7,15 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from tests.dnsfixtures import asking
 from tests.e2e.test_mailbox_journey import shot
 
 
 @pytest.fixture
 def world(live_server, dns):
-    config = live_server.app.config
-    saved = {
-        k: config.get(k)
-        for k in ("DNS_NAMESERVERS", "DNS_AUTHORITATIVE_PORT", "DNS_TIMEOUT", "DNS_CHECK_COOLDOWN")
-    }
-    config.update(dns.config, DNS_TIMEOUT=0.5, DNS_CHECK_COOLDOWN=0)
-    dns.delegate("rossi-e2e.it", {"ns1.rossi-e2e.it": "127.0.0.2", "ns2.rossi-e2e.it": "127.0.0.3"})
-    yield dns
-    config.update(saved)
+    with asking(live_server.app.config, dns, timeout=0.5):
+        dns.delegate("rossi-e2e.it", {"ns1.rossi-e2e.it": "127.0.0.2", "ns2.rossi-e2e.it": "127.0.0.3"})
+        yield dns
 
 
 def test_add_a_domain_read_the_instructions_and_check_now_without_a_reload(page, login, make, world):

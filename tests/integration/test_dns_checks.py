@@ -20,6 +20,7 @@ from app.services import clock, dnscheck, domain_checks, domains
 from app.services.access import Actor
 from app.services.addresses import domain_to_ascii
 from tests import factories
+from tests.dnsfixtures import asking
 
 OURS = "10 mx.collabra.it."
 NS1, NS2 = "127.0.0.2", "127.0.0.3"
@@ -30,13 +31,8 @@ T0 = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=1)
 @pytest.fixture
 def world(app, dns):
     """The app asking the local DNS server, every check a real one (no cooldown)."""
-    saved = {
-        k: app.config.get(k)
-        for k in ("DNS_NAMESERVERS", "DNS_AUTHORITATIVE_PORT", "DNS_TIMEOUT", "DNS_CHECK_COOLDOWN")
-    }
-    app.config.update(dns.config, DNS_TIMEOUT=0.4, DNS_CHECK_COOLDOWN=0)
-    yield dns
-    app.config.update(saved)
+    with asking(app.config, dns):
+        yield dns
     clock.reset()
 
 
@@ -219,7 +215,12 @@ def test_a_pending_domain_is_activated_by_its_txt_proof_and_not_by_a_wrong_token
     assert report.txt_found is False and not recorded.activated
     assert db.session.get(Domain, domain.id).state == "pending"
 
+    # At one server of two only (a stale secondary, a delegation nobody tends): not proved.
     world.at(NS2).set("rossi.it", "TXT", [f'"{txt}"', '"v=spf1 -all"'])
+    report, found, recorded = domain_checks.check_any("rossi.it")
+    assert report.txt_found is False and db.session.get(Domain, domain.id).state == "pending"
+
+    world.at(NS1).set("rossi.it", "TXT", [f'"{txt}"'])
     report, found, recorded = domain_checks.check_any("rossi.it")
     assert report.txt_found and recorded.activated
     domain = db.session.get(Domain, domain.id)
@@ -474,13 +475,108 @@ def test_the_cron_queues_one_recheck_on_the_dns_queue_and_a_real_worker_activate
     assert db.session.get(Job, first).queue == "dns"
     assert Queue("dns", connection=connection).count == 1
 
-    worker = WorkerProcess(tmp_path, database_url, "--queues", "dns", DNS_TIMEOUT="0.5", **{k: str(v) for k, v in world.config.items()})
+    worker = WorkerProcess(
+        tmp_path,
+        database_url,
+        "--queues",
+        "dns",
+        DNS_TIMEOUT="0.5",
+        DNS_ALLOW_PRIVATE_SERVERS="true",
+        **{k: str(v) for k, v in world.config.items()},
+    )
     try:
         wait_for(lambda: fresh(first).state == "done", 60, "the DNS re-check job to finish")
     finally:
         worker.stop()
-    assert fresh(first).result == {"checked": 2, "activated": 1, "warned": 0, "unknown": 0}
+    assert fresh(first).result == {"checked": 2, "activated": 1, "warned": 0, "unknown": 0, "failed": 0}
     db.session.expire_all()
     assert db.session.get(Domain, domain.id).state == "active"
     # Nothing is due now: the cron queues nothing.
     assert entry.schedule_dns_checks() is None
+
+
+# What a hostile or broken zone can make the check do.
+
+
+def test_a_server_that_refuses_the_zone_is_named_but_does_not_hold_the_verdict_back(world):
+    delegate(world, "rossi.it", NS1, NS2, "127.0.0.4")
+    mx(world, "rossi.it", OURS, at=(NS1, NS2))
+    world.behave("127.0.0.4", "refused")
+    report = check("rossi.it")
+    assert report.verdict == "published" and report.facts["lame"] == {"ns3.rossi.it (127.0.0.4)": "refused"}
+    words = dnscheck.describe(report.verdict, report.code, report.facts, report.expected)
+    assert "ns3.rossi.it (127.0.0.4)" in words and "record NS" in words
+
+
+def test_name_servers_on_private_addresses_are_never_asked_in_production(world, app):
+    delegate(world, "rossi.it")
+    mx(world, "rossi.it", OURS)
+    app.config["DNS_ALLOW_PRIVATE_SERVERS"] = False
+    report = check("rossi.it")
+    assert (report.verdict, report.code) == ("unknown", "no_zone")
+    assert world.queries(NS1) == world.queries(NS2) == 0
+
+
+def test_a_zone_listing_many_name_servers_is_asked_once_per_address(world):
+    world.delegate("rossi.it", {f"ns{i}.rossi.it": (NS1 if i % 2 else NS2) for i in range(40)})
+    mx(world, "rossi.it", OURS)
+    report = check("rossi.it")
+    assert report.verdict == "published" and sorted(a["address"] for a in report.mx) == [NS1, NS2]
+    assert world.queries(NS1) <= 8 and world.queries(NS2) <= 8
+
+
+def test_a_check_ends_by_its_deadline_whatever_the_servers_do(world, app):
+    delegate(world, "rossi.it")
+    world.behave(NS1, "delay", delay=2)
+    world.behave(NS2, "delay", delay=2)
+    app.config.update(DNS_TIMEOUT=5, DNS_CHECK_DEADLINE=0.5)
+    try:
+        report = check("rossi.it")
+    finally:
+        app.config["DNS_CHECK_DEADLINE"] = 20
+    assert (report.verdict, report.code) == ("unknown", "deadline")
+
+
+def test_a_new_story_of_the_mx_starts_its_own_first_seen(world):
+    factories.customer(domain="rossi.it")
+    delegate(world, "rossi.it")
+    clock.set_now(T0)
+    domain_checks.check_any("rossi.it")
+    clock.set_now(T0 + timedelta(hours=1))
+    mx(world, "rossi.it", OURS, resolver=OURS)
+    domain_checks.check_any("rossi.it")
+    clock.set_now(T0 + timedelta(hours=5))
+    world.authorities("rossi.it").remove("rossi.it", "MX")
+    row = domain_checks.check_any("rossi.it")[1].check
+    assert row.first_seen == {"missing": (T0 + timedelta(hours=5)).isoformat()}
+    # Just changed: looked at again in 10 minutes, not in an hour.
+    assert row.next_check_at == T0 + timedelta(hours=5, minutes=10)
+
+
+def test_the_mx_proof_does_not_hand_a_subdomain_of_a_name_another_customer_held(world):
+    a = factories.customer(domain="rossi.it")
+    domains.delete_domain(factories.SYSTEM, domains.list_domains(factories.SYSTEM, a.id)[0].id)
+    domain = pending_domain("posta.rossi.it")
+    delegate(world, "rossi.it")
+    mx(world, "rossi.it", OURS)
+    world.authorities("rossi.it").set("posta.rossi.it", "MX", OURS)
+    _report, _d, recorded = domain_checks.check_any("posta.rossi.it")
+    assert recorded.verdict == "published" and not recorded.activated
+    assert db.session.get(Domain, domain.id).state == "pending"
+
+
+def test_a_customer_has_only_so_many_claims_waiting_for_their_proof(app):
+    from app.services.errors import Conflict
+
+    c = factories.customer(domain="base.example")
+    actor = Actor.for_user(factories.admin(c))
+    app.config["MAX_PENDING_DOMAINS"], saved = 3, app.config["MAX_PENDING_DOMAINS"]
+    try:
+        for n in range(3):
+            domains.add_domain(actor, c.id, f"claim{n}.example")
+        with pytest.raises(Conflict) as refused:
+            domains.add_domain(actor, c.id, "claim3.example")
+        assert "3 domini in attesa di verifica" in refused.value.message
+        domains.add_domain(factories.SYSTEM, c.id, "staff-adds-active.example")  # staff are not limited
+    finally:
+        app.config["MAX_PENDING_DOMAINS"] = saved

@@ -146,6 +146,7 @@ def _domain_context(view, domain, **extra) -> dict:
         "gate": domain_checks.migration_gate(domain),
         "mx_host": current_app.config["PROVIDER_MX_HOST"],
         "advice_records": dnscheck.ADVICE,
+        "status_label": dnscheck.status_label,
         "errors": {},
         "form": {},
         **extra,
@@ -188,7 +189,7 @@ def domain_check_mx(customer_id: int, domain_id: int):
     )
 
 
-@bp.route("/customers/<int:customer_id>/domains/<int:domain_id>/check/<record>")
+@bp.route("/customers/<int:customer_id>/domains/<int:domain_id>/check/<record>", methods=["POST"])
 def domain_check_advice(customer_id: int, domain_id: int, record: str):
     view = customer_view(customer_id)
     domain, advice = domain_checks.advice_now(view.actor, _domain(view, domain_id).id, record)
