@@ -223,7 +223,7 @@ def recheck_domains(ctx: JobContext) -> dict:
     """Re-check every domain whose DNS check is due (app/services/domain_checks.py)."""
     from app.services import domain_checks
 
-    return domain_checks.recheck_due(progress=lambda n: ctx.progress(n), should_stop=ctx.should_stop)
+    return domain_checks.recheck_due(progress=ctx.progress, should_stop=ctx.should_stop)
 
 
 @job("send_email", queue="default", timeout=10 * 60, cancellable=False)

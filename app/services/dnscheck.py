@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import queue
+import threading
 from dataclasses import asdict, dataclass, field
 
 from flask import current_app
@@ -498,6 +500,47 @@ def check_many(items: list[tuple[str, str | None]], *, advice: bool = False) -> 
             outcome = Report(normal_host(name), UNKNOWN, "error", expected=settings.mx_host)
         reports.append(outcome)
     return reports
+
+
+def stream(items: list[tuple[str, str | None]], *, advice: bool = False, stop=None):
+    """Check many domains, yielding (index in items, report) as each one is ready.
+
+    An event loop in a thread of its own keeps DNS_CONCURRENCY domains in flight (and as many
+    questions) until all are done, so a slow domain delays only itself; `stop` (a
+    threading.Event) set, no new domain is started. Safe to leave early: the thread ends on its
+    own once the domains in flight are done.
+    """
+    settings, dns = Settings.from_config(), client()
+    in_flight = int(current_app.config["DNS_CONCURRENCY"])
+    results: queue.Queue = queue.Queue()
+    done = object()
+
+    async def one(index: int, name: str, txt: str | None, slots: asyncio.Semaphore) -> None:
+        async with slots:
+            if stop is not None and stop.is_set():
+                return
+            try:
+                report = await inspect(dns, name, settings, token_txt=txt, advice=advice)
+            except Exception:
+                log.exception("DNS check of %s failed", name)
+                report = Report(normal_host(name), UNKNOWN, "error", expected=settings.mx_host)
+            results.put((index, report))
+
+    async def main() -> None:
+        slots = asyncio.Semaphore(in_flight)
+        await asyncio.gather(*(one(i, name, txt, slots) for i, (name, txt) in enumerate(items)))
+
+    def run() -> None:
+        try:
+            asyncio.run(main())
+        finally:
+            results.put(done)
+
+    thread = threading.Thread(target=run, name="dns-checks", daemon=True)
+    thread.start()
+    while (item := results.get()) is not done:
+        yield item
+    thread.join()
 
 
 def _run(make_coroutine):

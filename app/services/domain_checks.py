@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -49,13 +50,12 @@ ACTIVE_EVERY = timedelta(days=1)
 ABANDONED = timedelta(days=30)
 MIN_REASON = 10
 BATCH = 500
+RUN_LIMIT = 100_000  # domains one re-check job takes; the next run takes the rest
 
 
 def verification_txt(domain: Domain) -> str | None:
     """The TXT record to publish while the domain waits for its proof (None once verified)."""
-    if domain.verified_at is not None or domain.is_active or not domain.verification_token:
-        return None
-    return dnscheck.verification_txt(domain.verification_token)
+    return _txt(domain.state, domain.verified_at, domain.verification_token)
 
 
 def _iso(at: datetime) -> str:
@@ -282,56 +282,87 @@ def due(now: datetime, limit: int = BATCH) -> list[int]:
 
 
 def recheck_due(progress=None, should_stop=None, now: datetime | None = None) -> dict:
-    """Re-check every domain that is due, BATCH at a time, the questions of a batch at once."""
+    """Re-check every domain that is due (at most RUN_LIMIT in one run; the next run goes on).
+
+    The DNS questions flow without pause (DNS_CONCURRENCY domains in flight, in a thread of
+    their own), so a domain whose servers never answer holds up only itself; the outcomes are
+    written as they come, BATCH at a time, with no transaction open while the DNS answers.
+    """
     totals = {"checked": 0, "activated": 0, "warned": 0, "unknown": 0, "failed": 0}
-    seen: set[int] = set()
-    while not (should_stop and should_stop()):
-        at = now or clock.now()
-        ids = [i for i in due(at) if i not in seen]
-        if not ids:
-            break
-        seen.update(ids)
-        asked = [
-            (d.id, d.customer_id, d.name, verification_txt(d))
-            for d in db.session.scalars(sa.select(Domain).where(Domain.id.in_(ids)))
+    at = now or clock.now()
+    ids = due(at, limit=RUN_LIMIT)
+    asked = []
+    for chunk in range(0, len(ids), BATCH):
+        rows = db.session.execute(
+            sa.select(
+                Domain.id, Domain.name, Domain.state, Domain.verified_at, Domain.verification_token
+            ).where(Domain.id.in_(ids[chunk : chunk + BATCH]))
+        )
+        asked += [
+            (domain_id, name, _txt(state, verified_at, token))
+            for domain_id, name, state, verified_at, token in rows
         ]
-        db.session.commit()  # no transaction is held while the DNS answers
-        reports = dnscheck.check_many([(name, txt) for _i, _c, name, txt in asked], advice=False)
-        # Written under each customer's lock (in id order, as the pages take one), on the rows as
-        # they are now: a domain removed, approved or checked meanwhile is seen as it is.
-        for customer_id in sorted({c for _i, c, _n, _t in asked}):
-            limits.lock_customer(customer_id)
-        current = {
-            d.id: d
-            for d in db.session.scalars(
-                sa.select(Domain)
-                .where(Domain.id.in_([i for i, _c, _n, _t in asked]))
-                .options(sa.orm.selectinload(Domain.check))
-                .execution_options(populate_existing=True)
-            )
-        }
-        for (domain_id, _c, name, _t), report in zip(asked, reports, strict=True):
-            domain = current.get(domain_id)
-            if domain is None or domain.name != name:
-                continue
-            # Advice is asked for on the page only: keep the last one seen there.
-            if domain.check is not None and domain.check.details.get("advice") and not report.advice:
-                report.advice = domain.check.details["advice"]
-            try:
-                with db.session.begin_nested():
-                    done = record(domain, report, at)
-            except SQLAlchemyError:
-                log.exception("keeping the DNS check of %s failed", name)
-                totals["failed"] += 1
-                continue
-            totals["checked"] += 1
-            totals["activated"] += done.activated
-            totals["warned"] += done.warned
-            totals["unknown"] += report.verdict == dnscheck.UNKNOWN
-        db.session.commit()
-        if progress:
-            progress(totals["checked"])
+    db.session.commit()  # no transaction is held while the DNS answers
+    stop = threading.Event()
+    outcomes: list = []
+    for index, report in dnscheck.stream([(name, txt) for _i, name, txt in asked], stop=stop):
+        outcomes.append((asked[index][0], asked[index][1], report))
+        if len(outcomes) >= BATCH:
+            _write(outcomes, at, totals)
+            outcomes = []
+            if progress:
+                progress(totals["checked"], len(asked))
+            if should_stop and should_stop():
+                stop.set()
+                break
+    _write(outcomes, at, totals)
+    if progress:
+        progress(totals["checked"], len(asked))
     return totals
+
+
+def _txt(state: str, verified_at, token: str | None) -> str | None:
+    if verified_at is not None or state == "active" or not token:
+        return None
+    return dnscheck.verification_txt(token)
+
+
+def _write(outcomes: list, at: datetime, totals: dict) -> None:
+    """Keep a batch of outcomes, under each customer's lock (in id order, as the pages take
+    one), on the rows as they are now: a domain removed, approved or checked meanwhile is seen
+    as it is; one domain's failure is logged and skipped, not the batch's."""
+    if not outcomes:
+        return
+    current = {
+        d.id: d
+        for d in db.session.scalars(
+            sa.select(Domain)
+            .where(Domain.id.in_([domain_id for domain_id, _n, _r in outcomes]))
+            .options(sa.orm.selectinload(Domain.check))
+            .execution_options(populate_existing=True)
+        )
+    }
+    for customer_id in sorted({d.customer_id for d in current.values()}):
+        limits.lock_customer(customer_id)
+    for domain_id, name, report in outcomes:
+        domain = current.get(domain_id)
+        if domain is None or domain.name != name:
+            continue
+        # Advice is asked for on the page only: keep the last one seen there.
+        if domain.check is not None and domain.check.details.get("advice") and not report.advice:
+            report.advice = domain.check.details["advice"]
+        try:
+            with db.session.begin_nested():
+                done = record(domain, report, at)
+        except SQLAlchemyError:
+            log.exception("keeping the DNS check of %s failed", name)
+            totals["failed"] += 1
+            continue
+        totals["checked"] += 1
+        totals["activated"] += done.activated
+        totals["warned"] += done.warned
+        totals["unknown"] += report.verdict == dnscheck.UNKNOWN
+    db.session.commit()
 
 
 def moved_away(actor: Actor) -> list[Domain]:
