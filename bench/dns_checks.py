@@ -217,6 +217,7 @@ def make_app(path: Path, server: DnsProcess, concurrency: int):
             "DATA_KEYS": "Q9IL1wLWWknW3u9Pp-u-OLKm2JEi3h876rP-pMgR0Gc=",  # the bench's throwaway data
             "SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}",
             "DNS_CONCURRENCY": concurrency,
+            "DNS_ALLOW_PRIVATE_SERVERS": True,  # the local DNS server is on loopback
             **server.config,
         }
     )

@@ -480,25 +480,11 @@ def check_name(name: str, *, token_txt: str | None = None, advice: bool = True) 
 
 
 def check_many(items: list[tuple[str, str | None]], *, advice: bool = False) -> list[Report]:
-    """Check many domains at once: [(ASCII name, ownership TXT or None)] -> their reports, in order.
-
-    The questions run concurrently, at most DNS_CONCURRENCY in flight.
-    """
-    settings, dns = Settings.from_config(), client()
-
-    async def run():
-        return await asyncio.gather(
-            *(inspect(dns, name, settings, token_txt=txt, advice=advice) for name, txt in items),
-            return_exceptions=True,
-        )
-
-    reports = []
-    for (name, _txt), outcome in zip(items, _run(run), strict=True):
-        if isinstance(outcome, BaseException):
-            # One domain's surprise is its own: logged, and an unknown that keeps its verdict.
-            log.error("DNS check of %s failed", name, exc_info=outcome)
-            outcome = Report(normal_host(name), UNKNOWN, "error", expected=settings.mx_host)
-        reports.append(outcome)
+    """Check many domains at once: [(ASCII name, ownership TXT or None)] -> their reports, in order
+    (`stream`, gathered)."""
+    reports: list = [None] * len(items)
+    for index, report in stream(items, advice=advice):
+        reports[index] = report
     return reports
 
 

@@ -344,23 +344,32 @@ def _write(outcomes: list, at: datetime, totals: dict) -> None:
     }
     for customer_id in sorted({d.customer_id for d in current.values()}):
         limits.lock_customer(customer_id)
-    for domain_id, name, report in outcomes:
-        domain = current.get(domain_id)
-        if domain is None or domain.name != name:
-            continue
+    kept = [(current[i], report) for i, name, report in outcomes if i in current and current[i].name == name]
+    for domain, report in kept:
         # Advice is asked for on the page only: keep the last one seen there.
         if domain.check is not None and domain.check.details.get("advice") and not report.advice:
             report.advice = domain.check.details["advice"]
-        try:
-            with db.session.begin_nested():
-                done = record(domain, report, at)
-        except SQLAlchemyError:
-            log.exception("keeping the DNS check of %s failed", name)
-            totals["failed"] += 1
+    try:
+        # The whole batch in one go (one flush); should it fail, each domain on its own.
+        with db.session.begin_nested():
+            done = [record(domain, report, at) for domain, report in kept]
+    except SQLAlchemyError:
+        done = []
+        for domain, report in kept:
+            try:
+                with db.session.begin_nested():
+                    db.session.refresh(domain)
+                    done.append(record(domain, report, at))
+            except SQLAlchemyError:
+                log.exception("keeping the DNS check of %s failed", domain.name)
+                totals["failed"] += 1
+                done.append(None)
+    for (_domain, report), one in zip(kept, done, strict=True):
+        if one is None:
             continue
         totals["checked"] += 1
-        totals["activated"] += done.activated
-        totals["warned"] += done.warned
+        totals["activated"] += one.activated
+        totals["warned"] += one.warned
         totals["unknown"] += report.verdict == dnscheck.UNKNOWN
     db.session.commit()
 

@@ -580,3 +580,40 @@ def test_a_customer_has_only_so_many_claims_waiting_for_their_proof(app):
         domains.add_domain(factories.SYSTEM, c.id, "staff-adds-active.example")  # staff are not limited
     finally:
         app.config["MAX_PENDING_DOMAINS"] = saved
+
+
+def test_a_domain_whose_outcome_cannot_be_written_does_not_lose_the_others(world):
+    """The database refuses one domain's row (a trigger here): the others of its batch are kept."""
+    c = factories.customer(domain="bianchi.it")
+    refused = pending_domain("rossi.it")
+    for zone in ("rossi.it", "bianchi.it"):
+        delegate(world, zone)
+        mx(world, zone, OURS, resolver=OURS)
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "sqlite":
+        statements = [
+            "CREATE TRIGGER refuse_one BEFORE INSERT ON domain_checks "
+            f"WHEN NEW.domain_id = {refused.id} BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        ]
+        drop = ["DROP TRIGGER refuse_one"]
+    else:
+        statements = [
+            "CREATE FUNCTION refuse_one() RETURNS trigger AS $$ BEGIN "
+            f"IF NEW.domain_id = {refused.id} THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$ "
+            "LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_one BEFORE INSERT ON domain_checks FOR EACH ROW EXECUTE FUNCTION refuse_one()",
+        ]
+        drop = ["DROP TRIGGER refuse_one ON domain_checks", "DROP FUNCTION refuse_one()"]
+    for sql in statements:
+        db.session.execute(sa.text(sql))
+    db.session.commit()
+    try:
+        totals = domain_checks.recheck_due()
+    finally:
+        db.session.rollback()
+        for sql in drop:
+            db.session.execute(sa.text(sql))
+        db.session.commit()
+    assert totals["failed"] == 1 and totals["checked"] == 2  # bianchi.it and the factory's base domain
+    assert domains.list_domains(factories.SYSTEM, c.id)[0].check.verdict == "propagated"
+    assert db.session.get(Domain, refused.id).check is None
