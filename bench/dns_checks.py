@@ -16,9 +16,8 @@ mix of what a provider holds:
 
 The active ones were last checked a day ago (their re-check is due), the pending ones never.
 `--timeouts K` makes the second server never answer for K of the domains, spread over the N
-(none by default: recheck_due's batch of 500 waits for its slowest domain, so one such domain
-in a batch adds about DNS_TIMEOUT to the batch, and the figure then says more about the timeout
-than about the checks; the serial sample leaves them out). Then:
+(none by default; each such domain waits DNS_TIMEOUT for itself, while the others flow on
+around it; the serial sample leaves them out). Then:
 
   concurrent   domain_checks.recheck_due() over all N, with the database (SQLite, made by the
                migrations), at DNS_CONCURRENCY questions in flight (`--concurrency`)
