@@ -26,6 +26,7 @@ def test_add_a_domain_read_the_instructions_and_check_now_without_a_reload(page,
     page.get_by_label("Nome del dominio").fill("rossi-e2e.it")
     page.get_by_role("button", name="Aggiungi dominio").click()
     expect(page.locator("#domains")).to_contain_text("è in attesa di verifica")
+    shot(page, "59-domains-list")
     page.get_by_role("link", name="rossi-e2e.it").first.click()
 
     expect(page.get_by_role("heading", level=1)).to_have_text("rossi-e2e.it")
