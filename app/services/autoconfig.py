@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from app.extensions import db
 from app.models import Domain, Mailbox
 from app.models.enums import DomainState
-from app.services import client_settings
+from app.services import client_settings, safexml
 from app.services.addresses import domain_to_ascii, split_address
 from app.services.attempts import address_bucket
 from app.services.errors import DomainError, NotFound, ValidationError
@@ -167,15 +167,7 @@ def parse_autodiscover_request(body: bytes) -> AutodiscoverRequest:
     DTD or entity declaration, more than MAX_REQUEST_BYTES or malformed XML is a BadRequest."""
     if len(body) > MAX_REQUEST_BYTES:
         raise BadRequest("request too large")
-    parser = expat.ParserCreate(namespace_separator=" ")
-
-    def refuse(*_args):
-        raise BadRequest("DTDs and entities are not accepted")
-
-    parser.StartDoctypeDeclHandler = refuse
-    parser.EntityDeclHandler = refuse
-    parser.UnparsedEntityDeclHandler = refuse
-    parser.ExternalEntityRefHandler = refuse
+    parser = safexml.parser(BadRequest)
     path: list[str] = []
     found: dict[str, str] = {}
 
@@ -278,9 +270,9 @@ def autodiscover_error(code: int) -> bytes:
 
 
 def _profile_uuid(mailbox: Mailbox, part: str) -> str:
-    """The same UUID every time for this mailbox on this provider: installing the profile again
-    replaces the earlier one instead of adding a second account."""
-    name = f"{client_settings.mail_host()}/mobileconfig/{mailbox.address}/{part}"
+    """The same UUID every time for this mailbox: installing the profile again replaces the
+    earlier one instead of adding a second account (even after the mail host changed)."""
+    name = f"panel/mobileconfig/{mailbox.address}/{part}"
     return str(uuid.uuid5(uuid.NAMESPACE_URL, name)).upper()
 
 

@@ -53,12 +53,14 @@ def servers() -> list[MailServer]:
     """Every way in and out, the preferred first within each protocol: IMAP, POP3, SMTP."""
     config = current_app.config
     host = mail_host()
+    smtp_port = int(config["CLIENT_SMTP_PORT"])
     return [
         MailServer("imap", host, int(config["CLIENT_IMAPS_PORT"]), SSL, recommended=True),
         MailServer("imap", host, int(config["CLIENT_IMAP_PORT"]), STARTTLS),
         MailServer("pop3", host, int(config["CLIENT_POP3S_PORT"]), SSL),
         MailServer("pop3", host, int(config["CLIENT_POP3_PORT"]), STARTTLS),
-        MailServer("smtp", host, int(config["CLIENT_SMTP_PORT"]), STARTTLS, recommended=True),
+        # Submission on 465 is TLS from the first byte (RFC 8314); on any other port, STARTTLS.
+        MailServer("smtp", host, smtp_port, SSL if smtp_port == 465 else STARTTLS, recommended=True),
     ]
 
 

@@ -419,6 +419,12 @@ def _autodiscover(cname: Answer, srv: Answer, settings: Settings) -> dict:
     if not srv.answered and not cname.answered:
         return _advice("autodiscover", UNKNOWN)
     found = srv.records if srv.status == dnsclient.OK else []
+    elsewhere = [normal_host(r) for r in cname.records] if cname.status == dnsclient.OK else []
+    if elsewhere and elsewhere != [settings.documents_host]:
+        # Outlook asks autodiscover.<domain> before the SRV: a leftover one (the old provider's) wins.
+        return _advice(
+            "autodiscover", "wrong", [f"autodiscover CNAME {h}" for h in elsewhere], suggested=wanted
+        )
     for record in found:
         parts = record.split()
         if len(parts) == 4 and parts[2] == "443" and normal_host(parts[3]) == settings.documents_host:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -203,7 +204,9 @@ class TooSoon(Conflict):
     """The domain was checked a moment ago: its last result stands."""
 
 
-def check_now(actor: Actor, domain_id: object) -> tuple[Domain, dnscheck.Report | None, Recorded | None]:
+def check_now(
+    actor: Actor, domain_id: object, *, advice: bool = True
+) -> tuple[Domain, dnscheck.Report | None, Recorded | None]:
     """Check one of the actor's domains now ("check now", the API): at most every DNS_CHECK_COOLDOWN seconds.
 
     Returns the domain, the report and what changed; (domain, None, None) when it was checked a
@@ -212,7 +215,7 @@ def check_now(actor: Actor, domain_id: object) -> tuple[Domain, dnscheck.Report 
     domain = domains.get_domain(actor, domain_id)
     if not _first_within_cooldown(domain, "mx"):
         return domain, None, None
-    return (domain, *_check_and_record(domain))
+    return (domain, *_check_and_record(domain, advice=advice))
 
 
 def advice_now(actor: Actor, domain_id: object, record: str) -> tuple[Domain, dict]:
@@ -222,16 +225,35 @@ def advice_now(actor: Actor, domain_id: object, record: str) -> tuple[Domain, di
         raise NotFound(_("Record non trovato."))
     domain = domains.get_domain(actor, domain_id)
     seconds = _cooldown()
-    if not seconds:
-        return domain, dnscheck.check_advice(domain.name, record)
-    redis = get_redis()
-    key = _cooldown_key(domain, record)
-    cached = redis.get(key)
-    if cached:
-        return domain, json.loads(cached)
+    if seconds and not _first_within_cooldown(domain, record):
+        # Asked a moment ago (maybe still being asked): that answer, once there.
+        key = _cooldown_key(domain, record) + ":answer"
+        for _wait in range(50):
+            cached = get_redis().get(key)
+            if cached:
+                return domain, json.loads(cached)
+            time.sleep(0.1)
+        return domain, {"record": record, "status": dnscheck.UNKNOWN, "found": [], "suggested": ""}
     advice = dnscheck.check_advice(domain.name, record)
-    redis.set(key, json.dumps(advice), ex=seconds)
+    if seconds:
+        get_redis().set(_cooldown_key(domain, record) + ":answer", json.dumps(advice), ex=seconds)
+    _keep_advice(domain, advice)
     return domain, advice
+
+
+def _keep_advice(domain: Domain, advice: dict) -> None:
+    """The advice record's latest answer on the domain's check (the page's records use it: the
+    customer's own SPF, say)."""
+    if advice["status"] == dnscheck.UNKNOWN:
+        return
+    limits.lock_customer(domain.customer_id)
+    row = db.session.get(DomainCheck, domain.id, populate_existing=True)
+    if row is None:
+        db.session.rollback()
+        return
+    kept = [a for a in (row.details or {}).get("advice", []) if a.get("record") != advice["record"]]
+    row.details = {**(row.details or {}), "advice": [*kept, advice]}
+    db.session.commit()
 
 
 def _cooldown() -> int:
@@ -248,11 +270,13 @@ def _first_within_cooldown(domain: Domain, what: str) -> bool:
     return not seconds or bool(get_redis().set(_cooldown_key(domain, what), 1, nx=True, ex=seconds))
 
 
-def _check_and_record(domain: Domain) -> tuple[dnscheck.Report, Recorded]:
+def _check_and_record(domain: Domain, *, advice: bool = True) -> tuple[dnscheck.Report, Recorded]:
     token = verification_txt(domain)
-    report = dnscheck.check_name(domain.name, token_txt=token, advice=True)
+    report = dnscheck.check_name(domain.name, token_txt=token, advice=advice)
     limits.lock_customer(domain.customer_id)
     db.session.refresh(domain)
+    if not report.advice and domain.check is not None and domain.check.details.get("advice"):
+        report.advice = domain.check.details["advice"]  # asked on its own (advice_now): kept
     recorded = record(domain, report)
     db.session.commit()
     return report, recorded

@@ -20,6 +20,8 @@ from xml.parsers import expat
 
 from openpyxl.styles.numbers import BUILTIN_FORMATS, is_date_format
 
+from app.services import safexml
+
 MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
@@ -36,16 +38,7 @@ class TooComplex(ValueError):
 
 
 def _parser() -> expat.XMLParserType:
-    parser = expat.ParserCreate(namespace_separator=" ")
-
-    def refuse(*_args):
-        raise BadPart("DTDs and entities are not accepted")
-
-    parser.StartDoctypeDeclHandler = refuse
-    parser.EntityDeclHandler = refuse
-    parser.UnparsedEntityDeclHandler = refuse
-    parser.ExternalEntityRefHandler = refuse
-    return parser
+    return safexml.parser(BadPart)
 
 
 def _feed(parser, archive: zipfile.ZipFile, path: str, deadline: float | None = None) -> Iterator[None]:

@@ -56,6 +56,7 @@ def thunderbird():
 
 @bp.route("/autodiscover/autodiscover.xml", methods=["POST"])
 @bp.route("/Autodiscover/Autodiscover.xml", methods=["POST"], endpoint="outlook_capitalised")
+@bp.route("/AutoDiscover/AutoDiscover.xml", methods=["POST"], endpoint="outlook_camel_case")
 def outlook():
     if (request.content_length or 0) > autoconfig.MAX_REQUEST_BYTES:
         body = autoconfig.autodiscover_error(autoconfig.INVALID_REQUEST)
