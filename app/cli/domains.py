@@ -71,7 +71,7 @@ def check(name, as_json):
         click.echo(_("Resolver:"))
         click.echo(_answer_line(report.resolver))
     for advice in report.advice:
-        line = f"  {advice['record'].upper()}: {advice['status']}"
+        line = f"  {advice['record'].upper()}: {dnscheck.advice_label(advice['status'])}"
         if advice["found"]:
             line += " - " + "; ".join(advice["found"])
         if advice["status"] != "ok" and advice["suggested"]:
@@ -80,7 +80,8 @@ def check(name, as_json):
     if domain is None:
         click.echo(_("Il dominio non è nel pannello."))
     elif recorded and recorded.activated:
-        click.echo(_("Dominio attivato: la prova (%(how)s) è nel DNS.", how=domain.verified_by))
+        how = _("il record TXT") if domain.verified_by == "txt" else _("il record MX")
+        click.echo(_("Dominio attivato: la prova (%(how)s) è nel DNS.", how=how))
     elif not domain.is_active:
         click.echo(
             _(

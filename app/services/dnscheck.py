@@ -267,6 +267,17 @@ def describe(verdict: str, code: str, facts: dict, expected: str) -> str:
     return text
 
 
+def advice_label(status: str) -> str:
+    """An advice record's state in words."""
+    return {
+        "ok": _("a posto"),
+        "missing": _("manca"),
+        "wrong": _("da correggere"),
+        "multiple": _("più record SPF"),
+        UNKNOWN: _("esito incerto"),
+    }.get(status, _("esito incerto"))
+
+
 def status_label(status: str) -> str:
     """A server's answer in words."""
     return {

@@ -617,3 +617,38 @@ def test_a_domain_whose_outcome_cannot_be_written_does_not_lose_the_others(world
     assert totals["failed"] == 1 and totals["checked"] == 2  # bianchi.it and the factory's base domain
     assert domains.list_domains(factories.SYSTEM, c.id)[0].check.verdict == "propagated"
     assert db.session.get(Domain, refused.id).check is None
+
+
+def test_a_unicode_domain_is_checked_and_activated_through_the_panel(world, app):
+    domain = pending_domain("caffè-rossi.it")
+    ascii_name = domain.name
+    assert ascii_name.startswith("xn--")
+    delegate(world, ascii_name)
+    world.authorities(ascii_name).set(ascii_name, "TXT", f'"{domain_checks.verification_txt(domain)}"')
+    result = app.test_cli_runner().invoke(args=["domains", "check", "Caffè-Rossi.it", "--json"])
+    data = json.loads(result.output)
+    assert data["domain"] == ascii_name and data["panel"]["activated"] is True
+    assert db.session.get(Domain, domain.id).state == "active"
+
+
+def test_the_mx_proof_activates_only_once_every_server_answers_our_mx(world):
+    domain = pending_domain()
+    delegate(world, "rossi.it")
+    mx(world, "rossi.it", "10 mx.vecchio.net.")
+    assert not domain_checks.check_any("rossi.it")[2].activated
+    mx(world, "rossi.it", OURS, at=(NS1,))  # one server of two: not yet
+    assert not domain_checks.check_any("rossi.it")[2].activated
+    assert db.session.get(Domain, domain.id).state == "pending"
+    mx(world, "rossi.it", OURS, at=(NS2,))
+    assert domain_checks.check_any("rossi.it")[2].activated
+
+
+def test_a_lone_servfail_beside_a_server_that_answers_ours_is_unknown(world):
+    delegate(world, "rossi.it")
+    mx(world, "rossi.it", OURS)
+    world.behave(NS2, "servfail")
+    report = check("rossi.it")
+    assert (report.verdict, report.code) == ("unknown", "partial")
+    assert report.facts["silent"] == {f"ns2.rossi.it ({NS2})": "servfail"}
+    words = dnscheck.describe(report.verdict, report.code, report.facts, report.expected)
+    assert "ns2.rossi.it (127.0.0.3): errore del server" in words

@@ -194,7 +194,13 @@ def domain_check_mx(customer_id: int, domain_id: int):
 def domain_check_advice(customer_id: int, domain_id: int, record: str):
     view = customer_view(customer_id)
     domain, advice = domain_checks.advice_now(view.actor, _domain(view, domain_id).id, record)
-    return fragment("portal/_dns_advice_row.html", advice=advice, domain=domain, customer=view.customer)
+    return fragment(
+        "portal/_dns_advice_row.html",
+        advice=advice,
+        domain=domain,
+        customer=view.customer,
+        advice_label=dnscheck.advice_label,
+    )
 
 
 @bp.route("/customers/<int:customer_id>/domains/<int:domain_id>/migration", methods=["POST"])
