@@ -123,8 +123,7 @@ def record(domain: Domain, report: dnscheck.Report, now: datetime | None = None)
     if not domain.is_active:
         how = _proof(domain, report, result.verdict)
         if how:
-            domains.verify_domain(domain, how)
-            result.activated = True
+            result.activated = domains.verify_domain(domain, how)
     row.next_check_at = now + _interval(domain, row, now)
     return result
 

@@ -216,18 +216,18 @@ def approve_domain(actor: Actor, domain_id: int) -> Domain:
     return domain
 
 
-def verify_domain(domain: Domain, how: str) -> None:
+def verify_domain(domain: Domain, how: str) -> bool:
     """A pending domain's owner proved control in its DNS (how: "txt" or "mx"): it becomes active.
 
     The caller holds the customer's lock and commits. A name the provider keeps for itself
-    (configured since the domain was added) is never activated this way.
+    (configured since the domain was added) is never activated this way. True: activated now.
     """
     if domain.is_active:
-        return
+        return False
     try:
         domain_names.check_claimable(domain.name, override_public=True)
     except ValidationError:
-        return
+        return False
     domain.state, domain.activated_at, domain.activated_by_id = "active", utcnow(), None
     domain.verified_at, domain.verified_by = domain.activated_at, how
     audit.record(
@@ -237,6 +237,7 @@ def verify_domain(domain: Domain, how: str) -> None:
         target=domain.name,
         changes={"state": ["pending", "active"], "verified_by": [None, how]},
     )
+    return True
 
 
 MAX_REJECT_REASON = 1000
