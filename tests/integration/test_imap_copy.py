@@ -1,0 +1,324 @@
+"""`flask migration copy` between two real Dovecots on loopback (tests/integration/imap_servers.py).
+
+The old provider has a `.` separator and an `INBOX.` prefix, no SPECIAL-USE,
+English and Italian folder names, nested and accented folders; ours has `/`,
+SPECIAL-USE and a master user. The copy must map every folder, keep flags
+and dates, skip the too-large message, copy nothing twice and leave the
+source untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from imapclient import IMAPClient
+
+from app.mailserver.imap import Endpoint
+from app.services.migration import DEFAULT_MAX_SIZE, run_copy
+from app.services.migration.folders import Namespace, SourceFolder, map_folders
+from tests.conftest import CI
+from tests.integration.imap_servers import MASTER, MASTER_PASSWORD, start_imap_server
+from tests.integration.mailservers import HOST
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def pair():
+    problem = None
+    if shutil.which("dovecot") is None and not os.path.exists("/usr/sbin/dovecot"):
+        problem = "missing dovecot: run scripts/install-mailservers.sh as root on Debian"
+    elif os.geteuid() != 0:
+        problem = "the Dovecot test instances need root"
+    if problem:
+        if CI:
+            pytest.fail(f"CI=true: {problem}")
+        pytest.skip(problem)
+    old = start_imap_server("old")
+    try:
+        ours = start_imap_server("ours")
+    except Exception:
+        old.stop()
+        raise
+    yield old, ours
+    old.stop()
+    ours.stop()
+
+
+def _accounts(pair):
+    old, ours = pair
+    tag = uuid.uuid4().hex[:8]
+    src_user, dst_user = f"vecchio{tag}", f"mario{tag}@esempio.it"
+    old.add_user(src_user, "pw-vecchia")
+    ours.add_user(dst_user, "pw-nuova-non-usata")
+    return src_user, dst_user
+
+
+def _client(server, user, password) -> IMAPClient:
+    client = IMAPClient(HOST, port=server.port, ssl=False, timeout=30)
+    client.login(user, password)
+    client.normalise_times = False
+    return client
+
+
+def _message(subject: str, *, message_id: str | None, date: str, body: bytes = b"Ciao.\r\n") -> bytes:
+    head = [
+        "From: Anna <anna@vecchio.example>",
+        "To: mario@esempio.it",
+        f"Subject: {subject}",
+        f"Date: {date}",
+    ]
+    if message_id:
+        head.insert(0, f"Message-ID: <{message_id}>")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+OLD_DATE = datetime(2009, 3, 14, 9, 26, 53, tzinfo=timezone(timedelta(hours=1)))
+
+# source folder -> [(subject, flags, has Message-ID)], and its expected name on our side.
+LAYOUT = {
+    "INBOX": ("INBOX", [("benvenuto", (b"\\Seen",), True), ("urgente", (b"\\Flagged", b"$Label1"), True),
+                        ("senza id", (b"\\Seen", b"\\Answered"), False), ("doppio", (), False),
+                        ("doppio", (), False)]),
+    "INBOX.Sent Items": ("Sent", [("inviato en", (b"\\Seen",), True)]),
+    "INBOX.Posta inviata": ("Sent", [("inviato it", (b"\\Seen",), False)]),
+    "INBOX.Bozze": ("Drafts", [("bozza", (b"\\Draft",), True)]),
+    "INBOX.Cestino": ("Trash", [("cestinato", (b"\\Seen", b"\\Deleted"), True)]),
+    "INBOX.Posta indesiderata": ("Junk", [("spam", (), True)]),
+    "INBOX.Archivio": ("Archive", [("archiviato", (b"\\Seen",), True)]),
+    "INBOX.Archivio.2019": ("Archive/2019", [("vecchio", (b"\\Seen",), True)]),
+    "INBOX.Clienti": ("Clienti", []),
+    "INBOX.Clienti.Rossi & Figli": ("Clienti/Rossi & Figli", [("preventivo", (), True)]),
+    "INBOX.Città.Però": ("Città/Però", [("accentata", (b"\\Seen",), False)]),
+    "INBOX.Fatture è già": ("Fatture è già", [("fattura", (), True)]),
+}  # fmt: skip
+BIG_FOLDER = "INBOX.Archivio.2019"
+
+
+def _seed(client: IMAPClient) -> None:
+    n = 0
+    for folder, (_target, messages) in LAYOUT.items():
+        if folder != "INBOX":
+            client.create_folder(folder)
+            client.subscribe_folder(folder)
+        for subject, flags, has_id in messages:
+            n += 1
+            date = OLD_DATE + timedelta(days=n)
+            raw = _message(
+                subject, message_id=f"{subject.replace(' ', '.')}.{n}@vecchio.example" if has_id else None,
+                date=date.strftime("%a, %d %b %Y %H:%M:%S %z"),
+            )  # fmt: skip
+            client.append(folder, raw, flags=flags, msg_time=date)
+    # 2 MB: over the 1 MiB limit the test passes with --max-size-mb 1.
+    big = _message("allegato enorme", message_id="enorme@vecchio.example", date="Mon, 1 Jun 2015 10:00:00 +0200",
+                   body=(b"x" * 76 + b"\r\n") * 27000)  # fmt: skip
+    client.append(BIG_FOLDER, big, flags=(b"\\Seen",), msg_time=datetime(2015, 6, 1, 8, 0, tzinfo=UTC))
+
+
+def _snapshot(client: IMAPClient) -> dict:
+    """Every folder's UIDVALIDITY, UIDNEXT, count and each message's flags and date (\\Recent aside)."""
+    state = {}
+    for flags, _sep, name in client.list_folders():
+        if b"\\Noselect" in flags:
+            continue
+        status = client.folder_status(name, [b"UIDVALIDITY", b"UIDNEXT", b"MESSAGES"])
+        client.select_folder(name, readonly=True)
+        uids = client.search("ALL")
+        data = client.fetch(uids, ["FLAGS", "INTERNALDATE"]) if uids else {}
+        state[name] = (
+            status,
+            {
+                u: (sorted(f for f in d[b"FLAGS"] if f != b"\\Recent"), d[b"INTERNALDATE"])
+                for u, d in data.items()
+            },
+        )
+    return state
+
+
+def _contents(client: IMAPClient) -> dict:
+    """Our side: folder -> sorted [(subject, flags, UTC date)]."""
+    result = {}
+    for flags, _sep, name in client.list_folders():
+        if b"\\Noselect" in flags:
+            continue
+        client.select_folder(name, readonly=True)
+        uids = client.search("ALL")
+        items = []
+        if uids:
+            for d in client.fetch(
+                uids, ["FLAGS", "INTERNALDATE", "BODY.PEEK[HEADER.FIELDS (SUBJECT)]"]
+            ).values():
+                subject = d[b"BODY[HEADER.FIELDS (SUBJECT)]"].decode().split(":", 1)[1].strip()
+                flags = tuple(sorted(f for f in d[b"FLAGS"] if f != b"\\Recent"))
+                items.append((subject, flags, d[b"INTERNALDATE"].astimezone(UTC)))
+        result[name] = sorted(items)
+    return result
+
+
+def _expected() -> dict:
+    expected: dict = {}
+    n = 0
+    for _folder, (target, messages) in LAYOUT.items():
+        expected.setdefault(target, [])
+        for subject, flags, _has_id in messages:
+            n += 1
+            expected[target].append(
+                (subject, tuple(sorted(flags)), (OLD_DATE + timedelta(days=n)).astimezone(UTC))
+            )
+    for target in expected:
+        expected[target].sort()
+    return expected
+
+
+def _cli(app, src_user, dst_user, pair, *args):
+    old, ours = pair
+    return app.test_cli_runner().invoke(
+        args=[
+            "migration", "copy",
+            f"imap://{src_user}@{HOST}:{old.port}",
+            f"imap://{dst_user.replace('@', '%40')}*{MASTER}@{HOST}:{ours.port}",
+            *args,
+        ],
+        env={"SOURCE_PASSWORD": "pw-vecchia", "DEST_PASSWORD": MASTER_PASSWORD},
+    )  # fmt: skip
+
+
+def test_the_default_limit_is_29_mib(app):
+    assert DEFAULT_MAX_SIZE == 30_408_704
+    option = next(p for p in app.cli.commands["migration"].commands["copy"].params if p.name == "max_size_mb")
+    assert int(option.default * 1024 * 1024) == 30_408_704
+
+
+def test_folder_mapping_by_attribute_then_by_name():
+    source = Namespace("INBOX.", ".")
+    ours = Namespace("", "/")
+    folders = [
+        SourceFolder("INBOX"),
+        SourceFolder("INBOX.Elementi inviati"),
+        SourceFolder("INBOX.Outbox-copie", (b"\\HasNoChildren", b"\\Sent")),
+        SourceFolder("INBOX.Deleted Items.Vecchi"),
+        SourceFolder("INBOX.Spam"),
+        SourceFolder("INBOX.Progetti.Sent"),  # a "Sent" below another folder is a plain folder
+        SourceFolder("INBOX.Vuota", (b"\\Noselect",)),
+        SourceFolder("INBOX.a/b"),
+    ]
+    mapped = {m.source: (m.target, m.role) for m in map_folders(folders, source, ours, {"sent": "Inviata"})}
+    assert mapped == {
+        "INBOX": ("INBOX", None),
+        "INBOX.Elementi inviati": ("Inviata", "sent"),
+        "INBOX.Outbox-copie": ("Inviata", "sent"),
+        "INBOX.Deleted Items.Vecchi": ("Trash/Vecchi", None),
+        "INBOX.Spam": ("Junk", "junk"),
+        "INBOX.Progetti.Sent": ("Progetti/Sent", None),
+        "INBOX.a/b": ("a_b", None),
+    }
+
+
+def test_copy_maps_every_folder_keeps_flags_and_dates_and_never_copies_twice(app, pair):
+    old, ours = pair
+    src_user, dst_user = _accounts(pair)
+    source = _client(old, src_user, "pw-vecchia")
+    _seed(source)
+    before = _snapshot(source)
+    total = sum(len(m) for _t, m in LAYOUT.values()) + 1
+
+    # Preflight: counts, names on our side, the big one; nothing written.
+    result = _cli(app, src_user, dst_user, pair, "--dry-run", "--json", "--max-size-mb", "1")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["dry_run"] is True
+    assert report["totals"]["source_count"] == total
+    assert report["totals"]["copied"] == 0
+    assert {f["source"]: f["target"] for f in report["folders"]} == {k: v[0] for k, v in LAYOUT.items()}
+    big = [b for f in report["folders"] for b in f["skipped_too_large"]]
+    assert [(b["subject"], b["size"] > 2_000_000) for b in big] == [("allegato enorme", True)]
+    target = _client(ours, f"{dst_user}*{MASTER}", MASTER_PASSWORD)
+    assert [name for _f, _s, name in target.list_folders()] == ["INBOX"]
+    assert target.folder_status("INBOX", [b"MESSAGES"])[b"MESSAGES"] == 0
+
+    # The copy.
+    result = _cli(app, src_user, dst_user, pair, "--json", "--max-size-mb", "1")
+    assert result.exit_code == 0, result.output
+    totals = json.loads(result.stdout)["totals"]
+    assert totals == {
+        **totals,
+        "copied": total - 1,
+        "already_present": 0,
+        "skipped_too_large": 1,
+        "errors": 0,
+        "missing": 0,
+    }
+    contents = _contents(target)
+    assert contents == _expected()
+    assert "Sent Items" not in contents and "Posta inviata" not in contents
+    special = {name: flags for flags, _s, name in target.list_folders()}
+    assert b"\\Sent" in special["Sent"] and b"\\Trash" in special["Trash"]
+    subscribed = {name for _f, _s, name in target.list_sub_folders()}
+    assert {"Sent", "Drafts", "Clienti/Rossi & Figli", "Città/Però", "Fatture è già"} <= subscribed
+
+    # A re-run copies nothing; the source never changed.
+    result = _cli(app, src_user, dst_user, pair, "--json", "--max-size-mb", "1")
+    assert result.exit_code == 0, result.output
+    totals = json.loads(result.stdout)["totals"]
+    assert (totals["copied"], totals["already_present"], totals["skipped_too_large"]) == (0, total - 1, 1)
+    assert _contents(target) == _expected()
+    assert _snapshot(source) == before
+    source.logout()
+    target.logout()
+
+
+def test_a_refused_message_fails_alone_and_the_rest_of_its_batch_is_copied(app, pair, caplog):
+    """Our side refuses messages over 1,500 kB: MULTIAPPEND says NO, single APPENDs isolate it."""
+    old, ours = pair
+    src_user, dst_user = _accounts(pair)
+    source = _client(old, src_user, "pw-vecchia")
+    for i in range(5):
+        body = (b"y" * 76 + b"\r\n") * (21000 if i == 2 else 10)
+        raw = _message(
+            f"lotto {i}",
+            message_id=f"lotto{i}@vecchio.example",
+            date="Tue, 2 Jun 2015 10:00:00 +0200",
+            body=body,
+        )
+        source.append("INBOX", raw, flags=(b"\\Seen",))
+    caplog.set_level(logging.INFO, logger="app.services.migration.copy")
+    report = run_copy(
+        Endpoint(HOST, old.port, src_user, "pw-vecchia", security="none"),
+        Endpoint(HOST, ours.port, dst_user, MASTER_PASSWORD, security="none", master_user=MASTER),
+        max_size=3 * 1024 * 1024,
+    ).to_dict()
+    (inbox,) = report["folders"]
+    assert (inbox["copied"], inbox["already_present"], len(inbox["errors"])) == (4, 0, 1)
+    assert "lotto 2" in inbox["errors"][0]
+    assert "MULTIAPPEND refused in INBOX" in caplog.text
+    assert inbox["missing"] == 1
+    target = _client(ours, f"{dst_user}*{MASTER}", MASTER_PASSWORD)
+    assert sorted(s for s, _f, _d in _contents(target)["INBOX"]) == [
+        "lotto 0",
+        "lotto 1",
+        "lotto 3",
+        "lotto 4",
+    ]
+    source.logout()
+    target.logout()
+
+
+def test_bad_urls_and_missing_passwords_are_refused_before_any_connection(app):
+    runner = app.test_cli_runner()
+    result = runner.invoke(
+        args=["migration", "copy", "imap://a@127.0.0.1:1", "imap://b@127.0.0.1:1"],
+        env={"SOURCE_PASSWORD": "", "DEST_PASSWORD": "x"},
+    )
+    assert result.exit_code == 2 and "SOURCE_PASSWORD" in result.output
+    env = {"SOURCE_PASSWORD": "x", "DEST_PASSWORD": "y"}
+    for bad in ("http://a@h:1", "imap://h:143", "imap://a:segreta@h:143", "imap://a@h:99999"):
+        result = runner.invoke(args=["migration", "copy", bad, "imap://b@127.0.0.1:1"], env=env)
+        assert result.exit_code == 2, (bad, result.output)
+        assert "segreta" not in result.output
