@@ -71,7 +71,8 @@ class Endpoint:
         return context
 
 
-def _busy(error: Exception) -> bool:
+def busy(error: Exception) -> bool:
+    """A server's "try again later" (RFC 5530 UNAVAILABLE, INUSE)."""
     text = str(error).upper()
     return "UNAVAILABLE" in text or "TRY AGAIN" in text or "INUSE" in text
 
@@ -101,7 +102,7 @@ def connect_once(endpoint: Endpoint) -> IMAPClient:
         with contextlib.suppress(Exception):
             client.shutdown()
         detail = str(e).replace(endpoint.password, "***") if endpoint.password else str(e)
-        raise ImapError(f"{endpoint.describe()}: login refused ({detail})", retryable=_busy(e)) from None
+        raise ImapError(f"{endpoint.describe()}: login refused ({detail})", retryable=busy(e)) from None
     except ImapError:
         with contextlib.suppress(Exception):
             client.shutdown()
@@ -109,7 +110,7 @@ def connect_once(endpoint: Endpoint) -> IMAPClient:
     except (*RETRYABLE, IMAPClientError) as e:
         with contextlib.suppress(Exception):
             client.shutdown()
-        retry = isinstance(e, RETRYABLE) or _busy(e)
+        retry = isinstance(e, RETRYABLE) or busy(e)
         raise ImapError(f"{endpoint.describe()}: {e}", retryable=retry) from None
 
 

@@ -13,6 +13,9 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
+import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -322,3 +325,84 @@ def test_bad_urls_and_missing_passwords_are_refused_before_any_connection(app):
         result = runner.invoke(args=["migration", "copy", bad, "imap://b@127.0.0.1:1"], env=env)
         assert result.exit_code == 2, (bad, result.output)
         assert "segreta" not in result.output
+
+
+_COPY_SCRIPT = """
+import sys
+from app.mailserver.imap import Endpoint
+from app.services.migration import run_copy
+old_port, ours_port, src_user, dst_user, master, master_password = sys.argv[1:]
+run_copy(
+    Endpoint("127.0.0.1", int(old_port), src_user, "pw-vecchia", security="none"),
+    Endpoint("127.0.0.1", int(ours_port), dst_user, master_password, security="none", master_user=master),
+    batch_bytes=8000,
+)
+"""
+
+
+def test_a_copy_killed_half_way_ends_complete_with_no_duplicates_when_run_again(app, pair):
+    old, ours = pair
+    src_user, dst_user = _accounts(pair)
+    source = _client(old, src_user, "pw-vecchia")
+    total = 600
+    messages = [
+        {
+            "msg": _message(f"numero {i}", message_id=f"n{i}@vecchio.example" if i % 3 else None,
+                            date="Wed, 3 Jun 2015 10:00:00 +0200", body=b"z" * 1500 + b"\r\n"),
+            "flags": (b"\\Seen",),
+            "date": OLD_DATE + timedelta(minutes=i),
+        }
+        for i in range(total)
+    ]  # fmt: skip
+    for start in range(0, total, 100):
+        assert source.multiappend("INBOX", messages[start : start + 100])[0] == "OK"
+    target = _client(ours, f"{dst_user}*{MASTER}", MASTER_PASSWORD)
+
+    args = [str(old.port), str(ours.port), src_user, dst_user, MASTER, MASTER_PASSWORD]
+    process = subprocess.Popen([sys.executable, "-c", _COPY_SCRIPT, *args], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while (done := target.folder_status("INBOX", [b"MESSAGES"])[b"MESSAGES"]) < 100:
+            assert process.poll() is None and time.monotonic() < deadline, (
+                "the copy ended before it could be killed"
+            )
+            time.sleep(0.01)
+        process.kill()
+    finally:
+        process.wait(timeout=10)
+    # A batch the server had fully received when the client died may still land: let it settle.
+    done, stable_since = -1, time.monotonic()
+    while time.monotonic() - stable_since < 0.5:
+        now = target.folder_status("INBOX", [b"MESSAGES"])[b"MESSAGES"]
+        if now != done:
+            done, stable_since = now, time.monotonic()
+        time.sleep(0.05)
+    assert 100 <= done < total
+
+    report = run_copy(
+        Endpoint(HOST, old.port, src_user, "pw-vecchia", security="none"),
+        Endpoint(HOST, ours.port, dst_user, MASTER_PASSWORD, security="none", master_user=MASTER),
+    ).to_dict()["totals"]
+    assert report["already_present"] == done
+    assert (report["copied"], report["errors"], report["missing"]) == (total - done, 0, 0)
+    subjects = [s for s, _f, _d in _contents(target)["INBOX"]]
+    assert sorted(subjects) == sorted(f"numero {i}" for i in range(total))
+    source.logout()
+    target.logout()
+
+
+def test_a_refused_login_stops_with_a_message_that_does_not_hold_the_password(app, pair):
+    old, ours = pair
+    src_user, dst_user = _accounts(pair)
+    result = app.test_cli_runner().invoke(
+        args=[
+            "migration",
+            "copy",
+            f"imap://{src_user}@{HOST}:{old.port}",
+            f"imap://{dst_user}@{HOST}:{ours.port}",
+        ],
+        env={"SOURCE_PASSWORD": "Sbagliata-123", "DEST_PASSWORD": "x"},
+    )
+    assert result.exit_code == 1, result.output
+    assert "Errore: source:" in result.output and src_user in result.output
+    assert "Sbagliata-123" not in result.output

@@ -216,9 +216,19 @@ def _namespace(client: IMAPClient) -> Namespace:
     if personal:
         prefix, separator = personal[0]
         return Namespace(prefix or "", separator or "")
-    folders = client.list_folders("", "INBOX")
-    separator = folders[0][1].decode() if folders and folders[0][1] else "/"
+    # No NAMESPACE (old Courier, say): an "INBOX." prefix is guessed when every folder has it.
+    folders = client.list_folders()
+    separators = [sep for _f, sep, _n in folders if sep]
+    separator = separators[0].decode() if separators else "/"
+    others = [name for _f, _s, name in folders if name.upper() != "INBOX"]
+    prefix = "INBOX" + separator
+    if others and all(name.upper().startswith(prefix.upper()) for name in others):
+        return Namespace(name_prefix(others[0], prefix), separator)
     return Namespace("", separator)
+
+
+def name_prefix(name: str, prefix: str) -> str:
+    return name[: len(prefix)]
 
 
 def _special_targets(client: IMAPClient) -> dict[str, str]:
@@ -411,6 +421,7 @@ def run_copy(
             folder_report = FolderReport(source=mapping.source, target=mapping.target, role=mapping.role)
             report.folders.append(folder_report)
             pause = 1.0
+            carried = (0, 0)  # copied by attempts that lost their connection
             for attempt in range(FOLDER_ATTEMPTS):
                 try:
                     copy_folder(
@@ -424,20 +435,30 @@ def run_copy(
                         subscribe=mapping.source in subscribed,
                         progress=progress,
                     )
+                    # What the lost attempts copied is found again as "already present": it was copied now.
+                    folder_report.copied += carried[0]
+                    folder_report.copied_bytes += carried[1]
+                    folder_report.already_present -= carried[0]
                     break
-                except imap.RETRYABLE as e:
-                    log.warning("connection lost in %s (%s): reconnecting", mapping.source, e)
-                    if attempt == FOLDER_ATTEMPTS - 1:
-                        folder_report.errors.append(f"connection lost: {e}")
+                except (*imap.RETRYABLE, IMAPClientError) as e:
+                    retry = isinstance(e, imap.RETRYABLE) or imap.busy(e)
+                    if not retry or attempt == FOLDER_ATTEMPTS - 1:
+                        folder_report.errors.append(str(e) if not retry else f"connection lost: {e}")
                         break
+                    log.warning("connection lost or server busy in %s (%s): reconnecting", mapping.source, e)
+                    carried = (carried[0] + folder_report.copied, carried[1] + folder_report.copied_bytes)
                     imap.close(source)
                     imap.close(target)
                     time.sleep(pause)
                     pause *= 2
-                    source, target = open_both()
-                except IMAPClientError as e:
-                    folder_report.errors.append(str(e))
-                    break
+                    try:
+                        source, target = open_both()
+                    except CopyFailed as gone:
+                        # The report so far is kept; a re-run resumes from what is there.
+                        source = target = None
+                        report.errors.append(gone.message)
+                        report.seconds = time.monotonic() - started
+                        return report
     finally:
         imap.close(source)
         imap.close(target)
