@@ -77,6 +77,13 @@ def busy(error: Exception) -> bool:
     return "UNAVAILABLE" in text or "TRY AGAIN" in text or "INUSE" in text
 
 
+def _certificate_refused(endpoint: Endpoint, error: ssl.SSLCertVerificationError) -> ImapError:
+    # Not retried: a certificate does not get better by waiting.
+    return ImapError(
+        f"{endpoint.host}:{endpoint.port}: certificate refused ({error.verify_message or error})"
+    )
+
+
 def connect_once(endpoint: Endpoint) -> IMAPClient:
     """One attempt: connect, secure as asked, log in. Raises ImapError."""
     try:
@@ -87,6 +94,8 @@ def connect_once(endpoint: Endpoint) -> IMAPClient:
             ssl_context=endpoint.tls_context() if endpoint.security == "ssl" else None,
             timeout=endpoint.timeout,
         )
+    except ssl.SSLCertVerificationError as e:
+        raise _certificate_refused(endpoint, e) from None
     except RETRYABLE as e:
         raise ImapError(f"{endpoint.host}:{endpoint.port}: {e}", retryable=True) from None
     try:
@@ -107,6 +116,10 @@ def connect_once(endpoint: Endpoint) -> IMAPClient:
         with contextlib.suppress(Exception):
             client.shutdown()
         raise
+    except ssl.SSLCertVerificationError as e:
+        with contextlib.suppress(Exception):
+            client.shutdown()
+        raise _certificate_refused(endpoint, e) from None
     except (*RETRYABLE, IMAPClientError) as e:
         with contextlib.suppress(Exception):
             client.shutdown()

@@ -2,8 +2,9 @@
 
 "old": an old provider's server, `.` separator and `INBOX.` prefix, no
 SPECIAL-USE flags. "ours": `/` separator, SPECIAL-USE on the usual folders,
-a 1,500 kB per-message limit (quota_max_mail_size) and a master user (`mailbox*master`), as the panel's Dovecot has. Users
-live in a static passwd-file; no database is involved.
+a master user (`mailbox*master`) as the panel's Dovecot has, STARTTLS with
+a certificate for 127.0.0.1 (`cert`), and a 1,500 kB per-message limit
+(quota_max_mail_size). Users live in a static passwd-file; no database.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ base_dir = {root}/run
 state_dir = {root}/state
 log_path = {root}/log/dovecot.log
 info_log_path = {root}/log/dovecot-info.log
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_master_user_separator = *
@@ -130,6 +131,10 @@ class ImapServer:
                 with contextlib.suppress(Exception):
                     client.logout()
 
+    @property
+    def cert(self) -> str:
+        return str(self.root / "conf" / "cert.pem")
+
     def stop(self) -> None:
         pid_file = self.root / "run" / "master.pid"
         pid = int(pid_file.read_text().strip()) if pid_file.exists() else None
@@ -154,8 +159,26 @@ def start_imap_server(name: str) -> ImapServer:
         (root / sub).mkdir()
     shutil.chown(root / "vmail", MAIL_USER, MAIL_GROUP)
     port = free_port()
+    tls = "ssl = no"
+    if name == "ours":
+        # STARTTLS with a certificate for 127.0.0.1 (plain text stays allowed on loopback).
+        _run(
+            [
+                "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=ours.test",
+                "-addext", f"subjectAltName=IP:{HOST}",
+                "-keyout", str(root / "conf" / "key.pem"), "-out", str(root / "conf" / "cert.pem"),
+            ]
+        )  # fmt: skip
+        tls = f"ssl = yes\nssl_cert = <{root}/conf/cert.pem\nssl_key = <{root}/conf/key.pem"
     conf = _COMMON.format(
-        name=name, tag=root.name, host=HOST, root=root, port=port, mail_user=MAIL_USER, mail_group=MAIL_GROUP
+        ssl=tls,
+        name=name,
+        tag=root.name,
+        host=HOST,
+        root=root,
+        port=port,
+        mail_user=MAIL_USER,
+        mail_group=MAIL_GROUP,
     ) + (_OLD_NAMESPACE if name == "old" else _OUR_NAMESPACE)
     (root / "conf" / "dovecot.conf").write_text(conf)
     (root / "conf" / "users").write_text("")

@@ -9,6 +9,7 @@ source untouched.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient
 
-from app.mailserver.imap import Endpoint
+from app.mailserver.imap import Endpoint, ImapError, close, connect
 from app.services.migration import DEFAULT_MAX_SIZE, run_copy
 from app.services.migration.copy import _fetch_parsed, _fetch_raw
 from app.services.migration.folders import Namespace, SourceFolder, map_folders
@@ -190,7 +191,8 @@ def _cli(app, src_user, dst_user, pair, *args):
             f"imap://{dst_user.replace('@', '%40')}*{MASTER}@{HOST}:{ours.port}",
             *args,
         ],
-        env={"SOURCE_PASSWORD": "pw-vecchia", "DEST_PASSWORD": MASTER_PASSWORD},
+        # Our side offers STARTTLS (required by imap://), its certificate verified against this CA.
+        env={"SOURCE_PASSWORD": "pw-vecchia", "DEST_PASSWORD": MASTER_PASSWORD, "SSL_CERT_FILE": ours.cert},
     )  # fmt: skip
 
 
@@ -336,7 +338,7 @@ def test_bad_urls_and_missing_passwords_are_refused_before_any_connection(app):
 
 _COPY_SCRIPT = """
 import sys
-from app.mailserver.imap import Endpoint
+from app.mailserver.imap import Endpoint, ImapError, close, connect
 from app.services.migration import run_copy
 old_port, ours_port, src_user, dst_user, master, master_password = sys.argv[1:]
 run_copy(
@@ -413,3 +415,32 @@ def test_a_refused_login_stops_with_a_message_that_does_not_hold_the_password(ap
     assert result.exit_code == 1, result.output
     assert "Errore: source:" in result.output and src_user in result.output
     assert "Sbagliata-123" not in result.output
+
+
+def test_starttls_verifies_the_certificate_by_default(app, pair):
+    old, ours = pair
+    src_user, dst_user = _accounts(pair)
+    endpoint = Endpoint(HOST, ours.port, dst_user, MASTER_PASSWORD, security="starttls", master_user=MASTER)
+    started = time.monotonic()
+    with pytest.raises(ImapError, match="certificate refused") as refused:
+        connect(endpoint)
+    assert not refused.value.retryable and time.monotonic() - started < 5
+    for trusted in (
+        dataclasses.replace(endpoint, ca_file=ours.cert),
+        dataclasses.replace(endpoint, verify=False),
+    ):
+        client = connect(trusted)
+        assert client.folder_exists("INBOX")
+        close(client)
+
+    # The command too: imap:// to a server offering STARTTLS uses it, and verifies.
+    result = app.test_cli_runner().invoke(
+        args=[
+            "migration",
+            "copy",
+            f"imap://{src_user}@{HOST}:{old.port}",
+            f"imap://{dst_user}*{MASTER}@{HOST}:{ours.port}",
+        ],
+        env={"SOURCE_PASSWORD": "pw-vecchia", "DEST_PASSWORD": MASTER_PASSWORD, "SSL_CERT_FILE": ""},
+    )
+    assert result.exit_code == 1 and "certificate refused" in result.output, result.output
