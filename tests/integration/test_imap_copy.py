@@ -413,7 +413,7 @@ def test_a_refused_login_stops_with_a_message_that_does_not_hold_the_password(ap
         env={"SOURCE_PASSWORD": "Sbagliata-123", "DEST_PASSWORD": "x"},
     )
     assert result.exit_code == 1, result.output
-    assert "Errore: source:" in result.output and src_user in result.output
+    assert "Errore: Sorgente:" in result.output and src_user in result.output
     assert "Sbagliata-123" not in result.output
 
 

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
+from flask_babel import gettext as _
 from imapclient import IMAPClient
 from imapclient.datetime_util import parse_to_datetime
 from imapclient.exceptions import IMAPClientError
@@ -484,12 +485,12 @@ def run_copy(
         try:
             src = imap.connect(source_endpoint, attempts=connect_attempts)
         except imap.ImapError as e:
-            raise CopyFailed(f"source: {e.message}") from None
+            raise CopyFailed(_("Sorgente: %(error)s", error=e.message)) from None
         try:
             dst = imap.connect(target_endpoint, attempts=connect_attempts)
         except imap.ImapError as e:
             imap.close(src)
-            raise CopyFailed(f"destination: {e.message}") from None
+            raise CopyFailed(_("Destinazione: %(error)s", error=e.message)) from None
         return src, dst
 
     source, target = open_both()
