@@ -9,13 +9,16 @@ source untouched.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
@@ -338,13 +341,14 @@ def test_bad_urls_and_missing_passwords_are_refused_before_any_connection(app):
 
 _COPY_SCRIPT = """
 import sys
+import threading
 from app.mailserver.imap import Endpoint, ImapError, close, connect
 from app.services.migration import run_copy
 old_port, ours_port, src_user, dst_user, master, master_password = sys.argv[1:]
 run_copy(
     Endpoint("127.0.0.1", int(old_port), src_user, "pw-vecchia", security="none"),
     Endpoint("127.0.0.1", int(ours_port), dst_user, master_password, security="none", master_user=master),
-    batch_bytes=8000,
+    batch_bytes=1,  # one message per round trip: slow enough to be killed half-way
 )
 """
 
@@ -444,3 +448,81 @@ def test_starttls_verifies_the_certificate_by_default(app, pair):
         env={"SOURCE_PASSWORD": "pw-vecchia", "DEST_PASSWORD": MASTER_PASSWORD, "SSL_CERT_FILE": ""},
     )
     assert result.exit_code == 1 and "certificate refused" in result.output, result.output
+
+
+class _CuttingProxy:
+    """A TCP relay to `port` that cuts every open connection once, after `cut_after` bytes from the server."""
+
+    def __init__(self, port: int, cut_after: int):
+        self.port_to, self.cut_after, self.sent, self.cut = port, cut_after, 0, False
+        self.listener = socket.create_server((HOST, 0))
+        self.port = self.listener.getsockname()[1]
+        self.pairs: list[tuple[socket.socket, socket.socket]] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _addr = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection((HOST, self.port_to))
+            with self.lock:
+                self.pairs.append((client, server))
+            threading.Thread(target=self._pipe, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, True), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, from_server: bool):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+                if from_server:
+                    with self.lock:
+                        self.sent += len(data)
+                        if not self.cut and self.sent > self.cut_after:
+                            self.cut = True
+                            for a, b in self.pairs:
+                                for s in (a, b):
+                                    with contextlib.suppress(OSError):
+                                        s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    def close(self):
+        self.listener.close()
+
+
+def test_a_connection_cut_mid_copy_is_resumed_with_no_duplicates(app, pair):
+    old, ours = pair
+    src_user, dst_user = _accounts(pair)
+    source = _client(old, src_user, "pw-vecchia")
+    total = 60
+    messages = [
+        {"msg": _message(f"taglio {i}", message_id=None, date="Thu, 4 Jun 2015 10:00:00 +0200", body=b"w" * 3000 + b"\r\n"),
+         "date": OLD_DATE + timedelta(minutes=i)}
+        for i in range(total)
+    ]  # fmt: skip
+    assert source.multiappend("INBOX", messages)[0] == "OK"
+    proxy = _CuttingProxy(old.port, cut_after=100_000)  # about a third of the bodies
+    try:
+        report = run_copy(
+            Endpoint(HOST, proxy.port, src_user, "pw-vecchia", security="none"),
+            Endpoint(HOST, ours.port, dst_user, MASTER_PASSWORD, security="none", master_user=MASTER),
+            batch_bytes=10_000,
+        ).to_dict()
+    finally:
+        proxy.close()
+    assert proxy.cut
+    (inbox,) = report["folders"]
+    assert (inbox["copied"], inbox["already_present"], inbox["errors"], inbox["missing"]) == (total, 0, [], 0)
+    target = _client(ours, f"{dst_user}*{MASTER}", MASTER_PASSWORD)
+    assert sorted(s for s, _f, _d in _contents(target)["INBOX"]) == sorted(
+        f"taglio {i}" for i in range(total)
+    )
+    source.logout()
+    target.logout()

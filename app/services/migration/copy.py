@@ -147,7 +147,7 @@ def _headers(raw: bytes) -> dict[str, str]:
         if line[:1] in (" ", "\t") and name:
             fields[name] += " " + line.strip()
         elif ":" in line:
-            name, _, value = line.partition(":")
+            name, _sep, value = line.partition(":")
             name = name.strip().lower()
             fields.setdefault(name, value.strip())
     return fields
