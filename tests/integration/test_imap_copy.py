@@ -285,6 +285,13 @@ def test_copy_maps_every_folder_keeps_flags_and_dates_and_never_copies_twice(app
     assert (totals["copied"], totals["already_present"], totals["skipped_too_large"]) == (0, total - 1, 1)
     assert _contents(target) == _expected()
     assert _snapshot(source) == before
+
+    # Without --json: a line per folder, the skipped message, the totals.
+    result = _cli(app, src_user, dst_user, pair, "--max-size-mb", "1")
+    assert result.exit_code == 0, result.output
+    assert "INBOX.Posta inviata -> Sent: 1 messaggi, 0 copiati, 1 già presenti" in result.output
+    assert "troppo grande, non copiato: allegato enorme (Mon, 1 Jun 2015 10:00:00 +0200, " in result.output
+    assert f"0 copiati, {total - 1} già presenti, 1 troppo grandi, 0 errori" in result.output
     source.logout()
     target.logout()
 

@@ -234,6 +234,8 @@ def _fetch_raw(
         date = parse_to_datetime(date_match.group(1), normalise=False) if date_match else None
         flags = tuple(flags_match.group(1).split()) if flags_match else ()
         result[int(uid.group(1))] = (int(size.group(1)), date, flags, literal or b"")
+    if len(result) != len(uids):
+        return None  # a message expunged meanwhile, or items in an order not read here: the full parser
     return result
 
 
