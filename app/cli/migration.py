@@ -35,7 +35,7 @@ from urllib.parse import unquote, urlsplit
 import click
 from flask_babel import gettext as _
 
-from app.cli.errors import EXIT_ERROR, EXIT_USAGE, Group, refuse
+from app.cli.errors import EXIT_ERROR, Group, refuse
 from app.mailserver.imap import Endpoint
 from app.services.migration import DEFAULT_MAX_SIZE, CopyFailed, run_copy
 
@@ -200,6 +200,3 @@ def copy(source_url, dest_url, dry_run, as_json, max_size_mb):
     t = data["totals"]
     if t["errors"] or (t["missing"] or 0) > 0:
         sys.exit(EXIT_ERROR)
-
-
-__all__ = ["EXIT_USAGE", "migration_group", "parse_url"]
