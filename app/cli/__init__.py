@@ -7,6 +7,7 @@
     billing.py     flask billing charge|verify
     bulk.py        flask bulk import|template (its own exit codes for a file's rows: see there)
     domains.py     flask domains check NAME [--json]
+    migration.py   flask migration copy SOURCE_URL DEST_URL [--dry-run] [--json] [--max-size-mb N]
     errors.py      how every one of them fails
 
 Commands parse their options, call services and print. Every command is
@@ -33,6 +34,7 @@ from app.cli.bulk import bulk_group
 from app.cli.demo import seed_demo_command
 from app.cli.domains import domains_group
 from app.cli.mailserver import mailserver_group
+from app.cli.migration import migration_group
 from app.cli.tokens import tokens_group
 from app.cli.users import users_group
 
@@ -46,5 +48,6 @@ def register_cli(app: Flask) -> None:
         billing_group,
         bulk_group,
         domains_group,
+        migration_group,
     ):
         app.cli.add_command(command)

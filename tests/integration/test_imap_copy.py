@@ -1,0 +1,535 @@
+"""`flask migration copy` between two real Dovecots on loopback (tests/integration/imap_servers.py).
+
+The old provider has a `.` separator and an `INBOX.` prefix, no SPECIAL-USE,
+English and Italian folder names, nested and accented folders; ours has `/`,
+SPECIAL-USE and a master user. The copy must map every folder, keep flags
+and dates, skip the too-large message, copy nothing twice and leave the
+source untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from imapclient import IMAPClient
+
+from app.mailserver.imap import Endpoint, ImapError, close, connect
+from app.services.migration import DEFAULT_MAX_SIZE, run_copy
+from app.services.migration.copy import _fetch_parsed, _fetch_raw
+from app.services.migration.folders import Namespace, SourceFolder, map_folders
+from tests.conftest import CI
+from tests.integration.imap_servers import MASTER, MASTER_PASSWORD, start_imap_server
+from tests.integration.mailservers import HOST
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def pair():
+    problem = None
+    if shutil.which("dovecot") is None and not os.path.exists("/usr/sbin/dovecot"):
+        problem = "missing dovecot: run scripts/install-mailservers.sh as root on Debian"
+    elif os.geteuid() != 0:
+        problem = "the Dovecot test instances need root"
+    if problem:
+        if CI:
+            pytest.fail(f"CI=true: {problem}")
+        pytest.skip(problem)
+    old = start_imap_server("old")
+    try:
+        ours = start_imap_server("ours")
+    except Exception:
+        old.stop()
+        raise
+    yield old, ours
+    old.stop()
+    ours.stop()
+
+
+def _accounts(pair):
+    old, ours = pair
+    tag = uuid.uuid4().hex[:8]
+    src_user, dst_user = f"vecchio{tag}", f"mario{tag}@esempio.it"
+    old.add_user(src_user, "pw-vecchia")
+    ours.add_user(dst_user, "pw-nuova-non-usata")
+    return src_user, dst_user
+
+
+def _client(server, user, password) -> IMAPClient:
+    client = IMAPClient(HOST, port=server.port, ssl=False, timeout=30)
+    client.login(user, password)
+    client.normalise_times = False
+    return client
+
+
+def _message(subject: str, *, message_id: str | None, date: str, body: bytes = b"Ciao.\r\n") -> bytes:
+    head = [
+        "From: Anna <anna@vecchio.example>",
+        "To: mario@esempio.it",
+        f"Subject: {subject}",
+        f"Date: {date}",
+    ]
+    if message_id:
+        head.insert(0, f"Message-ID: <{message_id}>")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+OLD_DATE = datetime(2009, 3, 14, 9, 26, 53, tzinfo=timezone(timedelta(hours=1)))
+
+# source folder -> [(subject, flags, has Message-ID)], and its expected name on our side.
+LAYOUT = {
+    "INBOX": ("INBOX", [("benvenuto", (b"\\Seen",), True), ("urgente", (b"\\Flagged", b"$Label1"), True),
+                        ("senza id", (b"\\Seen", b"\\Answered"), False), ("doppio", (), False),
+                        ("doppio", (), False)]),
+    "INBOX.Sent Items": ("Sent", [("inviato en", (b"\\Seen",), True)]),
+    "INBOX.Posta inviata": ("Sent", [("inviato it", (b"\\Seen",), False)]),
+    "INBOX.Bozze": ("Drafts", [("bozza", (b"\\Draft",), True)]),
+    "INBOX.Cestino": ("Trash", [("cestinato", (b"\\Seen", b"\\Deleted"), True)]),
+    "INBOX.Posta indesiderata": ("Junk", [("spam", (), True)]),
+    "INBOX.Archivio": ("Archive", [("archiviato", (b"\\Seen",), True)]),
+    "INBOX.Archivio.2019": ("Archive/2019", [("vecchio", (b"\\Seen",), True)]),
+    "INBOX.Clienti": ("Clienti", []),
+    "INBOX.Clienti.Rossi & Figli": ("Clienti/Rossi & Figli", [("preventivo", (), True)]),
+    "INBOX.Città.Però": ("Città/Però", [("accentata", (b"\\Seen",), False)]),
+    "INBOX.Fatture è già": ("Fatture è già", [("fattura", (), True)]),
+}  # fmt: skip
+BIG_FOLDER = "INBOX.Archivio.2019"
+
+
+def _seed(client: IMAPClient) -> None:
+    n = 0
+    for folder, (_target, messages) in LAYOUT.items():
+        if folder != "INBOX":
+            client.create_folder(folder)
+            client.subscribe_folder(folder)
+        for subject, flags, has_id in messages:
+            n += 1
+            date = OLD_DATE + timedelta(days=n)
+            raw = _message(
+                subject, message_id=f"{subject.replace(' ', '.')}.{n}@vecchio.example" if has_id else None,
+                date=date.strftime("%a, %d %b %Y %H:%M:%S %z"),
+            )  # fmt: skip
+            client.append(folder, raw, flags=flags, msg_time=date)
+    # 2 MB: over the 1 MiB limit the test passes with --max-size-mb 1.
+    big = _message("allegato enorme", message_id="enorme@vecchio.example", date="Mon, 1 Jun 2015 10:00:00 +0200",
+                   body=(b"x" * 76 + b"\r\n") * 27000)  # fmt: skip
+    client.append(BIG_FOLDER, big, flags=(b"\\Seen",), msg_time=datetime(2015, 6, 1, 8, 0, tzinfo=UTC))
+
+
+def _snapshot(client: IMAPClient) -> dict:
+    """Every folder's UIDVALIDITY, UIDNEXT, count and each message's flags and date (\\Recent aside)."""
+    state = {}
+    for flags, _sep, name in client.list_folders():
+        if b"\\Noselect" in flags:
+            continue
+        status = client.folder_status(name, [b"UIDVALIDITY", b"UIDNEXT", b"MESSAGES"])
+        client.select_folder(name, readonly=True)
+        uids = client.search("ALL")
+        data = client.fetch(uids, ["FLAGS", "INTERNALDATE"]) if uids else {}
+        state[name] = (
+            status,
+            {
+                u: (sorted(f for f in d[b"FLAGS"] if f != b"\\Recent"), d[b"INTERNALDATE"])
+                for u, d in data.items()
+            },
+        )
+    return state
+
+
+def _contents(client: IMAPClient) -> dict:
+    """Our side: folder -> sorted [(subject, flags, UTC date)]."""
+    result = {}
+    for flags, _sep, name in client.list_folders():
+        if b"\\Noselect" in flags:
+            continue
+        client.select_folder(name, readonly=True)
+        uids = client.search("ALL")
+        items = []
+        if uids:
+            for d in client.fetch(
+                uids, ["FLAGS", "INTERNALDATE", "BODY.PEEK[HEADER.FIELDS (SUBJECT)]"]
+            ).values():
+                subject = d[b"BODY[HEADER.FIELDS (SUBJECT)]"].decode().split(":", 1)[1].strip()
+                flags = tuple(sorted(f for f in d[b"FLAGS"] if f != b"\\Recent"))
+                items.append((subject, flags, d[b"INTERNALDATE"].astimezone(UTC)))
+        result[name] = sorted(items)
+    return result
+
+
+def _expected() -> dict:
+    expected: dict = {}
+    n = 0
+    for _folder, (target, messages) in LAYOUT.items():
+        expected.setdefault(target, [])
+        for subject, flags, _has_id in messages:
+            n += 1
+            expected[target].append(
+                (subject, tuple(sorted(flags)), (OLD_DATE + timedelta(days=n)).astimezone(UTC))
+            )
+    for target in expected:
+        expected[target].sort()
+    return expected
+
+
+def _cli(app, src_user, dst_user, pair, *args):
+    old, ours = pair
+    return app.test_cli_runner().invoke(
+        args=[
+            "migration", "copy",
+            f"imap://{src_user}@{HOST}:{old.port}",
+            f"imap://{dst_user.replace('@', '%40')}*{MASTER}@{HOST}:{ours.port}",
+            *args,
+        ],
+        # Our side offers STARTTLS (required by imap://), its certificate verified against this CA.
+        env={"SOURCE_PASSWORD": "pw-vecchia", "DEST_PASSWORD": MASTER_PASSWORD, "SSL_CERT_FILE": ours.cert},
+    )  # fmt: skip
+
+
+def test_the_default_limit_is_29_mib(app):
+    assert DEFAULT_MAX_SIZE == 30_408_704
+    option = next(p for p in app.cli.commands["migration"].commands["copy"].params if p.name == "max_size_mb")
+    assert int(option.default * 1024 * 1024) == 30_408_704
+
+
+def test_folder_mapping_by_attribute_then_by_name():
+    source = Namespace("INBOX.", ".")
+    ours = Namespace("", "/")
+    folders = [
+        SourceFolder("INBOX"),
+        SourceFolder("INBOX.Elementi inviati"),
+        SourceFolder("INBOX.Outbox-copie", (b"\\HasNoChildren", b"\\Sent")),
+        SourceFolder("INBOX.Deleted Items.Vecchi"),
+        SourceFolder("INBOX.Spam"),
+        SourceFolder("INBOX.Progetti.Sent"),  # a "Sent" below another folder is a plain folder
+        SourceFolder("INBOX.Vuota", (b"\\Noselect",)),
+        SourceFolder("INBOX.a/b"),
+    ]
+    mapped = {m.source: (m.target, m.role) for m in map_folders(folders, source, ours, {"sent": "Inviata"})}
+    assert mapped == {
+        "INBOX": ("INBOX", None),
+        "INBOX.Elementi inviati": ("Inviata", "sent"),
+        "INBOX.Outbox-copie": ("Inviata", "sent"),
+        "INBOX.Deleted Items.Vecchi": ("Trash/Vecchi", None),
+        "INBOX.Spam": ("Junk", "junk"),
+        "INBOX.Progetti.Sent": ("Progetti/Sent", None),
+        "INBOX.a/b": ("a_b", None),
+    }
+
+
+def test_copy_maps_every_folder_keeps_flags_and_dates_and_never_copies_twice(app, pair):
+    old, ours = pair
+    src_user, dst_user = _accounts(pair)
+    source = _client(old, src_user, "pw-vecchia")
+    _seed(source)
+    before = _snapshot(source)
+    # The fast metadata reader agrees with imapclient's parser, message by message.
+    for folder in ("INBOX", BIG_FOLDER, "INBOX.Città.Però"):
+        source.select_folder(folder, readonly=True)
+        uids = source.search("ALL")
+        fast = _fetch_raw(source, uids)
+        assert fast is not None and fast == _fetch_parsed(source, uids) and len(fast) == len(uids)
+    total = sum(len(m) for _t, m in LAYOUT.values()) + 1
+
+    # Preflight: counts, names on our side, the big one; nothing written.
+    result = _cli(app, src_user, dst_user, pair, "--dry-run", "--json", "--max-size-mb", "1")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["dry_run"] is True
+    assert report["totals"]["source_count"] == total
+    assert report["totals"]["copied"] == 0
+    assert {f["source"]: f["target"] for f in report["folders"]} == {k: v[0] for k, v in LAYOUT.items()}
+    big = [b for f in report["folders"] for b in f["skipped_too_large"]]
+    assert [(b["subject"], b["size"] > 2_000_000) for b in big] == [("allegato enorme", True)]
+    target = _client(ours, f"{dst_user}*{MASTER}", MASTER_PASSWORD)
+    assert [name for _f, _s, name in target.list_folders()] == ["INBOX"]
+    assert target.folder_status("INBOX", [b"MESSAGES"])[b"MESSAGES"] == 0
+
+    # The copy.
+    result = _cli(app, src_user, dst_user, pair, "--json", "--max-size-mb", "1")
+    assert result.exit_code == 0, result.output
+    totals = json.loads(result.stdout)["totals"]
+    assert totals == {
+        **totals,
+        "copied": total - 1,
+        "already_present": 0,
+        "skipped_too_large": 1,
+        "errors": 0,
+        "missing": 0,
+    }
+    contents = _contents(target)
+    assert contents == _expected()
+    assert "Sent Items" not in contents and "Posta inviata" not in contents
+    special = {name: flags for flags, _s, name in target.list_folders()}
+    assert b"\\Sent" in special["Sent"] and b"\\Trash" in special["Trash"]
+    subscribed = {name for _f, _s, name in target.list_sub_folders()}
+    assert {"Sent", "Drafts", "Clienti/Rossi & Figli", "Città/Però", "Fatture è già"} <= subscribed
+
+    # A re-run copies nothing; the source never changed.
+    result = _cli(app, src_user, dst_user, pair, "--json", "--max-size-mb", "1")
+    assert result.exit_code == 0, result.output
+    totals = json.loads(result.stdout)["totals"]
+    assert (totals["copied"], totals["already_present"], totals["skipped_too_large"]) == (0, total - 1, 1)
+    assert _contents(target) == _expected()
+    assert _snapshot(source) == before
+
+    # Without --json: a line per folder, the skipped message, the totals.
+    result = _cli(app, src_user, dst_user, pair, "--max-size-mb", "1")
+    assert result.exit_code == 0, result.output
+    assert "INBOX.Posta inviata -> Sent: 1 messaggi, 0 copiati, 1 già presenti" in result.output
+    assert "troppo grande, non copiato: allegato enorme (Mon, 1 Jun 2015 10:00:00 +0200, " in result.output
+    assert f"0 copiati, {total - 1} già presenti, 1 troppo grandi, 0 errori" in result.output
+    source.logout()
+    target.logout()
+
+
+def test_a_refused_message_fails_alone_and_the_rest_of_its_batch_is_copied(app, pair, caplog):
+    """Our side refuses messages over 1,500 kB: MULTIAPPEND says NO, single APPENDs isolate it."""
+    old, ours = pair
+    src_user, dst_user = _accounts(pair)
+    source = _client(old, src_user, "pw-vecchia")
+    for i in range(5):
+        body = (b"y" * 76 + b"\r\n") * (21000 if i == 2 else 10)
+        raw = _message(
+            f"lotto {i}",
+            message_id=f"lotto{i}@vecchio.example",
+            date="Tue, 2 Jun 2015 10:00:00 +0200",
+            body=body,
+        )
+        source.append("INBOX", raw, flags=(b"\\Seen",))
+    caplog.set_level(logging.INFO, logger="app.services.migration.copy")
+    report = run_copy(
+        Endpoint(HOST, old.port, src_user, "pw-vecchia", security="none"),
+        Endpoint(HOST, ours.port, dst_user, MASTER_PASSWORD, security="none", master_user=MASTER),
+        max_size=3 * 1024 * 1024,
+    ).to_dict()
+    (inbox,) = report["folders"]
+    assert (inbox["copied"], inbox["already_present"], len(inbox["errors"])) == (4, 0, 1)
+    assert "lotto 2" in inbox["errors"][0]
+    assert "MULTIAPPEND refused in INBOX" in caplog.text
+    assert inbox["missing"] == 1
+    target = _client(ours, f"{dst_user}*{MASTER}", MASTER_PASSWORD)
+    assert sorted(s for s, _f, _d in _contents(target)["INBOX"]) == [
+        "lotto 0",
+        "lotto 1",
+        "lotto 3",
+        "lotto 4",
+    ]
+    source.logout()
+    target.logout()
+
+
+def test_bad_urls_and_missing_passwords_are_refused_before_any_connection(app):
+    runner = app.test_cli_runner()
+    result = runner.invoke(
+        args=["migration", "copy", "imap://a@127.0.0.1:1", "imap://b@127.0.0.1:1"],
+        env={"SOURCE_PASSWORD": "", "DEST_PASSWORD": "x"},
+    )
+    assert result.exit_code == 2 and "SOURCE_PASSWORD" in result.output
+    env = {"SOURCE_PASSWORD": "x", "DEST_PASSWORD": "y"}
+    for bad in ("http://a@h:1", "imap://h:143", "imap://a:segreta@h:143", "imap://a@h:99999"):
+        result = runner.invoke(args=["migration", "copy", bad, "imap://b@127.0.0.1:1"], env=env)
+        assert result.exit_code == 2, (bad, result.output)
+        assert "segreta" not in result.output
+
+
+_COPY_SCRIPT = """
+import sys
+import threading
+from app.mailserver.imap import Endpoint, ImapError, close, connect
+from app.services.migration import run_copy
+old_port, ours_port, src_user, dst_user, master, master_password = sys.argv[1:]
+run_copy(
+    Endpoint("127.0.0.1", int(old_port), src_user, "pw-vecchia", security="none"),
+    Endpoint("127.0.0.1", int(ours_port), dst_user, master_password, security="none", master_user=master),
+    batch_bytes=1,  # one message per round trip: slow enough to be killed half-way
+)
+"""
+
+
+def test_a_copy_killed_half_way_ends_complete_with_no_duplicates_when_run_again(app, pair):
+    old, ours = pair
+    src_user, dst_user = _accounts(pair)
+    source = _client(old, src_user, "pw-vecchia")
+    total = 600
+    messages = [
+        {
+            "msg": _message(f"numero {i}", message_id=f"n{i}@vecchio.example" if i % 3 else None,
+                            date="Wed, 3 Jun 2015 10:00:00 +0200", body=b"z" * 1500 + b"\r\n"),
+            "flags": (b"\\Seen",),
+            "date": OLD_DATE + timedelta(minutes=i),
+        }
+        for i in range(total)
+    ]  # fmt: skip
+    for start in range(0, total, 100):
+        assert source.multiappend("INBOX", messages[start : start + 100])[0] == "OK"
+    target = _client(ours, f"{dst_user}*{MASTER}", MASTER_PASSWORD)
+
+    args = [str(old.port), str(ours.port), src_user, dst_user, MASTER, MASTER_PASSWORD]
+    process = subprocess.Popen([sys.executable, "-c", _COPY_SCRIPT, *args], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while (done := target.folder_status("INBOX", [b"MESSAGES"])[b"MESSAGES"]) < 100:
+            assert process.poll() is None and time.monotonic() < deadline, (
+                "the copy ended before it could be killed"
+            )
+            time.sleep(0.01)
+        process.kill()
+    finally:
+        process.wait(timeout=10)
+    # A batch the server had fully received when the client died may still land: let it settle.
+    done, stable_since = -1, time.monotonic()
+    while time.monotonic() - stable_since < 0.5:
+        now = target.folder_status("INBOX", [b"MESSAGES"])[b"MESSAGES"]
+        if now != done:
+            done, stable_since = now, time.monotonic()
+        time.sleep(0.05)
+    assert 100 <= done < total
+
+    report = run_copy(
+        Endpoint(HOST, old.port, src_user, "pw-vecchia", security="none"),
+        Endpoint(HOST, ours.port, dst_user, MASTER_PASSWORD, security="none", master_user=MASTER),
+    ).to_dict()["totals"]
+    assert report["already_present"] == done
+    assert (report["copied"], report["errors"], report["missing"]) == (total - done, 0, 0)
+    subjects = [s for s, _f, _d in _contents(target)["INBOX"]]
+    assert sorted(subjects) == sorted(f"numero {i}" for i in range(total))
+    source.logout()
+    target.logout()
+
+
+def test_a_refused_login_stops_with_a_message_that_does_not_hold_the_password(app, pair):
+    old, ours = pair
+    src_user, dst_user = _accounts(pair)
+    result = app.test_cli_runner().invoke(
+        args=[
+            "migration",
+            "copy",
+            f"imap://{src_user}@{HOST}:{old.port}",
+            f"imap://{dst_user}@{HOST}:{ours.port}",
+        ],
+        env={"SOURCE_PASSWORD": "Sbagliata-123", "DEST_PASSWORD": "x"},
+    )
+    assert result.exit_code == 1, result.output
+    assert "Errore: Sorgente:" in result.output and src_user in result.output
+    assert "Sbagliata-123" not in result.output
+
+
+def test_starttls_verifies_the_certificate_by_default(app, pair):
+    old, ours = pair
+    src_user, dst_user = _accounts(pair)
+    endpoint = Endpoint(HOST, ours.port, dst_user, MASTER_PASSWORD, security="starttls", master_user=MASTER)
+    started = time.monotonic()
+    with pytest.raises(ImapError, match="certificate refused") as refused:
+        connect(endpoint)
+    assert not refused.value.retryable and time.monotonic() - started < 5
+    for trusted in (
+        dataclasses.replace(endpoint, ca_file=ours.cert),
+        dataclasses.replace(endpoint, verify=False),
+    ):
+        client = connect(trusted)
+        assert client.folder_exists("INBOX")
+        close(client)
+
+    # The command too: imap:// to a server offering STARTTLS uses it, and verifies.
+    result = app.test_cli_runner().invoke(
+        args=[
+            "migration",
+            "copy",
+            f"imap://{src_user}@{HOST}:{old.port}",
+            f"imap://{dst_user}*{MASTER}@{HOST}:{ours.port}",
+        ],
+        env={"SOURCE_PASSWORD": "pw-vecchia", "DEST_PASSWORD": MASTER_PASSWORD, "SSL_CERT_FILE": ""},
+    )
+    assert result.exit_code == 1 and "certificate refused" in result.output, result.output
+
+
+class _CuttingProxy:
+    """A TCP relay to `port` that cuts every open connection once, after `cut_after` bytes from the server."""
+
+    def __init__(self, port: int, cut_after: int):
+        self.port_to, self.cut_after, self.sent, self.cut = port, cut_after, 0, False
+        self.listener = socket.create_server((HOST, 0))
+        self.port = self.listener.getsockname()[1]
+        self.pairs: list[tuple[socket.socket, socket.socket]] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _addr = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection((HOST, self.port_to))
+            with self.lock:
+                self.pairs.append((client, server))
+            threading.Thread(target=self._pipe, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, True), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, from_server: bool):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+                if from_server:
+                    with self.lock:
+                        self.sent += len(data)
+                        if not self.cut and self.sent > self.cut_after:
+                            self.cut = True
+                            for a, b in self.pairs:
+                                for s in (a, b):
+                                    with contextlib.suppress(OSError):
+                                        s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    def close(self):
+        self.listener.close()
+
+
+def test_a_connection_cut_mid_copy_is_resumed_with_no_duplicates(app, pair):
+    old, ours = pair
+    src_user, dst_user = _accounts(pair)
+    source = _client(old, src_user, "pw-vecchia")
+    total = 60
+    messages = [
+        {"msg": _message(f"taglio {i}", message_id=None, date="Thu, 4 Jun 2015 10:00:00 +0200", body=b"w" * 3000 + b"\r\n"),
+         "date": OLD_DATE + timedelta(minutes=i)}
+        for i in range(total)
+    ]  # fmt: skip
+    assert source.multiappend("INBOX", messages)[0] == "OK"
+    proxy = _CuttingProxy(old.port, cut_after=100_000)  # about a third of the bodies
+    try:
+        report = run_copy(
+            Endpoint(HOST, proxy.port, src_user, "pw-vecchia", security="none"),
+            Endpoint(HOST, ours.port, dst_user, MASTER_PASSWORD, security="none", master_user=MASTER),
+            batch_bytes=10_000,
+        ).to_dict()
+    finally:
+        proxy.close()
+    assert proxy.cut
+    (inbox,) = report["folders"]
+    assert (inbox["copied"], inbox["already_present"], inbox["errors"], inbox["missing"]) == (total, 0, [], 0)
+    target = _client(ours, f"{dst_user}*{MASTER}", MASTER_PASSWORD)
+    assert sorted(s for s, _f, _d in _contents(target)["INBOX"]) == sorted(
+        f"taglio {i}" for i in range(total)
+    )
+    source.logout()
+    target.logout()
