@@ -15,6 +15,7 @@ contains the password.
 from __future__ import annotations
 
 import contextlib
+import imaplib
 import socket
 import ssl
 import time
@@ -22,6 +23,11 @@ from dataclasses import dataclass, field
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+
+# imaplib refuses a line over 1,000,000 bytes: a SEARCH ALL of a folder of some 140,000
+# messages is one such line. 20 MB holds millions of UIDs, and still bounds what a hostile
+# server can make us keep in memory for one line.
+imaplib._MAXLINE = max(imaplib._MAXLINE, 20_000_000)
 
 SECURITIES = ("ssl", "starttls", "none")
 MASTER_SEPARATOR = "*"
@@ -53,6 +59,11 @@ class Endpoint:
     def __post_init__(self):
         if self.security not in SECURITIES:
             raise ValueError(f"security must be one of {SECURITIES}")
+        for what in ("username", "password", "master_user"):
+            value = getattr(self, what) or ""
+            if any(c in value for c in "\r\n\0"):
+                # A line break would end the IMAP command: what follows would be a command of its own.
+                raise ValueError(f"the {what} may not contain line breaks or NUL")
 
     @property
     def login_name(self) -> str:
@@ -103,7 +114,7 @@ def connect_once(endpoint: Endpoint) -> IMAPClient:
             if not client.has_capability("STARTTLS"):
                 raise ImapError(f"{endpoint.host}:{endpoint.port} does not offer STARTTLS")
             client.starttls(endpoint.tls_context())
-        client.login(endpoint.login_name, endpoint.password)
+        _login(client, endpoint)
         # Dates as the server gives them (with their zone), not converted to local time.
         client.normalise_times = False
         return client
@@ -120,11 +131,30 @@ def connect_once(endpoint: Endpoint) -> IMAPClient:
         with contextlib.suppress(Exception):
             client.shutdown()
         raise _certificate_refused(endpoint, e) from None
-    except (*RETRYABLE, IMAPClientError) as e:
+    except (*RETRYABLE, IMAPClientError, UnicodeError) as e:
         with contextlib.suppress(Exception):
             client.shutdown()
         retry = isinstance(e, RETRYABLE) or busy(e)
-        raise ImapError(f"{endpoint.describe()}: {e}", retryable=retry) from None
+        raise ImapError(f"{endpoint.describe()}: {_redacted(e, endpoint)}", retryable=retry) from None
+
+
+def _login(client: IMAPClient, endpoint: Endpoint) -> None:
+    """LOGIN, or for a name or password beyond ASCII (LOGIN's strings are ASCII) AUTHENTICATE
+    PLAIN, which carries UTF-8; a master user is then the authentication identity, and the
+    mailbox the authorization identity (Dovecot's master login)."""
+    if endpoint.password.isascii() and endpoint.login_name.isascii():
+        client.login(endpoint.login_name, endpoint.password)
+    elif endpoint.master_user:
+        client.plain_login(endpoint.master_user, endpoint.password, authorization_identity=endpoint.username)
+    else:
+        client.plain_login(endpoint.username, endpoint.password)
+
+
+def _redacted(error: Exception, endpoint: Endpoint) -> str:
+    if isinstance(error, UnicodeError):
+        return "a name or password the server cannot take"
+    text = str(error)
+    return text.replace(endpoint.password, "***") if endpoint.password else text
 
 
 def connect(

@@ -533,3 +533,68 @@ def test_a_connection_cut_mid_copy_is_resumed_with_no_duplicates(app, pair):
     )
     source.logout()
     target.logout()
+
+
+def test_two_source_folders_into_one_keep_different_messages_that_share_a_message_id(pair):
+    """ "Sent Items" and "Posta inviata" both become Sent: a different message of the second one
+    with the same Message-ID (another case) as one of the first must be copied, not taken for it."""
+    old, ours = pair
+    src_user, dst_user = _accounts(pair)
+    source = _client(old, src_user, "pw-vecchia")
+    for folder, body in (
+        ("INBOX.Sent Items", b"Prima.\r\n"),
+        ("INBOX.Posta inviata", b"Seconda, diversa.\r\n"),
+    ):
+        source.create_folder(folder)
+        raw = _message("stesso id", message_id="Stesso@x" if "Sent" in folder else "stesso@x",
+                       date="Mon, 1 Jun 2015 10:00:00 +0200", body=body)  # fmt: skip
+        source.append(folder, raw, msg_time=datetime(2015, 6, 1, 8, 0, tzinfo=UTC))
+    close(source)
+    endpoints = (
+        Endpoint(HOST, old.port, src_user, "pw-vecchia", security="none"),
+        Endpoint(HOST, ours.port, dst_user, MASTER_PASSWORD, security="none", master_user=MASTER),
+    )
+    report = run_copy(*endpoints).to_dict()
+    assert report["totals"]["copied"] == 2 and report["totals"]["missing"] == 0
+    ours_client = _client(ours, f"{dst_user}*{MASTER}", MASTER_PASSWORD)
+    ours_client.select_folder("Sent", readonly=True)
+    bodies = sorted(
+        d[b"BODY[TEXT]"] for d in ours_client.fetch(ours_client.search("ALL"), ["BODY.PEEK[TEXT]"]).values()
+    )
+    close(ours_client)
+    assert bodies == [b"Prima.\r\n", b"Seconda, diversa.\r\n"]
+    # And a re-run finds both there.
+    again = run_copy(*endpoints).to_dict()["totals"]
+    assert (again["copied"], again["already_present"]) == (0, 2)
+
+
+def test_a_password_beyond_ascii_logs_in_and_is_never_shown(pair):
+    old, _ours = pair
+    user = f"accenti{uuid.uuid4().hex[:8]}"
+    with open(old.root / "conf" / "users", "a") as f:
+        f.write(f"{user}:{{PLAIN}}Però-2024::::::\n")
+    deadline = time.monotonic() + 6
+    while True:  # Dovecot re-reads its users file at most once a second
+        try:
+            close(connect(Endpoint(HOST, old.port, user, "Però-2024", security="none"), attempts=1))
+            break
+        except ImapError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+    with pytest.raises(ImapError) as refused:
+        connect(Endpoint(HOST, old.port, user, "Perà-2099", security="none"), attempts=1)
+    assert "Perà-2099" not in refused.value.message
+    for bad in ("pw\r\nA1 DELETE INBOX", "pw\x00"):
+        with pytest.raises(ValueError) as invalid:
+            Endpoint(HOST, old.port, user, bad, security="none")
+        assert bad not in str(invalid.value)
+
+
+def test_a_hostile_folder_name_becomes_a_safe_level_of_ours():
+    mapped = map_folders(
+        [SourceFolder("INBOX.Offerte*%"), SourceFolder("INBOX.a/b"), SourceFolder("INBOX..vuoto")],
+        Namespace("INBOX.", "."),
+        Namespace("", "/"),
+    )
+    assert [m.target for m in mapped] == ["Offerte__", "a_b", "_/vuoto"]

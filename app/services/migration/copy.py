@@ -305,6 +305,15 @@ def _namespace(client: IMAPClient) -> Namespace:
     return Namespace("", separator)
 
 
+def _other_namespaces(client: IMAPClient) -> list[str]:
+    """The prefixes of other users' and shared folders: never copied into the mailbox."""
+    try:
+        spaces = client.namespace()
+    except IMAPClientError:
+        return []
+    return [prefix for space in (spaces.other, spaces.shared) for prefix, _sep in (space or ()) if prefix]
+
+
 def name_prefix(name: str, prefix: str) -> str:
     return name[: len(prefix)]
 
@@ -322,7 +331,12 @@ def plan(source: IMAPClient, target: IMAPClient) -> tuple[list[Mapping], set[str
     """The folder mapping, and the source folders the user is subscribed to."""
     source_ns = _namespace(source)
     target_ns = _namespace(target)
-    folders = [SourceFolder(name, tuple(flags)) for flags, _sep, name in source.list_folders()]
+    others = _other_namespaces(source)
+    folders = [
+        SourceFolder(name, tuple(flags))
+        for flags, _sep, name in source.list_folders()
+        if not any(prefix and name.startswith(prefix) for prefix in others)
+    ]
     try:
         subscribed = {name for _f, _s, name in source.list_sub_folders()}
     except IMAPClientError:
@@ -364,6 +378,8 @@ def _append_one(target: IMAPClient, folder: str, meta: Meta, body: bytes, report
     except imap.RETRYABLE:
         raise
     except IMAPClientError as e:
+        if imap.busy(e):
+            raise  # "try again later": the folder is retried after a pause, not this message failed
         report.errors.append(f"UID {meta.uid} ({meta.subject!r}, {meta.size} B): {e}")
         return
     report.copied += 1
@@ -394,7 +410,9 @@ def _copy_batch(
             typ, _data = target.multiappend(folder, messages)
         except imap.RETRYABLE:
             raise
-        except IMAPClientError:
+        except IMAPClientError as e:
+            if imap.busy(e):
+                raise
             typ = "NO"
         if typ == "OK":
             report.copied += len(items)
@@ -423,7 +441,13 @@ def copy_folder(
     batch_bytes: int,
     subscribe: bool,
     progress: Callable[[FolderReport], None] | None = None,
+    claimed: Counter | None = None,
 ) -> None:
+    """Copy one source folder. `claimed`: what earlier source folders mapped to the same target
+    ("Sent Items" and "Posta inviata" both to Sent) have already accounted for there, so a
+    different message of this folder is never taken for one of theirs; this folder's own
+    messages are added to it once it is done."""
+    claimed = claimed if claimed is not None else Counter()
     # Counted afresh on each attempt: a retried folder starts again from what is there.
     for name in ("copied", "copied_bytes", "already_present", "source_count", "source_bytes"):
         setattr(report, name, 0)
@@ -432,7 +456,7 @@ def copy_folder(
     present: Counter = Counter()
     exists = target.folder_exists(mapping.target) if mapping.target.upper() != "INBOX" else True
     if exists:
-        present = identities(target, mapping.target)
+        present = identities(target, mapping.target) - claimed
     elif not dry_run:
         _ensure_folder(target, mapping.target, subscribe=False)
 
@@ -462,11 +486,13 @@ def copy_folder(
 
     if not todo:
         report.missing = 0  # every message was found on our side (the skipped ones apart)
+        claimed.update(wanted)
         return
     # Verification: what of the source is still not on our side (the skipped ones apart).
-    have = identities(target, mapping.target)
+    have = identities(target, mapping.target) - claimed
     missing = sum(max(0, n - have[key]) for key, n in wanted.items())
     report.missing = max(0, missing - len(report.skipped_too_large))
+    claimed.update(wanted)
 
 
 def run_copy(
@@ -498,6 +524,7 @@ def run_copy(
     source, target = open_both()
     try:
         mappings, subscribed = plan(source, target)
+        claims: dict[str, Counter] = {}  # per target folder: what its source folders accounted for
         for mapping in mappings:
             folder_report = FolderReport(source=mapping.source, target=mapping.target, role=mapping.role)
             report.folders.append(folder_report)
@@ -515,6 +542,10 @@ def run_copy(
                         batch_bytes=batch_bytes,
                         subscribe=mapping.source in subscribed,
                         progress=progress,
+                        claimed=claims.setdefault(
+                            mapping.target.upper() if mapping.target.upper() == "INBOX" else mapping.target,
+                            Counter(),
+                        ),
                     )
                     # What the lost attempts copied is found again as "already present": it was copied now.
                     folder_report.copied += carried[0]

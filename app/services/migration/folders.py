@@ -92,6 +92,15 @@ def levels(name: str, namespace: Namespace) -> list[str]:
     return name.split(namespace.separator) if namespace.separator else [name]
 
 
+def _safe_level(level: str, separator: str) -> str:
+    """A level as our side may hold it: our separator would make a new level, and the LIST
+    wildcards * and % match other folders; each becomes "_", and an empty level (".." in the
+    source) is "_" too."""
+    for char in {separator, "*", "%"} - {""}:
+        level = level.replace(char, "_")
+    return level or "_"
+
+
 def role_by_name(top: str) -> str | None:
     return _BY_NAME.get(top.strip().lower())
 
@@ -115,9 +124,7 @@ def map_folders(
         if parts == ["INBOX"]:
             result.append(Mapping(folder.name, "INBOX", None))
             continue
-        # A level holding our separator would make a new level: it is replaced by "_".
-        if target_ns.separator:
-            parts = [p.replace(target_ns.separator, "_") for p in parts]
+        parts = [_safe_level(p, target_ns.separator) for p in parts]
         role = folder.special_use if len(parts) == 1 or folder.special_use else None
         if role is None:
             role = role_by_name(parts[0])
