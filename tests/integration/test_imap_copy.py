@@ -347,11 +347,13 @@ def test_bad_urls_and_missing_passwords_are_refused_before_any_connection(app):
 
 
 _COPY_SCRIPT = """
+import os
 import sys
 import threading
 from app.mailserver.imap import Endpoint, ImapError, close, connect
 from app.services.migration import run_copy
-old_port, ours_port, src_user, dst_user, master, master_password = sys.argv[1:]
+old_port, ours_port, src_user, dst_user, master = sys.argv[1:]
+master_password = os.environ["DEST_PASSWORD"]  # never on a command line (ps shows it)
 run_copy(
     Endpoint("127.0.0.1", int(old_port), src_user, "pw-vecchia", security="none"),
     Endpoint("127.0.0.1", int(ours_port), dst_user, master_password, security="none", master_user=master),
@@ -378,8 +380,9 @@ def test_a_copy_killed_half_way_ends_complete_with_no_duplicates_when_run_again(
         assert source.multiappend("INBOX", messages[start : start + 100])[0] == "OK"
     target = _client(ours, f"{dst_user}*{MASTER}", MASTER_PASSWORD)
 
-    args = [str(old.port), str(ours.port), src_user, dst_user, MASTER, MASTER_PASSWORD]
-    process = subprocess.Popen([sys.executable, "-c", _COPY_SCRIPT, *args], cwd=ROOT)
+    args = [str(old.port), str(ours.port), src_user, dst_user, MASTER]
+    env = {**os.environ, "DEST_PASSWORD": MASTER_PASSWORD}
+    process = subprocess.Popen([sys.executable, "-c", _COPY_SCRIPT, *args], cwd=ROOT, env=env)
     try:
         deadline = time.monotonic() + 30
         while (done := target.folder_status("INBOX", [b"MESSAGES"])[b"MESSAGES"]) < 100:
