@@ -15,11 +15,11 @@ are fetched with BODY.PEEK, so no flag changes there. Per folder:
    larger than that travels alone) and appended with MULTIAPPEND when our
    server offers it, flags (less \\Recent) and INTERNALDATE kept. A batch
    refused with NO is retried one message at a time, so only the bad one
-   is reported;
+   is reported. The next batch is fetched while one is appended;
 4. a final count of our side gives the source messages still missing.
 
 A dropped connection reconnects both sides with backoff and redoes the
-folder (the identities make that safe). Memory holds one batch of bodies
+folder (the identities make that safe). Memory holds two batches of bodies
 and the folder's identities, never the whole mailbox.
 """
 
@@ -33,6 +33,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -382,10 +383,13 @@ def _append_one(target: IMAPClient, folder: str, meta: Meta, body: bytes, report
     report.copied_bytes += meta.size
 
 
+def _fetch_bodies(source: IMAPClient, batch: list[Meta]) -> dict:
+    return source.fetch([m.uid for m in batch], ["BODY.PEEK[]"])
+
+
 def _copy_batch(
-    source: IMAPClient, target: IMAPClient, folder: str, batch: list[Meta], report: FolderReport
+    target: IMAPClient, folder: str, batch: list[Meta], answer: dict, report: FolderReport
 ) -> None:
-    answer = source.fetch([m.uid for m in batch], ["BODY.PEEK[]"])
     items = []
     for meta in batch:
         data = answer.get(meta.uid)
@@ -467,10 +471,21 @@ def copy_folder(
     if subscribe:
         _ensure_folder(target, mapping.target, subscribe=True)
 
-    for batch in _batches(todo, batch_bytes):
-        _copy_batch(source, target, mapping.target, batch, report)
-        if progress:
-            progress(report)
+    # The next batch is fetched (in a thread: the source's connection is used by it alone meanwhile)
+    # while this one is appended: the two servers and the two connections work at the same time.
+    # Two batches of bodies in memory at most. An error in either leaves the `with` only once the
+    # fetch in flight has ended, so a reconnection never shares a connection with it.
+    batches = list(_batches(todo, batch_bytes))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(_fetch_bodies, source, batches[0]) if batches else None
+        for i, batch in enumerate(batches):
+            answer = pending.result()
+            if i + 1 < len(batches):
+                pending = pool.submit(_fetch_bodies, source, batches[i + 1])
+            _copy_batch(target, mapping.target, batch, answer, report)
+            del answer
+            if progress:
+                progress(report)
 
     if not todo:
         report.missing = 0  # every message was found on our side (the skipped ones apart)
