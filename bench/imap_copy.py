@@ -12,7 +12,7 @@ goes into a fresh mailbox of ours, in plain text on loopback for every tool:
              writing our storage directly, no IMAP on our side (the practical floor)
   backup     `doveadm backup -R -u USER imapc:`, the same one-way
 
-each on loopback and through bench/delay_proxy.py in front of the old server (`--delay-ms` each
+each on loopback and through bench/_delay_proxy.py in front of the old server (`--delay-ms` each
 way, 21 ms by default: a 43 ms round trip, what a real old provider looks like). Then a re-run of
 ours with nothing to copy, and our peak RSS copying N and 2N messages (loopback). Goals (issue 11):
 faster than dsync with the delay; within 1.5x of it on loopback; the re-run under 1 s; memory flat.
@@ -309,7 +309,7 @@ class Proxy:
     def __init__(self, target_port: int, delay_ms: float):
         self.port = free_port()
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "delay_proxy.py"), str(self.port), HOST, str(target_port),
+            [sys.executable, str(ROOT / "bench" / "_delay_proxy.py"), str(self.port), HOST, str(target_port),
              "--delay-ms", str(delay_ms)],
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip

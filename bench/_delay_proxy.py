@@ -1,6 +1,6 @@
 """A TCP relay that holds every byte for a fixed delay in each direction: a distant server on loopback.
 
-    python bench/delay_proxy.py LISTEN_PORT TARGET_HOST TARGET_PORT [--delay-ms 21]
+    python bench/_delay_proxy.py LISTEN_PORT TARGET_HOST TARGET_PORT [--delay-ms 21]
 
 Each chunk read on one side is written to the other `--delay-ms` after it arrived, in order; the
 bandwidth is not limited, so a round trip costs twice the delay and a large transfer little more.
