@@ -1,7 +1,7 @@
 """Each benchmark prints each of its figures once: run with the smallest settings they take.
 
 billing.py, list_pages.py and imap_login.py run for real (PostgreSQL; imap_login.py also
-Dovecot and root), dns_checks.py against its local DNS server (SQLite), as `make bench` runs
+Dovecot and root), imap_copy.py with our copy only (Dovecot and root), dns_checks.py against its local DNS server (SQLite), as `make bench` runs
 them, only smaller; the whole takes about 55 s.
 """
 
@@ -25,9 +25,14 @@ RUNS = {
     "list_pages.py": {"BENCH_SIZES": "20", "BENCH_REQUESTS": "1"},
     "imap_login.py": {"BENCH_MAILBOXES": "20", "BENCH_LOGINS": "2"},
     "dns_checks.py": {},
+    "imap_copy.py": {},
 }
 # The options of the benchmarks that take them (the others read the environment).
-ARGS = {"dns_checks.py": ["--domains", "40", "--sample", "10", "--delay", "0.005"]}
+ARGS = {
+    "dns_checks.py": ["--domains", "40", "--sample", "10", "--delay", "0.005"],
+    # Our copy only: mbsync and doveadm over imapc are not needed here.
+    "imap_copy.py": ["--messages", "20", "--tools", "ours", "--delay-ms", "2"],
+}
 POSTGRES = {"billing.py", "list_pages.py", "imap_login.py"}
 # A measured figure: a number with decimals (a time, a ratio, megabytes).
 FIGURE = re.compile(r"\d\.\d")
@@ -69,10 +74,10 @@ def test_each_benchmark_figure_is_printed_once(script):
     problem = _pg_available() if script in POSTGRES else None
     if problem:
         _unavailable(f"PostgreSQL unreachable: {problem}")
-    if script == "imap_login.py" and (
+    if script in ("imap_login.py", "imap_copy.py") and (
         os.geteuid() != 0 or not shutil.which("dovecot", path="/usr/sbin:/usr/bin")
     ):
-        _unavailable("imap_login.py needs root and Dovecot (scripts/install-mailservers.sh)")
+        _unavailable(f"{script} needs root and Dovecot (scripts/install-mailservers.sh)")
     env = {**os.environ, "BENCH_POSTGRES_URL": PG_ADMIN_URL, **RUNS[script]}
     env.pop("BENCH_PROFILE", None)
     env["PATH"] = env.get("PATH", "") + ":/usr/sbin:/sbin"

@@ -29,7 +29,7 @@ from imapclient import IMAPClient
 
 from app.mailserver.imap import Endpoint, ImapError, close, connect
 from app.services.migration import DEFAULT_MAX_SIZE, run_copy
-from app.services.migration.copy import _fetch_parsed, _fetch_raw
+from app.services.migration.copy import _fetch_parsed, _fetch_raw, folder_meta
 from app.services.migration.folders import Namespace, SourceFolder, map_folders
 from tests.conftest import CI
 from tests.integration.imap_servers import MASTER, MASTER_PASSWORD, start_imap_server
@@ -237,11 +237,16 @@ def test_copy_maps_every_folder_keeps_flags_and_dates_and_never_copies_twice(app
     _seed(source)
     before = _snapshot(source)
     # The fast metadata reader agrees with imapclient's parser, message by message.
+    # So does its "every message" form (FETCH 1:*, no SEARCH), which wants the folder's EXISTS.
     for folder in ("INBOX", BIG_FOLDER, "INBOX.Città.Però"):
-        source.select_folder(folder, readonly=True)
+        exists = source.select_folder(folder, readonly=True)[b"EXISTS"]
         uids = source.search("ALL")
         fast = _fetch_raw(source, uids)
         assert fast is not None and fast == _fetch_parsed(source, uids) and len(fast) == len(uids)
+        assert _fetch_raw(source, None, exists) == fast
+        assert _fetch_raw(source, None, exists + 1) is None  # a count that does not match: the parser
+        assert [m.uid for m in folder_meta(source, exists + 1)] == sorted(uids)
+        assert list(folder_meta(source, exists)) == list(folder_meta(source))
     total = sum(len(m) for _t, m in LAYOUT.values()) + 1
 
     # Preflight: counts, names on our side, the big one; nothing written.
