@@ -72,5 +72,13 @@ class Migration(db.Model):
     mailbox: Mapped[Mailbox] = relationship()
 
     @property
+    def password_kept(self) -> bool:
+        """Whether the sealed old password is still there (read without loading it)."""
+        return (
+            db.session.scalar(sa.select(Migration.secret.is_not(None)).where(Migration.id == self.id))
+            or False
+        )
+
+    @property
     def finished(self) -> bool:
         return self.state in (MigrationState.DONE, MigrationState.CANCELLED)
