@@ -250,3 +250,62 @@ def test_a_failed_login_fails_the_preflight_and_a_staff_override_opens_the_gate(
     domain_checks.allow_migration(staff, domain.id, "Il cliente passa oggi, MX cambiato stamattina")
     row = migrations.start(staff, row.id)
     assert row.state == MigrationState.DONE and row.report["totals"]["source_count"] == 0
+
+
+def test_the_api_doors_enter_check_start_and_show_a_migration(app, client, pair):  # noqa: F811
+    from app.services import users
+    from tests.web.test_openapi import Api, _fits
+
+    old, ours = pair
+    app.config.update(
+        DOVECOT_IMAP_HOST=HOST,
+        DOVECOT_IMAP_PORT=ours.port,
+        DOVECOT_MASTER_USER=MASTER,
+        DOVECOT_MASTER_PASSWORD=MASTER_PASSWORD,
+        MIGRATION_DEST_SECURITY="none",
+        JOBS_INLINE=True,
+    )
+    doc = client.get("/api/v1/openapi.json").get_json()
+    tag = uuid.uuid4().hex[:8]
+    c = factories.customer(domain=f"api{tag}.example")
+    other = factories.customer()
+    box = factories.mailbox(c, "carla")
+    ours.add_user(box.address, "non-usata-qui")
+    src_user = f"vecchia{tag}"
+    old.add_user(src_user, OLD_PASSWORD)
+    _seed(old, src_user)
+    domain = domains.list_domains(factories.SYSTEM, c.id)[0]
+    staff = Api(client, users.create_token(factories.SYSTEM, factories.staff(), "tests")[1])
+    admin = Api(client, users.create_token(factories.SYSTEM, factories.admin(c), "tests")[1])
+    stranger = Api(client, users.create_token(factories.SYSTEM, factories.admin(other), "tests")[1])
+
+    bad = staff("POST", f"/domains/{domain.id}/migrations", {"host": "x y", "port": 0, "security": "tls"})
+    assert bad.status_code == 422
+    assert set(bad.get_json()["errors"]) == {"host", "port", "security", "username", "password", "mailbox"}
+    entry = _entry(box.address, port=old.port, username=src_user)
+    assert admin("POST", f"/domains/{domain.id}/migrations", entry).status_code == 403
+    created = staff("POST", f"/domains/{domain.id}/migrations", entry)
+    assert created.status_code == 201, created.get_json()
+    _fits(doc, "/api/v1/domains/{domain_id}/migrations", "post", 201, created.get_json())
+    assert OLD_PASSWORD not in created.get_data(as_text=True)
+    mid = created.get_json()["id"]
+    assert stranger("GET", f"/migrations/{mid}").status_code == 404
+    assert stranger("POST", f"/migrations/{mid}/start").status_code == 404
+    assert stranger("GET", f"/domains/{domain.id}/migrations").status_code == 404
+
+    checked = staff("POST", f"/migrations/{mid}/preflight")
+    assert checked.status_code == 200 and checked.get_json()["state"] == "preflight_ok"
+    _fits(doc, "/api/v1/migrations/{migration_id}/preflight", "post", 200, checked.get_json())
+    refused = staff("POST", f"/migrations/{mid}/start")
+    assert refused.status_code == 409 and "MX" in refused.get_json()["error"]
+    _mx(domain.id, "propagated")
+    started = staff("POST", f"/migrations/{mid}/start")
+    assert started.status_code == 200, started.get_json()
+    seen = admin("GET", f"/migrations/{mid}").get_json()  # the customer reads its own
+    assert seen["state"] == "done" and seen["password_kept"] is False
+    assert seen["report"]["totals"]["copied"] == 3 and seen["job"]["state"] == "done"
+    _fits(doc, "/api/v1/migrations/{migration_id}", "get", 200, seen)
+    listed = staff("GET", f"/domains/{domain.id}/migrations").get_json()
+    assert [m["id"] for m in listed] == [mid]
+    _fits(doc, "/api/v1/domains/{domain_id}/migrations", "get", 200, listed)
+    assert staff("POST", f"/migrations/{mid}/cancel").status_code == 409  # already done
