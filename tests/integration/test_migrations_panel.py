@@ -5,6 +5,8 @@ sealed, kept out of the job's arguments and the logs, and wiped after."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -309,3 +311,79 @@ def test_the_api_doors_enter_check_start_and_show_a_migration(app, client, pair)
     assert [m["id"] for m in listed] == [mid]
     _fits(doc, "/api/v1/domains/{domain_id}/migrations", "get", 200, listed)
     assert staff("POST", f"/migrations/{mid}/cancel").status_code == 409  # already done
+
+
+def _busy_host(c, domain, staff, n: int) -> list[int]:
+    """n copies already running from HOST (other mailboxes of the customer)."""
+    ids = []
+    for _ in range(n):
+        other_box = factories.mailbox(c)
+        row = migrations.create(staff, domain.id, _entry(other_box.address))
+        ids.append(row.id)
+    db.session.execute(sa.update(Migration).where(Migration.id.in_(ids)).values(state="running"))
+    db.session.commit()
+    return ids
+
+
+def _later(app, seconds: float, work) -> threading.Thread:
+    def run():
+        time.sleep(seconds)
+        with app.app_context():
+            work()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_copy_waits_for_its_turn_on_a_busy_old_server_and_can_be_cancelled_meanwhile(app, pair):  # noqa: F811
+    old, ours = pair
+    app.config.update(
+        DOVECOT_IMAP_HOST=HOST,
+        DOVECOT_IMAP_PORT=ours.port,
+        DOVECOT_MASTER_USER=MASTER,
+        DOVECOT_MASTER_PASSWORD=MASTER_PASSWORD,
+        MIGRATION_DEST_SECURITY="none",
+        MIGRATION_PER_HOST=2,
+        MIGRATION_HOST_WAIT=0.1,
+        JOBS_INLINE=True,
+    )
+    tag = uuid.uuid4().hex[:8]
+    c = factories.customer(domain=f"turno{tag}.example")
+    box = factories.mailbox(c, "piero")
+    ours.add_user(box.address, "non-usata-qui")
+    src_user = f"vecchio{tag}"
+    old.add_user(src_user, OLD_PASSWORD)
+    _seed(old, src_user)
+    domain = domains.list_domains(factories.SYSTEM, c.id)[0]
+    _mx(domain.id, "propagated")
+    staff = _staff()
+    busy = _busy_host(c, domain, staff, 2)
+
+    # Two copies run from the old server: this one waits, and is cancelled while it waits.
+    row = migrations.create(staff, domain.id, _entry(box.address, port=old.port, username=src_user))
+    migrations.preflight(staff, row.id)
+    helper = _later(app, 0.8, lambda: migrations.cancel(_staff(), row.id))
+    started = time.monotonic()
+    row = migrations.start(staff, row.id)
+    helper.join()
+    db.session.refresh(row)
+    assert time.monotonic() - started >= 0.8
+    assert row.state == "cancelled" and row.report is None
+    assert db.session.get(Job, row.job_id).state == "cancelled"
+    assert db.session.scalar(sa.select(Migration.secret).where(Migration.id == row.id)) is None
+
+    # Again: it waits until one of the two ends, then copies.
+    row = migrations.create(staff, domain.id, _entry(box.address, port=old.port, username=src_user))
+    migrations.preflight(staff, row.id)
+
+    def one_ends():
+        db.session.execute(sa.update(Migration).where(Migration.id == busy[0]).values(state="failed"))
+        db.session.commit()
+
+    helper = _later(app, 0.8, one_ends)
+    started = time.monotonic()
+    row = migrations.start(staff, row.id)
+    helper.join()
+    assert time.monotonic() - started >= 0.8
+    assert row.state == "done" and row.report["totals"]["copied"] == 3
