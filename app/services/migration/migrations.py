@@ -304,7 +304,7 @@ def start(actor: Actor, migration_id: object) -> Migration:
 
     row = get_migration(actor, migration_id)
     require_staff(actor)
-    if row.state not in (MigrationState.PREFLIGHT_OK, MigrationState.FAILED):
+    if row.state not in (MigrationState.PREFLIGHT_OK, MigrationState.FAILED) and not _stuck(row):
         if row.state == MigrationState.DRAFT:
             raise Conflict(_("Esegui prima la verifica (preflight) della migrazione."))
         raise Conflict(_("La migrazione è già avviata o conclusa."))
@@ -359,19 +359,31 @@ def cancel(actor: Actor, migration_id: object) -> Migration:
         raise Conflict(_("La migrazione è già conclusa."))
     audit.record(actor, "migration.cancel", customer_id=row.customer_id, target=row.mailbox.address)
     db.session.commit()
-    if row.state in (MigrationState.QUEUED, MigrationState.RUNNING) and row.job_id is not None:
-        job = db.session.get(jobs.Job, row.job_id)
-        if job is not None and job.active:
-            jobs.cancel(actor, job.id)  # a queued job: on_job_cancelled marks the migration
+    stuck = _stuck(row)
+    if row.state in (MigrationState.QUEUED, MigrationState.RUNNING) and not stuck:
+        jobs.cancel(actor, row.job_id)  # a queued job: on_job_cancelled marks the migration
+    # A running copy stops at its next batch and marks the migration itself; one whose job
+    # ended without doing so (its worker died for good) is cancelled here.
     _set(
         row.id,
-        (MigrationState.DRAFT, MigrationState.PREFLIGHT_OK, MigrationState.FAILED, MigrationState.QUEUED),
+        (MigrationState.DRAFT, MigrationState.PREFLIGHT_OK, MigrationState.FAILED, MigrationState.QUEUED)
+        + ((MigrationState.RUNNING,) if stuck else ()),
         state=MigrationState.CANCELLED,
         secret=None,
         finished_at=utcnow(),
     )
     db.session.refresh(row)
     return row
+
+
+def _stuck(row: Migration) -> bool:
+    """Queued or running, but its job ended (a worker that died for good): neither copying nor waiting."""
+    from app.models import Job
+
+    if row.state not in (MigrationState.QUEUED, MigrationState.RUNNING):
+        return False
+    job = db.session.get(Job, row.job_id) if row.job_id else None
+    return job is None or not job.active
 
 
 def on_job_cancelled(job) -> None:
