@@ -419,6 +419,15 @@ def running_from(host: str) -> int:
     )
 
 
+def _lock_host(host: str) -> None:
+    """Serialise the turn-taking of one old host until commit: on PostgreSQL an advisory lock (two
+    copies would otherwise both count one running and both start); SQLite's UPDATE locks the database."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(
+            sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"migration-host:{host}"}
+        )
+
+
 def _take_turn(row: Migration, ctx) -> None:
     """queued -> running once fewer than MIGRATION_PER_HOST copies run from its old server; waits meanwhile."""
     from app.services.jobs import JobCancelled, JobFailed
@@ -429,6 +438,7 @@ def _take_turn(row: Migration, ctx) -> None:
     while True:
         if ctx.should_stop():
             raise JobCancelled
+        _lock_host(row.host)
         busy = (
             sa.select(sa.func.count())
             .where(Migration.host == row.host, Migration.state == MigrationState.RUNNING)
@@ -449,6 +459,7 @@ def _take_turn(row: Migration, ctx) -> None:
         if not waiting:
             ctx.progress(0, None, _("In attesa: altre copie dallo stesso server sono in corso."))
             waiting = True
+        db.session.commit()  # no transaction left open while waiting
         time.sleep(pause)
 
 
