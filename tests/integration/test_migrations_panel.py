@@ -80,6 +80,11 @@ def test_bad_input_is_422_per_field_and_only_staff_enter_migrations(app):
         with pytest.raises(ValidationError) as bad:
             migrations.create(staff, domain.id, _entry(box.address, host=host))
         assert set(bad.value.errors) == {"host"}
+    with pytest.raises(ValidationError) as bad:  # no second IMAP command smuggled in the login
+        migrations.create(
+            staff, domain.id, _entry(box.address, password="x\r\nA1 DELETE INBOX", username="a\r\nb")
+        )
+    assert set(bad.value.errors) == {"password", "username"}
     with pytest.raises(PermissionDenied):
         migrations.create(Actor.for_user(factories.admin(c)), domain.id, _entry(box.address))
 

@@ -97,6 +97,11 @@ def _password(value: object) -> str:
         raise ValidationError.one("password", _("Scrivi la password della vecchia casella."))
     if len(value) > MAX_PASSWORD:
         raise ValidationError.one("password", _("Al massimo %(n)d caratteri.", n=MAX_PASSWORD))
+    if any(ch in value for ch in "\r\n\x00"):  # would end the IMAP command: nobody's password holds them
+        raise ValidationError.one(
+            "password",
+            _("Contiene caratteri non ammessi: di controllo, invisibili o che invertono il testo."),
+        )
     return value
 
 
