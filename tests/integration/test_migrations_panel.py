@@ -2,6 +2,8 @@
 the preflight (quota, nothing written), the MX gate, the copy job run to the end, the old password
 sealed, kept out of the job's arguments and the logs, and wiped after."""
 
+# ruff: noqa: F811  (the tests take the fixture `pair` imported from test_imap_copy)
+
 from __future__ import annotations
 
 import logging
@@ -42,6 +44,23 @@ def _mx(domain_id: int, verdict: str) -> None:
         db.session.add(row)
     row.verdict = verdict
     db.session.commit()
+
+
+def _configure(monkeypatch, ours, **more) -> None:
+    """Our side is the "ours" Dovecot through its master user; jobs run inline (restored after the test)."""
+    from flask import current_app
+
+    values = {
+        "DOVECOT_IMAP_HOST": HOST,
+        "DOVECOT_IMAP_PORT": ours.port,
+        "DOVECOT_MASTER_USER": MASTER,
+        "DOVECOT_MASTER_PASSWORD": MASTER_PASSWORD,
+        "MIGRATION_DEST_SECURITY": "none",
+        "JOBS_INLINE": True,
+        **more,
+    }
+    for key, value in values.items():
+        monkeypatch.setitem(current_app.config, key, value)
 
 
 def _entry(mailbox: str, **kw) -> dict:
@@ -141,17 +160,10 @@ def _our_folders(server, address: str) -> dict[str, int]:
     return found
 
 
-def test_preflight_quota_gate_and_the_copy_job_to_the_end(app, pair, caplog):  # noqa: F811
+def test_preflight_quota_gate_and_the_copy_job_to_the_end(app, pair, caplog, monkeypatch):
     old, ours = pair
     caplog.set_level(logging.DEBUG)
-    app.config.update(
-        DOVECOT_IMAP_HOST=HOST,
-        DOVECOT_IMAP_PORT=ours.port,
-        DOVECOT_MASTER_USER=MASTER,
-        DOVECOT_MASTER_PASSWORD=MASTER_PASSWORD,
-        MIGRATION_DEST_SECURITY="none",
-        JOBS_INLINE=True,
-    )
+    _configure(monkeypatch, ours)
     tag = uuid.uuid4().hex[:8]
     c = factories.customer(domain=f"migra{tag}.example")
     box = factories.mailbox(c, "mario")
@@ -230,16 +242,9 @@ def test_preflight_quota_gate_and_the_copy_job_to_the_end(app, pair, caplog):  #
     ]
 
 
-def test_a_failed_login_fails_the_preflight_and_a_staff_override_opens_the_gate(app, pair):  # noqa: F811
+def test_a_failed_login_fails_the_preflight_and_a_staff_override_opens_the_gate(app, pair, monkeypatch):
     old, ours = pair
-    app.config.update(
-        DOVECOT_IMAP_HOST=HOST,
-        DOVECOT_IMAP_PORT=ours.port,
-        DOVECOT_MASTER_USER=MASTER,
-        DOVECOT_MASTER_PASSWORD=MASTER_PASSWORD,
-        MIGRATION_DEST_SECURITY="none",
-        JOBS_INLINE=True,
-    )
+    _configure(monkeypatch, ours)
     tag = uuid.uuid4().hex[:8]
     c = factories.customer(domain=f"override{tag}.example")
     box = factories.mailbox(c, "luisa")
@@ -265,19 +270,12 @@ def test_a_failed_login_fails_the_preflight_and_a_staff_override_opens_the_gate(
     assert row.state == MigrationState.DONE and row.report["totals"]["source_count"] == 0
 
 
-def test_the_api_doors_enter_check_start_and_show_a_migration(app, client, pair):  # noqa: F811
+def test_the_api_doors_enter_check_start_and_show_a_migration(app, client, pair, monkeypatch):
     from app.services import users
     from tests.web.test_openapi import Api, _fits
 
     old, ours = pair
-    app.config.update(
-        DOVECOT_IMAP_HOST=HOST,
-        DOVECOT_IMAP_PORT=ours.port,
-        DOVECOT_MASTER_USER=MASTER,
-        DOVECOT_MASTER_PASSWORD=MASTER_PASSWORD,
-        MIGRATION_DEST_SECURITY="none",
-        JOBS_INLINE=True,
-    )
+    _configure(monkeypatch, ours)
     doc = client.get("/api/v1/openapi.json").get_json()
     tag = uuid.uuid4().hex[:8]
     c = factories.customer(domain=f"api{tag}.example")
@@ -347,18 +345,11 @@ def _later(app, seconds: float, work) -> threading.Thread:
     return thread
 
 
-def test_a_copy_waits_for_its_turn_on_a_busy_old_server_and_can_be_cancelled_meanwhile(app, pair):  # noqa: F811
+def test_a_copy_waits_for_its_turn_on_a_busy_old_server_and_can_be_cancelled_meanwhile(
+    app, pair, monkeypatch
+):
     old, ours = pair
-    app.config.update(
-        DOVECOT_IMAP_HOST=HOST,
-        DOVECOT_IMAP_PORT=ours.port,
-        DOVECOT_MASTER_USER=MASTER,
-        DOVECOT_MASTER_PASSWORD=MASTER_PASSWORD,
-        MIGRATION_DEST_SECURITY="none",
-        MIGRATION_PER_HOST=2,
-        MIGRATION_HOST_WAIT=0.1,
-        JOBS_INLINE=True,
-    )
+    _configure(monkeypatch, ours, MIGRATION_PER_HOST=2, MIGRATION_HOST_WAIT=0.1)
     tag = uuid.uuid4().hex[:8]
     c = factories.customer(domain=f"turno{tag}.example")
     box = factories.mailbox(c, "piero")
