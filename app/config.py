@@ -125,6 +125,17 @@ class Config:
     # What the staff health page probes; each check gives up after HEALTH_TIMEOUT seconds.
     DOVECOT_IMAP_HOST = os.environ.get("DOVECOT_IMAP_HOST", "127.0.0.1")
     DOVECOT_IMAP_PORT = int(os.environ.get("DOVECOT_IMAP_PORT", "143"))
+    # Migrations (app/services/migration/migrations.py) write our side through Dovecot's master user
+    # at DOVECOT_IMAP_HOST:DOVECOT_IMAP_PORT; MIGRATION_DEST_SECURITY: starttls, ssl or none.
+    DOVECOT_MASTER_USER = os.environ.get("DOVECOT_MASTER_USER", "")
+    DOVECOT_MASTER_PASSWORD = os.environ.get("DOVECOT_MASTER_PASSWORD", "")
+    MIGRATION_DEST_SECURITY = os.environ.get("MIGRATION_DEST_SECURITY", "starttls")
+    MIGRATION_DEST_CA_FILE = os.environ.get("MIGRATION_DEST_CA_FILE") or None
+    # Copies running at once from one old server, and how long a copy waits for its turn (seconds).
+    MIGRATION_PER_HOST = int(os.environ.get("MIGRATION_PER_HOST", "2"))
+    MIGRATION_HOST_WAIT = float(os.environ.get("MIGRATION_HOST_WAIT", "15"))
+    # Messages over this size (RFC822.SIZE) are skipped and reported: 29 MiB.
+    MIGRATION_MAX_SIZE = int(os.environ.get("MIGRATION_MAX_SIZE", str(29 * 1024 * 1024)))
     POSTFIX_SMTP_HOST = os.environ.get("POSTFIX_SMTP_HOST", "127.0.0.1")
     POSTFIX_SMTP_PORT = int(os.environ.get("POSTFIX_SMTP_PORT", "25"))
     HEALTH_TIMEOUT = float(os.environ.get("HEALTH_TIMEOUT", "2"))

@@ -345,3 +345,17 @@ def expire_imports() -> dict:
     from app.services import imports
 
     return imports.expire_abandoned()
+
+
+def _migration_cancelled(row) -> None:
+    from app.services.migration import migrations
+
+    migrations.on_job_cancelled(row)
+
+
+@job("migration_copy", queue="migration", timeout=24 * 60 * 60, on_cancel=_migration_cancelled)
+def copy_migration(ctx: JobContext, migration_id: int) -> dict:
+    """Copy one mailbox from the old provider (app/services/migration/migrations.py)."""
+    from app.services.migration import migrations
+
+    return migrations.run_job(ctx, migration_id)

@@ -15,6 +15,7 @@ from app.models.mail import (
     Mailbox,
     MailboxPeriod,
 )
+from app.models.migrations import Migration
 from app.models.outbox import Outbox
 from app.models.quota import MailboxUsage, UsageRefresh
 from app.models.search import MailboxWord
@@ -40,6 +41,7 @@ __all__ = [
     "MailboxPeriod",
     "MailboxUsage",
     "MailboxWord",
+    "Migration",
     "Outbox",
     "Price",
     "RechargeRequest",

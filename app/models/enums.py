@@ -90,6 +90,26 @@ class JobState(Codes):
     CANCELLED = "cancelled"
 
 
+class MigrationState(Codes):
+    """A mailbox's migration from the old provider: entered, checked, then copied by a job.
+
+    The old password is wiped on entering done or cancelled (a failed one may be started again)."""
+
+    DRAFT = "draft"
+    PREFLIGHT_OK = "preflight_ok"
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class ImapSecurity(Codes):
+    SSL = "ssl"
+    STARTTLS = "starttls"
+    NONE = "none"
+
+
 class OutboxState(Codes):
     """An email of the outbox: pending until it leaves (sent), or until its attempts run out (failed)."""
 

@@ -206,6 +206,10 @@ ACTION = {
     "token.create": _l("Token API creato"),
     "token.revoke": _l("Token API revocato"),
     "outbox.retry": _l("Email rimessa in coda"),
+    "migration.create": _l("Migrazione inserita"),
+    "migration.preflight": _l("Migrazione verificata"),
+    "migration.start": _l("Migrazione avviata"),
+    "migration.cancel": _l("Migrazione annullata"),
 }
 
 FIELD = {

@@ -131,7 +131,16 @@ def test_openapi_document_is_public_valid_and_matches_the_routes(client, app):
     for path, item in doc["paths"].items():
         for method in ("post", "put", "patch"):
             if method in item and not path.endswith(
-                ("/approve", "/reject", "/quota-refresh", "/resume", "/check")
+                (
+                    "/approve",
+                    "/reject",
+                    "/quota-refresh",
+                    "/resume",
+                    "/check",
+                    "/preflight",
+                    "/start",
+                    "/cancel",
+                )
             ):
                 assert "requestBody" in item[method], (path, method)
 

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import Import
 from app.services import capacity, outbox, users
+from app.services.migration import migrations
 from tests.web.jobrows import job_row
 
 # Plausible payloads: if scoping were missing, these would change B's data.
@@ -104,6 +105,16 @@ def world(app, make):
         "job_id": job_row(b.id, "queued", kind="quota_refresh").id,
         "outbox_id": _failed_mail(b.id),
         "import_id": _waiting_import(b.id),
+        "migration_id": migrations.create(
+            make.SYSTEM,
+            domain_b,
+            {
+                "host": "imap.vecchio.example",
+                "username": "vecchio",
+                "password": "pw",
+                "mailbox": box_b.address,
+            },
+        ).id,
         "id": b.id,
     }
     db.session.commit()

@@ -8,6 +8,7 @@ from app.extensions import csrf, db
 from app.services import aliases, capacity, domains, imports, jobs, lists, mailboxes
 from app.services.access import customer_for
 from app.services.errors import Conflict, DomainError, LimitExceeded, ValidationError
+from app.services.migration import migrations
 from app.web.api import auth, body
 
 bp = Blueprint("api", __name__)
@@ -28,6 +29,7 @@ SCOPED_IDS = {
     "request_id": capacity.get_request,
     "job_id": jobs.get_job,
     "import_id": imports.get_import,
+    "migration_id": migrations.get_migration,
 }
 
 

@@ -260,4 +260,4 @@ def capacity_request_reject(request_id: int):
     return jsonify(out.capacity_request(req))
 
 
-from app.web.api import billing, imports, jobs, mail  # noqa: E402,F401  (register the domain/mailbox/alias/list, job, billing and import routes)
+from app.web.api import billing, imports, jobs, mail, migrations  # noqa: E402,F401  (register the domain/mailbox/alias/list, job, billing, import and migration routes)

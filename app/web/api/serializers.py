@@ -20,14 +20,17 @@ from app.models import (
     Import,
     Job,
     Mailbox,
+    Migration,
     ServiceClass,
 )
 from app.models.enums import (
     DomainState,
+    ImapSecurity,
     ImportOp,
     ImportState,
     JobState,
     MailboxStatus,
+    MigrationState,
     Plan,
     PostPolicy,
     RequestStatus,
@@ -551,3 +554,58 @@ def import_preview(i: Import) -> dict:
 
 def import_detail(i: Import, j: Job | None) -> dict:
     return {**import_preview(i), "result": i.result, "job": job(j) if j is not None else None}
+
+
+MIGRATION = response(
+    "Migration",
+    id=ID,
+    customer_id=integer(),
+    domain_id=integer(),
+    mailbox=text(description="Our mailbox, filled from the old account."),
+    host=text(),
+    port=integer(minimum=1, maximum=65535),
+    security=choice(ImapSecurity),
+    verify_cert=boolean(),
+    username=text(description="The old account's user name (its password never leaves the panel)."),
+    password_kept=boolean(
+        description="Whether the old password is still kept (wiped once done or cancelled)."
+    ),
+    state=choice(MigrationState),
+    preflight=any_json(
+        nullable=True,
+        description="The last preflight: the dry run's folders and totals, needed_bytes, free_bytes, ok, problem.",
+    ),
+    preflight_at=when(nullable=True),
+    report=any_json(nullable=True, description="The last copy's report: totals and per folder counts."),
+    job=object_of(JOB, nullable=True, description="The job copying it (the last one)."),
+    error=text(nullable=True),
+    created_by=text(),
+    created_at=when(),
+    started_at=when(nullable=True),
+    finished_at=when(nullable=True),
+)
+
+
+def migration(m: Migration, j: Job | None = None) -> dict:
+    return {
+        "id": m.id,
+        "customer_id": m.customer_id,
+        "domain_id": m.domain_id,
+        "mailbox": m.mailbox.address,
+        "host": m.host,
+        "port": m.port,
+        "security": m.security,
+        "verify_cert": m.verify_cert,
+        "username": m.username,
+        "password_kept": m.password_kept,
+        "state": m.state,
+        "preflight": m.preflight,
+        "preflight_at": _when(m.preflight_at),
+        "report": m.report,
+        "job": job(j) if j is not None else None,
+        "error": m.error,
+        "created_by": m.created_by,
+        "created_at": _when(m.created_at),
+        "started_at": _when(m.started_at),
+        "finished_at": _when(m.finished_at),
+    }
