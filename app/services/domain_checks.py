@@ -37,7 +37,7 @@ from app.extensions import db
 from app.models import AuditEvent, Domain, DomainCheck
 from app.redis import get_redis
 from app.services import audit, clock, dnscheck, domain_names, domains, fields, limits, notify
-from app.services.access import Actor, require_manage, require_staff
+from app.services.access import Actor, require_staff
 from app.services.addresses import domain_to_ascii
 from app.services.errors import Conflict, NotFound, ValidationError
 
@@ -68,7 +68,6 @@ class Recorded:
     """What a check changed."""
 
     verdict: str | None  # the verdict kept (the previous one when the check could not tell)
-    checked: str  # what this check said (one of dnscheck.ALL_VERDICTS)
     activated: bool = False
     warned: bool = False
 
@@ -83,7 +82,7 @@ def record(domain: Domain, report: dnscheck.Report, now: datetime | None = None)
     previous = row.verdict
     row.checked_at = now
     seen = dict(row.first_seen or {})
-    result = Recorded(previous, report.verdict)
+    result = Recorded(previous)
     if report.verdict == dnscheck.UNKNOWN:
         row.problem = report.code
         row.details = {**(row.details or {}), "last_unknown": report.as_dict()}
@@ -472,7 +471,3 @@ def allow_migration(actor: Actor, domain_id: object, reason: object) -> Domain:
     )
     db.session.commit()
     return domain
-
-
-def require_manage_domain(actor: Actor, domain: Domain) -> None:
-    require_manage(actor, domain.customer)

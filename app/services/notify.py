@@ -27,22 +27,15 @@ from app.services import labels, limits, outbox
 
 
 def _customer_recipients(req: CapacityRequest) -> dict[str, list[str]]:
-    """{language: addresses}: the customer's active admins, and its contact address."""
-    admins = db.session.execute(
-        sa.select(User.email, User.locale, User.id).where(
-            User.customer_id == req.customer_id, User.active.is_(True)
+    """{language: addresses}: the customer's active admins, and its contact address in the
+    language of whoever made the request."""
+    # The requester's language, when the requester is one of the customer's own active users.
+    requester_lang = db.session.scalar(
+        sa.select(User.locale).where(
+            User.id == req.requested_by_id, User.customer_id == req.customer_id, User.active.is_(True)
         )
-    ).all()
-    by_lang: dict[str, list[str]] = {}
-    seen: set[str] = set()
-    requester_lang = next((lang for _e, lang, uid in admins if uid == req.requested_by_id), "it")
-    for email, lang, _uid in admins:
-        by_lang.setdefault(lang, []).append(email)
-        seen.add(email.lower())
-    contact = req.customer.contact_email
-    if contact and contact.lower() not in seen:
-        by_lang.setdefault(requester_lang, []).append(contact)
-    return by_lang
+    )
+    return _customer_admins(req.customer, contact_lang=requester_lang or "it")
 
 
 def _requests_url(customer_id: int) -> str | None:
@@ -158,8 +151,8 @@ def _capacity_requested(req: CapacityRequest, created: bool) -> None:
         )
 
 
-def _customer_admins(customer) -> dict[str, list[str]]:
-    """{language: addresses}: the customer's active users, and its contact address (in Italian)."""
+def _customer_admins(customer, contact_lang: str = "it") -> dict[str, list[str]]:
+    """{language: addresses}: the customer's active users, and its contact address (in contact_lang)."""
     by_lang: dict[str, list[str]] = {}
     seen: set[str] = set()
     rows = db.session.execute(
@@ -169,7 +162,7 @@ def _customer_admins(customer) -> dict[str, list[str]]:
         by_lang.setdefault(lang, []).append(email)
         seen.add(email.lower())
     if customer.contact_email and customer.contact_email.lower() not in seen:
-        by_lang.setdefault("it", []).append(customer.contact_email)
+        by_lang.setdefault(contact_lang, []).append(customer.contact_email)
     return by_lang
 
 
