@@ -209,6 +209,11 @@ def test_a_failed_pass_keeps_syncing_staff_finish_it_and_cancel_another_between_
     assert seen["next_pass_at"] and seen["last_pass_at"]
     _fits(doc, "/api/v1/migrations/{migration_id}", "get", 200, seen)
     assert customer("POST", f"/migrations/{mid}/finish").status_code == 403
+    stranger = Api(
+        client, users.create_token(factories.SYSTEM, factories.admin(factories.customer()), "tests")[1]
+    )
+    assert stranger("POST", f"/migrations/{mid}/finish").status_code == 404
+    assert db.session.get(Migration, mid).final_pass is False
 
     # The old server refuses the login on the next pass: still syncing, the error shown, the next
     # pass scheduled, the password kept.
@@ -253,6 +258,32 @@ def test_a_failed_pass_keeps_syncing_staff_finish_it_and_cancel_another_between_
     )
     actions = [a for (a,) in db.session.execute(sa.text("SELECT action FROM audit_events ORDER BY id"))]
     assert actions.count("migration.finish") == 1
+
+
+def test_a_due_pass_waits_for_a_turn_on_its_old_server(app, pair, monkeypatch):
+    old, ours = pair
+    _configure(monkeypatch, ours, MIGRATION_PER_HOST=1)
+    c, domain, sources = _setup(old, ours, "turni", "gino", "ivo")
+    (gino, gino_src), (ivo, ivo_src) = sources.items()
+    _mx(domain.id, "published")
+    staff = _staff()
+    row = migrations.create(staff, domain.id, _entry(gino, port=old.port, username=gino_src, sync=True))
+    migrations.preflight(staff, row.id)
+    assert migrations.start(staff, row.id).state == "syncing"
+    # Another mailbox's copy from the same old server is running (as its job would have it).
+    busy = migrations.create(staff, domain.id, _entry(ivo, port=old.port, username=ivo_src))
+    db.session.execute(sa.update(Migration).where(Migration.id == busy.id).values(state="running"))
+    db.session.commit()
+
+    clock.set_now(datetime.now(UTC) + timedelta(hours=5))
+    due = migrations.run_due()
+    assert (due["passes"], due["woken"]) == ([row.id], [])
+    db.session.refresh(row)
+    assert (row.state, row.waiting_turn, row.passes) == ("queued", True, 1)
+    migrations.cancel(staff, busy.id)  # that copy ends: the pass takes the turn
+    db.session.refresh(row)
+    assert (row.state, row.passes) == ("syncing", 2)
+    assert row.report["totals"]["already_present"] == 3
 
 
 def test_the_real_worker_copies_a_migration_to_the_end(app, pair, queues, workers, monkeypatch):
