@@ -321,3 +321,71 @@ def test_the_real_worker_copies_a_migration_to_the_end(app, pair, queues, worker
     assert not _secret_kept(row.id)
     folders = _our_folders(ours, franca)
     assert (folders["INBOX"], folders["Sent"]) == (2, 1)
+
+
+def _until(check, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        db.session.expire_all()
+        found = check()
+        db.session.commit()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError("not reached in time")
+
+
+def test_with_one_turn_per_server_a_waiting_copy_leaves_the_one_worker_free(
+    app, pair, queues, workers, monkeypatch
+):
+    """MIGRATION_PER_HOST=1 and a single real worker: the second copy from a busy server ends its
+    job, the worker copies a mailbox from another server meanwhile, and the second is copied once
+    the first ends."""
+    from tests.conftest import TEST_CONFIG
+
+    old, ours = pair
+    settings = {
+        "DOVECOT_IMAP_HOST": HOST,
+        "DOVECOT_IMAP_PORT": str(ours.port),
+        "DOVECOT_MASTER_USER": MASTER,
+        "DOVECOT_MASTER_PASSWORD": MASTER_PASSWORD,
+        "MIGRATION_DEST_SECURITY": "none",
+        "DATA_KEYS": TEST_CONFIG["DATA_KEYS"],
+        "MIGRATION_PER_HOST": "1",
+    }
+    for key, value in settings.items():
+        monkeypatch.setitem(app.config, key, int(value) if value.isdigit() else value)
+    c, domain, sources = _setup(old, ours, "unturno", "primo", "secondo", "terzo")
+    (first_box, first_src), (second_box, second_src), (third_box, third_src) = sources.items()
+    _mx(domain.id, "propagated")
+    staff = _staff()
+    first = migrations.create(staff, domain.id, _entry(first_box, port=old.port, username=first_src))
+    second = migrations.create(staff, domain.id, _entry(second_box, port=old.port, username=second_src))
+    # The same old server by another name: another host for the turns.
+    third = migrations.create(
+        staff, domain.id, _entry(third_box, host="localhost", port=old.port, username=third_src)
+    )
+    for row in (first, second, third):
+        migrations.preflight(staff, row.id)
+    # The first is copying (as its job would have it).
+    db.session.execute(
+        sa.update(Migration)
+        .where(Migration.id == first.id)
+        .values(state="running", started_at=datetime.now(UTC))
+    )
+    db.session.commit()
+    workers("--queues", "migration", **settings)
+
+    second = migrations.start(staff, second.id)
+    waiting_job = second.job_id
+    _until(lambda: fresh(waiting_job).state == "done")
+    assert "attesa" in fresh(waiting_job).message
+    third = migrations.start(staff, third.id)
+    _until(lambda: db.session.get(Migration, third.id).state == "done")  # the one worker was free
+    second = db.session.get(Migration, second.id)
+    assert (second.state, second.waiting_turn) == ("queued", True)
+
+    migrations.cancel(staff, first.id)  # the first's copy ends: the second gets a job
+    _until(lambda: db.session.get(Migration, second.id).state == "done")
+    second = db.session.get(Migration, second.id)
+    assert second.job_id != waiting_job and second.report["totals"]["copied"] == 3

@@ -747,7 +747,9 @@ def run_job(ctx, migration_id: int) -> dict:
         return {"state": row.state}
     if not turn:
         ctx.progress(0, None, _("In attesa del turno: altre copie dallo stesso server sono in corso."))
-        return {"state": row.state, "waiting": True}
+        # A copy that ended meanwhile counted this job as queued and woke nobody: look again.
+        wake_waiting(row.host, finished_job=ctx.job_id)
+        return {"state": MigrationState.QUEUED.value, "waiting": True}
     try:
         return _copy(ctx, row)
     finally:
