@@ -389,3 +389,71 @@ def test_with_one_turn_per_server_a_waiting_copy_leaves_the_one_worker_free(
     _until(lambda: db.session.get(Migration, second.id).state == "done")
     second = db.session.get(Migration, second.id)
     assert second.job_id != waiting_job and second.report["totals"]["copied"] == 3
+
+
+def test_migration_0019_counts_finished_batches_as_told_and_downgrades_syncing_to_failed(backend, tmp_path):
+    """Upgrading must not mail customers about migrations finished before; a downgrade keeps a
+    migration between passes open and startable (failed, its password kept)."""
+    from flask_migrate import downgrade, upgrade
+
+    from app import create_app
+    from tests.conftest import TEST_CONFIG
+    from tests.dbstate import fresh_database
+
+    with fresh_database(backend, tmp_path) as url:
+        other = create_app({**TEST_CONFIG, "SQLALCHEMY_DATABASE_URI": url})
+        with other.app_context():
+            upgrade(revision="0018_migrations")
+            run = lambda sql, **p: db.session.execute(sa.text(sql), p)  # noqa: E731
+            run(
+                "INSERT INTO customers (id, name, plan, self_service, lock_version, created_at) "
+                "VALUES (1, 'Rossi', 'payg', false, 0, CURRENT_TIMESTAMP)"
+            )
+            run(
+                "INSERT INTO domains (id, customer_id, name, state, created_at) "
+                "VALUES (1, 1, 'rossi.example', 'active', CURRENT_TIMESTAMP)"
+            )
+            cls = run("SELECT id FROM service_classes ORDER BY id LIMIT 1").scalar()
+            states = ["done", "cancelled", "failed", "draft"]
+            for n, state in enumerate(states, start=1):
+                run(
+                    "INSERT INTO mailboxes (id, customer_id, domain_id, local_part, address, display_name, "
+                    "password_hash, service_class_id, status, created_at, updated_at) VALUES (:n, 1, 1, :l, :a, '', "
+                    "'x', :cls, 'active', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+                    n=n,
+                    l=f"u{n}",
+                    a=f"u{n}@rossi.example",
+                    cls=cls,
+                )
+                finished = state in ("done", "cancelled", "failed")
+                run(
+                    "INSERT INTO migrations (id, customer_id, domain_id, mailbox_id, host, port, security, "
+                    "verify_cert, username, secret, state, report, created_by, created_at, finished_at) VALUES "
+                    "(:n, 1, 1, :n, 'imap.vecchio.it', 993, 'ssl', true, 'v', NULL, :state, :report, 'staff', "
+                    "CURRENT_TIMESTAMP, " + ("CURRENT_TIMESTAMP" if finished else "NULL") + ")",
+                    n=n,
+                    state=state,
+                    report='{"totals": {"copied": 1}}' if state in ("done", "failed") else None,
+                )
+            db.session.commit()
+            upgrade()
+            got = {
+                state: (notified is not None, passes)
+                for state, notified, passes in run("SELECT state, notified_at, passes FROM migrations")
+            }
+            assert got == {
+                "done": (True, 1),
+                "cancelled": (True, 0),
+                "failed": (False, 1),
+                "draft": (False, 0),
+            }
+            run("UPDATE migrations SET state = 'syncing', sync = true WHERE id = 4")
+            db.session.commit()
+            db.session.remove()
+            downgrade(revision="0018_migrations")
+            assert run("SELECT state FROM migrations WHERE id = 4").scalar() == "failed"
+            db.session.commit()
+            db.session.remove()
+            upgrade()
+            db.session.remove()
+            db.engine.dispose()
