@@ -131,9 +131,10 @@ class Config:
     DOVECOT_MASTER_PASSWORD = os.environ.get("DOVECOT_MASTER_PASSWORD", "")
     MIGRATION_DEST_SECURITY = os.environ.get("MIGRATION_DEST_SECURITY", "starttls")
     MIGRATION_DEST_CA_FILE = os.environ.get("MIGRATION_DEST_CA_FILE") or None
-    # Copies running at once from one old server, and how long a copy waits for its turn (seconds).
+    # Copies running at once from one old server (a copy past it waits, queued, holding no worker).
     MIGRATION_PER_HOST = int(os.environ.get("MIGRATION_PER_HOST", "2"))
-    MIGRATION_HOST_WAIT = float(os.environ.get("MIGRATION_HOST_WAIT", "15"))
+    # A migration left in sync is copied again this many hours after its last pass.
+    MIGRATION_SYNC_HOURS = float(os.environ.get("MIGRATION_SYNC_HOURS", "4"))
     # Messages over this size (RFC822.SIZE) are skipped and reported: 29 MiB.
     MIGRATION_MAX_SIZE = int(os.environ.get("MIGRATION_MAX_SIZE", str(29 * 1024 * 1024)))
     POSTFIX_SMTP_HOST = os.environ.get("POSTFIX_SMTP_HOST", "127.0.0.1")

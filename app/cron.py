@@ -7,6 +7,7 @@ from app.jobs import (
     heartbeat,
     schedule_billing_charge,
     schedule_dns_checks,
+    schedule_migration_passes,
     schedule_quota_refresh,
     send_pending_emails,
     sweep_stale_jobs,
@@ -32,3 +33,7 @@ cron.register(expire_imports, queue_name="default", interval=10 * 60)
 # Domains' DNS: new ones and changed MX every 10 minutes, then hourly until propagated, then daily
 # (app/services/domain_checks.py decides who is due; this only looks every minute).
 cron.register(schedule_dns_checks, queue_name="dns", interval=60)
+
+# Migrations: sync passes that are due (the final one at once when the MX has propagated), copies
+# waiting for a turn on their old server, and the mail of a domain whose migration ended.
+cron.register(schedule_migration_passes, queue_name="default", interval=120)

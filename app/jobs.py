@@ -355,7 +355,17 @@ def _migration_cancelled(row) -> None:
 
 @job("migration_copy", queue="migration", timeout=24 * 60 * 60, on_cancel=_migration_cancelled)
 def copy_migration(ctx: JobContext, migration_id: int) -> dict:
-    """Copy one mailbox from the old provider (app/services/migration/migrations.py)."""
+    """Copy one mailbox from the old provider, one pass (app/services/migration/migrations.py). A copy
+    whose old server is busy ends at once, its migration left queued for a later job."""
     from app.services.migration import migrations
 
     return migrations.run_job(ctx, migration_id)
+
+
+@in_app_context
+def schedule_migration_passes() -> dict:
+    """Sync migrations' passes that are due, migrations waiting for a turn on their old server, and the
+    end-of-migration mails a domain still owes (app/services/migration/migrations.py)."""
+    from app.services.migration import migrations
+
+    return migrations.run_due()

@@ -93,12 +93,15 @@ class JobState(Codes):
 class MigrationState(Codes):
     """A mailbox's migration from the old provider: entered, checked, then copied by a job.
 
-    The old password is wiped on entering done or cancelled (a failed one may be started again)."""
+    The old password is wiped on entering done or cancelled (a failed one may be started again).
+    A sync migration rests in `syncing` between its passes (open, the password kept) until its
+    final pass."""
 
     DRAFT = "draft"
     PREFLIGHT_OK = "preflight_ok"
     QUEUED = "queued"
     RUNNING = "running"
+    SYNCING = "syncing"
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"

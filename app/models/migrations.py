@@ -19,6 +19,7 @@ OPEN_STATES = (
     MigrationState.PREFLIGHT_OK,
     MigrationState.QUEUED,
     MigrationState.RUNNING,
+    MigrationState.SYNCING,
     MigrationState.FAILED,
 )
 OPEN = sa.text(f"state IN ({', '.join(repr(str(s)) for s in OPEN_STATES)})")
@@ -31,6 +32,7 @@ class Migration(db.Model):
         sa.CheckConstraint(ImapSecurity.check("security"), name="security"),
         sa.CheckConstraint("port BETWEEN 1 AND 65535", name="port"),
         sa.Index("ix_migrations_domain_created", "domain_id", "created_at"),
+        sa.Index("ix_migrations_state_next_pass", "state", "next_pass_at"),
         # One open migration per mailbox (done and cancelled ones stay as history).
         sa.Index(
             "uq_migrations_open_mailbox",
@@ -64,6 +66,16 @@ class Migration(db.Model):
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
     created_by: Mapped[str] = mapped_column(sa.String(254))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Sync until the switch: copied again every MIGRATION_SYNC_HOURS (resting in `syncing` between
+    # passes) until the domain's MX has propagated or staff finish it; then a final pass, and done.
+    sync: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    # The next pass (or the one running, if it started so) is the last one.
+    final_pass: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    passes: Mapped[int] = mapped_column(default=0, server_default="0")
+    last_pass_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_pass_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The domain's end-of-migration mail was settled for this row (sent, or none due).
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     started_by: Mapped[str | None] = mapped_column(sa.String(254))
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -78,6 +90,16 @@ class Migration(db.Model):
             db.session.scalar(sa.select(Migration.secret.is_not(None)).where(Migration.id == self.id))
             or False
         )
+
+    @property
+    def waiting_turn(self) -> bool:
+        """Queued with no job on it: waiting for a free turn on its old server (a job comes for it)."""
+        from app.models import Job
+
+        if self.state != MigrationState.QUEUED:
+            return False
+        job = db.session.get(Job, self.job_id) if self.job_id else None
+        return job is None or not job.active
 
     @property
     def finished(self) -> bool:

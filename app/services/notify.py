@@ -222,3 +222,83 @@ def mx_moved(domain, describe) -> None:
                 customer_id=domain.customer_id,
                 locale="it",
             )
+
+
+def _migrations_url(domain) -> str | None:
+    """The domain's migrations page in the portal, from PANEL_URL (mails sent by jobs have no request)."""
+    base = current_app.config.get("PANEL_URL", "").rstrip("/")
+    if not base:
+        return None
+    try:
+        adapter = current_app.url_map.bind(base.split("://", 1)[-1].split("/", 1)[0])
+        path = adapter.build(
+            "portal.domain_migrations", {"customer_id": domain.customer_id, "domain_id": domain.id}
+        )
+    except Exception:  # noqa: BLE001  (a portal without that page yet: its planned address)
+        path = f"/portal/domains/{domain.id}/migrations"
+    return base + path
+
+
+def _migration_figures(row) -> dict:
+    """Per mailbox: copied over every pass, already there before the first, skipped, errors, missing."""
+    report = row.report or {}
+    totals = report.get("totals", {})
+    copied = (report.get("all_passes") or {}).get("copied", totals.get("copied", 0))
+    # What the last pass found already there, less what earlier passes of this migration copied.
+    already = max(0, totals.get("already_present", 0) - (copied - totals.get("copied", 0)))
+    return {
+        "copied": copied,
+        "already_present": already,
+        "skipped_too_large": totals.get("skipped_too_large", 0),
+        "errors": totals.get("errors", 0),
+        "missing": totals.get("missing", 0) or 0,
+    }
+
+
+def migrations_done(domain, done: list) -> None:
+    """Tell the customer that the domain's migration is over: per mailbox what was copied.
+
+    done: the migrations of the batch that ended done. Queued in the caller's transaction (the
+    rows marked notified with it: one mail per batch)."""
+    link = _migrations_url(domain)
+    for lang, to in _customer_admins(domain.customer).items():
+        with force_locale(lang):
+            subject = _("Migrazione della posta completata: %(d)s", d=domain.display_name)
+            lines = [
+                _("Buongiorno,"),
+                "",
+                _(
+                    "la copia della posta dal vecchio fornitore per il dominio %(d)s è conclusa.",
+                    d=domain.display_name,
+                ),
+                "",
+            ]
+            for row in sorted(done, key=lambda r: r.mailbox.address):
+                f = _migration_figures(row)
+                lines += [
+                    row.mailbox.address,
+                    "  " + _("copiati: %(n)d", n=f["copied"]),
+                    "  " + _("già presenti: %(n)d", n=f["already_present"]),
+                    "  " + _("non copiati perché troppo grandi: %(n)d", n=f["skipped_too_large"]),
+                    "  " + _("errori: %(n)d", n=f["errors"]),
+                    "  " + _("mancanti: %(n)d", n=f["missing"]),
+                    "",
+                ]
+            if any(_migration_figures(r)["skipped_too_large"] for r in done):
+                lines += [
+                    _(
+                        "I messaggi troppo grandi sono rimasti sul vecchio server: il rapporto di ogni "
+                        "casella ne elenca oggetto, data e dimensione."
+                    ),
+                    "",
+                ]
+            if link:
+                lines += [_("I rapporti completi: %(url)s", url=link)]
+            outbox.queue_email(
+                "migrations_done",
+                to,
+                subject,
+                "\n".join(lines).rstrip("\n") + "\n" + _footer(),
+                customer_id=domain.customer_id,
+                locale=lang,
+            )

@@ -7,7 +7,6 @@ sealed, kept out of the job's arguments and the logs, and wiped after."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -334,22 +333,9 @@ def _busy_host(c, domain, staff, n: int) -> list[int]:
     return ids
 
 
-def _later(app, seconds: float, work) -> threading.Thread:
-    def run():
-        time.sleep(seconds)
-        with app.app_context():
-            work()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
-
-
-def test_a_copy_waits_for_its_turn_on_a_busy_old_server_and_can_be_cancelled_meanwhile(
-    app, pair, monkeypatch
-):
+def test_a_copy_waits_for_its_turn_without_holding_a_worker_and_runs_when_one_ends(app, pair, monkeypatch):
     old, ours = pair
-    _configure(monkeypatch, ours, MIGRATION_PER_HOST=2, MIGRATION_HOST_WAIT=0.1)
+    _configure(monkeypatch, ours, MIGRATION_PER_HOST=2)
     tag = uuid.uuid4().hex[:8]
     c = factories.customer(domain=f"turno{tag}.example")
     box = factories.mailbox(c, "piero")
@@ -362,30 +348,66 @@ def test_a_copy_waits_for_its_turn_on_a_busy_old_server_and_can_be_cancelled_mea
     staff = _staff()
     busy = _busy_host(c, domain, staff, 2)
 
-    # Two copies run from the old server: this one waits, and is cancelled while it waits.
+    # Two copies run from the old server: this one's job ends at once, the migration stays queued,
+    # waiting for its turn; it is cancelled while it waits.
     row = migrations.create(staff, domain.id, _entry(box.address, port=old.port, username=src_user))
     migrations.preflight(staff, row.id)
-    helper = _later(app, 0.8, lambda: migrations.cancel(_staff(), row.id))
     started = time.monotonic()
     row = migrations.start(staff, row.id)
-    helper.join()
-    db.session.refresh(row)
-    assert time.monotonic() - started >= 0.8
+    assert time.monotonic() - started < 5
+    assert (row.state, row.waiting_turn) == ("queued", True)
+    job = db.session.get(Job, row.job_id)
+    assert job.state == "done" and "attesa" in job.message and job.result["waiting"] is True
+    assert migrations.wake_waiting(HOST) == []  # still no turn free
+    row = migrations.cancel(staff, row.id)
     assert row.state == "cancelled" and row.report is None
-    assert db.session.get(Job, row.job_id).state == "cancelled"
     assert db.session.scalar(sa.select(Migration.secret).where(Migration.id == row.id)) is None
 
-    # Again: it waits until one of the two ends, then copies.
+    # Again: it waits; one of the two running ends, and it is copied.
     row = migrations.create(staff, domain.id, _entry(box.address, port=old.port, username=src_user))
     migrations.preflight(staff, row.id)
-
-    def one_ends():
-        db.session.execute(sa.update(Migration).where(Migration.id == busy[0]).values(state="failed"))
-        db.session.commit()
-
-    helper = _later(app, 0.8, one_ends)
-    started = time.monotonic()
     row = migrations.start(staff, row.id)
-    helper.join()
-    assert time.monotonic() - started >= 0.8
+    assert row.state == "queued"
+    migrations.cancel(staff, busy[0])  # its copy ends: the next from that server takes the turn
+    db.session.refresh(row)
     assert row.state == "done" and row.report["totals"]["copied"] == 3
+    assert db.session.get(Job, row.job_id).state == "done"
+
+
+def test_with_one_turn_per_server_the_second_copy_runs_after_the_first(app, pair, monkeypatch):
+    """MIGRATION_PER_HOST=1, two mailboxes from one old server: the second ends its job at once and
+    is copied when the first's copy ends (here the first is caught half-way: running, its job gone)."""
+    old, ours = pair
+    _configure(monkeypatch, ours, MIGRATION_PER_HOST=1)
+    tag = uuid.uuid4().hex[:8]
+    c = factories.customer(domain=f"uno{tag}.example")
+    first_box, second_box = factories.mailbox(c, "primo"), factories.mailbox(c, "secondo")
+    domain = domains.list_domains(factories.SYSTEM, c.id)[0]
+    _mx(domain.id, "propagated")
+    staff = _staff()
+    rows = []
+    for box in (first_box, second_box):
+        ours.add_user(box.address, "non-usata-qui")
+        src_user = f"v{box.local_part}{tag}"
+        old.add_user(src_user, OLD_PASSWORD)
+        _seed(old, src_user)
+        row = migrations.create(staff, domain.id, _entry(box.address, port=old.port, username=src_user))
+        migrations.preflight(staff, row.id)
+        rows.append(row)
+    first, second = rows
+    # The first one copying (as its job would be): the second's job ends at once, holding no worker.
+    db.session.execute(
+        sa.update(Migration)
+        .where(Migration.id == first.id)
+        .values(state="running", started_at=datetime.now(UTC))
+    )
+    db.session.commit()
+    second = migrations.start(staff, second.id)
+    assert second.state == "queued" and second.waiting_turn
+    assert db.session.get(Job, second.job_id).state == "done"
+    assert migrations.run_due()["woken"] == []  # the cron finds no turn free
+    # The first's copy ends (cancelled half-way): the second is copied.
+    migrations.cancel(staff, first.id)
+    db.session.refresh(second)
+    assert second.state == "done" and second.report["totals"]["copied"] == 3
+    assert db.session.get(Migration, first.id).state == "cancelled"

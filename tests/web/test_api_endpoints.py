@@ -140,6 +140,7 @@ def test_openapi_document_is_public_valid_and_matches_the_routes(client, app):
                     "/preflight",
                     "/start",
                     "/cancel",
+                    "/finish",
                 )
             ):
                 assert "requestBody" in item[method], (path, method)

@@ -8,7 +8,17 @@ queue copies it with run_copy, our side through Dovecot's master user. The job a
 the password (its only argument is the migration's id); the password is wiped when the
 migration is done or cancelled. A failed migration may be started again: the engine copies
 only what is missing. At most MIGRATION_PER_HOST copies run at once from one old server; a
-copy that finds its server busy waits for its turn (cancellable meanwhile).
+copy that finds its server busy ends its job at once and stays queued ("waiting for its turn"):
+a copy ending from that server, or the cron (run_due), queues a job for it again.
+
+Sync until the switch: a migration entered with `sync` may start once the domain is active
+(before its MX has propagated). After each pass it rests in `syncing` (the password kept) and
+the cron queues the next pass MIGRATION_SYNC_HOURS later, copying only what is new; once the
+domain's MX has propagated (the DNS verdict: staff's override of the gate does not end a sync)
+or staff finish it, the next pass runs at once and is the final one: then done.
+
+When a domain's last open migration ends (done or cancelled, at least one done) the customer
+gets one mail with each mailbox's figures (notify.migrations_done).
 """
 
 from __future__ import annotations
@@ -16,8 +26,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
-import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 import sqlalchemy as sa
 from flask import current_app
@@ -29,7 +39,7 @@ from app.models import Domain, Mailbox, Migration
 from app.models.base import utcnow
 from app.models.enums import ImapSecurity, MailboxStatus, MigrationState
 from app.models.migrations import OPEN_STATES
-from app.services import audit, domain_checks, domains, fields, limits, quota, vault
+from app.services import audit, clock, domain_checks, domains, fields, limits, quota, vault
 from app.services.access import Actor, get_scoped, require_staff
 from app.services.errors import Conflict, FieldErrors, ValidationError
 from app.services.migration.copy import CopyFailed, run_copy
@@ -115,6 +125,7 @@ class MigrationDraft:
     verify_cert: bool
     username: str
     password: str  # only until apply_create seals it
+    sync: bool = False
 
     def __repr__(self) -> str:  # never the password
         return f"MigrationDraft({self.username}@{self.host}:{self.port} -> {self.mailbox.address})"
@@ -132,8 +143,9 @@ def validate_create(actor: Actor, domain_id: object, data: dict) -> MigrationDra
     username = problems.collect(fields.text, data.get("username"), "username", max_len=320)
     password = problems.collect(_password, data.get("password"))
     mailbox = problems.collect(_mailbox_of, domain, data.get("mailbox"))
+    sync = problems.collect(fields.boolean, data.get("sync", False), "sync")
     problems.raise_if_any()
-    return MigrationDraft(domain, mailbox, host, port, security, verify, username, password)
+    return MigrationDraft(domain, mailbox, host, port, security, verify, username, password, sync)
 
 
 def _mailbox_of(domain: Domain, value: object) -> Mailbox:
@@ -166,6 +178,7 @@ def apply_create(actor: Actor, draft: MigrationDraft) -> Migration:
         username=draft.username,
         secret=vault.seal(draft.password),
         state=MigrationState.DRAFT,
+        sync=draft.sync,
         created_by_id=actor.user_id,
         created_by=actor.label[:254],
     )
@@ -176,7 +189,10 @@ def apply_create(actor: Actor, draft: MigrationDraft) -> Migration:
         "migration.create",
         customer_id=row.customer_id,
         target=draft.mailbox.address,
-        changes={"source": [None, f"{draft.username}@{draft.host}:{draft.port} ({draft.security})"]},
+        changes={
+            "source": [None, f"{draft.username}@{draft.host}:{draft.port} ({draft.security})"],
+            "sync": [None, draft.sync],
+        },
     )
     db.session.commit()
     return row
@@ -256,8 +272,10 @@ def preflight(actor: Actor, migration_id: object) -> Migration:
         _store_preflight(actor, row, {"ok": False, "problem": e.message})
         raise Conflict(e.message) from None
     findings = report.to_dict()
-    skipped = sum(s["size"] for f in findings["folders"] for s in f["skipped_too_large"])
-    needed = findings["totals"]["source_bytes"] - skipped
+    needed = findings["totals"].get("to_copy_bytes")
+    if needed is None:  # an engine that does not measure what is already on our side
+        skipped = sum(s["size"] for f in findings["folders"] for s in f["skipped_too_large"])
+        needed = findings["totals"]["source_bytes"] - skipped
     free = free_bytes(row.mailbox)
     findings.update(needed_bytes=needed, free_bytes=free, ok=True, problem=None)
     problem = None
@@ -300,13 +318,27 @@ def _store_preflight(actor: Actor, row: Migration, findings: dict) -> None:
     db.session.commit()
 
 
-# Start, cancel.
+# Start, finish, cancel.
+
+
+def mx_propagated(domain: Domain) -> bool:
+    """The domain's DNS verdict says its MX points to us and has propagated (staff's override does not count)."""
+    row = domain.check
+    return row is not None and row.verdict == "propagated"
+
+
+def start_gate(row: Migration) -> domain_checks.Gate:
+    """May it start now? A one-shot copy needs the domain's gate (the MX propagated, or staff's
+    override); a sync migration only an active domain: its passes go on until the switch."""
+    if not row.sync:
+        return domain_checks.migration_gate(row.domain)
+    if not row.domain.is_active:
+        return domain_checks.Gate(False, _("Il dominio non è ancora attivo."))
+    return domain_checks.Gate(True, _("In sincronia fino al passaggio del record MX."))
 
 
 def start(actor: Actor, migration_id: object) -> Migration:
-    """Queue the copy: after a good preflight (or again after a failure), once the domain's gate is open."""
-    from app.services import jobs
-
+    """Queue the copy: after a good preflight (or again after a failure), once start_gate is open."""
     row = get_migration(actor, migration_id)
     require_staff(actor)
     if row.state not in (MigrationState.PREFLIGHT_OK, MigrationState.FAILED) and not _stuck(row):
@@ -317,14 +349,20 @@ def start(actor: Actor, migration_id: object) -> Migration:
         raise Conflict(
             _("La password della vecchia casella non è più conservata: inserisci di nuovo la migrazione.")
         )
-    gate = domain_checks.migration_gate(row.domain)
+    gate = start_gate(row)
     if not gate.open:
         raise Conflict(gate.reason)
     before = row.state
     moved = db.session.execute(
         sa.update(Migration)
         .where(Migration.id == row.id, Migration.state == before)
-        .values(state=MigrationState.QUEUED, started_by=actor.label[:254], started_at=utcnow(), error=None)
+        .values(
+            state=MigrationState.QUEUED,
+            started_by=actor.label[:254],
+            started_at=utcnow(),
+            error=None,
+            next_pass_at=None,
+        )
         .execution_options(synchronize_session=False)
     ).rowcount
     if moved != 1:
@@ -338,18 +376,61 @@ def start(actor: Actor, migration_id: object) -> Migration:
         changes={"state": [before, MigrationState.QUEUED.value], "gate": [None, gate.reason]},
     )
     db.session.commit()
+    _enqueue(actor, row, back_to=before)
+    db.session.refresh(row)
+    return row
+
+
+def _enqueue(actor: Actor, row: Migration, back_to: str | None = None):
+    """A `migration_copy` job for a queued migration (its only argument the id)."""
+    from app.services import jobs
+
+    previous = row.job_id
     try:
         job = jobs.enqueue(actor, "migration_copy", customer_id=row.customer_id, args=[row.id])
     except jobs.QueueUnavailable:
-        _set(row.id, (MigrationState.QUEUED,), state=before)
+        if back_to is not None:
+            _set(row.id, (MigrationState.QUEUED,), state=back_to)
         raise
+    # Unless the job (run at once) or another one already took the migration.
+    taken = Migration.job_id.is_(None) if previous is None else Migration.job_id == previous
     db.session.execute(
         sa.update(Migration)
-        .where(Migration.id == row.id)
+        .where(Migration.id == row.id, Migration.state == MigrationState.QUEUED, taken)
         .values(job_id=job.id)
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
+    return job
+
+
+def finish(actor: Actor, migration_id: object) -> Migration:
+    """Staff end a sync migration now: its next pass is the final one, queued at once when it rests
+    between passes (a pass running goes on, and the final one follows it at once)."""
+    row = get_migration(actor, migration_id)
+    require_staff(actor)
+    passing = (MigrationState.SYNCING, MigrationState.QUEUED, MigrationState.RUNNING)
+    if not row.sync or row.state not in passing:
+        raise Conflict(_("Solo una migrazione in sincronia può essere conclusa con un passaggio finale."))
+    moved = db.session.execute(
+        sa.update(Migration)
+        .where(Migration.id == row.id, Migration.state.in_([str(s) for s in passing]))
+        .values(final_pass=True)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if moved != 1:
+        db.session.rollback()
+        raise Conflict(_("Solo una migrazione in sincronia può essere conclusa con un passaggio finale."))
+    audit.record(
+        actor,
+        "migration.finish",
+        customer_id=row.customer_id,
+        target=row.mailbox.address,
+        changes={"final_pass": [bool(row.final_pass), True]},
+    )
+    db.session.commit()
+    if _queue_pass(row.id, final=True):
+        wake_waiting(row.host)
     db.session.refresh(row)
     return row
 
@@ -367,22 +448,33 @@ def cancel(actor: Actor, migration_id: object) -> Migration:
     stuck = _stuck(row)
     if row.state in (MigrationState.QUEUED, MigrationState.RUNNING) and not stuck:
         jobs.cancel(actor, row.job_id)  # a queued job: on_job_cancelled marks the migration
-    # A running copy stops at its next batch and marks the migration itself; one whose job
-    # ended without doing so (its worker died for good) is cancelled here.
+    # A running copy stops at its next batch and marks the migration itself; one waiting for its
+    # turn (no job on it) or whose job ended without doing so (its worker died) is cancelled here.
     _set(
         row.id,
-        (MigrationState.DRAFT, MigrationState.PREFLIGHT_OK, MigrationState.FAILED, MigrationState.QUEUED)
+        (
+            MigrationState.DRAFT,
+            MigrationState.PREFLIGHT_OK,
+            MigrationState.FAILED,
+            MigrationState.QUEUED,
+            MigrationState.SYNCING,
+        )
         + ((MigrationState.RUNNING,) if stuck else ()),
+        **_ENDED,
         state=MigrationState.CANCELLED,
-        secret=None,
         finished_at=utcnow(),
     )
+    _after_end(row.id)
     db.session.refresh(row)
     return row
 
 
+# Columns wiped when a migration ends (done or cancelled).
+_ENDED = {"secret": None, "next_pass_at": None}
+
+
 def _stuck(row: Migration) -> bool:
-    """Queued or running, but its job ended (a worker that died for good): neither copying nor waiting."""
+    """Queued or running, but no job on it: waiting for its turn, or a worker that died for good."""
     from app.models import Job
 
     if row.state not in (MigrationState.QUEUED, MigrationState.RUNNING):
@@ -397,10 +489,11 @@ def on_job_cancelled(job) -> None:
         _set(
             job.args[0],
             (MigrationState.QUEUED,),
+            **_ENDED,
             state=MigrationState.CANCELLED,
-            secret=None,
             finished_at=utcnow(),
         )
+        _after_end(job.args[0])
 
 
 def _set(migration_id: int, from_states: tuple, **values) -> bool:
@@ -415,7 +508,11 @@ def _set(migration_id: int, from_states: tuple, **values) -> bool:
     return moved == 1
 
 
-# The job's body.
+# Turns, passes and the cron.
+
+
+def _system() -> Actor:
+    return Actor.system("cron", via="job")
 
 
 def running_from(host: str) -> int:
@@ -433,68 +530,242 @@ def _lock_host(host: str) -> None:
         )
 
 
-def _take_turn(row: Migration, ctx) -> None:
-    """queued -> running once fewer than MIGRATION_PER_HOST copies run from its old server; waits meanwhile."""
-    from app.services.jobs import JobCancelled, JobFailed
+def _queue_pass(migration_id: int, *, final: bool = False) -> bool:
+    """syncing -> queued: its next pass waits for a turn on its old server (wake_waiting gives it a job)."""
+    values: dict = {"state": MigrationState.QUEUED, "next_pass_at": None}
+    if final:
+        values["final_pass"] = True
+    return _set(migration_id, (MigrationState.SYNCING,), **values)
+
+
+def wake_waiting(host: str | None = None, finished_job: int | None = None) -> list[int]:
+    """Queue a job for each queued migration that has none (waiting for its turn), as far as its old
+    server has turns free (MIGRATION_PER_HOST less those running or with a job queued). The ids.
+
+    finished_job: a job ending now (its copy over), counted as ended."""
+    from app.models import Job
 
     limit = max(1, current_app.config["MIGRATION_PER_HOST"])
-    pause = current_app.config["MIGRATION_HOST_WAIT"]
-    waiting = False
-    while True:
-        if ctx.should_stop():
-            raise JobCancelled
-        _lock_host(row.host)
-        busy = (
-            sa.select(sa.func.count())
-            .where(Migration.host == row.host, Migration.state == MigrationState.RUNNING)
-            .scalar_subquery()
+    stmt = sa.select(Migration.host).where(Migration.state == MigrationState.QUEUED).distinct()
+    hosts = [host] if host is not None else list(db.session.scalars(stmt))
+    woken: list[int] = []
+    for name in hosts:
+        tried: set[int] = set()
+        while True:
+            db.session.expire_all()
+            rows = list(
+                db.session.scalars(
+                    sa.select(Migration)
+                    .where(Migration.host == name, Migration.state == MigrationState.QUEUED)
+                    .order_by(Migration.started_at.asc().nulls_first(), Migration.id)
+                )
+            )
+            jobs_of = {r.job_id for r in rows if r.job_id}
+            active = set(
+                db.session.scalars(
+                    sa.select(Job.id).where(Job.id.in_(jobs_of), Job.state.in_(("queued", "running")))
+                )
+            ) - {finished_job}
+            waiting = [r for r in rows if r.job_id not in active and r.id not in tried]
+            busy = running_from(name) + (len(rows) - len([r for r in rows if r.job_id not in active]))
+            db.session.commit()
+            if not waiting or busy >= limit:
+                break
+            row = waiting[0]
+            tried.add(row.id)
+            _enqueue(_system(), row)
+            woken.append(row.id)
+    return woken
+
+
+def run_due(now=None) -> dict:
+    """The cron's look (every few minutes): queue the passes of sync migrations that are due (at once
+    when the domain's MX has propagated or staff asked to finish: the final pass), give the waiting
+    migrations a job when their old server has a turn free, and send the end-of-migration mails a
+    finished domain still owes."""
+    from app.services import jobs
+
+    now = now or clock.now()
+    passes = []
+    for row in db.session.scalars(
+        sa.select(Migration).where(Migration.state == MigrationState.SYNCING)
+    ).all():
+        final = row.final_pass or mx_propagated(row.domain)
+        if final or row.next_pass_at is None or row.next_pass_at <= now:
+            if _queue_pass(row.id, final=final):
+                passes.append(row.id)
+    try:
+        woken = wake_waiting()
+    except jobs.QueueUnavailable:
+        woken = []  # the next look tries again
+    owing = db.session.scalars(
+        sa.select(Migration.domain_id)
+        .where(
+            Migration.state.in_([MigrationState.DONE.value, MigrationState.CANCELLED.value]),
+            Migration.notified_at.is_(None),
         )
-        moved = db.session.execute(
-            sa.update(Migration)
-            .where(Migration.id == row.id, Migration.state == MigrationState.QUEUED, busy < limit)
-            .values(state=MigrationState.RUNNING)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        .distinct()
+    ).all()
+    notified = [d for d in owing if notify_if_finished(d)]
+    return {"passes": passes, "woken": woken, "notified": notified}
+
+
+def _after_end(migration_id: int, finished_job: int | None = None) -> None:
+    """A migration left its copy (or ended): the next on its old server gets the turn; a domain whose
+    last open migration ended gets its mail; a sync migration due for its final pass has it queued."""
+    from app.services import jobs
+
+    row = db.session.get(Migration, migration_id)
+    if row is None:
+        return
+    db.session.refresh(row)
+    host, domain_id = row.host, row.domain_id
+    if row.state == MigrationState.SYNCING and (row.final_pass or mx_propagated(row.domain)):
+        _queue_pass(row.id, final=True)
+    try:
+        wake_waiting(host, finished_job=finished_job)
+    except jobs.QueueUnavailable:
+        log.warning("migrations waiting on %s not queued: the cron will", host)
+    notify_if_finished(domain_id)
+
+
+def notify_if_finished(domain_id: int) -> bool:
+    """Once the domain's last open migration ended: one mail to the customer about those not yet told
+    of (at least one done; a batch only cancelled is settled without a mail). True if a mail left."""
+    from app.services import notify, outbox
+
+    still_open = db.session.scalar(
+        sa.select(sa.func.count()).where(
+            Migration.domain_id == domain_id, Migration.state.in_([str(s) for s in OPEN_STATES])
+        )
+    )
+    rows = list(
+        db.session.scalars(
+            sa.select(Migration)
+            .where(
+                Migration.domain_id == domain_id,
+                Migration.state.in_([MigrationState.DONE.value, MigrationState.CANCELLED.value]),
+                Migration.notified_at.is_(None),
+            )
+            .order_by(Migration.id)
+        )
+    )
+    if still_open or not rows:
         db.session.commit()
-        if moved == 1:
-            return
-        db.session.refresh(row)
-        if row.state != MigrationState.QUEUED:
-            raise JobFailed(_("La migrazione non è più in coda."))
-        if not waiting:
-            ctx.progress(0, None, _("In attesa: altre copie dallo stesso server sono in corso."))
-            waiting = True
-        db.session.commit()  # no transaction left open while waiting
-        time.sleep(pause)
+        return False
+    moved = db.session.execute(
+        sa.update(Migration)
+        .where(Migration.id.in_([r.id for r in rows]), Migration.notified_at.is_(None))
+        .values(notified_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if moved != len(rows):  # another process is settling this batch
+        db.session.rollback()
+        return False
+    done = [r for r in rows if r.state == MigrationState.DONE]
+    if done:
+        notify.migrations_done(rows[0].domain, done)
+    db.session.commit()
+    outbox.send_queued()
+    return bool(done)
+
+
+# The job's body.
+
+
+def _take_turn(row: Migration, ctx) -> bool | None:
+    """queued -> running if fewer than MIGRATION_PER_HOST copies run from its old server: True; False
+    when the server is busy (the job ends, the migration stays queued); None if it is no longer queued."""
+    from app.services.jobs import JobCancelled
+
+    if ctx.should_stop():
+        raise JobCancelled
+    limit = max(1, current_app.config["MIGRATION_PER_HOST"])
+    _lock_host(row.host)
+    busy = (
+        sa.select(sa.func.count())
+        .where(Migration.host == row.host, Migration.state == MigrationState.RUNNING)
+        .scalar_subquery()
+    )
+    moved = db.session.execute(
+        sa.update(Migration)
+        .where(Migration.id == row.id, Migration.state == MigrationState.QUEUED, busy < limit)
+        .values(state=MigrationState.RUNNING, job_id=ctx.job_id)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    db.session.refresh(row)
+    if moved == 1:
+        return True
+    return False if row.state == MigrationState.QUEUED else None
 
 
 def _adopt(row: Migration, job_id: int) -> None:
-    """This job is the migration's: a retry of a job whose worker died finds it still running."""
+    """A retry of a job whose worker died finds its migration still running under the dead job: it
+    goes back to queued, and this job takes the turn."""
     from app.models import Job
 
-    if row.state == MigrationState.RUNNING and row.job_id != job_id:
-        previous = db.session.get(Job, row.job_id) if row.job_id else None
-        if previous is None or not previous.active:
-            _set(row.id, (MigrationState.RUNNING,), state=MigrationState.QUEUED)
+    if row.state != MigrationState.RUNNING or row.job_id == job_id:
+        return
+    previous = db.session.get(Job, row.job_id) if row.job_id else None
+    if previous is not None and previous.active:
+        return  # another job is copying it: this one will find it not queued, and end
+    same = Migration.job_id.is_(None) if row.job_id is None else Migration.job_id == row.job_id
     db.session.execute(
         sa.update(Migration)
-        .where(Migration.id == row.id)
-        .values(job_id=job_id)
+        .where(Migration.id == row.id, Migration.state == MigrationState.RUNNING, same)
+        .values(state=MigrationState.QUEUED)
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
     db.session.refresh(row)
 
 
+def _all_passes(row: Migration, totals: dict) -> dict:
+    """Copied over every pass of this migration (a sync's later passes copy only what is new)."""
+    before = row.report or {}
+    earlier = before.get("all_passes") or {
+        "copied": before.get("totals", {}).get("copied", 0),
+        "copied_bytes": before.get("totals", {}).get("copied_bytes", 0),
+    }
+    return {
+        "copied": earlier.get("copied", 0) + totals.get("copied", 0),
+        "copied_bytes": earlier.get("copied_bytes", 0) + totals.get("copied_bytes", 0),
+    }
+
+
 def run_job(ctx, migration_id: int) -> dict:
-    """Copy one migration (the `migration_copy` job): unseal, copy, report, wipe."""
-    from app.services.jobs import JobCancelled, JobFailed
+    """Copy one migration (the `migration_copy` job): unseal, copy, report; wipe when done."""
+    from app.services.jobs import JobFailed
 
     row = db.session.get(Migration, migration_id)
     if row is None or row.customer_id != ctx.customer_id:
         raise JobFailed(_not_found())
     _adopt(row, ctx.job_id)
-    _take_turn(row, ctx)
+    turn = _take_turn(row, ctx)
+    if turn is None:
+        return {"state": row.state}
+    if not turn:
+        ctx.progress(0, None, _("In attesa del turno: altre copie dallo stesso server sono in corso."))
+        # A copy that ended meanwhile counted this job as queued and woke nobody: look again.
+        wake_waiting(row.host, finished_job=ctx.job_id)
+        return {"state": MigrationState.QUEUED.value, "waiting": True}
+    try:
+        return _copy(ctx, row)
+    finally:
+        try:
+            _after_end(migration_id, finished_job=ctx.job_id)
+        except Exception:  # noqa: BLE001  (the copy's outcome stands; the cron catches up)
+            db.session.rollback()
+            log.exception("migration %s: the follow-up of its copy failed", migration_id)
+
+
+def _copy(ctx, row: Migration) -> dict:
+    from app.services.jobs import JobCancelled, JobFailed
+
+    final = not row.sync or row.final_pass or mx_propagated(row.domain)
+    if row.sync and final and not row.final_pass:
+        _set(row.id, (MigrationState.RUNNING,), final_pass=True)
     total = (row.preflight or {}).get("totals", {}).get("source_count")
     seen: dict[int, object] = {}
 
@@ -504,6 +775,32 @@ def run_job(ctx, migration_id: int) -> dict:
         ctx.progress(min(done, total) if total else done, total, folder.target)
         if ctx.should_stop():
             raise JobCancelled
+
+    now = clock.now()
+    hours = current_app.config["MIGRATION_SYNC_HOURS"]
+    # A pass of a sync migration that is not the last: back to syncing, the next one scheduled.
+    again = {
+        "state": MigrationState.SYNCING,
+        "passes": Migration.passes + 1,
+        "last_pass_at": now,
+        "next_pass_at": now + timedelta(hours=hours),
+    }
+    keeps_syncing = row.sync and not final
+
+    def failed(message: str) -> None:
+        db.session.rollback()
+        if keeps_syncing:
+            _set(row.id, (MigrationState.RUNNING,), **again, error=message[:500])
+        else:
+            _set(
+                row.id,
+                (MigrationState.RUNNING,),
+                state=MigrationState.FAILED,
+                passes=Migration.passes + 1,
+                last_pass_at=now,
+                error=message[:500],
+                finished_at=utcnow(),
+            )
 
     try:
         report = run_copy(
@@ -515,60 +812,63 @@ def run_job(ctx, migration_id: int) -> dict:
     except JobCancelled:
         db.session.rollback()
         _set(
-            row.id,
-            (MigrationState.RUNNING,),
-            state=MigrationState.CANCELLED,
-            secret=None,
-            finished_at=utcnow(),
+            row.id, (MigrationState.RUNNING,), **_ENDED, state=MigrationState.CANCELLED, finished_at=utcnow()
         )
         raise
     except (CopyFailed, Conflict) as e:
-        db.session.rollback()
-        _set(
-            row.id,
-            (MigrationState.RUNNING,),
-            state=MigrationState.FAILED,
-            error=e.message[:500],
-            finished_at=utcnow(),
-        )
+        failed(e.message)
         raise JobFailed(e.message) from None
     except Exception:
-        db.session.rollback()
+        failed(_("Errore imprevisto durante la copia."))
+        raise
+    found = report.to_dict()
+    found["all_passes"] = _all_passes(row, found["totals"])
+    totals = found["totals"]
+    complete = not totals["errors"] and not totals["missing"]
+    outcome = {k: totals[k] for k in ("copied", "already_present", "skipped_too_large", "errors", "missing")}
+    message = _(
+        "Copia incompleta: %(errors)d errori, %(missing)d messaggi mancanti. Avviala di nuovo per "
+        "copiare ciò che manca.",
+        errors=totals["errors"],
+        missing=totals["missing"] or 0,
+    )
+    if keeps_syncing:
+        if not complete:
+            message = _(
+                "Passaggio incompleto: %(errors)d errori, %(missing)d messaggi mancanti. Il prossimo "
+                "passaggio copia ciò che manca.",
+                errors=totals["errors"],
+                missing=totals["missing"] or 0,
+            )
         _set(
             row.id,
             (MigrationState.RUNNING,),
-            state=MigrationState.FAILED,
-            error=_("Errore imprevisto durante la copia."),
-            finished_at=utcnow(),
+            **again,
+            report=found,
+            error=None if complete else message[:500],
         )
-        raise
-    found = report.to_dict()
-    totals = found["totals"]
-    complete = not totals["errors"] and not totals["missing"]
+        return {**outcome, "state": MigrationState.SYNCING.value}
     if complete:
         _set(
             row.id,
             (MigrationState.RUNNING,),
+            **_ENDED,
             state=MigrationState.DONE,
             report=found,
-            secret=None,
             error=None,
+            passes=Migration.passes + 1,
+            last_pass_at=now,
             finished_at=utcnow(),
         )
-    else:
-        message = _(
-            "Copia incompleta: %(errors)d errori, %(missing)d messaggi mancanti. Avviala di nuovo per "
-            "copiare ciò che manca.",
-            errors=totals["errors"],
-            missing=totals["missing"] or 0,
-        )
-        _set(
-            row.id,
-            (MigrationState.RUNNING,),
-            state=MigrationState.FAILED,
-            report=found,
-            error=message[:500],
-            finished_at=utcnow(),
-        )
-        raise JobFailed(message)
-    return {k: totals[k] for k in ("copied", "already_present", "skipped_too_large", "errors", "missing")}
+        return {**outcome, "state": MigrationState.DONE.value}
+    _set(
+        row.id,
+        (MigrationState.RUNNING,),
+        state=MigrationState.FAILED,
+        report=found,
+        error=message[:500],
+        passes=Migration.passes + 1,
+        last_pass_at=now,
+        finished_at=utcnow(),
+    )
+    raise JobFailed(message)

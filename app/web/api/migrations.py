@@ -36,6 +36,11 @@ MIGRATION_INPUT = shape(
     ),
     verify_cert=boolean(default=True, description="Verify the old server's certificate."),
     username=text(required=True, max_len=320, description="The old account's user name."),
+    sync=boolean(
+        default=False,
+        description="Keep it in sync until the MX switch: it may start once the domain is active, is copied "
+        "again every MIGRATION_SYNC_HOURS, and ends with a final pass once the domain's MX has propagated.",
+    ),
     password=text(
         required=True,
         max_len=migrations.MAX_PASSWORD,
@@ -99,7 +104,8 @@ def migration_preflight(migration_id: int):
 @documented(
     "Start the copy as a job on the migration queue (staff), after a good preflight or again after a "
     "failure (only what is missing is copied). 409 until the domain's MX has propagated, unless staff "
-    "allowed it (POST /domains/{domain_id}/migration-override).",
+    "allowed it (POST /domains/{domain_id}/migration-override); a sync migration needs only an active "
+    "domain.",
     "migrations",
     ok=out.MIGRATION,
     errors=(401, 403, 404, 409, 503),
@@ -108,9 +114,22 @@ def migration_start(migration_id: int):
     return _answer(migrations.start(actor(), migration_id))
 
 
+@bp.post("/migrations/<id:migration_id>/finish")
+@documented(
+    "End a sync migration now (staff): its next pass is the final one, queued at once when it rests "
+    "between passes (after the running one otherwise); then done. 409 when it is not in sync.",
+    "migrations",
+    ok=out.MIGRATION,
+    errors=(401, 403, 404, 409, 503),
+)
+def migration_finish(migration_id: int):
+    return _answer(migrations.finish(actor(), migration_id))
+
+
 @bp.post("/migrations/<id:migration_id>/cancel")
 @documented(
-    "Cancel (staff): at once when not running, else at the copy's next batch. The old password is wiped.",
+    "Cancel (staff): at once when not running (waiting, queued, or between two sync passes), else at the "
+    "copy's next batch. The old password is wiped.",
     "migrations",
     ok=out.MIGRATION,
     errors=(401, 403, 404, 409),

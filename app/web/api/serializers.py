@@ -571,12 +571,26 @@ MIGRATION = response(
         description="Whether the old password is still kept (wiped once done or cancelled)."
     ),
     state=choice(MigrationState),
+    waiting=boolean(
+        description="Queued with no job on it: waiting for a turn on its old server (MIGRATION_PER_HOST)."
+    ),
+    sync=boolean(
+        description="Kept in sync until the MX switch: a pass every MIGRATION_SYNC_HOURS (state syncing "
+        "between passes), then a final pass once the domain's MX has propagated or staff finish it."
+    ),
+    final_pass=boolean(description="The next pass (or the one running) is the final one."),
+    passes=integer(description="Passes run so far (failed ones too)."),
+    last_pass_at=when(nullable=True),
+    next_pass_at=when(nullable=True, description="When the cron queues the next pass of a sync migration."),
     preflight=any_json(
         nullable=True,
         description="The last preflight: the dry run's folders and totals, needed_bytes, free_bytes, ok, problem.",
     ),
     preflight_at=when(nullable=True),
-    report=any_json(nullable=True, description="The last copy's report: totals and per folder counts."),
+    report=any_json(
+        nullable=True,
+        description="The last pass's report: totals and per folder counts; all_passes: copied over every pass.",
+    ),
     job=object_of(JOB, nullable=True, description="The job copying it (the last one)."),
     error=text(nullable=True),
     created_by=text(),
@@ -599,6 +613,12 @@ def migration(m: Migration, j: Job | None = None) -> dict:
         "username": m.username,
         "password_kept": m.password_kept,
         "state": m.state,
+        "waiting": m.waiting_turn,
+        "sync": m.sync,
+        "final_pass": m.final_pass,
+        "passes": m.passes,
+        "last_pass_at": _when(m.last_pass_at),
+        "next_pass_at": _when(m.next_pass_at),
         "preflight": m.preflight,
         "preflight_at": _when(m.preflight_at),
         "report": m.report,
