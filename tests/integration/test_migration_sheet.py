@@ -187,6 +187,22 @@ def test_the_file_guards_and_the_row_cap(app, monkeypatch):
     assert "Casella" in bad.value.errors["file"]
 
 
+def test_a_full_sheet_is_checked_quickly_and_its_sealed_preview_fits_a_form(app):
+    _, domain, _boxes = _setup("anna")
+    staff = _staff()
+    rows = "".join(
+        f"utente.numero.{i},vecchio.utente.{i}@vecchio.example,{uuid.uuid4().hex}\n" for i in range(2000)
+    )
+    started = time.monotonic()
+    preview = sheet.check(
+        staff, domain.id, ("casella,utente,password\n" + rows).encode(), "m.csv", {"host": "h.it"}
+    )
+    assert time.monotonic() - started < 30
+    assert len(preview.errors) == 2000  # no such mailboxes
+    token = sheet.seal_preview(staff, preview)
+    assert len(token) < 400_000  # under a form field's 500 kB
+
+
 def test_only_staff_and_never_another_tenant(app):
     c, domain, _boxes = _setup("anna")
     other, _, _ = _setup("zeno")
