@@ -200,3 +200,81 @@ def copy(source_url, dest_url, dry_run, as_json, max_size_mb):
     t = data["totals"]
     if t["errors"] or (t["missing"] or 0) > 0:
         sys.exit(EXIT_ERROR)
+
+
+@migration_group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--domain", "domain_name", required=True, help="The domain whose mailboxes the sheet fills.")
+@click.option("--host", default=None, help="The old IMAP server, for rows without a Server column.")
+@click.option(
+    "--port", default=None, type=click.IntRange(1, 65535), help="Default port (993 for ssl, else 143)."
+)
+@click.option(
+    "--security",
+    default=None,
+    type=click.Choice(["ssl", "starttls", "none"]),
+    help="Default security (ssl when omitted).",
+)
+@click.option("--no-verify", is_flag=True, help="Do not verify the old server's certificate.")
+@click.option(
+    "--dry-run", is_flag=True, help="Check every row and print what would be created; write nothing."
+)
+def import_sheet(file, domain_name, host, port, security, no_verify, dry_run):
+    """Enter a domain's migrations from a sheet (.xlsx or .csv: mailbox, old username, old password).
+
+    All or nothing: a wrong row (each named with its row and column) and nothing is written (exit 2)."""
+    from app.cli.errors import EXIT_USAGE
+    from app.services.access import Actor
+    from app.services.errors import ValidationError
+    from app.services.migration import sheet
+
+    actor = Actor.system("cli")
+    domain = sheet.domain_by_name(actor, domain_name)
+    with open(file, "rb") as f:
+        data = f.read(sheet.sheets._limit("IMPORT_MAX_BYTES", sheet.sheets.DEFAULT_MAX_BYTES, None) + 1)
+    defaults = {"host": host, "port": port, "security": security, "verify_cert": not no_verify}
+    try:
+        preview, created = sheet.import_sheet(
+            actor, domain.id, data, os.path.basename(file), defaults, dry_run=dry_run
+        )
+    except sheet.SheetInvalid as e:
+        _print_sheet_errors(e.preview)
+        sys.exit(EXIT_USAGE)
+    except ValidationError as e:  # the file as a whole
+        for message in e.errors.values():
+            click.echo(_("Errore: %(message)s", message=message), err=True)
+        sys.exit(EXIT_USAGE)
+    if dry_run and not preview.ok:
+        _print_sheet_errors(preview)
+        sys.exit(EXIT_USAGE)
+    for p in preview.rows:
+        d = p.to_dict()
+        click.echo(
+            _(
+                "Riga %(row)d: %(mailbox)s <- %(username)s su %(host)s:%(port)d (%(security)s)",
+                row=d["row"],
+                mailbox=d["mailbox"],
+                username=d["username"],
+                host=d["host"],
+                port=d["port"],
+                security=d["security"],
+            )
+        )
+    if dry_run:
+        click.echo(_("Prova: %(n)d migrazioni da creare, nessuna scritta.", n=len(preview.rows)))
+    else:
+        click.echo(_("Create %(n)d migrazioni in bozza per %(domain)s.", n=len(created), domain=domain.name))
+
+
+def _print_sheet_errors(preview) -> None:
+    several = len(preview.sheet_names) > 1
+    for field_name, message in preview.form_errors.items():
+        click.echo(
+            _("Errore (--%(field)s): %(message)s", field=field_name.replace("_", "-"), message=message),
+            err=True,
+        )
+    from app.services.migration.sheet import where
+
+    for e in preview.errors:
+        click.echo(_("Errore: %(where)s: %(message)s", where=where(e, several), message=e.message), err=True)
+    click.echo(_("Nessuna migrazione creata."), err=True)

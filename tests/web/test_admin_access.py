@@ -34,6 +34,7 @@ ADMIN_GETS = [
     "/admin/customers/{cid}/imports/1/rows",
     "/admin/customers/{cid}/imports/1/problems",
     "/admin/customers/{cid}/imports/1/resoconto.xlsx",
+    "/admin/domains/1/migrations/sheet",
 ]
 ADMIN_POSTS = [
     "/admin/customers/new",
@@ -60,6 +61,7 @@ ADMIN_POSTS = [
     "/admin/customers/{cid}/imports/1/apply",
     "/admin/customers/{cid}/imports/1/resume",
     "/admin/customers/{cid}/imports/1/passwords",
+    "/admin/domains/1/migrations/sheet",
 ]
 
 

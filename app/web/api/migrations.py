@@ -136,3 +136,110 @@ def migration_finish(migration_id: int):
 )
 def migration_cancel(migration_id: int):
     return _answer(migrations.cancel(actor(), migration_id))
+
+
+# A whole domain's migrations from a sheet (app/services/migration/sheet.py).
+
+from app.web import accepts_upload  # noqa: E402
+from app.web.api.body import Param, any_json, list_of, object_of, response  # noqa: E402
+
+_SHEET_ROW = response(
+    "MigrationSheetRow",
+    sheet=text(),
+    row=integer(description="The row's number as the spreadsheet shows it (the header is row 1)."),
+    mailbox=text(),
+    username=text(),
+    host=text(),
+    port=integer(minimum=1, maximum=65535),
+    security=choice(ImapSecurity),
+    verify_cert=boolean(),
+)
+_SHEET_PROBLEM = response(
+    "MigrationSheetProblem",
+    sheet=text(nullable=True),
+    row=integer(nullable=True, description="The row's number as the spreadsheet shows it."),
+    column=text(nullable=True, examples=("C",)),
+    field=text(nullable=True, examples=("password",)),
+    message=text(),
+)
+MIGRATION_SHEET = response(
+    "MigrationSheet",
+    domain=text(),
+    filename=text(),
+    ok=boolean(description="No problem: every row can be created (or was)."),
+    dry_run=boolean(),
+    rows=list_of(object_of(_SHEET_ROW), description="The migrations the sheet creates (never a password)."),
+    errors=list_of(object_of(_SHEET_PROBLEM), description="Empty when ok."),
+    form_errors=any_json(description="A default's problem, by field (host, port, security, verify_cert)."),
+    created=list_of(object_of(out.MIGRATION), description="The migrations created (empty in a dry run)."),
+)
+_TRUE_FALSE = ("true", "false", "1", "0")
+
+
+def _sheet_field(name: str) -> str | None:
+    from flask import request
+
+    value = request.form.get(name)
+    return value if value not in (None, "") else request.args.get(name)
+
+
+@bp.post("/domains/<id:domain_id>/migrations/sheet")
+@documented(
+    "Enter a domain's migrations from a sheet (staff): .xlsx or .csv with the columns mailbox (the "
+    "address or its local part), old username, old password, and optionally host, port, security "
+    "(Italian headers too: casella, vecchio utente, vecchia password, server, porta, sicurezza). "
+    "The defaults for rows without them come as these parameters (in the query string or as fields of "
+    "the multipart form). All or nothing: a 422 names every wrong row and column (keys rows.N.field) "
+    "and nothing is written; otherwise every row becomes a draft migration. dry_run=true: the preview, "
+    "nothing written.",
+    "migrations",
+    ok=MIGRATION_SHEET,
+    status=201,
+    also={200: (MIGRATION_SHEET, "dry_run: what would be created.")},
+    upload=("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "text/csv"),
+    query=(
+        Param("host", max_len=253, description="The old IMAP server for rows without one."),
+        Param(
+            "port", kind="integer", minimum=1, maximum=65535, description="Default: 993 for ssl, else 143."
+        ),
+        Param("security", enum=ImapSecurity, refusal=_l("Scegli la sicurezza: ssl, starttls o none.")),
+        Param(
+            "verify_cert",
+            enum=_TRUE_FALSE,
+            refusal=_l("Deve essere vero o falso."),
+            description="Verify the old server's certificate (default true).",
+        ),
+        Param(
+            "dry_run",
+            enum=_TRUE_FALSE,
+            refusal=_l("Deve essere vero o falso."),
+            description="Check and preview only.",
+        ),
+        Param("filename", max_len=255, description="The file's name when the body is the file itself."),
+    ),
+    errors=(401, 403, 404, 409, 413, 422),
+)
+@accepts_upload("IMPORT_MAX_BYTES", lambda: _sheet_too_large())
+def migration_sheet(domain_id: int):
+    from app.services import fields
+    from app.services.migration import sheet
+    from app.web.api import imports as api_imports
+
+    who = actor()
+    sheet.check_allowed(who, domain_id)  # another tenant's: 404, a customer: 403, before the file
+    data, name = api_imports._uploaded()
+    if len(data) > api_imports._max_bytes():
+        return api_imports._too_large()
+    dry_run = fields.boolean(_sheet_field("dry_run") or False, "dry_run")
+    defaults = {k: _sheet_field(k) for k in ("host", "port", "security", "verify_cert")}
+    preview, created = sheet.import_sheet(who, domain_id, data, name, defaults, dry_run=dry_run)
+    if not preview.ok:
+        raise sheet.SheetInvalid(preview)
+    answer = {**preview.to_dict(), "dry_run": dry_run, "created": [out.migration(m) for m in created]}
+    return jsonify(answer), 200 if dry_run else 201
+
+
+def _sheet_too_large():
+    from app.web.api import imports as api_imports
+
+    return api_imports._too_large()
