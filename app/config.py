@@ -135,6 +135,8 @@ class Config:
     MIGRATION_PER_HOST = int(os.environ.get("MIGRATION_PER_HOST", "2"))
     # A migration left in sync is copied again this many hours after its last pass.
     MIGRATION_SYNC_HOURS = float(os.environ.get("MIGRATION_SYNC_HOURS", "4"))
+    # Rows at most in a sheet of migrations (one per mailbox).
+    MIGRATION_SHEET_MAX_ROWS = int(os.environ.get("MIGRATION_SHEET_MAX_ROWS", "2000"))
     # Messages over this size (RFC822.SIZE) are skipped and reported: 29 MiB.
     MIGRATION_MAX_SIZE = int(os.environ.get("MIGRATION_MAX_SIZE", str(29 * 1024 * 1024)))
     POSTFIX_SMTP_HOST = os.environ.get("POSTFIX_SMTP_HOST", "127.0.0.1")

@@ -216,10 +216,11 @@ def copy(source_url, dest_url, dry_run, as_json, max_size_mb):
     help="Default security (ssl when omitted).",
 )
 @click.option("--no-verify", is_flag=True, help="Do not verify the old server's certificate.")
+@click.option("--sync", is_flag=True, help="Keep every migration in sync until the domain's MX switch.")
 @click.option(
     "--dry-run", is_flag=True, help="Check every row and print what would be created; write nothing."
 )
-def import_sheet(file, domain_name, host, port, security, no_verify, dry_run):
+def import_sheet(file, domain_name, host, port, security, no_verify, sync, dry_run):
     """Enter a domain's migrations from a sheet (.xlsx or .csv: mailbox, old username, old password).
 
     All or nothing: a wrong row (each named with its row and column) and nothing is written (exit 2)."""
@@ -232,7 +233,7 @@ def import_sheet(file, domain_name, host, port, security, no_verify, dry_run):
     domain = sheet.domain_by_name(actor, domain_name)
     with open(file, "rb") as f:
         data = f.read(sheet.sheets._limit("IMPORT_MAX_BYTES", sheet.sheets.DEFAULT_MAX_BYTES, None) + 1)
-    defaults = {"host": host, "port": port, "security": security, "verify_cert": not no_verify}
+    defaults = {"host": host, "port": port, "security": security, "verify_cert": not no_verify, "sync": sync}
     try:
         preview, created = sheet.import_sheet(
             actor, domain.id, data, os.path.basename(file), defaults, dry_run=dry_run

@@ -218,7 +218,7 @@ def test_the_sealed_preview_creates_what_was_shown_for_its_user_domain_and_time_
     _, other_domain, _ = _setup("anna")
     staff, colleague = _staff(), _staff()
     data = f"casella,utente,password\nanna,anna.old,{SECRET}\n".encode()
-    preview = sheet.check(staff, domain.id, data, "m.csv", {"host": "h.it"})
+    preview = sheet.check(staff, domain.id, data, "m.csv", {"host": "h.it", "sync": "1"})
     token = sheet.seal_preview(staff, preview)
     assert SECRET not in token and SECRET.encode() not in token.encode()
     for who, where in ((colleague, domain.id), (staff, other_domain.id)):
@@ -233,6 +233,7 @@ def test_the_sealed_preview_creates_what_was_shown_for_its_user_domain_and_time_
     assert _count(domain.id) == 0
     created = sheet.confirm(staff, domain.id, token)
     assert [m.mailbox_id for m in created] == [anna.id] and vault.unseal_text(created[0].secret) == SECRET
+    assert created[0].sync is True  # the sheet-wide choice travels sealed with the rows
     with pytest.raises(sheet.SheetInvalid):  # twice: the mailbox has its open migration
         sheet.confirm(staff, domain.id, token)
     assert _count(domain.id) == 1
@@ -263,11 +264,11 @@ def test_flask_migration_import(app, tmp_path):
     result = runner.invoke(args=[*args, "--no-verify", "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "Riga 2: " + anna.address in result.output and _count(domain.id) == 0
-    result = runner.invoke(args=[*args, "--no-verify"])
+    result = runner.invoke(args=[*args, "--no-verify", "--sync"])
     assert result.exit_code == 0, result.output
     assert bruno.address in result.output and SECRET not in result.output
     rows = db.session.scalars(sa.select(Migration).where(Migration.domain_id == domain.id)).all()
-    assert {(r.port, r.security, r.verify_cert) for r in rows} == {(143, "starttls", False)}
+    assert {(r.port, r.security, r.verify_cert, r.sync) for r in rows} == {(143, "starttls", False, True)}
     result = runner.invoke(
         args=["migration", "import", str(good), "--domain", "nessuno.example", "--host", "h.it"]
     )
@@ -309,13 +310,13 @@ def test_the_api_previews_refuses_per_row_and_creates(app, client):
     assert r.status_code == 200 and r.get_json()["created"] == [] and _count(domain.id) == 0
     assert [x["mailbox"] for x in r.get_json()["rows"]] == [anna.address, bruno.address]
     _fits(doc, "/api/v1/domains/{domain_id}/migrations/sheet", "post", 200, r.get_json())
-    r = post(staff, good, query="?host=h.it&port=1993&security=ssl&verify_cert=false")
+    r = post(staff, good, query="?host=h.it&port=1993&security=ssl&verify_cert=false", sync="true")
     assert r.status_code == 201, r.get_json()
     body = r.get_json()
     assert SECRET not in r.get_data(as_text=True)
-    assert [(m["mailbox"], m["port"], m["verify_cert"], m["state"]) for m in body["created"]] == [
-        (anna.address, 1993, False, "draft"),
-        (bruno.address, 1993, False, "draft"),
+    assert [(m["mailbox"], m["port"], m["verify_cert"], m["state"], m["sync"]) for m in body["created"]] == [
+        (anna.address, 1993, False, "draft", True),
+        (bruno.address, 1993, False, "draft", True),
     ]
     _fits(doc, "/api/v1/domains/{domain_id}/migrations/sheet", "post", 201, body)
     r = post(staff, b"", host="h.it")

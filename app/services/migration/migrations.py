@@ -167,6 +167,14 @@ def apply_create(actor: Actor, draft: MigrationDraft) -> Migration:
     limits.lock_customer(draft.domain.customer_id)
     if _open_for(draft.mailbox.id) is not None:
         raise Conflict(_("Questa casella ha già una migrazione aperta."), field="mailbox")
+    row = add(actor, draft)
+    db.session.commit()
+    return row
+
+
+def add(actor: Actor, draft: MigrationDraft, **changes) -> Migration:
+    """The row (password sealed) and its audit event, not committed: apply_create, and the sheet's
+    all-or-nothing batch, commit. The caller holds the customer's lock and checked the open one."""
     row = Migration(
         customer_id=draft.domain.customer_id,
         domain_id=draft.domain.id,
@@ -192,9 +200,9 @@ def apply_create(actor: Actor, draft: MigrationDraft) -> Migration:
         changes={
             "source": [None, f"{draft.username}@{draft.host}:{draft.port} ({draft.security})"],
             "sync": [None, draft.sync],
+            **changes,
         },
     )
-    db.session.commit()
     return row
 
 

@@ -34,9 +34,8 @@ from openpyxl.utils import get_column_letter
 
 from app.extensions import db
 from app.models import Domain, Migration
-from app.models.enums import MigrationState
 from app.models.migrations import OPEN_STATES
-from app.services import addresses, audit, domains, limits, sheets, vault, xlsx_rows
+from app.services import addresses, domains, limits, sheets, vault, xlsx_rows
 from app.services.access import Actor, require_staff
 from app.services.errors import Conflict, ValidationError
 from app.services.migration import migrations
@@ -384,6 +383,7 @@ class PlannedRow:
             "port": d.port,
             "security": d.security,
             "verify_cert": d.verify_cert,
+            "sync": d.sync,
         }
 
     def __repr__(self) -> str:
@@ -453,6 +453,8 @@ def defaults_from(values: Mapping) -> dict:
             out[key] = _security_text(value) if key == "security" and isinstance(value, str) else value
     verify = values.get("verify_cert", True)
     out["verify_cert"] = verify if verify not in (None, "") else True
+    keep = values.get("sync", False)
+    out["sync"] = keep if keep not in (None, "") else False
     return out
 
 
@@ -505,6 +507,7 @@ def _plan(actor: Actor, domain: Domain, filename: str, defaults: dict, book_rows
         if "port" not in data and data["security"] in ("starttls", "none"):
             data["port"] = 143
         data["verify_cert"] = defaults.get("verify_cert", True)
+        data["sync"] = defaults.get("sync", False)
         address = None
         if "mailbox" not in broken:
             try:
@@ -630,34 +633,10 @@ def create(actor: Actor, preview: Preview) -> list[Migration]:
 
 
 def _add(actor: Actor, planned: PlannedRow, filename: str) -> Migration:
-    """migrations.apply_create's row and audit event, without its commit (the sheet commits once)."""
-    draft = planned.draft
-    row = Migration(
-        customer_id=draft.domain.customer_id,
-        domain_id=draft.domain.id,
-        mailbox_id=draft.mailbox.id,
-        host=draft.host,
-        port=draft.port,
-        security=draft.security,
-        verify_cert=draft.verify_cert,
-        username=draft.username,
-        secret=vault.seal(draft.password),
-        state=MigrationState.DRAFT,
-        created_by_id=actor.user_id,
-        created_by=actor.label[:254],
+    """The row and its audit event, not committed (the sheet commits once)."""
+    return migrations.add(
+        actor, planned.draft, sheet=[None, f"{filename[:120]} {planned.sheet}!{planned.row}"]
     )
-    db.session.add(row)
-    audit.record(
-        actor,
-        "migration.create",
-        customer_id=draft.domain.customer_id,
-        target=draft.mailbox.address,
-        changes={
-            "source": [None, f"{draft.username}@{draft.host}:{draft.port} ({draft.security})"],
-            "sheet": [None, f"{filename[:120]} {planned.sheet}!{planned.row}"],
-        },
-    )
-    return row
 
 
 def import_sheet(

@@ -30,6 +30,7 @@ DEFAULT_FIELDS = ("host", "port", "security")
 def _form() -> dict:
     values = {k: (request.form.get(k) or "").strip() for k in DEFAULT_FIELDS}
     values["verify_cert"] = request.form.get("verify_cert") == "1"
+    values["sync"] = request.form.get("sync") == "1"
     return values
 
 
@@ -42,7 +43,7 @@ def _context(domain, form: dict | None = None, **more) -> dict:
     return {
         "domain": domain,
         "customer": domain.customer,
-        "form": form or {"host": "", "port": "", "security": "ssl", "verify_cert": True},
+        "form": form or {"host": "", "port": "", "security": "ssl", "verify_cert": True, "sync": False},
         "securities": [s.value for s in ImapSecurity],
         "errors": {},
         "preview": None,

@@ -153,6 +153,7 @@ _SHEET_ROW = response(
     port=integer(minimum=1, maximum=65535),
     security=choice(ImapSecurity),
     verify_cert=boolean(),
+    sync=boolean(),
 )
 _SHEET_PROBLEM = response(
     "MigrationSheetProblem",
@@ -210,6 +211,12 @@ def _sheet_field(name: str) -> str | None:
             description="Verify the old server's certificate (default true).",
         ),
         Param(
+            "sync",
+            enum=_TRUE_FALSE,
+            refusal=_l("Deve essere vero o falso."),
+            description="Keep every migration in sync until the domain's MX switch (default false).",
+        ),
+        Param(
             "dry_run",
             enum=_TRUE_FALSE,
             refusal=_l("Deve essere vero o falso."),
@@ -231,7 +238,7 @@ def migration_sheet(domain_id: int):
     if len(data) > api_imports._max_bytes():
         return api_imports._too_large()
     dry_run = fields.boolean(_sheet_field("dry_run") or False, "dry_run")
-    defaults = {k: _sheet_field(k) for k in ("host", "port", "security", "verify_cert")}
+    defaults = {k: _sheet_field(k) for k in ("host", "port", "security", "verify_cert", "sync")}
     preview, created = sheet.import_sheet(who, domain_id, data, name, defaults, dry_run=dry_run)
     if not preview.ok:
         raise sheet.SheetInvalid(preview)
