@@ -179,3 +179,34 @@ def test_a_mailbox_s_message_is_signed_with_the_key_the_panel_put_in_redis(mail,
         smtp.sendmail(f"rimbalzo@{unique('inoltro')}", [bruno.address], out.data)
     headers = header_block(stored(mail, bruno.address))
     assert f"dkim=pass header.d={domain} header.s={selector}" in headers, headers
+
+
+# --- the staff health page's check ------------------------------------------------------------
+
+
+def test_health_checks_rspamd_s_controller_only_when_configured(mail, app):
+    from app.services import health
+    from tests.integration.mailservers import free_port
+
+    saved = app.config.get("RSPAMD_CONTROLLER_URL")
+    try:
+        app.config["RSPAMD_CONTROLLER_URL"] = ""
+        assert health.check_rspamd(2) is None
+        assert "rspamd" not in [c.name for c in health.report().checks]
+
+        app.config["RSPAMD_CONTROLLER_URL"] = mail.rspamd_controller_url
+        up = health.check_rspamd(2)
+        assert up.ok and up.detail.endswith("pong") and up.ms is not None
+        assert next(c for c in health.report().checks if c.name == "rspamd").ok
+
+        # Down: nothing listens there; the check says so at once instead of hanging.
+        app.config["RSPAMD_CONTROLLER_URL"] = f"http://{HOST}:{free_port()}"
+        down = health.check_rspamd(2)
+        assert not down.ok and "refused" in down.detail.lower(), down.detail
+        # Something else answers there (rspamd's milter port does not speak HTTP).
+        app.config["RSPAMD_CONTROLLER_URL"] = f"http://{HOST}:{mail.ports['smtp']}"
+        assert not health.check_rspamd(2).ok
+        app.config["RSPAMD_CONTROLLER_URL"] = "file:///etc/passwd"
+        assert not health.check_rspamd(2).ok
+    finally:
+        app.config["RSPAMD_CONTROLLER_URL"] = saved
