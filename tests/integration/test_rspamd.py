@@ -70,10 +70,16 @@ def test_mail_from_the_internet_gets_authentication_results_and_a_spam_score(mai
     dns_server.resolver.set(f"_dmarc.{sender_domain}", "TXT", '"v=DMARC1; p=reject"')
     title = subject()
     sender = f"luca@{sender_domain}"
-    from_internet(mail, sender, anna.address, message(sender, anna.address, title))
+    msg = message(sender, anna.address, title)
+    # Forged results from the sender's side are removed, never believed.
+    msg["Authentication-Results"] = "mail.test; dkim=pass header.d=falso.example"
+    msg["X-Spam-Status"] = "No, score=-100"
+    from_internet(mail, sender, anna.address, msg)
 
     wait_in_inbox(mail, anna.address, title)
     headers = header_block(stored(mail, anna.address))
+    assert "falso.example" not in headers and "score=-100" not in headers, headers
+    assert headers.count("Authentication-Results:") == 1, headers
     assert "Authentication-Results: mail.test;" in headers, headers
     assert "spf=pass (" in headers and f"smtp.mailfrom={sender}" in headers, headers
     assert f"dmarc=pass (policy=reject) header.from={sender_domain}" in headers, headers
@@ -93,6 +99,20 @@ def test_a_failing_sender_whose_dmarc_policy_is_reject_is_refused(mail, dns_serv
         from_internet(mail, sender, anna.address, message(sender, anna.address, subject()))
     assert 500 <= refused.value.smtp_code < 600, refused.value
     assert mail.maildir_count(anna.address) == 0
+
+
+def test_a_failing_sender_whose_dmarc_policy_is_quarantine_is_marked_as_spam(mail, dns_server):
+    c = factories.customer(domain=unique("quarantena"))
+    anna = factories.mailbox(c, "anna")
+    forged_domain = unique("negozio")
+    dns_server.resolver.set(forged_domain, "TXT", '"v=spf1 ip4:192.0.2.1 -all"')
+    dns_server.resolver.set(f"_dmarc.{forged_domain}", "TXT", '"v=DMARC1; p=quarantine"')
+    sender = f"ordini@{forged_domain}"
+    title = subject()
+    from_internet(mail, sender, anna.address, message(sender, anna.address, title))
+    headers = header_block(stored(mail, anna.address))
+    assert "X-Spam: Yes" in headers, headers
+    assert "dmarc=fail" in headers and f"header.from={forged_domain} (policy=quarantine)" in headers, headers
 
 
 def test_gtube_is_refused_at_smtp_and_a_normal_message_reaches_the_inbox(mail):
