@@ -157,4 +157,5 @@ def rspamd_files(s: MailServerSettings) -> dict[str, str]:
     return {
         "rspamd.conf": render("rspamd.conf.j2", **context),
         "rspamd-modules.conf": render("rspamd-modules.conf.j2", **context),
+        "rspamd-multimap.conf": render("rspamd-multimap.conf.j2", **context),
     }

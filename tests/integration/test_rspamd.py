@@ -115,6 +115,28 @@ def test_a_failing_sender_whose_dmarc_policy_is_quarantine_is_marked_as_spam(mai
     assert "dmarc=fail" in headers and f"header.from={forged_domain} (policy=quarantine)" in headers, headers
 
 
+def test_mail_from_one_of_our_domains_that_is_neither_logged_in_nor_aligned_goes_to_junk(mail, connection):
+    """Header From on a customer's domain (one with a selector in Redis), envelope from a
+    stranger on port 25, no DMARC record to pass: marked as spam, whatever the domain's policy."""
+    ours = unique("nostro")
+    anna = factories.mailbox(factories.customer(domain=ours), "anna")
+    connection.hset(render.DKIM_SELECTORS_HASH, ours, "s202612")
+    forged = subject()
+    from_internet(
+        mail, "estraneo@esterno.example", anna.address, message(f"direzione@{ours}", anna.address, forged)
+    )
+    headers = header_block(stored(mail, anna.address))
+    assert "X-Spam: Yes" in headers and "OUR_DOMAIN_NOT_ALIGNED(6.00)" in headers, headers
+
+    # The same message with a From of a domain that is not ours is not concerned.
+    other = unique("altrui")
+    from_internet(
+        mail, "estraneo@esterno.example", anna.address, message(f"direzione@{other}", anna.address, subject())
+    )
+    headers = header_block(stored(mail, anna.address, 2))
+    assert "X-Spam: Yes" not in headers and "OUR_DOMAIN_NOT_ALIGNED" not in headers, headers
+
+
 def test_gtube_is_refused_at_smtp_and_a_normal_message_reaches_the_inbox(mail):
     c = factories.customer(domain=unique("filtro"))
     anna = factories.mailbox(c, "anna")
@@ -193,6 +215,7 @@ def test_a_mailbox_s_message_is_signed_with_the_key_the_panel_put_in_redis(mail,
     ), signature
     # What leaves carries no scoring of ours.
     assert out.message["X-Spamd-Result"] is None and out.message["Authentication-Results"] is None
+    assert out.message["X-Spam"] is None
 
     # Back in from the Internet, as a receiver would check it.
     with smtplib.SMTP(HOST, mail.ports["smtp"], timeout=30, source_address=(OUTSIDE_HOST, 0)) as smtp:

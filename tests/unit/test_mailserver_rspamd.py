@@ -39,12 +39,17 @@ def test_rspamd_follows_the_base_state_and_log_dirs_and_listens_on_loopback(app,
         "--milter-port", "21332", "--rspamd-normal-port", "21333", "--rspamd-controller-port", "21334",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["rspamd-modules.conf", "rspamd.conf"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "rspamd-modules.conf",
+        "rspamd-multimap.conf",
+        "rspamd.conf",
+    ]
     conf = (out / "rspamd.conf").read_text()
     assert 'pidfile = "/srv/mail/run/rspamd/rspamd.pid";' in conf
     assert 'history_file = "/srv/mail/state/rspamd/rspamd.history";' in conf
     assert 'filename = "/srv/mail/log/rspamd.log";' in conf
     assert f'.include(priority=10) "{out}/rspamd-modules.conf"' in conf
+    assert f'.include(priority=1, duplicate=merge) "{out}/rspamd-multimap.conf"' in conf
     for port in ("21332", "21333", "21334"):
         assert f'bind_socket = "127.0.0.1:{port}";' in conf
     assert "milter = yes;" in conf and "self_scan = yes;" in conf
@@ -145,3 +150,11 @@ def test_rspamd_reads_the_rendered_configuration(app, out, tmp_path):
     )
     assert "use_redis = true;" in dump.stdout and "sign_local = false;" in dump.stdout, dump.stdout
     assert "init of" not in dump.stderr, dump.stderr  # every module loaded
+    multimap = subprocess.run(
+        ["rspamadm", "configdump", "-c", str(out / "rspamd.conf"), "multimap"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    # Our rule is added to the package's, which stay.
+    assert "OUR_DOMAIN_NOT_ALIGNED {" in multimap.stdout and "freemail_from {" in multimap.stdout
