@@ -18,7 +18,7 @@ help:
 	@echo "make run                   web app on http://\$$RUN_HOST:\$$RUN_PORT (default 127.0.0.1:5000) + RQ worker"
 	@echo "                           + rq cron, restarted if they crash (demo data on first run); Ctrl-C stops all"
 	@echo "make test                  lint, migrations check, the whole test suite (SQLite, PostgreSQL, Redis,"
-	@echo "                           Dovecot, Postfix, Chromium, the deploy/ files); installs what it needs as root"
+	@echo "                           Dovecot, Postfix, rspamd, Chromium, the deploy/ files); installs what it needs as root"
 	@echo "make lint                  ruff check and ruff format --check"
 	@echo "make format                ruff check --fix and ruff format"
 	@echo "make translations          extract messages and update the catalogs under translations/"
@@ -27,7 +27,7 @@ help:
 	@echo "make install               the virtualenv .venv with requirements-dev.txt (make venv: the same)"
 	@echo "make db-upgrade            flask db upgrade (DATABASE_URL, default SQLite under instance/)"
 	@echo "make system-packages       chromium for the browser tests (as root on Debian)"
-	@echo "make mail-servers          Dovecot and Postfix for the integration tests (as root on Debian)"
+	@echo "make mail-servers          Dovecot, Postfix, rspamd for the integration tests (as root on Debian)"
 	@echo "make deploy-tools          nginx, openssl, psql, systemd-analyze to check deploy/ (as root on Debian)"
 	@echo "make clean                 remove .venv and the caches"
 	@echo "make help                  this list (also plain make)"
@@ -63,7 +63,7 @@ system-packages:
 		echo "NOTE: $(CHROMIUM) is missing and this is not root on Debian: the browser tests (tests/e2e) will be skipped."; \
 	fi
 
-# Dovecot and Postfix for the integration tests (throwaway instances on loopback ports);
+# Dovecot, Postfix and rspamd for the integration tests (throwaway instances on loopback ports);
 # installed only as root on Debian, with the system-wide services left stopped.
 mail-servers:
 	@./scripts/install-mailservers.sh

@@ -141,6 +141,9 @@ class Config:
     MIGRATION_MAX_SIZE = int(os.environ.get("MIGRATION_MAX_SIZE", str(29 * 1024 * 1024)))
     POSTFIX_SMTP_HOST = os.environ.get("POSTFIX_SMTP_HOST", "127.0.0.1")
     POSTFIX_SMTP_PORT = int(os.environ.get("POSTFIX_SMTP_PORT", "25"))
+    # rspamd's controller (`flask mailserver config --rspamd`, port 11334 on loopback); the health
+    # page asks its /ping. Empty: not checked.
+    RSPAMD_CONTROLLER_URL = os.environ.get("RSPAMD_CONTROLLER_URL", "")
     HEALTH_TIMEOUT = float(os.environ.get("HEALTH_TIMEOUT", "2"))
     # Background jobs (app/services/jobs.py): a running job's worker writes its heartbeat every
     # JOB_HEARTBEAT_SECONDS; one silent for JOB_STALE_SECONDS is taken for dead and retried.

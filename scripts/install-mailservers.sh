@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Install the Debian packages of Dovecot and Postfix that the integration tests
-# start as private, throwaway instances (tests/integration/mailservers.py).
+# Install the Debian packages of Dovecot, Postfix and rspamd that the integration
+# tests start as private, throwaway instances (tests/integration/mailservers.py).
 #
 # As root on Debian: installs what is missing, non-interactively, then stops and
 # disables the system-wide services so that nothing of ours listens on the
-# standard ports (25, 143, 110, ...) and the tests' instances own their ports.
+# standard ports (25, 143, 110, 11332-11334, ...) and the tests' instances own their ports.
 # Anywhere else: prints what is missing and exits 0 (the tests then skip, or
 # fail under CI=true).
 set -euo pipefail
@@ -14,6 +14,8 @@ PACKAGES=(
   postfix postfix-sqlite postfix-pgsql
   # The list-policy service (who may post to a list) reads PostgreSQL with it.
   python3-psycopg2
+  # Postfix's milter: DKIM signing, SPF/DKIM/DMARC checks, spam score (rspamd 3.4 on Debian 12).
+  rspamd
 )
 
 missing=()
@@ -25,7 +27,7 @@ for pkg in "${PACKAGES[@]}"; do
 done
 
 if [ "${#missing[@]}" -eq 0 ]; then
-  echo "install-mailservers: Dovecot and Postfix packages already installed."
+  echo "install-mailservers: Dovecot, Postfix and rspamd packages already installed."
 elif [ "$(id -u)" != 0 ] || [ ! -f /etc/debian_version ] || ! command -v apt-get >/dev/null; then
   echo "install-mailservers: missing ${missing[*]}; run this script as root on Debian to install them."
   echo "install-mailservers: the mail-server integration tests will be skipped (they fail under CI=true)."
@@ -54,7 +56,7 @@ else
   # their own instances on loopback high ports, and an operator enables the
   # production services deliberately, with the rendered configuration. (Services
   # that were installed before this script ran are the machine owner's: left alone.)
-  for service in dovecot postfix; do
+  for service in dovecot postfix rspamd; do
     if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
       systemctl disable --now "$service" >/dev/null 2>&1 || true
     else

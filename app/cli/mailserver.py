@@ -13,12 +13,18 @@ from app.mailserver import files
 from app.mailserver.settings import Database, MailServerSettings
 from app.services import mailserver, passwords
 
-mailserver_group = Group("mailserver", help="Dovecot and Postfix on the panel's database.")
+mailserver_group = Group("mailserver", help="Dovecot, Postfix and rspamd on the panel's database.")
 
 
 @mailserver_group.command("config")
 @click.option("--dovecot", "want_dovecot", is_flag=True, help="Render Dovecot's files.")
 @click.option("--postfix", "want_postfix", is_flag=True, help="Render Postfix's files.")
+@click.option(
+    "--rspamd",
+    "want_rspamd",
+    is_flag=True,
+    help="Render rspamd's files (with --postfix: Postfix's milter points at it).",
+)
 @click.option(
     "--db",
     "db_kind",
@@ -113,19 +119,61 @@ mailserver_group = Group("mailserver", help="Dovecot and Postfix on the panel's 
     show_default=True,
     help="Python 3 that runs the list-policy service (PostgreSQL: with psycopg2 or psycopg).",
 )
-def config_command(want_dovecot, want_postfix, db_kind, database_url, out_dir, config_dir, **opts):
-    """Render Dovecot 2.3 and/or Postfix 3.7 configuration that reads the panel's views.
+@click.option(
+    "--milter-port",
+    type=int,
+    default=11332,
+    show_default=True,
+    help="rspamd's milter (proxy worker) on 127.0.0.1, where Postfix hands it the mail.",
+)
+@click.option(
+    "--rspamd-normal-port", type=int, default=11333, show_default=True, help="rspamd's normal worker."
+)
+@click.option(
+    "--rspamd-controller-port",
+    type=int,
+    default=11334,
+    show_default=True,
+    help="rspamd's controller (/ping: the health page's RSPAMD_CONTROLLER_URL).",
+)
+@click.option(
+    "--rspamd-redis-url",
+    envvar="RSPAMD_REDIS_URL",
+    default="",
+    show_envvar=True,
+    help="Redis rspamd reads the DKIM keys from, redis://[:password@]host:port/db (better from the environment).",
+)
+@click.option(
+    "--rspamd-run-dir", default="", help="rspamd's pid file and socket (default: <base-dir>/rspamd)."
+)
+@click.option("--rspamd-state-dir", default="", help="rspamd's data (default: <state-dir>/rspamd).")
+@click.option("--rspamd-user", default="_rspamd", show_default=True, help="rspamd's user (Debian: _rspamd).")
+@click.option(
+    "--rspamd-dns", default="", help="Resolvers rspamd asks, ip[:port],... (default: /etc/resolv.conf's)."
+)
+@click.option(
+    "--rspamd-check-local/--no-rspamd-check-local",
+    default=False,
+    show_default=True,
+    help="SPF and DMARC also for clients on local networks and loopback (test instances only).",
+)
+def config_command(
+    want_dovecot, want_postfix, want_rspamd, db_kind, database_url, out_dir, config_dir, **opts
+):
+    """Render Dovecot 2.3, Postfix 3.7 and/or rspamd 3.4 configuration that reads the panel's views.
 
-    Example: flask mailserver config --dovecot --postfix --out /tmp/mail --listen 127.0.0.1
+    Example: flask mailserver config --dovecot --postfix --rspamd --out /tmp/mail --listen 127.0.0.1
     """
-    if not (want_dovecot or want_postfix):
-        refuse(_("Errore: indica --dovecot, --postfix o entrambi."))
+    if not (want_dovecot or want_postfix or want_rspamd):
+        refuse(_("Errore: indica --dovecot, --postfix, --rspamd o più di uno."))
     database = Database.from_url(database_url or current_app.config["SQLALCHEMY_DATABASE_URI"], db_kind)
     deploy = os.path.abspath(config_dir or out_dir) if (config_dir or out_dir) else None
     settings = MailServerSettings(
         database=database,
         config_dir=deploy or "/etc/dovecot",
         postfix_config_dir=deploy or "/etc/postfix",
+        rspamd_config_dir=deploy or "/etc/rspamd/panel",
+        milter=want_rspamd,
         hostname=opts.pop("hostname") or current_app.config["PROVIDER_MAIL_HOST"],
         postfix_queue_dir=opts.pop("queue_dir"),
         postfix_data_dir=opts.pop("data_dir"),
@@ -136,12 +184,16 @@ def config_command(want_dovecot, want_postfix, db_kind, database_url, out_dir, c
         groups.append(("dovecot", mailserver.render_dovecot(settings)))
     if want_postfix:
         groups.append(("postfix", mailserver.render_postfix(settings)))
+    if want_rspamd:
+        groups.append((settings.rspamd_user, mailserver.render_rspamd(settings)))
     if out_dir:
         # One write for both servers: every check passes before the first file is written.
         every_file = {name: text for _group, rendered in groups for name, text in rendered.items()}
         owners = {name: group for group, rendered in groups for name in rendered}
         if want_postfix and os.geteuid() == 0:
             owners["list_policy.cf"] = files.user_group(settings.policy_user)
+        if want_rspamd and os.geteuid() == 0:
+            owners["rspamd-modules.conf"] = files.user_group(settings.rspamd_user)
         paths = files.write_files(every_file, out_dir, groups=owners)
         for path in paths:
             click.echo(path)

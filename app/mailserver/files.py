@@ -18,9 +18,12 @@ SECRET_FILES = {
     "mail_aliases.cf",
     "sender_login_maps.cf",
     "mail_lists.cf",
+    "our_senders.cf",
     "list_policy.cf",
     # doveadm's HTTP API key: whoever holds it can read and change every mailbox.
     "dovecot-doveadm.conf.ext",
+    # rspamd's Redis password (and Redis holds the DKIM private keys).
+    "rspamd-modules.conf",
 }
 
 

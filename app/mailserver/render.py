@@ -1,4 +1,4 @@
-"""Dovecot 2.3 and Postfix 3.7 (Debian 12) configuration from the templates in templates/.
+"""Dovecot 2.3, Postfix 3.7 and rspamd 3.4 (Debian 12) configuration from the templates in templates/.
 
 The servers read only the views of migrations 0002_mail_views (mail_domains,
 mail_users, mail_aliases) and 0007_list_policy (mail_lists, mail_list_senders,
@@ -54,7 +54,25 @@ POSTFIX_MAPS = {
     ),
 }
 
+# Never refused for being ours: a client that has not logged in may not use one of our
+# mailboxes', aliases' or lists' addresses as envelope sender (port 25, main.cf:
+# smtpd_sender_restrictions). One row or none: the SELECT has no FROM of its own.
+SENDER_MAP = "our_senders.cf"
+POSTFIX_MAPS[SENDER_MAP] = (
+    "SELECT 'REJECT 5.7.1 This sender address is a mailbox of ours: log in to send as it' "
+    "WHERE EXISTS (SELECT 1 FROM mail_users WHERE address = LOWER(RTRIM('%s', '.'))) "
+    "OR EXISTS (SELECT 1 FROM mail_aliases WHERE address = LOWER(RTRIM('%s', '.')))"
+)
+
 LIST_POLICY_SCRIPT = "mail_list_policy.py"
+
+# The Redis hashes rspamd's dkim_signing reads (docs/mailserver.md, "DKIM keys"):
+# DKIM_SELECTORS_HASH[<domain>] = <selector>, DKIM_KEYS_HASH[<selector>.<domain>] = PEM.
+DKIM_SELECTORS_HASH = "dkim_selectors"
+DKIM_KEYS_HASH = "dkim_keys"
+# The provider's spam thresholds (rspamd's score): marked from the first, refused from the second.
+SPAM_ADD_HEADER_SCORE = 6
+SPAM_REJECT_SCORE = 15
 
 
 def _context(s: MailServerSettings, message_size_limit: int) -> dict:
@@ -114,3 +132,30 @@ def postfix_files(s: MailServerSettings, message_size_limit: int) -> dict[str, s
     files["list_policy.cf"] = render("list_policy.cf.j2", **context)
     files[LIST_POLICY_SCRIPT] = list_policy_script()
     return files
+
+
+def rspamd_context(s: MailServerSettings) -> dict:
+    """Every value rspamd's templates use."""
+    return {
+        "s": s,
+        "conf_dir": s.rspamd_config_dir,
+        "rspamd_run": s.rspamd_run,
+        "rspamd_state": s.rspamd_state,
+        "rspamd_log": os.path.join(s.log_dir, "rspamd.log") if s.log_dir else "",
+        "rspamd_dns": s.rspamd_dns.replace(",", " ").split(),
+        "redis": s.rspamd_redis(),
+        "dkim_selectors": DKIM_SELECTORS_HASH,
+        "dkim_keys": DKIM_KEYS_HASH,
+        "check_local": "true" if s.rspamd_check_local else "false",
+        "add_header": SPAM_ADD_HEADER_SCORE,
+        "reject": SPAM_REJECT_SCORE,
+    }
+
+
+def rspamd_files(s: MailServerSettings) -> dict[str, str]:
+    context = rspamd_context(s)
+    return {
+        "rspamd.conf": render("rspamd.conf.j2", **context),
+        "rspamd-modules.conf": render("rspamd-modules.conf.j2", **context),
+        "rspamd-multimap.conf": render("rspamd-multimap.conf.j2", **context),
+    }

@@ -8,6 +8,7 @@ of app/services/mailserver.py, checked before anything is rendered.
 from __future__ import annotations
 
 import os
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,6 +117,7 @@ class MailServerSettings:
     database: Database
     config_dir: str = "/etc/dovecot"  # where the rendered files will live (paths between them)
     postfix_config_dir: str = "/etc/postfix"
+    rspamd_config_dir: str = "/etc/rspamd/panel"  # beside the package's /etc/rspamd, never over it
     mail_root: str = "/var/vmail"
     mail_user: str = "vmail"
     mail_group: str = "vmail"
@@ -151,11 +153,49 @@ class MailServerSettings:
     # password, is readable by root and this user's group only.
     policy_user: str = "nobody"
     policy_python: str = "/usr/bin/python3"
+    # rspamd (DKIM signing, SPF/DKIM/DMARC checks, spam score) as Postfix's milter, on
+    # loopback: its proxy worker speaks milter on milter_port, the normal worker scans on
+    # rspamd_normal_port, the controller (/ping, statistics) on rspamd_controller_port.
+    # milter: Postfix's smtpd hands every message to it (rendered together with --rspamd).
+    milter: bool = False
+    milter_port: int = 11332
+    rspamd_normal_port: int = 11333
+    rspamd_controller_port: int = 11334
+    # Where rspamd reads the DKIM keys and keeps its Redis-backed state (redis://[:pw@]host:port/db).
+    rspamd_redis_url: str = ""
+    # Empty: <base_dir>/rspamd and <state_dir>/rspamd.
+    rspamd_run_dir: str = ""
+    rspamd_state_dir: str = ""
+    rspamd_user: str = "_rspamd"
+    # host[:port] resolvers for rspamd's SPF/DKIM/DMARC lookups (empty: /etc/resolv.conf's).
+    rspamd_dns: str = ""
+    # SPF and DMARC also for clients on local networks (loopback included): test instances only.
+    rspamd_check_local: bool = False
     extra: dict = field(default_factory=dict)
 
     @property
     def tls(self) -> bool:
         return bool(self.tls_cert and self.tls_key)
+
+    def rspamd_redis(self) -> dict:
+        """rspamd_redis_url as rspamd's redis section wants it: server, db, password.
+        The URL has passed app/services/mailserver.validate_rspamd."""
+        parts = urllib.parse.urlsplit(self.rspamd_redis_url)
+        host = parts.hostname or "127.0.0.1"
+        server = f"[{host}]" if ":" in host else host
+        return {
+            "server": f"{server}:{parts.port or 6379}",
+            "db": (parts.path.strip("/") or "0"),
+            "password": urllib.parse.unquote(parts.password or ""),
+        }
+
+    @property
+    def rspamd_run(self) -> str:
+        return self.rspamd_run_dir or os.path.join(self.base_dir, "rspamd")
+
+    @property
+    def rspamd_state(self) -> str:
+        return self.rspamd_state_dir or os.path.join(self.state_dir, "rspamd")
 
     @property
     def lmtp_host(self) -> str:

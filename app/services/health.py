@@ -7,9 +7,11 @@ reason, so one component down never hangs the page nor hides the others.
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import socket
 import time
 import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -64,6 +66,7 @@ def _secret_urls() -> list[str]:
             config.get("DATABASE_URL"),
             redis_url(),
             config.get("DOVEADM_URL"),
+            config.get("RSPAMD_CONTROLLER_URL"),
         )
         if isinstance(u, str) and u
     ]
@@ -130,6 +133,29 @@ def check_doveadm(timeout: float) -> Check | None:
     except DoveadmError as e:
         return Check("doveadm", False, str(e))
     return Check("doveadm", True, redact_url(url), ms)
+
+
+def check_rspamd(timeout: float) -> Check | None:
+    """rspamd (DKIM signing, checks, spam score: Postfix's milter): its controller answers
+    /ping with "pong". None if not configured."""
+    url = current_app.config.get("RSPAMD_CONTROLLER_URL", "")
+    if not url:
+        return None
+    where = redact_url(url)
+    ping = url.rstrip("/") + "/ping"
+    if urllib.parse.urlsplit(ping).scheme not in ("http", "https"):
+        return Check("rspamd", False, f"{where}: not an http(s) URL")
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(ping, timeout=timeout) as response:  # noqa: S310 (scheme checked)
+            body = response.read(64).strip()
+    except (OSError, ValueError, http.client.HTTPException) as e:
+        reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or type(e).__name__
+        return Check("rspamd", False, f"{where}: {reason}")
+    ms = (time.monotonic() - started) * 1000
+    if body != b"pong":
+        return Check("rspamd", False, f"{where}: {body[:40].decode('ascii', 'replace') or 'no answer'}", ms)
+    return Check("rspamd", True, f"{where}: pong", ms)
 
 
 def check_redis(timeout: float) -> tuple[Check, Redis | None]:
@@ -203,6 +229,9 @@ def report() -> Report:
     checks.append(
         check_banner("postfix", config["POSTFIX_SMTP_HOST"], config["POSTFIX_SMTP_PORT"], "220", timeout)
     )
+    rspamd = check_rspamd(timeout)
+    if rspamd is not None:
+        checks.append(rspamd)
     workers, queues = check_queues(conn)
     checks.append(workers)
     # Whatever a check or a driver put in its message, no password reaches the page.

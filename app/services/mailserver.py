@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import unicodedata
+import urllib.parse
 
 from flask_babel import gettext as _
 
@@ -48,6 +49,9 @@ _PORT_FIELDS = (
     "lmtp_port",
     "smtp_port",
     "submission_port",
+    "milter_port",
+    "rspamd_normal_port",
+    "rspamd_controller_port",
 )
 _PATH_FIELDS = (
     "config_dir",
@@ -59,8 +63,9 @@ _PATH_FIELDS = (
     "postfix_queue_dir",
     "postfix_data_dir",
     "policy_python",
+    "rspamd_config_dir",
 )
-_OPTIONAL_PATH_FIELDS = ("log_dir", "tls_cert", "tls_key")
+_OPTIONAL_PATH_FIELDS = ("log_dir", "tls_cert", "tls_key", "rspamd_run_dir", "rspamd_state_dir")
 
 
 def _has_control(value: str) -> bool:
@@ -143,7 +148,7 @@ def validate_settings(s: MailServerSettings) -> None:
             )
     if not _HOSTNAME.fullmatch(s.hostname) or _is_ip(s.hostname):
         bad("hostname", _("Nome host non valido: %(h)s (es. mail.azienda.it).", h=s.hostname))
-    for name in ("mail_user", "mail_group", "policy_user"):
+    for name in ("mail_user", "mail_group", "policy_user", "rspamd_user"):
         if not _SYSTEM_NAME.fullmatch(getattr(s, name)):
             bad(name, _("Nome utente o gruppo di sistema non valido: %(n)s", n=getattr(s, name)))
     if not _INSTANCE.fullmatch(s.instance_name):
@@ -180,6 +185,56 @@ def render_dovecot(s: MailServerSettings) -> dict[str, str]:
 def render_postfix(s: MailServerSettings) -> dict[str, str]:
     validate_settings(s)
     return render.postfix_files(s, MESSAGE_SIZE_LIMIT)
+
+
+def validate_rspamd(s: MailServerSettings) -> None:
+    """rspamd's own settings: its Redis (where the DKIM keys are) and its resolvers."""
+    errors: dict[str, str] = {}
+    url = s.rspamd_redis_url
+    if not url:
+        errors["--rspamd-redis-url"] = _(
+            "rspamd legge le chiavi DKIM da Redis: indica --rspamd-redis-url (es. redis://127.0.0.1:6379/2)."
+        )
+    else:
+        try:
+            parts = urllib.parse.urlsplit(url)
+            port = parts.port
+        except ValueError:
+            parts, port = None, None
+        password = urllib.parse.unquote(parts.password or "") if parts else ""
+        db = parts.path.strip("/") if parts else ""
+        if (
+            parts is None
+            or parts.scheme != "redis"
+            or not parts.hostname
+            or not _is_host(parts.hostname)
+            or (port is not None and not 1 <= port <= 65535)
+            or (db and not db.isdigit())
+            or parts.query
+            or parts.fragment
+        ):
+            errors["--rspamd-redis-url"] = _(
+                "URL di Redis non valido: usa redis://[:password@]host[:porta][/db] (es. redis://127.0.0.1:6379/2)."
+            )
+        elif parts.username not in (None, "", "default"):
+            errors["--rspamd-redis-url"] = _("rspamd 3.4 non accetta un utente Redis: solo la password.")
+        elif any(c.isspace() or c in '"\\$' for c in password) or _has_control(password):
+            errors["--rspamd-redis-url"] = _(
+                "La password di Redis per rspamd non può contenere spazi, virgolette, \\ o $."
+            )
+    for server in s.rspamd_dns.replace(",", " ").split():
+        host, _colon, port = server.rpartition(":") if server.count(":") == 1 else (server, "", "")
+        if not _is_ip(host) or (port and not (port.isdigit() and 1 <= int(port) <= 65535)):
+            errors["--rspamd-dns"] = _("Resolver non valido: %(r)s (es. 127.0.0.1 o 127.0.0.1:53).", r=server)
+            break
+    if errors:
+        raise ValidationError(errors)
+
+
+def render_rspamd(s: MailServerSettings) -> dict[str, str]:
+    validate_settings(s)
+    validate_rspamd(s)
+    return render.rspamd_files(s)
 
 
 # The master password opens every mailbox: longer than any mailbox's minimum.

@@ -56,3 +56,23 @@ def servers(_app, database_url):
         running = start_mail_servers(_app, database_url)
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="module")
+def servers_rspamd(_app, database_url, dns_server):
+    """Throwaway Dovecot, Postfix and rspamd (Postfix's milter) on loopback, once per module and backend.
+
+    Apart from `servers`: only the tests that ask for it pay for rspamd's start. rspamd reads
+    the tests' Redis (the DKIM keys) and asks the test DNS server (SPF, DKIM, DMARC).
+    """
+    reason = missing_reason(rspamd=True)
+    if reason:
+        if CI:
+            pytest.fail(f"CI=true: mail servers unavailable: {reason}")
+        pytest.skip(reason)
+    with _app.app_context():
+        running = start_mail_servers(
+            _app, database_url, rspamd_redis_url=REDIS_URL, rspamd_dns=dns_server.config["DNS_NAMESERVERS"]
+        )
+    yield running
+    running.stop()

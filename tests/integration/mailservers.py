@@ -1,7 +1,9 @@
 """Throwaway Dovecot and Postfix on loopback, configured by `flask mailserver config`.
 
 One instance pair per database backend (the servers read the database live,
-so data changes need no restart). Everything lives in a private directory:
+so data changes need no restart). Asked for (start_mail_servers(rspamd=...)),
+an rspamd from the same render sits in front of Postfix as its milter, on
+loopback ports of its own, reading the test Redis and the test DNS server. Everything lives in a private directory:
 Dovecot's base/state dirs, Postfix's queue and data dirs, the mail root, the
 logs, a self-signed certificate for STARTTLS. An SMTP sink on loopback is
 Postfix's relayhost: it stands in for the outside world.
@@ -38,15 +40,18 @@ DOVEADM_API_KEY = "chiave-di-prova-doveadm"
 # Mail is stored as this unprivileged system user (Dovecot refuses root).
 MAIL_USER, MAIL_GROUP = "nobody", "nogroup"
 BINARIES = ("dovecot", "doveadm", "postfix", "postconf")
+RSPAMD_BINARIES = ("rspamd", "rspamadm")
+RSPAMD_USER = "_rspamd"
 
 
-def missing_binaries() -> list[str]:
-    return [b for b in BINARIES if shutil.which(b) is None and not os.path.exists(f"/usr/sbin/{b}")]
+def missing_binaries(rspamd: bool = False) -> list[str]:
+    wanted = BINARIES + (RSPAMD_BINARIES if rspamd else ())
+    return [b for b in wanted if shutil.which(b) is None and not os.path.exists(f"/usr/sbin/{b}")]
 
 
-def missing_reason() -> str | None:
+def missing_reason(rspamd: bool = False) -> str | None:
     """Why the servers cannot run here, or None."""
-    gone = missing_binaries()
+    gone = missing_binaries(rspamd)
     if gone:
         return f"missing {', '.join(gone)}: run scripts/install-mailservers.sh as root on Debian"
     if os.geteuid() != 0:
@@ -170,6 +175,10 @@ class MailServers:
     started: list[str] = field(default_factory=list)
 
     @property
+    def rspamd_controller_url(self) -> str:
+        return f"http://{HOST}:{self.ports['rspamd_controller']}"
+
+    @property
     def doveadm_url(self) -> str:
         return f"http://{HOST}:{self.ports['doveadm']}/doveadm/v1"
 
@@ -221,6 +230,8 @@ class MailServers:
     def log_tail(self, lines: int = 30) -> str:
         out = []
         for name in (
+            "rspamd-start.log",
+            "rspamd.log",
             "postfix-start.log",
             "postfix.log",
             "dovecot-start.log",
@@ -235,7 +246,11 @@ class MailServers:
 
     def _master_pids(self) -> list[int]:
         pids = []
-        for pidfile in (self.root / "run" / "master.pid", self.root / "spool" / "pid" / "master.pid"):
+        for pidfile in (
+            self.root / "run" / "master.pid",
+            self.root / "spool" / "pid" / "master.pid",
+            self.root / "run" / "rspamd" / "rspamd.pid",
+        ):
             with contextlib.suppress(OSError, ValueError):
                 pids.append(int(pidfile.read_text().strip()))
         return pids
@@ -248,6 +263,9 @@ class MailServers:
             subprocess.run(
                 ["dovecot", "-c", str(self.conf / "dovecot.conf"), "stop"], capture_output=True, timeout=30
             )
+        if "rspamd" in self.started:
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int((self.root / "run" / "rspamd" / "rspamd.pid").read_text().strip()), 15)
         self.sink.close()
         deadline = time.monotonic() + 15
         while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
@@ -308,8 +326,32 @@ def _wait_port(port: int, what: str, servers: MailServers, timeout: float = 20, 
                 time.sleep(0.05)
 
 
-def start_mail_servers(app, database_url: str) -> MailServers:
-    """Render the configuration with the CLI, then start Dovecot and Postfix from it."""
+def _wait_ping(url: str, servers: MailServers, timeout: float = 90) -> None:
+    """rspamd's controller answers "pong" once the workers run (the first start compiles
+    its regular expressions: some seconds)."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
+                if response.read().strip() == b"pong":
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"rspamd did not answer on {url}/ping\n{servers.log_tail()}")
+        time.sleep(0.2)
+
+
+def start_mail_servers(
+    app, database_url: str, rspamd_redis_url: str | None = None, rspamd_dns: str = ""
+) -> MailServers:
+    """Render the configuration with the CLI, then start Dovecot and Postfix from it.
+
+    With rspamd_redis_url, rspamd too (Postfix's milter), reading that Redis and asking
+    the resolver rspamd_dns (host:port)."""
+    with_rspamd = rspamd_redis_url is not None
     root = Path(tempfile.mkdtemp(prefix="panel-mail-"))
     # Dovecot's and Postfix's own users must reach their files under it.
     root.chmod(0o755)
@@ -330,6 +372,8 @@ def start_mail_servers(app, database_url: str) -> MailServers:
 
     # Every listener on a free port, the SSL ones too: two instances (xdist workers) run side by side.
     names = ("imap", "pop3", "imaps", "pop3s", "lmtp", "smtp", "submission", "doveadm")
+    if with_rspamd:
+        names += ("milter", "rspamd_normal", "rspamd_controller")
     ports = dict(zip(names, free_ports(len(names)), strict=True))
     sink = SmtpSink()
     servers = MailServers(root=root, ports=ports, sink=sink)
@@ -339,6 +383,13 @@ def start_mail_servers(app, database_url: str) -> MailServers:
     shutil.chown(servers.mail_root, MAIL_USER, MAIL_GROUP)
     # Postfix's master keeps its lock and caches here as the postfix user.
     shutil.chown(root / "data", "postfix")
+    if with_rspamd:
+        # rspamd's run and state directories (<base-dir>/rspamd, <state-dir>/rspamd) and log are its own.
+        for sub in (root / "run" / "rspamd", root / "state" / "rspamd"):
+            sub.mkdir()
+            shutil.chown(sub, RSPAMD_USER, RSPAMD_USER)
+        (servers.logs / "rspamd.log").touch()
+        shutil.chown(servers.logs / "rspamd.log", RSPAMD_USER, RSPAMD_USER)
 
     conf = servers.conf
     _run(
@@ -374,6 +425,18 @@ def start_mail_servers(app, database_url: str) -> MailServers:
         # Every test client is 127.0.0.1: brakes on failed logins would only add waiting.
         "--auth-failure-delay", "0", "--no-auth-penalty",
     ]  # fmt: skip
+    if with_rspamd:
+        args += [
+            "--rspamd",
+            "--milter-port", str(ports["milter"]),
+            "--rspamd-normal-port", str(ports["rspamd_normal"]),
+            "--rspamd-controller-port", str(ports["rspamd_controller"]),
+            "--rspamd-redis-url", rspamd_redis_url,
+            # Every test client is on loopback, which rspamd takes for a local network.
+            "--rspamd-check-local",
+        ]  # fmt: skip
+        if rspamd_dns:
+            args += ["--rspamd-dns", rspamd_dns]
     result = runner.invoke(args=args, env={"DOVEADM_API_KEY": DOVEADM_API_KEY})
     assert result.exit_code == 0, result.output
     result = runner.invoke(
@@ -383,6 +446,15 @@ def start_mail_servers(app, database_url: str) -> MailServers:
     assert result.exit_code == 0, result.output
 
     try:
+        if with_rspamd:
+            # First, so that Postfix never hands a message to a milter that is not there yet.
+            servers.started.append("rspamd")
+            _run(
+                ["rspamd", "-c", str(conf / "rspamd.conf"), "-u", RSPAMD_USER, "-g", RSPAMD_USER],
+                output=servers.logs / "rspamd-start.log",
+            )
+            _wait_ping(servers.rspamd_controller_url, servers)
+            _wait_port(ports["milter"], "rspamd milter", servers, banner=False)
         # Marked as started first: a failed start may still leave processes to stop.
         servers.started.append("dovecot")
         _run(["dovecot", "-c", str(conf / "dovecot.conf")], output=servers.logs / "dovecot-start.log")

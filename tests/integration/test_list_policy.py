@@ -33,12 +33,16 @@ def send_logged_in(mail, box, to: str, title: str) -> None:
         smtp.send_message(message(box.address, to, title), from_addr=box.address, to_addrs=[to])
 
 
-def assert_refused(attempt, rcpt: str) -> None:
+def assert_refused(attempt, rcpt: str, reason: bytes = b"may post") -> None:
     with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
         attempt()
     code, text = refused.value.recipients[rcpt]
     assert 500 <= code < 600, (code, text)
-    assert b"may post" in text, text
+    assert reason in text, text
+
+
+# A forged address of ours is refused before the list's rule is asked (main.cf: our_senders.cf).
+FORGED = b"log in to send"
 
 
 def test_a_customer_list_takes_mail_only_from_the_customer_s_own_logged_in_mailboxes(mail):
@@ -51,7 +55,7 @@ def test_a_customer_list_takes_mail_only_from_the_customer_s_own_logged_in_mailb
 
     # A stranger on port 25, even one forging an address of the customer.
     assert_refused(lambda: send(mail, dlist.address, subject()), dlist.address)
-    assert_refused(lambda: send(mail, dlist.address, subject(), sender=bruno.address), dlist.address)
+    assert_refused(lambda: send(mail, dlist.address, subject(), sender=bruno.address), dlist.address, FORGED)
     # Another customer's mailbox, logged in.
     assert_refused(lambda: send_logged_in(mail, other, dlist.address, subject()), dlist.address)
 
@@ -93,7 +97,7 @@ def test_a_members_list_takes_mail_only_from_its_members(mail):
     # Not a member: a mailbox of the same customer, a stranger, a forged member address.
     assert_refused(lambda: send_logged_in(mail, bruno, dlist.address, subject()), dlist.address)
     assert_refused(lambda: send(mail, dlist.address, subject()), dlist.address)
-    assert_refused(lambda: send(mail, dlist.address, subject(), sender=anna.address), dlist.address)
+    assert_refused(lambda: send(mail, dlist.address, subject(), sender=anna.address), dlist.address, FORGED)
 
 
 def test_an_open_list_takes_everyone_s_mail_and_a_policy_change_holds_at_the_next_message(mail):

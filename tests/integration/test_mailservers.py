@@ -25,6 +25,7 @@ from tests.integration.mailservers import (
     HOST,
     MASTER_PASSWORD,
     MASTER_USER,
+    OUTSIDE_HOST,
 )
 
 pytestmark = pytest.mark.integration
@@ -331,3 +332,61 @@ def test_a_message_over_29_mb_is_refused_at_smtp_time(mail):
             smtp.sendmail("mittente@esterno.example", [box.address], payload)
     assert refused.value.smtp_code == 552
     assert b"exceeds fixed limit" in refused.value.smtp_error
+
+
+def test_a_client_that_has_not_logged_in_cannot_use_one_of_our_addresses_as_sender(mail):
+    """No spoofing of our customers on port 25: a mailbox's, an alias's or a list's address as
+    envelope sender is refused (5xx) from the Internet and from trusted hosts alike; an
+    outside sender still reaches the mailbox, and the mailbox itself, logged in on
+    submission, sends as itself."""
+    c = factories.customer(domain="cliente-vero.example")
+    anna = factories.mailbox(c, "anna")
+    bruno = factories.mailbox(c, "bruno")
+    sospesa = factories.mailbox(c, "sospesa")
+    mailboxes.update_mailbox(SYSTEM, sospesa.id, status="suspended")
+    factories.alias(c, "info", anna)
+    factories.dlist(c, "tutti", [anna.address, bruno.address], post_policy="anyone")
+
+    forged = [
+        anna.address,
+        "ANNA@Cliente-Vero.Example",
+        "info@cliente-vero.example",
+        "tutti@cliente-vero.example",
+    ]
+    forged.append(sospesa.address)
+    for sender in forged:
+        for source in (OUTSIDE_HOST, HOST):
+            with smtplib.SMTP(HOST, mail.ports["smtp"], timeout=20, source_address=(source, 0)) as smtp:
+                with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+                    smtp.send_message(
+                        message(sender, bruno.address, subject()), from_addr=sender, to_addrs=[bruno.address]
+                    )
+            code, text = refused.value.recipients[bruno.address]
+            assert code == 554 and b"log in to send" in text, (sender, source, code, text)
+
+    # Outside senders, and an address of ours that is not a mailbox, are not concerned.
+    from_outside, unknown_local = subject(), subject()
+    with smtplib.SMTP(HOST, mail.ports["smtp"], timeout=20, source_address=(OUTSIDE_HOST, 0)) as smtp:
+        smtp.send_message(
+            message("mittente@esterno.example", bruno.address, from_outside), to_addrs=[bruno.address]
+        )
+    send(mail, bruno.address, unknown_local, sender="nessuno@cliente-vero.example")
+    wait_in_inbox(mail, bruno.address, from_outside)
+    wait_in_inbox(mail, bruno.address, unknown_local)
+
+    # Logged in, anna sends as herself, and as nobody else's address.
+    own = subject()
+    with smtplib.SMTP(HOST, mail.ports["submission"], timeout=20) as smtp:
+        smtp.starttls(context=mail.tls_context())
+        smtp.login(anna.address, PASSWORD)
+        smtp.send_message(
+            message(anna.address, bruno.address, own), from_addr=anna.address, to_addrs=[bruno.address]
+        )
+        for other in (bruno.address, "qualcuno@esterno.example"):
+            with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+                smtp.send_message(
+                    message(other, bruno.address, subject()), from_addr=other, to_addrs=[bruno.address]
+                )
+            code, text = refused.value.recipients[bruno.address]
+            assert code == 553 and b"not owned by user" in text, (other, code, text)
+    wait_in_inbox(mail, bruno.address, own)

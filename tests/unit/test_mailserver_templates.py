@@ -24,13 +24,22 @@ def context() -> dict:
         tls_cert="/etc/ssl/cert.pem",
         tls_key="/etc/ssl/key.pem",
         auth_penalty=False,
+        milter=True,
+        rspamd_redis_url="redis://:segreta@127.0.0.1:6379/2",
+        rspamd_dns="127.0.0.1:53",
     )
-    return {**render._context(settings, 1024), "name": "mail_users.cf", "query": "SELECT 1"}
+    return {
+        **render._context(settings, 1024),
+        **render.rspamd_context(settings),
+        "name": "mail_users.cf",
+        "query": "SELECT 1",
+    }
 
 
 def test_every_template_is_covered():
     assert {"dovecot.conf.j2", "dovecot-sql.conf.ext.j2", "main.cf.j2", "master.cf.j2"} <= set(TEMPLATES)
     assert "postfix-map.cf.j2" in TEMPLATES and "list_policy.cf.j2" in TEMPLATES
+    assert {"rspamd.conf.j2", "rspamd-modules.conf.j2"} <= set(TEMPLATES)
 
 
 @pytest.mark.parametrize("template", TEMPLATES)

@@ -1,0 +1,255 @@
+"""rspamd as Postfix's milter, from the configuration `flask mailserver config --rspamd` renders.
+
+The servers (tests/integration/mailservers.py, the `servers_rspamd` fixture) read the test
+database, the tests' Redis (DKIM keys) and the test DNS server (SPF, DKIM, DMARC records).
+rspamd caches what it resolved: each test uses domains of its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import smtplib
+import urllib.request
+import uuid
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from app.mailserver import render
+from tests import factories
+from tests.factories import PASSWORD
+from tests.integration.mailservers import HOST, OUTSIDE_HOST
+from tests.integration.test_mailservers import message, subject, wait_in_inbox
+
+pytestmark = pytest.mark.integration
+
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+
+@pytest.fixture
+def mail(servers_rspamd, app, connection, dns_server):
+    """The servers with rspamd, the test's app context; Redis emptied around the test."""
+    return servers_rspamd
+
+
+def unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:6]}.example"
+
+
+def from_internet(mail, sender: str, to: str, msg) -> None:
+    with smtplib.SMTP(HOST, mail.ports["smtp"], timeout=30, source_address=(OUTSIDE_HOST, 0)) as smtp:
+        smtp.send_message(msg, from_addr=sender, to_addrs=[to])
+
+
+def stored(mail, address: str, count: int = 1) -> bytes:
+    """The newest message on disk in the mailbox's Maildir, once there are `count`."""
+    mail.wait_stored(address, count)
+    local, domain = address.split("@")
+    maildir = mail.mail_root / domain / local / "Maildir"
+    files = [p for sub in ("new", "cur") for p in (maildir / sub).glob("*")]
+    return max(files, key=lambda p: p.stat().st_mtime).read_bytes()
+
+
+def header_block(raw: bytes) -> str:
+    return raw.split(b"\n\n", 1)[0].decode("utf-8", "replace").replace("\n\t", " ").replace("\n ", " ")
+
+
+def test_the_rendered_rspamd_runs_and_answers_its_controller(mail):
+    with urllib.request.urlopen(f"{mail.rspamd_controller_url}/ping", timeout=5) as response:
+        assert response.read().strip() == b"pong"
+    assert f"smtpd_milters = inet:127.0.0.1:{mail.ports['milter']}" in (mail.conf / "main.cf").read_text()
+
+
+def test_mail_from_the_internet_gets_authentication_results_and_a_spam_score(mail, dns_server):
+    c = factories.customer(domain=unique("ricevo"))
+    anna = factories.mailbox(c, "anna")
+    sender_domain = unique("mittente")
+    # The sender's domain allows the "Internet" client (127.0.0.2) and publishes DMARC.
+    dns_server.resolver.set(sender_domain, "TXT", f'"v=spf1 ip4:{OUTSIDE_HOST} -all"')
+    dns_server.resolver.set(f"_dmarc.{sender_domain}", "TXT", '"v=DMARC1; p=reject"')
+    title = subject()
+    sender = f"luca@{sender_domain}"
+    msg = message(sender, anna.address, title)
+    # Forged results from the sender's side are removed, never believed.
+    msg["Authentication-Results"] = "mail.test; dkim=pass header.d=falso.example"
+    msg["X-Spam-Status"] = "No, score=-100"
+    from_internet(mail, sender, anna.address, msg)
+
+    wait_in_inbox(mail, anna.address, title)
+    headers = header_block(stored(mail, anna.address))
+    assert "falso.example" not in headers and "score=-100" not in headers, headers
+    assert headers.count("Authentication-Results:") == 1, headers
+    assert "Authentication-Results: mail.test;" in headers, headers
+    assert "spf=pass (" in headers and f"smtp.mailfrom={sender}" in headers, headers
+    assert f"dmarc=pass (policy=reject) header.from={sender_domain}" in headers, headers
+    assert "X-Spamd-Result: default: False [" in headers, headers
+    assert "X-Spam-Status: No, score=" in headers, headers
+
+
+def test_a_failing_sender_whose_dmarc_policy_is_reject_is_refused(mail, dns_server):
+    c = factories.customer(domain=unique("protetto"))
+    anna = factories.mailbox(c, "anna")
+    forged_domain = unique("banca")
+    # The real bank sends only from 192.0.2.1; the message comes from 127.0.0.2.
+    dns_server.resolver.set(forged_domain, "TXT", '"v=spf1 ip4:192.0.2.1 -all"')
+    dns_server.resolver.set(f"_dmarc.{forged_domain}", "TXT", '"v=DMARC1; p=reject"')
+    sender = f"avvisi@{forged_domain}"
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        from_internet(mail, sender, anna.address, message(sender, anna.address, subject()))
+    assert 500 <= refused.value.smtp_code < 600, refused.value
+    assert mail.maildir_count(anna.address) == 0
+
+
+def test_a_failing_sender_whose_dmarc_policy_is_quarantine_is_marked_as_spam(mail, dns_server):
+    c = factories.customer(domain=unique("quarantena"))
+    anna = factories.mailbox(c, "anna")
+    forged_domain = unique("negozio")
+    dns_server.resolver.set(forged_domain, "TXT", '"v=spf1 ip4:192.0.2.1 -all"')
+    dns_server.resolver.set(f"_dmarc.{forged_domain}", "TXT", '"v=DMARC1; p=quarantine"')
+    sender = f"ordini@{forged_domain}"
+    title = subject()
+    from_internet(mail, sender, anna.address, message(sender, anna.address, title))
+    headers = header_block(stored(mail, anna.address))
+    assert "X-Spam: Yes" in headers, headers
+    assert "dmarc=fail" in headers and f"header.from={forged_domain} (policy=quarantine)" in headers, headers
+
+
+def test_mail_from_one_of_our_domains_that_is_neither_logged_in_nor_aligned_goes_to_junk(mail, connection):
+    """Header From on a customer's domain (one with a selector in Redis), envelope from a
+    stranger on port 25, no DMARC record to pass: marked as spam, whatever the domain's policy."""
+    ours = unique("nostro")
+    anna = factories.mailbox(factories.customer(domain=ours), "anna")
+    connection.hset(render.DKIM_SELECTORS_HASH, ours, "s202612")
+    forged = subject()
+    from_internet(
+        mail, "estraneo@esterno.example", anna.address, message(f"direzione@{ours}", anna.address, forged)
+    )
+    headers = header_block(stored(mail, anna.address))
+    assert "X-Spam: Yes" in headers and "OUR_DOMAIN_NOT_ALIGNED(6.00)" in headers, headers
+
+    # The same message with a From of a domain that is not ours is not concerned.
+    other = unique("altrui")
+    from_internet(
+        mail, "estraneo@esterno.example", anna.address, message(f"direzione@{other}", anna.address, subject())
+    )
+    headers = header_block(stored(mail, anna.address, 2))
+    assert "X-Spam: Yes" not in headers and "OUR_DOMAIN_NOT_ALIGNED" not in headers, headers
+
+
+def test_gtube_is_refused_at_smtp_and_a_normal_message_reaches_the_inbox(mail):
+    c = factories.customer(domain=unique("filtro"))
+    anna = factories.mailbox(c, "anna")
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        from_internet(
+            mail,
+            "spam@esterno.example",
+            anna.address,
+            message("spam@esterno.example", anna.address, "Offerta", body=f"Compra ora.\n{GTUBE}\n"),
+        )
+    # GTUBE takes rspamd's reject action: refused at DATA, never stored.
+    assert refused.value.smtp_code == 554 and refused.value.smtp_error.startswith(b"5.7.1 ")
+    normal = subject()
+    from_internet(
+        mail,
+        "cliente@esterno.example",
+        anna.address,
+        message("cliente@esterno.example", anna.address, normal),
+    )
+    wait_in_inbox(mail, anna.address, normal)
+    assert mail.maildir_count(anna.address) == 1
+
+
+def dkim_key() -> tuple[str, str]:
+    """A fresh RSA 2048 key: the PEM rspamd signs with, the p= of its DNS TXT record."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return pem, base64.b64encode(public).decode()
+
+
+def test_a_mailbox_s_message_is_signed_with_the_key_the_panel_put_in_redis(mail, connection, dns_server):
+    """The contract of docs/mailserver.md: HSET dkim_selectors <domain> <selector> and
+    HSET dkim_keys <selector>.<domain> <PEM>; rspamd signs the next message, no reload.
+    The signed message, sent back to us from outside, passes rspamd's own DKIM check."""
+    domain = unique("firmo")
+    c = factories.customer(domain=domain)
+    anna = factories.mailbox(c, "anna")
+    bruno = factories.mailbox(factories.customer(domain=unique("altro")), "bruno")
+
+    unsigned = subject()
+    with smtplib.SMTP(HOST, mail.ports["submission"], timeout=30) as smtp:
+        smtp.starttls(context=mail.tls_context())
+        smtp.login(anna.address, PASSWORD)
+        smtp.send_message(
+            message(anna.address, "socio@fuori.example", unsigned), to_addrs=["socio@fuori.example"]
+        )
+    assert "DKIM-Signature" not in mail.sink.wait_for("socio@fuori.example", unsigned).message
+
+    pem, public = dkim_key()
+    selector = "s202612"
+    connection.hset(render.DKIM_KEYS_HASH, f"{selector}.{domain}", pem)
+    connection.hset(render.DKIM_SELECTORS_HASH, domain, selector)
+    record = f"v=DKIM1; k=rsa; p={public}"
+    # One TXT record of several strings (each at most 255 characters), as DNS publishes it.
+    chunks = " ".join(f'"{record[i : i + 250]}"' for i in range(0, len(record), 250))
+    dns_server.resolver.set(f"{selector}._domainkey.{domain}", "TXT", chunks)
+
+    signed = subject()
+    with smtplib.SMTP(HOST, mail.ports["submission"], timeout=30) as smtp:
+        smtp.starttls(context=mail.tls_context())
+        smtp.login(anna.address, PASSWORD)
+        smtp.send_message(
+            message(anna.address, "socio@fuori.example", signed), to_addrs=["socio@fuori.example"]
+        )
+    out = mail.sink.wait_for("socio@fuori.example", signed)
+    signature = out.message["DKIM-Signature"]
+    assert (
+        signature
+        and f"d={domain};" in signature.replace(" ", "")
+        and f"s={selector};" in signature.replace(" ", "")
+    ), signature
+    # What leaves carries no scoring of ours.
+    assert out.message["X-Spamd-Result"] is None and out.message["Authentication-Results"] is None
+    assert out.message["X-Spam"] is None
+
+    # Back in from the Internet, as a receiver would check it.
+    with smtplib.SMTP(HOST, mail.ports["smtp"], timeout=30, source_address=(OUTSIDE_HOST, 0)) as smtp:
+        smtp.sendmail(f"rimbalzo@{unique('inoltro')}", [bruno.address], out.data)
+    headers = header_block(stored(mail, bruno.address))
+    assert f"dkim=pass header.d={domain} header.s={selector}" in headers, headers
+
+
+# --- the staff health page's check ------------------------------------------------------------
+
+
+def test_health_checks_rspamd_s_controller_only_when_configured(mail, app):
+    from app.services import health
+    from tests.integration.mailservers import free_port
+
+    saved = app.config.get("RSPAMD_CONTROLLER_URL")
+    try:
+        app.config["RSPAMD_CONTROLLER_URL"] = ""
+        assert health.check_rspamd(2) is None
+        assert "rspamd" not in [c.name for c in health.report().checks]
+
+        app.config["RSPAMD_CONTROLLER_URL"] = mail.rspamd_controller_url
+        up = health.check_rspamd(2)
+        assert up.ok and up.detail.endswith("pong") and up.ms is not None
+        assert next(c for c in health.report().checks if c.name == "rspamd").ok
+
+        # Down: nothing listens there; the check says so at once instead of hanging.
+        app.config["RSPAMD_CONTROLLER_URL"] = f"http://{HOST}:{free_port()}"
+        down = health.check_rspamd(2)
+        assert not down.ok and "refused" in down.detail.lower(), down.detail
+        # Something else answers there (rspamd's milter port does not speak HTTP).
+        app.config["RSPAMD_CONTROLLER_URL"] = f"http://{HOST}:{mail.ports['smtp']}"
+        assert not health.check_rspamd(2).ok
+        app.config["RSPAMD_CONTROLLER_URL"] = "file:///etc/passwd"
+        assert not health.check_rspamd(2).ok
+    finally:
+        app.config["RSPAMD_CONTROLLER_URL"] = saved

@@ -1,0 +1,160 @@
+"""`flask mailserver config --rspamd`: an rspamd instance rspamd itself accepts, Postfix's
+milter pointing at it, its secret readable by root and rspamd only, bad input refused."""
+
+from __future__ import annotations
+
+import grp
+import os
+import shutil
+import stat
+import subprocess
+
+import pytest
+
+REDIS = "redis://:Segreta-redis-1@127.0.0.1:6379/3"
+
+
+def config(app, out, *extra, env=None):
+    return app.test_cli_runner().invoke(
+        args=["mailserver", "config", "--out", str(out), *extra],
+        env={"RSPAMD_REDIS_URL": REDIS} if env is None else env,
+    )
+
+
+@pytest.fixture
+def out(tmp_path):
+    d = tmp_path / "conf"
+    d.mkdir(mode=0o750)
+    return d
+
+
+def test_rspamd_follows_the_base_state_and_log_dirs_and_listens_on_loopback(app, out):
+    result = config(
+        app,
+        out,
+        "--rspamd",
+        "--base-dir", "/srv/mail/run",
+        "--state-dir", "/srv/mail/state",
+        "--log-dir", "/srv/mail/log",
+        "--milter-port", "21332", "--rspamd-normal-port", "21333", "--rspamd-controller-port", "21334",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "rspamd-modules.conf",
+        "rspamd-multimap.conf",
+        "rspamd.conf",
+    ]
+    conf = (out / "rspamd.conf").read_text()
+    assert 'pidfile = "/srv/mail/run/rspamd/rspamd.pid";' in conf
+    assert 'history_file = "/srv/mail/state/rspamd/rspamd.history";' in conf
+    assert 'filename = "/srv/mail/log/rspamd.log";' in conf
+    assert f'.include(priority=10) "{out}/rspamd-modules.conf"' in conf
+    assert f'.include(priority=1, duplicate=merge) "{out}/rspamd-multimap.conf"' in conf
+    for port in ("21332", "21333", "21334"):
+        assert f'bind_socket = "127.0.0.1:{port}";' in conf
+    assert "milter = yes;" in conf and "self_scan = yes;" in conf
+    # The password is in the private file only.
+    assert "Segreta-redis-1" not in conf
+    modules = (out / "rspamd-modules.conf").read_text()
+    assert 'servers = "127.0.0.1:6379";' in modules and 'db = "3";' in modules
+    assert 'password = "Segreta-redis-1";' in modules
+    assert 'selector_prefix = "dkim_selectors";' in modules and 'key_prefix = "dkim_keys";' in modules
+    assert "add_header = 6;" in modules and "reject = 15;" in modules
+    assert "greylist {\n    enabled = false;\n}" in modules
+    assert not (out / "rspamd-modules.conf").stat().st_mode & (stat.S_IROTH | stat.S_IWOTH)
+    assert stat.S_IMODE((out / "rspamd-modules.conf").stat().st_mode) == 0o640
+    if os.geteuid() == 0 and shutil.which("rspamd"):
+        assert grp.getgrgid((out / "rspamd-modules.conf").stat().st_gid).gr_name == "_rspamd"
+
+
+def test_explicit_run_and_state_dirs_and_syslog_without_a_log_dir(app, out):
+    result = config(
+        app, out, "--rspamd", "--rspamd-run-dir", "/run/rspamd", "--rspamd-state-dir", "/var/lib/rspamd"
+    )
+    assert result.exit_code == 0, result.output
+    conf = (out / "rspamd.conf").read_text()
+    assert 'pidfile = "/run/rspamd/rspamd.pid";' in conf and 'rrd = "/var/lib/rspamd/rspamd.rrd";' in conf
+    assert 'type = "syslog";' in conf
+
+
+def test_postfix_hands_mail_to_rspamd_only_when_rendered_with_it(app, out, tmp_path):
+    assert config(app, out, "--postfix").exit_code == 0
+    main_cf = (out / "main.cf").read_text()
+    assert "smtpd_milters" not in main_cf
+    # Anti-spoofing holds with or without rspamd.
+    assert f"smtpd_sender_restrictions = check_sender_access sqlite:{out}/our_senders.cf" in main_cf or (
+        "check_sender_access pgsql:" in main_cf
+    )
+    both = tmp_path / "both"
+    both.mkdir(mode=0o750)
+    assert config(app, both, "--postfix", "--rspamd", "--milter-port", "21332").exit_code == 0
+    main_cf = (both / "main.cf").read_text()
+    assert "smtpd_milters = inet:127.0.0.1:21332\n" in main_cf
+    assert "non_smtpd_milters = $smtpd_milters\n" in main_cf
+    assert "milter_default_action = tempfail\n" in main_cf
+    assert not (both / "our_senders.cf").stat().st_mode & stat.S_IROTH
+    if shutil.which("postconf"):
+        check = subprocess.run(["postconf", "-c", str(both), "-n"], capture_output=True, text=True)
+        assert check.returncode == 0 and "warning" not in check.stderr, check.stderr
+
+
+def test_the_redis_url_is_required_and_checked(app, out):
+    missing = config(app, out, "--rspamd", env={"RSPAMD_REDIS_URL": ""})
+    assert missing.exit_code == 2 and "--rspamd-redis-url" in missing.output
+    for bad in (
+        "http://127.0.0.1:6379/0",
+        "redis://127.0.0.1:99999/0",
+        "redis://127.0.0.1:6379/due",
+        "redis://utente:pw@127.0.0.1:6379/0",
+        'redis://:pw"x@127.0.0.1:6379/0',
+        "redis://:pw$HOME@127.0.0.1:6379/0",
+        "redis://:pw%0Arelay@127.0.0.1:6379/0",
+    ):
+        result = config(app, out, "--rspamd", "--rspamd-redis-url", bad)
+        assert result.exit_code == 2 and "Traceback" not in result.output, (bad, result.output)
+        assert "--rspamd-redis-url" in result.output, (bad, result.output)
+    assert list(out.iterdir()) == []
+
+
+def test_bad_rspamd_ports_and_resolvers_are_refused_before_any_file(app, out):
+    for args, named in (
+        (["--milter-port", "0"], "--milter-port"),
+        (["--rspamd-controller-port", "70000"], "--rspamd-controller-port"),
+        (["--rspamd-dns", "resolver.example"], "--rspamd-dns"),
+        (["--rspamd-dns", "127.0.0.1:0"], "--rspamd-dns"),
+        (["--milter-port", "25"], "porta"),
+    ):
+        result = config(app, out, "--rspamd", "--postfix", *args)
+        assert result.exit_code == 2 and named in result.output, (args, result.output)
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.skipif(shutil.which("rspamadm") is None, reason="rspamd is not installed")
+def test_rspamd_reads_the_rendered_configuration(app, out, tmp_path):
+    result = config(
+        app, out, "--rspamd", "--base-dir", str(tmp_path / "run"), "--state-dir", str(tmp_path / "state")
+    )
+    assert result.exit_code == 0, result.output
+    check = subprocess.run(
+        ["rspamadm", "configtest", "-c", str(out / "rspamd.conf")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert check.returncode == 0 and "syntax OK" in check.stdout, check.stdout + check.stderr
+    dump = subprocess.run(
+        ["rspamadm", "configdump", "-c", str(out / "rspamd.conf"), "dkim_signing"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "use_redis = true;" in dump.stdout and "sign_local = false;" in dump.stdout, dump.stdout
+    assert "init of" not in dump.stderr, dump.stderr  # every module loaded
+    multimap = subprocess.run(
+        ["rspamadm", "configdump", "-c", str(out / "rspamd.conf"), "multimap"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    # Our rule is added to the package's, which stay.
+    assert "OUR_DOMAIN_NOT_ALIGNED {" in multimap.stdout and "freemail_from {" in multimap.stdout
