@@ -71,3 +71,12 @@ def test_redact_and_scrub(app, monkeypatch):
     monkeypatch.setitem(app.config, "SQLALCHEMY_DATABASE_URI", "postgresql://panel:Pass%20word-9@db/panel")
     message = 'could not parse "postgresql://panel:Pass%20word-9@db/panel": bad password Pass word-9'
     assert health.scrub(message) == 'could not parse "postgresql://panel:***@db/panel": bad password ***'
+
+
+def test_rspamd_is_a_row_of_the_page_when_configured(client, make, auth, app, monkeypatch):
+    auth.login(make.staff().email)
+    monkeypatch.setitem(app.config, "RSPAMD_CONTROLLER_URL", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setitem(app.config, "HEALTH_TIMEOUT", 0.5)
+    r = client.get("/admin/health")
+    assert r.status_code == 200
+    assert "Rspamd (firma DKIM e antispam)" in r.get_data(as_text=True)

@@ -15,6 +15,7 @@ LABELS = {
     "dovecot": _l("Dovecot (IMAP)"),
     "doveadm": _l("Dovecot (API doveadm, lettura dello spazio)"),
     "postfix": _l("Postfix (SMTP)"),
+    "rspamd": _l("Rspamd (firma DKIM e antispam)"),
     "workers": _l("Worker RQ attivi"),
 }
 
