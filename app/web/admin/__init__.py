@@ -22,6 +22,7 @@ from app.web.admin import (  # noqa: E402, F401
     imports,
     jobs,
     list_limits,
+    migrations,
     prices,
     recharges,
     users,
