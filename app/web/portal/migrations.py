@@ -54,7 +54,7 @@ def state_label(state: str) -> str:
 def rate_label(rate: float | None) -> str:
     if not rate:
         return ""
-    return _("%(n)s messaggi al secondo", n=format_decimal(rate, format="#,##0.#" if rate < 10 else "#,##0"))
+    return _("%(n)s messaggi/s", n=format_decimal(rate, format="#,##0.#" if rate < 10 else "#,##0"))
 
 
 def kit(area: str, customer_id: int) -> dict:
