@@ -160,6 +160,7 @@ def test_the_form_says_what_is_wrong_beside_each_field_and_never_sends_the_passw
     assert "hx-trigger" not in html  # nothing runs: no polling
 
 
+@pytest.mark.integration
 def test_preflight_refusals_the_gate_the_copy_and_the_report(client, auth, make, office, pair, monkeypatch):
     old, ours = pair
     _configure(monkeypatch, ours)
@@ -267,11 +268,7 @@ def test_preflight_refusals_the_gate_the_copy_and_the_report(client, auth, make,
     auth.login(make.admin(c).email)
     portal = f"/customers/{c.id}/migrations/{mid}"
     html = text(client.get(portal))
-    assert (
-        "Completata" in html
-        and "Resoconto della copia" in html
-        and "<form" not in main(html)
-    )
+    assert "Completata" in html and "Resoconto della copia" in html and "<form" not in main(html)
     assert "Verifica</button>" not in html and "Avvia</button>" not in html and "Annulla</a>" not in html
     assert client.get(portal + "/resoconto.csv").status_code == 200
     listed = text(client.get(f"/customers/{c.id}/domains/{domain.id}/migrations"))
@@ -366,6 +363,7 @@ def queues(app):
     conn.close()
 
 
+@pytest.mark.integration
 def test_the_progress_polls_while_queued_or_running_and_stops_when_done(
     client, auth, make, office, pair, monkeypatch, queues
 ):
@@ -413,6 +411,7 @@ def test_the_progress_polls_while_queued_or_running_and_stops_when_done(
     assert "hx-trigger" not in text(portal_client.get(f"/customers/{c.id}/migrations/{mid}", headers=htmx))
 
 
+@pytest.mark.integration
 def test_cancel_asks_first_then_wipes_and_a_failed_one_can_be_started_again(
     client, auth, make, office, pair, monkeypatch
 ):
