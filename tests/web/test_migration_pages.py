@@ -504,3 +504,96 @@ def test_other_customers_get_404_and_customers_cannot_act(client, auth, make, of
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Migration)) == 1
     # No report yet: the download says so.
     assert client.get(f"/customers/{c.id}/migrations/{row.id}/resoconto.csv").status_code == 409
+
+
+def test_a_running_copy_shows_its_folder_count_and_rate_and_the_domain_adds_them_up(
+    client, auth, make, office
+):
+    """A copy at work (its job's progress as the worker reports it): messages done of the total, the
+    folder being copied, the rate; the domain's totals; the working list."""
+    from datetime import timedelta
+
+    from app.models.base import utcnow
+    from app.services.access import Actor
+    from app.services.migration import migrations
+    from tests.web.jobrows import job_row
+
+    c, domain, box = office
+    staff = factories.staff()
+    row = migrations.create(
+        Actor.for_user(staff),
+        domain.id,
+        {"mailbox": box.address, "host": "imap.vecchio.it", "username": "anna", "password": OLD_PASSWORD},
+    )
+    job = job_row(
+        c.id,
+        "running",
+        kind="migration_copy",
+        done=40,
+        total=100,
+        message="Clienti/Città",
+        started_at=utcnow() - timedelta(seconds=20),
+    )
+    preflight = {
+        "ok": True,
+        "problem": None,
+        "needed_bytes": 5 * 1024 * 1024,
+        "free_bytes": 100 * 1024 * 1024,
+        "totals": {
+            "folders": 1,
+            "source_count": 100,
+            "source_bytes": 5 * 1024 * 1024,
+            "skipped_too_large": 0,
+        },
+        "folders": [
+            {
+                "source": "INBOX.Clienti.Città",
+                "target": "Clienti/Città",
+                "source_count": 100,
+                "source_bytes": 5 * 1024 * 1024,
+                "skipped_too_large": [],
+            }
+        ],
+    }
+    db.session.execute(
+        sa.update(Migration)
+        .where(Migration.id == row.id)
+        .values(state="running", job_id=job.id, preflight=preflight, started_by=staff.email)
+    )
+    db.session.commit()
+
+    auth.login(staff.email)
+    htmx = {"HX-Request": "true"}
+    live = text(client.get(f"/admin/migrations/{row.id}", headers=htmx))
+    words = plain(live)
+    assert 'hx-trigger="every 2s"' in live and 'aria-valuenow="40"' in live
+    assert "In corso" in words and "40 di 100 (40%)" in words and "Clienti/Città" in words
+    assert re.search(r"Velocità 2 messaggi/s", words) and "Da copiare 5,0 MB" in words
+    listed = plain(text(client.get(f"/admin/domains/{domain.id}/migrations", headers=htmx)))
+    assert "40 / 100" in listed and "In corso: 1" in listed and "Clienti/Città" in listed
+    working = plain(text(client.get("/admin/migrations")))
+    assert box.address in working and "Studio Neri" in working and "40 di 100" in working
+
+    # Done: the job's figures give way to the report's; the working list lets it go.
+    report = {
+        "seconds": 10.0,
+        "totals": {
+            "folders": 1,
+            "source_count": 100,
+            "source_bytes": 1,
+            "copied": 90,
+            "copied_bytes": 3 * 1024 * 1024,
+            "already_present": 10,
+            "skipped_too_large": 0,
+            "errors": 0,
+            "missing": 0,
+        },
+        "folders": [],
+        "errors": [],
+    }
+    db.session.execute(sa.update(Migration).where(Migration.id == row.id).values(state="done", report=report))
+    db.session.commit()
+    words = plain(text(client.get(f"/admin/migrations/{row.id}", headers=htmx)))
+    assert "100 di 100 (100%)" in words and "10 messaggi/s" in words and "Copiati 3,0 MB" in words
+    assert "Clienti/Città" not in words
+    assert box.address not in plain(text(client.get("/admin/migrations")))

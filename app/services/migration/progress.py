@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from app.extensions import db
 from app.models import Job, Migration
@@ -25,6 +26,15 @@ from app.services.access import Actor, require_staff
 from app.services.errors import Conflict
 from app.services.migration.migrations import get_migration
 
+STATE_LABELS = {
+    MigrationState.DRAFT: _l("Da verificare"),
+    MigrationState.PREFLIGHT_OK: _l("Verificata"),
+    MigrationState.QUEUED: _l("In coda"),
+    MigrationState.RUNNING: _l("In corso"),
+    MigrationState.DONE: _l("Completata"),
+    MigrationState.FAILED: _l("Non riuscita"),
+    MigrationState.CANCELLED: _l("Annullata"),
+}
 ACTIVE = (MigrationState.QUEUED, MigrationState.RUNNING)
 # Support's working list: what is moving or waits for someone.
 WORKING = (MigrationState.QUEUED, MigrationState.RUNNING, MigrationState.FAILED)

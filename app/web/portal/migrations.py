@@ -21,15 +21,7 @@ from app.web.portal import bp
 from app.web.portal.common import customer_view, owned
 from app.web.respond import render
 
-STATE_LABELS = {
-    MigrationState.DRAFT: _l("Da verificare"),
-    MigrationState.PREFLIGHT_OK: _l("Verificata"),
-    MigrationState.QUEUED: _l("In coda"),
-    MigrationState.RUNNING: _l("In corso"),
-    MigrationState.DONE: _l("Completata"),
-    MigrationState.FAILED: _l("Non riuscita"),
-    MigrationState.CANCELLED: _l("Annullata"),
-}
+STATE_LABELS = progress.STATE_LABELS
 STATE_BADGES = {
     MigrationState.DRAFT: "disabled",
     MigrationState.PREFLIGHT_OK: "open",
