@@ -35,6 +35,11 @@ ADMIN_GETS = [
     "/admin/customers/{cid}/imports/1/problems",
     "/admin/customers/{cid}/imports/1/resoconto.xlsx",
     "/admin/domains/1/migrations/sheet",
+    "/admin/domains/1/migrations",
+    "/admin/migrations",
+    "/admin/migrations/1",
+    "/admin/migrations/1/cancel",
+    "/admin/migrations/1/resoconto.csv",
 ]
 ADMIN_POSTS = [
     "/admin/customers/new",
@@ -62,6 +67,10 @@ ADMIN_POSTS = [
     "/admin/customers/{cid}/imports/1/resume",
     "/admin/customers/{cid}/imports/1/passwords",
     "/admin/domains/1/migrations/sheet",
+    "/admin/domains/1/migrations",
+    "/admin/migrations/1/preflight",
+    "/admin/migrations/1/start",
+    "/admin/migrations/1/cancel",
 ]
 
 
@@ -78,6 +87,8 @@ def test_every_admin_url_is_listed_here(app):
     listed = {u.replace("jobs/1", "jobs/<int:job_id>") for u in listed}
     listed = {u.replace("outbox/1/", "outbox/<int:outbox_id>/") for u in listed}
     listed = {re.sub(r"imports/1\b", "imports/<int:import_id>", u) for u in listed}
+    listed = {re.sub(r"migrations/1\b", "migrations/<int:migration_id>", u) for u in listed}
+    listed = {u.replace("migration_id>/resoconto.csv", "migration_id>/resoconto.<fmt>") for u in listed}
     assert rules == listed
 
 

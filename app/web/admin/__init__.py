@@ -23,6 +23,7 @@ from app.web.admin import (  # noqa: E402, F401
     jobs,
     list_limits,
     migration_sheet,
+    migrations,
     prices,
     recharges,
     users,

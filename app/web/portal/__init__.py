@@ -29,6 +29,7 @@ from app.web.portal import (  # noqa: E402, F401
     jobs,
     lists,
     mailboxes,
+    migrations,
     quota,
     recharge,
     wallet,
