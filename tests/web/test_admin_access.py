@@ -70,6 +70,7 @@ ADMIN_POSTS = [
     "/admin/domains/1/migrations",
     "/admin/migrations/1/preflight",
     "/admin/migrations/1/start",
+    "/admin/migrations/1/finish",
     "/admin/migrations/1/cancel",
 ]
 

@@ -597,3 +597,48 @@ def test_a_running_copy_shows_its_folder_count_and_rate_and_the_domain_adds_them
     assert "100 di 100 (100%)" in words and "10 messaggi/s" in words and "Copiati 3,0 MB" in words
     assert "Clienti/Città" not in words
     assert box.address not in plain(text(client.get("/admin/migrations")))
+
+
+def test_a_migration_kept_in_sync_starts_before_the_switch_and_staff_end_it(
+    client, auth, make, office, pair, monkeypatch
+):
+    old, ours = pair
+    _configure(monkeypatch, ours)
+    c, domain, box = office
+    ours.add_user(box.address, "non-usata-qui")
+    user = f"vecchio{uuid.uuid4().hex[:8]}"
+    old.add_user(user, OLD_PASSWORD)
+    _seed(old, user)
+    _mx(domain.id, "published")  # the MX not propagated yet
+    auth.login(make.staff().email)
+    page = plain(text(client.get(f"/admin/domains/{domain.id}/migrations")))
+    assert "Una migrazione tenuta in sincronia può partire già ora" in page
+    assert "Inserisci da un foglio" in page
+
+    mid = _enter(client, domain, box, old, user, sync="1")
+    assert db.session.get(Migration, mid).sync is True
+    detail = f"/admin/migrations/{mid}"
+    assert client.post(detail + "/preflight").status_code == 303
+    assert client.post(detail + "/start").status_code == 303  # JOBS_INLINE: the first pass ran
+    row = db.session.get(Migration, mid)
+    db.session.refresh(row)
+    assert row.state == "syncing" and row.passes == 1
+    html = text(client.get(detail))
+    words = plain(html)
+    assert "In sincronia" in words and "Prossima copia:" in words and "Copie eseguite 1" in words
+    assert f'action="{detail}/finish"' in html and "Ultima copia ora" in words
+    assert "hx-trigger" not in html  # resting between passes: no polling
+
+    finished = client.post(detail + "/finish")  # the final pass runs at once (inline)
+    assert finished.status_code == 303
+    db.session.refresh(row)
+    assert row.state == "done" and row.passes == 2
+    assert db.session.scalar(sa.select(Migration.secret).where(Migration.id == mid)) is None
+    words = plain(text(client.get(detail)))
+    assert "Completata" in words and "Ultima copia ora" not in words
+    # The customer reads it; it cannot finish it.
+    auth.logout()
+    auth.login(make.admin(c).email)
+    assert client.post(detail + "/finish").status_code == 404
+    portal = plain(text(client.get(f"/customers/{c.id}/migrations/{mid}")))
+    assert "Completata" in portal and "Ultima copia ora" not in portal

@@ -31,13 +31,14 @@ STATE_LABELS = {
     MigrationState.PREFLIGHT_OK: _l("Verificata"),
     MigrationState.QUEUED: _l("In coda"),
     MigrationState.RUNNING: _l("In corso"),
+    MigrationState.SYNCING: _l("In sincronia"),
     MigrationState.DONE: _l("Completata"),
     MigrationState.FAILED: _l("Non riuscita"),
     MigrationState.CANCELLED: _l("Annullata"),
 }
 ACTIVE = (MigrationState.QUEUED, MigrationState.RUNNING)
 # Support's working list: what is moving or waits for someone.
-WORKING = (MigrationState.QUEUED, MigrationState.RUNNING, MigrationState.FAILED)
+WORKING = (MigrationState.QUEUED, MigrationState.RUNNING, MigrationState.SYNCING, MigrationState.FAILED)
 WORKING_LIMIT = 500
 # A spreadsheet program runs a cell starting with one of these as a formula.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

@@ -29,6 +29,7 @@ def _form_values(form) -> dict:
     """The form's fields as the service takes them (the password only here, never sent back)."""
     values = {k: form.get(k, "") for k in FORM_FIELDS}
     values["verify_cert"] = form.get("verify_cert") == "1"
+    values["sync"] = form.get("sync") == "1"
     values["password"] = form.get("password", "")
     return values
 
@@ -42,9 +43,18 @@ def _blank_form(again=None) -> dict:
             "port": again.port,
             "security": again.security,
             "verify_cert": again.verify_cert,
+            "sync": again.sync,
             "username": again.username,
         }
-    return {"mailbox": "", "host": "", "port": 993, "security": "ssl", "verify_cert": True, "username": ""}
+    return {
+        "mailbox": "",
+        "host": "",
+        "port": 993,
+        "security": "ssl",
+        "verify_cert": True,
+        "sync": False,
+        "username": "",
+    }
 
 
 def _list_ctx(actor, domain, form=None, errors=None, **extra) -> dict:
@@ -137,6 +147,16 @@ def migration_start(migration_id: int):
         migration_id,
         migrations.start,
         lambda row: _("Migrazione di %(a)s avviata.", a=row.mailbox.address),
+    )
+
+
+@bp.route("/migrations/<int:migration_id>/finish", methods=["POST"], endpoint="migration_finish")
+@staff_required
+def migration_finish(migration_id: int):
+    return _act(
+        migration_id,
+        migrations.finish,
+        lambda row: _("Ultima copia di %(a)s chiesta: poi la migrazione si conclude.", a=row.mailbox.address),
     )
 
 

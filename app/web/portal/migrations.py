@@ -16,7 +16,7 @@ from app.models.enums import MigrationState
 from app.services import domain_checks, domains
 from app.services.errors import NotFound
 from app.services.migration import progress
-from app.services.migration.migrations import get_migration
+from app.services.migration.migrations import get_migration, start_gate
 from app.web.portal import bp
 from app.web.portal.common import customer_view, owned
 from app.web.respond import render
@@ -27,6 +27,7 @@ STATE_BADGES = {
     MigrationState.PREFLIGHT_OK: "open",
     MigrationState.QUEUED: "open",
     MigrationState.RUNNING: "open",
+    MigrationState.SYNCING: "open",
     MigrationState.DONE: "active",
     MigrationState.FAILED: "rejected",
     MigrationState.CANCELLED: "disabled",
@@ -107,7 +108,7 @@ def detail_context(area: str, actor, m, **extra) -> dict:
         "m": m,
         "p": progress.progress(m),
         "live_url": live_url,
-        "gate": domain_checks.migration_gate(m.domain),
+        "gate": start_gate(m),
         "notice": None,
         **extra,
     }
