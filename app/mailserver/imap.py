@@ -59,7 +59,8 @@ class ImapError(Exception):
 
 
 class ResponseTooLarge(imaplib.IMAP4.abort):
-    """The server announced or sent more than a response may hold: the connection is dropped."""
+    """The server announced or sent more than a response may hold: the connection is dropped.
+    (imaplib re-raises it as a plain `abort`: `response_too_large(client)` tells.)"""
 
 
 @dataclass
@@ -67,6 +68,17 @@ class _Guard:
     literal: int = LITERAL_LIMIT
     response: int = RESPONSE_LIMIT
     used: int = 0
+    exceeded: bool = False
+
+    def refuse(self, message: str) -> ResponseTooLarge:
+        self.exceeded = True
+        return ResponseTooLarge(message)
+
+
+def response_too_large(client: IMAPClient | None) -> bool:
+    """Whether this connection was dropped for an answer over its bounds."""
+    guard = getattr(client, "_response_guard", None)
+    return bool(guard and guard.exceeded)
 
 
 def _install_guard(client: IMAPClient) -> _Guard:
@@ -79,17 +91,17 @@ def _install_guard(client: IMAPClient) -> _Guard:
 
     def guarded_read(size: int) -> bytes:
         if size > guard.literal:
-            raise ResponseTooLarge(f"the server announced a literal of {size} bytes (limit {guard.literal})")
+            raise guard.refuse(f"the server announced a literal of {size} bytes (limit {guard.literal})")
         guard.used += size
         if guard.used > guard.response:
-            raise ResponseTooLarge(f"the server's answer exceeds {guard.response} bytes")
+            raise guard.refuse(f"the server's answer exceeds {guard.response} bytes")
         return read(size)
 
     def guarded_readline() -> bytes:
         line = readline()
         guard.used += len(line)
         if guard.used > guard.response:
-            raise ResponseTooLarge(f"the server's answer exceeds {guard.response} bytes")
+            raise guard.refuse(f"the server's answer exceeds {guard.response} bytes")
         return line
 
     def guarded_send(data: bytes) -> None:
@@ -205,7 +217,7 @@ def connect_once(endpoint: Endpoint) -> IMAPClient:
     except (*RETRYABLE, IMAPClientError, UnicodeError) as e:
         with contextlib.suppress(Exception):
             client.shutdown()
-        retry = (isinstance(e, RETRYABLE) and not isinstance(e, ResponseTooLarge)) or busy(e)
+        retry = (isinstance(e, RETRYABLE) and not response_too_large(client)) or busy(e)
         raise ImapError(f"{endpoint.describe()}: {_redacted(e, endpoint)}", retryable=retry) from None
 
 

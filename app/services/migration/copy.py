@@ -827,7 +827,8 @@ class _Run:
                 if self.stop.is_set():
                     raise _Stopped from None
                 broken = isinstance(e, imap.RETRYABLE)  # the connection cannot be used any more
-                retry = (broken and not isinstance(e, imap.ResponseTooLarge)) or imap.busy(e)
+                too_large = imap.response_too_large(source) or imap.response_too_large(target)
+                retry = (broken and not too_large) or imap.busy(e)
                 if not retry or attempt == FOLDER_ATTEMPTS - 1:
                     folder_report.errors.append(str(e) if not retry else f"connection lost: {e}")
                     if not broken:
