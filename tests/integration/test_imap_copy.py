@@ -987,3 +987,45 @@ def test_what_a_hostile_server_sends_for_one_answer_is_bounded(answer):
         assert server.sent < RESPONSE_LIMIT + 16 * 1024 * 1024
     finally:
         server.close()
+
+
+class _OneConnectionProxy(_CuttingProxy):
+    """A relay that serves only its first connection; the others are closed at once (an old
+    provider's connection limit)."""
+
+    def __init__(self, port: int):
+        self.accepted = 0
+        super().__init__(port, cut_after=10**12)
+
+    def _accept(self):
+        while True:
+            try:
+                client, _addr = self.listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            if self.accepted > 1:
+                client.close()
+                continue
+            server = socket.create_connection((HOST, self.port_to))
+            with self.lock:
+                self.pairs.append((client, server))
+            threading.Thread(target=self._pipe, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, True), daemon=True).start()
+
+
+def test_pairs_that_cannot_connect_leave_the_work_to_the_first(pair, caplog):
+    old, ours = pair
+    src_user, dst_user = _accounts(pair)
+    source = _client(old, src_user, "pw-vecchia")
+    total = _seed_folders(source, {"INBOX": 5, "INBOX.Uno": 5, "INBOX.Due": 5, "INBOX.Tre": 5})
+    close(source)
+    proxy = _OneConnectionProxy(old.port)
+    caplog.set_level(logging.WARNING, logger="app.services.migration.copy")
+    try:
+        report = run_copy(*_endpoints(pair, src_user, dst_user, proxy.port), parallel=3).to_dict()
+    finally:
+        proxy.close()
+    assert proxy.accepted > 1
+    assert "another connection pair could not be opened" in caplog.text
+    assert (report["totals"]["copied"], report["totals"]["missing"], report["errors"]) == (total, 0, [])

@@ -714,17 +714,28 @@ class _Run:
         self.planned = threading.Event()  # set_plan was called (or the run ended before it)
         self.threads: list[threading.Thread] = []
 
-    def open_pair(self, attempts: int) -> Pair:
+    def _open(self, attempts: int) -> Pair:
+        """Both sides logged in; ImapError with `side` ("source" or "target") set."""
         try:
             src = imap.connect(self.source_endpoint, attempts=attempts, stop=self.stop)
         except imap.ImapError as e:
-            raise CopyFailed(_("Sorgente: %(error)s", error=e.message)) from None
+            e.side = "source"  # type: ignore[attr-defined]
+            raise
         try:
             dst = imap.connect(self.target_endpoint, attempts=attempts, stop=self.stop)
         except imap.ImapError as e:
             imap.close(src)
-            raise CopyFailed(_("Destinazione: %(error)s", error=e.message)) from None
+            e.side = "target"  # type: ignore[attr-defined]
+            raise
         return src, dst
+
+    def open_pair(self, attempts: int) -> Pair:
+        try:
+            return self._open(attempts)
+        except imap.ImapError as e:
+            if e.side == "source":  # type: ignore[attr-defined]
+                raise CopyFailed(_("Sorgente: %(error)s", error=e.message)) from None
+            raise CopyFailed(_("Destinazione: %(error)s", error=e.message)) from None
 
     def set_plan(self, mappings: list[Mapping], subscribed: set[str], order: list[list[int]]) -> None:
         self.mappings, self.subscribed, self.queue = mappings, subscribed, order
@@ -762,8 +773,8 @@ class _Run:
         try:
             if pair is None:
                 try:
-                    pair = self.open_pair(EXTRA_PAIR_ATTEMPTS)
-                except CopyFailed as e:
+                    pair = self._open(EXTRA_PAIR_ATTEMPTS)
+                except imap.ImapError as e:
                     log.warning(
                         "another connection pair could not be opened (%s): fewer in parallel", e.message
                     )
