@@ -218,6 +218,7 @@ def child(spec: dict) -> None:
             {
                 "seconds": seconds,
                 "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "cpu_s": (lambda r: r.ru_utime + r.ru_stime)(resource.getrusage(resource.RUSAGE_SELF)),
                 "copied": totals["copied"],
                 "already_present": totals["already_present"],
                 "errors": totals["errors"],
