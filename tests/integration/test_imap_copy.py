@@ -1029,3 +1029,57 @@ def test_pairs_that_cannot_connect_leave_the_work_to_the_first(pair, caplog):
     assert proxy.accepted > 1
     assert "another connection pair could not be opened" in caplog.text
     assert (report["totals"]["copied"], report["totals"]["missing"], report["errors"]) == (total, 0, [])
+
+
+class _InflatingProxy(_CuttingProxy):
+    """A relay that, on a connection that has opened `folder`, announces every body 99 times
+    larger than it is (a hostile or broken server): the body's literal goes over its bound."""
+
+    def __init__(self, port: int, folder: bytes):
+        self.folder, self.marked, self.examined = folder, set(), 0
+        super().__init__(port, cut_after=10**12)
+
+    def _pipe(self, src, dst, from_server):
+        key = dst if from_server else src  # the client's socket names the connection
+        try:
+            while data := src.recv(65536):
+                if not from_server and b"EXAMINE" in data:
+                    if self.folder in data:
+                        self.marked.add(key)
+                        self.examined += 1
+                    else:
+                        self.marked.discard(key)
+                if from_server and key in self.marked:
+                    data = data.replace(b"BODY[] {", b"BODY[] {99")
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+
+def test_a_folder_whose_server_announces_too_much_fails_alone_and_is_not_retried(pair):
+    old, ours = pair
+    src_user, dst_user = _accounts(pair)
+    source = _client(old, src_user, "pw-vecchia")
+    _seed_folders(source, {"INBOX": 4, "INBOX.Cattiva": 3, "INBOX.Buona": 4})
+    close(source)
+    proxy = _InflatingProxy(old.port, b'"INBOX.Cattiva"')
+    try:
+        # Bodies of ~2 kB announced as ~99x that: over the bound of twice max_size (100 kB).
+        report = run_copy(*_endpoints(pair, src_user, dst_user, proxy.port), max_size=50_000, parallel=1)
+    finally:
+        proxy.close()
+    by_source = {f.source: f for f in report.folders}
+    bad = by_source["INBOX.Cattiva"]
+    assert len(bad.errors) == 1 and "announced a literal" in bad.errors[0], bad.errors
+    assert proxy.examined == 1  # not retried
+    # The others were copied (those after it on a fresh pair).
+    assert [
+        (by_source[f].copied, by_source[f].errors, by_source[f].missing) for f in ("INBOX", "INBOX.Buona")
+    ] == [
+        (4, [], 0),
+        (4, [], 0),
+    ]
