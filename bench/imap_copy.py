@@ -69,9 +69,15 @@ def options(argv=None) -> argparse.Namespace:
     parser.add_argument("--tools", default=",".join(TOOLS), help=f"among {','.join(TOOLS)} (all)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak RSS with 2N messages")
     parser.add_argument("--profile", action="store_true", help="cProfile our copies (to stderr)")
+    parser.add_argument(
+        "--parallel",
+        default=None,
+        help="our connection pairs, one value or several: 1,2,3 (run_copy's default)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)  # one copy of ours, JSON in and out
     args = parser.parse_args(argv)
     args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    args.parallel = [int(x) for x in args.parallel.split(",")] if args.parallel else [None]
     unknown = set(args.tools) - set(TOOLS)
     if unknown:
         parser.error(f"unknown tools: {', '.join(sorted(unknown))}")
@@ -161,10 +167,22 @@ def count_messages(port: int, user: str) -> int:
 
 
 def run_ours(
-    source_port: int, source_user: str, target_port: int, target_user: str, profile: bool = False
+    source_port: int,
+    source_user: str,
+    target_port: int,
+    target_user: str,
+    profile: bool = False,
+    parallel: int | None = None,
 ) -> dict:
     """Our copy in a process of its own: its seconds (run_copy's), peak RSS and totals."""
-    spec = {"sp": source_port, "su": source_user, "tp": target_port, "tu": target_user, "profile": profile}
+    spec = {
+        "sp": source_port,
+        "su": source_user,
+        "tp": target_port,
+        "tu": target_user,
+        "profile": profile,
+        "parallel": parallel,
+    }
     result = subprocess.run(
         [sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True, cwd=ROOT
     )
@@ -187,7 +205,7 @@ def child(spec: dict) -> None:
         if profiler:
             profiler.enable()
         began = time.perf_counter()
-        report = run_copy(source, target)
+        report = run_copy(source, target, **({"parallel": spec["parallel"]} if spec.get("parallel") else {}))
         seconds = time.perf_counter() - began
         if profiler:
             profiler.disable()
@@ -200,6 +218,7 @@ def child(spec: dict) -> None:
             {
                 "seconds": seconds,
                 "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "cpu_s": (lambda r: r.ru_utime + r.ru_stime)(resource.getrusage(resource.RUSAGE_SELF)),
                 "copied": totals["copied"],
                 "already_present": totals["already_present"],
                 "errors": totals["errors"],
@@ -348,23 +367,27 @@ def main(argv=None) -> None:
         proxy = Proxy(old.port, args.delay_ms)
         rows: list[tuple[str, str, float | None, str]] = []
         results: dict[tuple[str, float], float] = {}
+        runs = [("ours" if t == "ours" else t, p if t == "ours" else None) for t in args.tools for p in
+                (args.parallel if t == "ours" else [None])]  # fmt: skip
         extra: dict = {}
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             for delay, port in ((0.0, old.port), (args.delay_ms, proxy.port)):
-                for tool in args.tools:
+                for tool, parallel in runs:
+                    label = LABELS[tool] + (f" x{parallel}" if parallel else "")
+                    key = tool if parallel is None else f"ours x{parallel}"
                     if not installed(tool):
-                        rows.append((LABELS[tool], delay, None, "not installed"))
+                        rows.append((label, delay, None, "not installed"))
                         continue
                     user = f"nuovo{next(users)}"
                     ours.add_user(user, PASSWORD)
                     if tool == "ours":
-                        out = run_ours(port, "vecchio", ours.port, user, profile=args.profile)
+                        out = run_ours(port, "vecchio", ours.port, user, args.profile, parallel)
                         seconds = out["seconds"]
                         if delay == 0:
                             extra["rss_n"] = out["rss_mb"]
-                        again = run_ours(port, "vecchio", ours.port, user)
-                        extra[f"rerun_{delay}"] = (again["seconds"], again["copied"])
+                        again = run_ours(port, "vecchio", ours.port, user, parallel=parallel)
+                        extra[f"rerun_{key}_{delay}"] = (again["seconds"], again["copied"])
                     elif tool == "mbsync":
                         seconds = run_mbsync(port, "vecchio", ours.port, user, work)
                     else:
@@ -372,8 +395,8 @@ def main(argv=None) -> None:
                         seconds = run_doveadm(command, conf, port, "vecchio", user)
                     copied = count_messages(ours.port, user)
                     note = "" if copied == n else f"INCOMPLETE: {copied:,} of {n:,}"
-                    results[(tool, delay)] = seconds
-                    rows.append((LABELS[tool], delay, seconds, note))
+                    results[(key, delay)] = seconds
+                    rows.append((label, delay, seconds, note))
             if "ours" in args.tools and not args.no_memory:
                 old.add_user("vecchio2", PASSWORD)
                 seed(old.port, "vecchio2", 2 * n, "b")
@@ -390,26 +413,31 @@ def main(argv=None) -> None:
                 print(f"  {label:20} {delay_text:>9}  {note}")
             else:
                 print(f"  {label:20} {delay_text:>9} {seconds:8.2f} {n / seconds:11.0f}  {note}".rstrip())
-        for delay in (0.0, args.delay_ms):
-            if f"rerun_{delay}" in extra:
-                seconds, copied = extra[f"rerun_{delay}"]
-                where = "loopback" if not delay else f"{delay:g} ms each way"
-                print(
-                    f"  ours, re-run with nothing to copy ({where}): {seconds:.2f} s, {copied} copied "
-                    f"(goal under {RERUN_GOAL:g} s)"
-                )
+        ours_keys = [
+            tool if parallel is None else f"ours x{parallel}" for tool, parallel in runs if tool == "ours"
+        ]
+        for key in ours_keys:
+            for delay in (0.0, args.delay_ms):
+                if f"rerun_{key}_{delay}" in extra:
+                    seconds, copied = extra[f"rerun_{key}_{delay}"]
+                    where = "loopback" if not delay else f"{delay:g} ms each way"
+                    print(
+                        f"  {key}, re-run with nothing to copy ({where}): {seconds:.2f} s, {copied} copied "
+                        f"(goal under {RERUN_GOAL:g} s)"
+                    )
         if "rss_n" in extra and "rss_2n" in extra:
             print(
                 f"  ours, peak RSS: {extra['rss_n']:.1f} MB for {n:,} messages, {extra['rss_2n']:.1f} MB for "
                 f"{2 * n:,} (copied in {extra['seconds_2n']:.1f} s); ratio {extra['rss_2n'] / extra['rss_n']:.2f}"
             )
-        for base in ("dsync", "backup"):
-            for delay in (0.0, args.delay_ms):
-                if ("ours", delay) in results and (base, delay) in results:
-                    ratio = results[("ours", delay)] / results[(base, delay)]
-                    goal = "goal under 1" if delay else f"goal within {LOOPBACK_GOAL:g}"
-                    where = "loopback" if not delay else "with the delay"
-                    print(f"  ours / {LABELS[base]}, {where}: {ratio:.2f}x ({goal})")
+        for key in ours_keys:
+            for base in ("dsync", "backup"):
+                for delay in (0.0, args.delay_ms):
+                    if (key, delay) in results and (base, delay) in results:
+                        ratio = results[(key, delay)] / results[(base, delay)]
+                        goal = "goal under 1" if delay else f"goal within {LOOPBACK_GOAL:g}"
+                        where = "loopback" if not delay else "with the delay"
+                        print(f"  {key} / {LABELS[base]}, {where}: {ratio:.2f}x ({goal})")
     finally:
         if proxy:
             proxy.stop()

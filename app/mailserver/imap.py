@@ -10,6 +10,12 @@ mailbox of ours is written without its owner's password.
 timed out, "try again later") with exponential backoff; a refused login
 is not retried. Errors leave as `ImapError` with a message that never
 contains the password.
+
+What one server's answer may make us hold is bounded per connection
+(`response_limits`): each literal it announces (imaplib would read it whole,
+allocating the announced size at once) and everything read between two
+commands we send. Over a bound: `ResponseTooLarge`, the connection is
+unusable and is closed by the caller.
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ import contextlib
 import imaplib
 import socket
 import ssl
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from imapclient import IMAPClient
@@ -28,6 +36,12 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginEr
 # messages is one such line. 20 MB holds millions of UIDs, and still bounds what a hostile
 # server can make us keep in memory for one line.
 imaplib._MAXLINE = max(imaplib._MAXLINE, 20_000_000)
+
+# What one answer may make us hold, unless a caller says otherwise (`response_limits`): a literal
+# (a folder name, a header block) of 1 MiB, and 64 MiB read between two commands we send (a
+# metadata FETCH of 1,000 messages, a LIST of many folders, a SEARCH of millions of UIDs).
+LITERAL_LIMIT = 1024 * 1024
+RESPONSE_LIMIT = 64 * 1024 * 1024
 
 SECURITIES = ("ssl", "starttls", "none")
 MASTER_SEPARATOR = "*"
@@ -42,6 +56,74 @@ class ImapError(Exception):
         super().__init__(message)
         self.message = message
         self.retryable = retryable
+
+
+class ResponseTooLarge(imaplib.IMAP4.abort):
+    """The server announced or sent more than a response may hold: the connection is dropped.
+    (imaplib re-raises it as a plain `abort`: `response_too_large(client)` tells.)"""
+
+
+@dataclass
+class _Guard:
+    literal: int = LITERAL_LIMIT
+    response: int = RESPONSE_LIMIT
+    used: int = 0
+    exceeded: bool = False
+
+    def refuse(self, message: str) -> ResponseTooLarge:
+        self.exceeded = True
+        return ResponseTooLarge(message)
+
+
+def response_too_large(client: IMAPClient | None) -> bool:
+    """Whether this connection was dropped for an answer over its bounds."""
+    guard = getattr(client, "_response_guard", None)
+    return bool(guard and guard.exceeded)
+
+
+def _install_guard(client: IMAPClient) -> _Guard:
+    """Bound what the connection reads: imaplib reads a literal whole with `read(size)` (a
+    buffered read of `size` allocates it at once) and every line with `readline`; all we send
+    goes through `send`, which starts a new answer's count."""
+    conn = client._imap
+    guard = _Guard()
+    read, readline, send = conn.read, conn.readline, conn.send
+
+    def guarded_read(size: int) -> bytes:
+        if size > guard.literal:
+            raise guard.refuse(f"the server announced a literal of {size} bytes (limit {guard.literal})")
+        guard.used += size
+        if guard.used > guard.response:
+            raise guard.refuse(f"the server's answer exceeds {guard.response} bytes")
+        return read(size)
+
+    def guarded_readline() -> bytes:
+        line = readline()
+        guard.used += len(line)
+        if guard.used > guard.response:
+            raise guard.refuse(f"the server's answer exceeds {guard.response} bytes")
+        return line
+
+    def guarded_send(data: bytes) -> None:
+        guard.used = 0
+        send(data)
+
+    conn.read, conn.readline, conn.send = guarded_read, guarded_readline, guarded_send
+    client._response_guard = guard  # type: ignore[attr-defined]
+    return guard
+
+
+@contextlib.contextmanager
+def response_limits(client: IMAPClient, literal: int, response: int) -> Iterator[None]:
+    """Other bounds for the commands sent inside the block (a FETCH of bodies: up to the largest
+    message copied)."""
+    guard = getattr(client, "_response_guard", None) or _install_guard(client)
+    before = (guard.literal, guard.response)
+    guard.literal, guard.response = literal, response
+    try:
+        yield
+    finally:
+        guard.literal, guard.response = before
 
 
 @dataclass(frozen=True)
@@ -109,6 +191,7 @@ def connect_once(endpoint: Endpoint) -> IMAPClient:
         raise _certificate_refused(endpoint, e) from None
     except RETRYABLE as e:
         raise ImapError(f"{endpoint.host}:{endpoint.port}: {e}", retryable=True) from None
+    _install_guard(client)
     try:
         if endpoint.security == "starttls":
             if not client.has_capability("STARTTLS"):
@@ -134,7 +217,7 @@ def connect_once(endpoint: Endpoint) -> IMAPClient:
     except (*RETRYABLE, IMAPClientError, UnicodeError) as e:
         with contextlib.suppress(Exception):
             client.shutdown()
-        retry = isinstance(e, RETRYABLE) or busy(e)
+        retry = (isinstance(e, RETRYABLE) and not response_too_large(client)) or busy(e)
         raise ImapError(f"{endpoint.describe()}: {_redacted(e, endpoint)}", retryable=retry) from None
 
 
@@ -158,9 +241,14 @@ def _redacted(error: Exception, endpoint: Endpoint) -> str:
 
 
 def connect(
-    endpoint: Endpoint, attempts: int = 5, first_pause: float = 1.0, max_pause: float = 30.0
+    endpoint: Endpoint,
+    attempts: int = 5,
+    first_pause: float = 1.0,
+    max_pause: float = 30.0,
+    stop: threading.Event | None = None,
 ) -> IMAPClient:
-    """Connect and log in, retrying a dropped or busy server with backoff (1 s, 2 s, 4 s...)."""
+    """Connect and log in, retrying a dropped or busy server with backoff (1 s, 2 s, 4 s...).
+    `stop`: an event that cuts a pause short (the last error is raised)."""
     pause = first_pause
     for attempt in range(attempts):
         try:
@@ -168,9 +256,21 @@ def connect(
         except ImapError as e:
             if not e.retryable or attempt == attempts - 1:
                 raise
-        time.sleep(pause)
+            if stop is not None and stop.wait(pause):
+                raise
+        if stop is None:
+            time.sleep(pause)
         pause = min(pause * 2, max_pause)
     raise AssertionError("unreachable")
+
+
+def abort(client: IMAPClient | None) -> None:
+    """Cut the connection from another thread: a read or write blocked on it ends at once
+    with an error."""
+    if client is None:
+        return
+    with contextlib.suppress(Exception):
+        client._imap.sock.shutdown(socket.SHUT_RDWR)
 
 
 def close(client: IMAPClient | None) -> None:

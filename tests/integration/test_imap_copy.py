@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import imaplib
 import json
 import logging
 import os
@@ -606,3 +607,479 @@ def test_a_hostile_folder_name_becomes_a_safe_level_of_ours():
         Namespace("", "/"),
     )
     assert [m.target for m in mapped] == ["Offerte__", "a_b", "_/vuoto"]
+
+
+# --- folders in parallel, the dry run's measure, hostile servers ------------------------------
+
+
+def _endpoints(pair, src_user, dst_user, source_port=None):
+    old, ours = pair
+    return (
+        Endpoint(HOST, source_port or old.port, src_user, "pw-vecchia", security="none"),
+        Endpoint(HOST, ours.port, dst_user, MASTER_PASSWORD, security="none", master_user=MASTER),
+    )
+
+
+def _seed_folders(client: IMAPClient, folders: dict[str, int], body: bytes = b"v" * 2000 + b"\r\n") -> int:
+    """`count` messages in each folder, a third without Message-ID; returns the total."""
+    total = 0
+    for folder, count in folders.items():
+        if folder != "INBOX":
+            client.create_folder(folder)
+        messages = [
+            {"msg": _message(f"{folder} {i}", message_id=f"{folder}.{i}@vecchio.example".replace(" ", "_") if i % 3 else None,
+                             date="Fri, 5 Jun 2015 10:00:00 +0200", body=body),
+             "flags": (b"\\Seen",) if i % 2 else (), "date": OLD_DATE + timedelta(minutes=i)}
+            for i in range(count)
+        ]  # fmt: skip
+        for start in range(0, count, 100):
+            assert client.multiappend(folder, messages[start : start + 100])[0] == "OK"
+        total += count
+    return total
+
+
+def test_folders_copied_in_parallel_arrive_once_with_merged_targets_in_the_plans_order(app, pair):
+    old, ours = pair
+    src_user, dst_user = _accounts(pair)
+    source = _client(old, src_user, "pw-vecchia")
+    _seed(source)
+    before = _snapshot(source)
+    endpoints = _endpoints(pair, src_user, dst_user)
+    planned = [
+        f["source"] for f in run_copy(*endpoints, dry_run=True, max_size=1024 * 1024).to_dict()["folders"]
+    ]
+
+    calls, threads, inside = [], set(), threading.Lock()
+
+    def progress(folder):
+        # Called one at a time, in this thread.
+        assert inside.acquire(blocking=False), "progress called while another call runs"
+        try:
+            threads.add(threading.get_ident())
+            calls.append((folder.source, folder.copied))
+            time.sleep(0.01)
+        finally:
+            inside.release()
+
+    report = run_copy(
+        *endpoints, max_size=1024 * 1024, parallel=3, batch_bytes=1, progress=progress
+    ).to_dict()
+    total = sum(len(messages) for _t, messages in LAYOUT.values())
+    assert [f["source"] for f in report["folders"]] == planned
+    assert report["totals"] == {
+        **report["totals"],
+        "copied": total,
+        "already_present": 0,
+        "skipped_too_large": 1,
+        "errors": 0,
+        "missing": 0,
+    }
+    assert threads == {threading.get_ident()} and calls
+    target = _client(ours, f"{dst_user}*{MASTER}", MASTER_PASSWORD)
+    contents = _contents(target)
+    assert contents == _expected()
+    assert "Sent Items" not in contents and "Posta inviata" not in contents
+    # Nothing of the pairs is left behind.
+    assert not [t for t in threading.enumerate() if t.name.startswith("imap-copy-")]
+
+    again = run_copy(*endpoints, max_size=1024 * 1024, parallel=3).to_dict()
+    assert (again["totals"]["copied"], again["totals"]["already_present"]) == (0, total)
+    assert [f["source"] for f in again["folders"]] == planned
+    assert _contents(target) == _expected()
+    assert _snapshot(source) == before
+    close(source)
+    close(target)
+
+
+def test_a_dry_run_counts_what_a_real_run_would_copy(app, pair):
+    """On a re-run's preflight only the messages still missing on our side count as to copy."""
+    old, ours = pair
+    src_user, dst_user = _accounts(pair)
+    source = _client(old, src_user, "pw-vecchia")
+    _seed(source)
+    endpoints = _endpoints(pair, src_user, dst_user)
+    total = sum(len(messages) for _t, messages in LAYOUT.values())
+
+    first = run_copy(*endpoints, dry_run=True, max_size=1024 * 1024).to_dict()
+    totals = first["totals"]
+    big = sum(s["size"] for f in first["folders"] for s in f["skipped_too_large"])
+    assert (totals["to_copy"], totals["already_present"], totals["skipped_too_large"]) == (total, 0, 1)
+    assert totals["to_copy_bytes"] == totals["source_bytes"] - big
+    assert all(f["to_copy"] == f["source_count"] - len(f["skipped_too_large"]) for f in first["folders"])
+
+    run_copy(*endpoints, max_size=1024 * 1024)
+    nothing = run_copy(*endpoints, dry_run=True, max_size=1024 * 1024).to_dict()["totals"]
+    # Sent Items and Posta inviata share Sent: each finds only its own message there.
+    assert (nothing["to_copy"], nothing["to_copy_bytes"], nothing["already_present"]) == (0, 0, total)
+
+    # Two messages gone from our side, one new in the source: three to copy, with their bytes.
+    target = _client(ours, f"{dst_user}*{MASTER}", MASTER_PASSWORD)
+    target.select_folder("INBOX")
+    uids = sorted(target.search("ALL"))[:2]
+    sizes = [d[b"RFC822.SIZE"] for d in target.fetch(uids, ["RFC822.SIZE"]).values()]
+    target.delete_messages(uids)
+    target.expunge()
+    new = _message("nuovo", message_id="nuovo@vecchio.example", date="Sat, 6 Jun 2015 10:00:00 +0200")
+    source.append("INBOX.Bozze", new, msg_time=OLD_DATE)
+    later = run_copy(*endpoints, dry_run=True, max_size=1024 * 1024).to_dict()
+    assert (later["totals"]["to_copy"], later["totals"]["to_copy_bytes"]) == (3, sum(sizes) + len(new))
+    by_source = {f["source"]: f for f in later["folders"]}
+    assert (by_source["INBOX"]["to_copy"], by_source["INBOX.Bozze"]["to_copy"]) == (2, 1)
+    # Nothing was written by the dry runs: our side still lacks them.
+    assert target.folder_status("INBOX", [b"MESSAGES"])[b"MESSAGES"] == len(LAYOUT["INBOX"][1]) - 2
+    close(source)
+    close(target)
+
+
+def test_a_connection_cut_mid_copy_with_pairs_in_parallel_ends_complete_with_no_duplicates(pair):
+    old, ours = pair
+    src_user, dst_user = _accounts(pair)
+    source = _client(old, src_user, "pw-vecchia")
+    folders = {"INBOX": 40, "INBOX.Uno": 30, "INBOX.Due": 30, "INBOX.Tre": 20, "INBOX.Quattro": 10}
+    total = _seed_folders(source, folders, body=b"w" * 3000 + b"\r\n")
+    close(source)
+    proxy = _CuttingProxy(old.port, cut_after=150_000)  # every open connection cut, mid-copy
+    try:
+        report = run_copy(*_endpoints(pair, src_user, dst_user, proxy.port), batch_bytes=10_000, parallel=3)
+    finally:
+        proxy.close()
+    assert proxy.cut
+    totals = report.to_dict()["totals"]
+    assert (totals["copied"], totals["already_present"], totals["errors"], totals["missing"]) == (
+        total,
+        0,
+        0,
+        0,
+    )
+    target = _client(ours, f"{dst_user}*{MASTER}", MASTER_PASSWORD)
+    for folder, count in folders.items():
+        name = folder.removeprefix("INBOX.")
+        target.select_folder(name, readonly=True)
+        subjects = [
+            d[b"BODY[HEADER.FIELDS (SUBJECT)]"].decode().split(":", 1)[1].strip()
+            for d in target.fetch(target.search("ALL"), ["BODY.PEEK[HEADER.FIELDS (SUBJECT)]"]).values()
+        ]
+        assert sorted(subjects) == sorted(f"{folder} {i}" for i in range(count)), folder
+    close(target)
+
+
+class _Cancelled(Exception):
+    """Stands for the panel's JobCancelled."""
+
+
+def test_an_exception_raised_by_progress_stops_every_pair_and_leaves_unchanged(pair):
+    old, ours = pair
+    src_user, dst_user = _accounts(pair)
+    source = _client(old, src_user, "pw-vecchia")
+    folders = {"INBOX": 150, "INBOX.Uno": 150, "INBOX.Due": 150, "INBOX.Tre": 150}
+    total = _seed_folders(source, folders)
+    close(source)
+    calls = []
+    cancel = _Cancelled("annullata")
+
+    def progress(folder):
+        calls.append(folder.source)
+        if len(calls) == 5:
+            raise cancel
+
+    started = time.monotonic()
+    with pytest.raises(_Cancelled) as stopped:
+        run_copy(*_endpoints(pair, src_user, dst_user), batch_bytes=1, parallel=3, progress=progress)
+    assert stopped.value is cancel
+    assert time.monotonic() - started < 10
+    assert len(calls) == 5
+    # Every pair has ended: nothing more arrives on our side.
+    assert not [t for t in threading.enumerate() if t.name.startswith("imap-copy-") and t.is_alive()]
+    target = _client(ours, f"{dst_user}*{MASTER}", MASTER_PASSWORD)
+
+    def count():
+        return sum(
+            target.folder_status(name, [b"MESSAGES"])[b"MESSAGES"]
+            for flags, _s, name in target.list_folders()
+            if b"\\Noselect" not in flags
+        )
+
+    copied = count()
+    time.sleep(0.5)
+    assert count() == copied < total
+    # And a run to the end copies the rest, nothing twice.
+    report = run_copy(*_endpoints(pair, src_user, dst_user), parallel=3).to_dict()["totals"]
+    assert (report["copied"] + report["already_present"], report["errors"], report["missing"]) == (
+        total,
+        0,
+        0,
+    )
+    assert count() == total
+    close(target)
+
+
+class _RewritingProxy(_CuttingProxy):
+    """A TCP relay to `port` that rewrites what passes with `to_client(bytes)` and `to_server(bytes)`
+    (each chunk as read: the tests keep their answers small)."""
+
+    def __init__(self, port: int, to_client, to_server=lambda data: data):
+        self.to_client, self.to_server = to_client, to_server
+        super().__init__(port, cut_after=10**12)
+
+    def _pipe(self, src, dst, from_server):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(self.to_client(data) if from_server else self.to_server(data))
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+
+def test_folders_whose_names_are_not_modified_utf7_are_copied_under_a_safe_name(pair):
+    """The old server lists "INBOX.Caf\\xc3\\xa9" (raw UTF-8) and "INBOX.bad&Jjo" (a broken shift):
+    both are copied under the name read leniently, and the others as usual."""
+    old, ours = pair
+    src_user, dst_user = _accounts(pair)
+    source = _client(old, src_user, "pw-vecchia")
+    total = _seed_folders(source, {"INBOX": 2, "INBOX.Café": 3, "INBOX.bad&Jjo": 2, "INBOX.Normale": 1})
+    close(source)
+    # Dovecot itself only lists valid names (INBOX.Caf&AOk-, INBOX.bad&-Jjo): the relay garbles them
+    # on the way out and restores them on the way in.
+    swaps = [(b"INBOX.Caf&AOk-", b"INBOX.Caf\xc3\xa9"), (b"INBOX.bad&-Jjo", b"INBOX.bad&Jjo")]
+
+    def out(data):
+        for valid, broken in swaps:
+            data = data.replace(valid, broken)
+        return data
+
+    def back(data):
+        for valid, broken in swaps:
+            data = data.replace(broken, valid)
+        return data
+
+    proxy = _RewritingProxy(old.port, out, back)
+    try:
+        raw = IMAPClient(HOST, port=proxy.port, ssl=False, timeout=10)
+        raw.login(src_user, "pw-vecchia")
+        # imapclient's own reading garbles them (so EXAMINE would name folders that do not exist).
+        assert "INBOX.CafÃ©" in {name for _f, _s, name in raw.list_folders()}
+        close(raw)
+        report = run_copy(*_endpoints(pair, src_user, dst_user, proxy.port), parallel=2).to_dict()
+        again = run_copy(*_endpoints(pair, src_user, dst_user, proxy.port)).to_dict()["totals"]
+    finally:
+        proxy.close()
+    by_source = {f["source"]: f for f in report["folders"]}
+    assert by_source["INBOX.Café"]["target"] == "Café" and by_source["INBOX.Café"]["invalid_name"]
+    assert by_source["INBOX.bad&Jjo"]["target"] == "bad&Jjo" and by_source["INBOX.bad&Jjo"]["invalid_name"]
+    assert not by_source["INBOX.Normale"]["invalid_name"]
+    totals = report["totals"]
+    assert (totals["copied"], totals["errors"], totals["missing"]) == (total, 0, 0)
+    assert (again["copied"], again["already_present"]) == (0, total)
+    target = _client(ours, f"{dst_user}*{MASTER}", MASTER_PASSWORD)
+    counts = {
+        name: target.folder_status(name, [b"MESSAGES"])[b"MESSAGES"] for _f, _s, name in target.list_folders()
+    }
+    assert {k: counts.get(k) for k in ("INBOX", "Café", "bad&Jjo", "Normale")} == {
+        "INBOX": 2, "Café": 3, "bad&Jjo": 2, "Normale": 1,
+    }  # fmt: skip
+    close(target)
+
+
+def test_a_source_that_reports_sizes_inexactly_copies_nothing_twice(pair):
+    """Messages without Message-ID: their identity does not use RFC822.SIZE, which this source
+    (a relay adding 7 to every size it reports) gets wrong."""
+    import re
+
+    old, ours = pair
+    src_user, dst_user = _accounts(pair)
+    source = _client(old, src_user, "pw-vecchia")
+    total = _seed_folders(source, {"INBOX": 12, "INBOX.Altro": 6})
+    close(source)
+
+    def inexact(data):
+        return re.sub(rb"RFC822\.SIZE (\d+)", lambda m: b"RFC822.SIZE %d" % (int(m.group(1)) + 7), data)
+
+    proxy = _RewritingProxy(old.port, inexact)
+    try:
+        first = run_copy(*_endpoints(pair, src_user, dst_user, proxy.port)).to_dict()["totals"]
+        again = run_copy(*_endpoints(pair, src_user, dst_user, proxy.port)).to_dict()["totals"]
+    finally:
+        proxy.close()
+    assert (first["copied"], first["missing"], first["errors"]) == (total, 0, 0)
+    assert (again["copied"], again["already_present"], again["missing"]) == (0, total, 0)
+
+
+class _HostileServer:
+    """Answers a login and an EXAMINE, then any FETCH with `answer` (bytes, or an iterator of
+    chunks), as a server sending far more than asked would."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.listener = socket.create_server((HOST, 0))
+        self.port = self.listener.getsockname()[1]
+        self.sent = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        conn, _addr = self.listener.accept()
+        with conn:
+            conn.sendall(b"* OK [CAPABILITY IMAP4rev1] pronto\r\n")
+            reader = conn.makefile("rb")
+            try:
+                while line := reader.readline():
+                    tag, command = line.split(b" ", 2)[:2]
+                    command = command.strip().upper()
+                    if command == b"CAPABILITY":
+                        conn.sendall(b"* CAPABILITY IMAP4rev1\r\n" + tag + b" OK fatto\r\n")
+                    elif command == b"LOGIN":
+                        conn.sendall(tag + b" OK [CAPABILITY IMAP4rev1] dentro\r\n")
+                    elif command == b"EXAMINE":
+                        conn.sendall(
+                            b"* 3 EXISTS\r\n* OK [UIDVALIDITY 1]\r\n" + tag + b" OK [READ-ONLY] ok\r\n"
+                        )
+                    elif command == b"UID":
+                        for chunk in [self.answer] if isinstance(self.answer, bytes) else self.answer:
+                            conn.sendall(chunk)
+                            self.sent += len(chunk)
+                    else:
+                        conn.sendall(tag + b" OK ok\r\n")
+            except OSError:
+                pass
+
+    def close(self):
+        self.listener.close()
+
+
+def _huge_literal():
+    # A header block announced at 2 GB (imaplib would allocate it at once), then 5 MB of it.
+    yield b"* 1 FETCH (UID 1 RFC822.SIZE 10 BODY[HEADER.FIELDS (DATE)] {2000000000}\r\n"
+    for _ in range(50):
+        yield b"x" * 100_000
+
+
+def _endless_answer():
+    # Small literals, each under the bound, that never end.
+    for i in range(1, 10**9):
+        yield (
+            (
+                b'* %d FETCH (UID %d RFC822.SIZE 10 FLAGS () INTERNALDATE "01-Jan-2020 00:00:00 +0000" '
+                b"BODY[HEADER.FIELDS (DATE)] {50000}\r\n" % (i, i)
+            )
+            + b"x" * 50_000
+            + b")\r\n"
+        )
+
+
+@pytest.mark.parametrize("answer", [_huge_literal, _endless_answer])
+def test_what_a_hostile_server_sends_for_one_answer_is_bounded(answer):
+    from app.mailserver.imap import RESPONSE_LIMIT, response_too_large
+
+    server = _HostileServer(answer())
+    try:
+        client = connect(Endpoint(HOST, server.port, "u", "p", security="none"), attempts=1)
+        client.normalise_times = False
+        client.select_folder("INBOX", readonly=True)
+        started = time.monotonic()
+        with pytest.raises(imaplib.IMAP4.abort, match="literal of 2000000000 bytes|answer exceeds"):
+            list(folder_meta(client, 3))
+        assert response_too_large(client)
+        close(client)
+        assert time.monotonic() - started < 20
+        # What was read stayed within the bound (the server's socket buffers aside).
+        assert server.sent < RESPONSE_LIMIT + 16 * 1024 * 1024
+    finally:
+        server.close()
+
+
+class _OneConnectionProxy(_CuttingProxy):
+    """A relay that serves only its first connection; the others are closed at once (an old
+    provider's connection limit)."""
+
+    def __init__(self, port: int):
+        self.accepted = 0
+        super().__init__(port, cut_after=10**12)
+
+    def _accept(self):
+        while True:
+            try:
+                client, _addr = self.listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            if self.accepted > 1:
+                client.close()
+                continue
+            server = socket.create_connection((HOST, self.port_to))
+            with self.lock:
+                self.pairs.append((client, server))
+            threading.Thread(target=self._pipe, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, True), daemon=True).start()
+
+
+def test_pairs_that_cannot_connect_leave_the_work_to_the_first(pair, caplog):
+    old, ours = pair
+    src_user, dst_user = _accounts(pair)
+    source = _client(old, src_user, "pw-vecchia")
+    total = _seed_folders(source, {"INBOX": 5, "INBOX.Uno": 5, "INBOX.Due": 5, "INBOX.Tre": 5})
+    close(source)
+    proxy = _OneConnectionProxy(old.port)
+    caplog.set_level(logging.WARNING, logger="app.services.migration.copy")
+    try:
+        report = run_copy(*_endpoints(pair, src_user, dst_user, proxy.port), parallel=3).to_dict()
+    finally:
+        proxy.close()
+    assert proxy.accepted > 1
+    assert "another connection pair could not be opened" in caplog.text
+    assert (report["totals"]["copied"], report["totals"]["missing"], report["errors"]) == (total, 0, [])
+
+
+class _InflatingProxy(_CuttingProxy):
+    """A relay that, on a connection that has opened `folder`, announces every body 99 times
+    larger than it is (a hostile or broken server): the body's literal goes over its bound."""
+
+    def __init__(self, port: int, folder: bytes):
+        self.folder, self.marked, self.examined = folder, set(), 0
+        super().__init__(port, cut_after=10**12)
+
+    def _pipe(self, src, dst, from_server):
+        key = dst if from_server else src  # the client's socket names the connection
+        try:
+            while data := src.recv(65536):
+                if not from_server and b"EXAMINE" in data:
+                    if self.folder in data:
+                        self.marked.add(key)
+                        self.examined += 1
+                    else:
+                        self.marked.discard(key)
+                if from_server and key in self.marked:
+                    data = data.replace(b"BODY[] {", b"BODY[] {99")
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+
+def test_a_folder_whose_server_announces_too_much_fails_alone_and_is_not_retried(pair):
+    old, ours = pair
+    src_user, dst_user = _accounts(pair)
+    source = _client(old, src_user, "pw-vecchia")
+    _seed_folders(source, {"INBOX": 4, "INBOX.Cattiva": 3, "INBOX.Buona": 4})
+    close(source)
+    proxy = _InflatingProxy(old.port, b'"INBOX.Cattiva"')
+    try:
+        # Bodies of ~2 kB announced as ~99x that: over the bound of twice max_size (100 kB).
+        report = run_copy(*_endpoints(pair, src_user, dst_user, proxy.port), max_size=50_000, parallel=1)
+    finally:
+        proxy.close()
+    by_source = {f.source: f for f in report.folders}
+    bad = by_source["INBOX.Cattiva"]
+    assert len(bad.errors) == 1 and "announced a literal" in bad.errors[0], bad.errors
+    assert proxy.examined == 1  # not retried
+    # The others were copied (those after it on a fresh pair).
+    assert [
+        (by_source[f].copied, by_source[f].errors, by_source[f].missing) for f in ("INBOX", "INBOX.Buona")
+    ] == [
+        (4, [], 0),
+        (4, [], 0),
+    ]

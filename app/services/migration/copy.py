@@ -5,8 +5,9 @@ are fetched with BODY.PEEK, so no flag changes there. Per folder:
 
 1. one FETCH per 1,000 UIDs reads each message's size, INTERNALDATE, flags
    and a few headers on both sides, giving each message an identity: its
-   Message-ID, or when it has none "size + INTERNALDATE (UTC) + a hash of
-   Date, From, To and Subject", stable across runs. A message whose
+   Message-ID, or when it has none "INTERNALDATE (UTC) + a hash of Date,
+   From, To, Subject and Content-Type" (not the size, which some servers
+   report inexactly), stable across runs. A message whose
    identity is already on our side (as many times as it is in the source)
    is "already present", so a re-run or a resume copies nothing twice;
 2. messages over `max_size` (RFC822.SIZE) are skipped and reported with
@@ -18,18 +19,30 @@ are fetched with BODY.PEEK, so no flag changes there. Per folder:
    is reported. The next batch is fetched while one is appended;
 4. a final count of our side gives the source messages still missing.
 
-A dropped connection reconnects both sides with backoff and redoes the
+Folders are copied in parallel on `parallel` connection pairs (a source
+and a target connection each), handed out largest first to whichever pair
+is free; source folders that land in one folder of ours ("Sent Items" and
+"Posta inviata" into Sent) go to one pair, one after the other. The
+progress callback is called in the thread that called `run_copy`, one call
+at a time; an exception it raises stops every pair at once (their
+connections are cut) and leaves `run_copy` as it is.
+
+A dropped connection reconnects that pair with backoff and redoes the
 folder (the identities make that safe). Memory holds two batches of bodies
-and the folder's identities, never the whole mailbox.
+per pair and the identities of the folders being copied, never the whole
+mailbox.
 """
 
 from __future__ import annotations
 
+import contextvars
 import email.header
 import email.utils
 import hashlib
+import imaplib
 import logging
 import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -38,12 +51,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from flask_babel import gettext as _
-from imapclient import IMAPClient
+from imapclient import IMAPClient, imap_utf7
 from imapclient.datetime_util import parse_to_datetime
 from imapclient.exceptions import IMAPClientError
+from imapclient.imapclient import _quote
+from imapclient.response_parser import parse_response
 
 from app.mailserver import imap
-from app.services.migration.folders import Mapping, Namespace, SourceFolder, map_folders
+from app.services.migration.folders import Mapping, Namespace, SourceFolder, decode_name, map_folders
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +67,20 @@ DEFAULT_MAX_SIZE = 29 * 1024 * 1024
 DEFAULT_BATCH_BYTES = 8 * 1024 * 1024
 BATCH_MESSAGES = 200
 META_CHUNK = 1000
-HEADERS = b"BODY[HEADER.FIELDS (MESSAGE-ID DATE FROM TO SUBJECT)]"
+HEADERS = b"BODY[HEADER.FIELDS (MESSAGE-ID DATE FROM TO SUBJECT CONTENT-TYPE)]"
 META_ITEMS = [
     "RFC822.SIZE",
     "INTERNALDATE",
     "FLAGS",
-    "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO SUBJECT)]",
+    "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO SUBJECT CONTENT-TYPE)]",
 ]
 FOLDER_ATTEMPTS = 4
+# Connection pairs per mailbox: the folders copied at the same time. More pairs gain little once
+# our server's APPENDs are the bottleneck, and old providers limit connections per user (often
+# 10 to 20 per IP, and the panel runs two mailboxes of one host at a time).
+DEFAULT_PARALLEL = 3
+# A pair opened besides the first tries this many times; failing, the others do the work.
+EXTRA_PAIR_ATTEMPTS = 2
 
 
 class CopyFailed(Exception):
@@ -94,6 +115,12 @@ class FolderReport:
     skipped_too_large: list[dict] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     missing: int | None = None
+    # What this run found to copy (not on our side yet, not too large): a dry run's measure of a
+    # real run's work; in a real run what it copied or failed to.
+    to_copy: int = 0
+    to_copy_bytes: int = 0
+    # The source's name was not valid modified UTF-7: read leniently (see folders.decode_name).
+    invalid_name: bool = False
 
 
 @dataclass
@@ -114,6 +141,8 @@ class CopyReport:
             "copied": sum(x.copied for x in f),
             "copied_bytes": sum(x.copied_bytes for x in f),
             "already_present": sum(x.already_present for x in f),
+            "to_copy": sum(x.to_copy for x in f),
+            "to_copy_bytes": sum(x.to_copy_bytes for x in f),
             "skipped_too_large": sum(len(x.skipped_too_large) for x in f),
             "errors": sum(len(x.errors) for x in f) + len(self.errors),
             "missing": sum(missing) if missing else None,
@@ -162,16 +191,21 @@ def _utc_seconds(date: datetime | None) -> str:
     return str(int(date.timestamp()))
 
 
-def identity(size: int, date: datetime | None, header_block: bytes) -> tuple[str, dict[str, str]]:
-    """Message-ID when there is one, else size + INTERNALDATE + a hash of some headers."""
+FALLBACK_FIELDS = ("date", "from", "to", "subject", "content-type")
+
+
+def identity(date: datetime | None, header_block: bytes) -> tuple[str, dict[str, str]]:
+    """Message-ID when there is one, else INTERNALDATE + a hash of Date, From, To, Subject and
+    Content-Type (a multipart's boundary is as good as unique). Not the size: some servers
+    report RFC822.SIZE inexactly, and our copy of the message would then differ from it."""
     fields = _headers(header_block or b"")
     message_id = fields.get("message-id", "").strip()
     if message_id:
         return "id:" + message_id.strip("<>").strip().lower(), fields
     digest = hashlib.sha256(
-        "\n".join(" ".join(fields.get(k, "").split()) for k in ("date", "from", "to", "subject")).encode()
+        "\n".join(" ".join(fields.get(k, "").split()) for k in FALLBACK_FIELDS).encode()
     ).hexdigest()[:24]
-    return f"x:{size}:{_utc_seconds(date)}:{digest}", fields
+    return f"x:{_utc_seconds(date)}:{digest}", fields
 
 
 def _chunks(seq: list, size: int) -> Iterator[list]:
@@ -279,7 +313,7 @@ def folder_meta(client: IMAPClient, exists: int | None = None) -> Iterator[Meta]
             if data is None:  # expunged meanwhile
                 continue
             size, date, flags, header_block = data
-            key, fields = identity(size, date, header_block)
+            key, fields = identity(date, header_block)
             yield Meta(
                 uid=uid,
                 size=size,
@@ -299,19 +333,45 @@ def identities(client: IMAPClient, folder: str) -> Counter:
 # --- folders on both sides ----------------------------------------------------
 
 
-def _namespace(client: IMAPClient) -> Namespace:
+def list_source(client: IMAPClient, subscribed: bool = False) -> list[tuple[SourceFolder, bytes | None]]:
+    """LIST (or LSUB) with the names as the server sent them: each folder, its name read by
+    `decode_name` (never an exception for a name that is not modified UTF-7), and its separator."""
+    client.folder_encode = False
     try:
-        personal = client.namespace().personal
-    except IMAPClientError:
-        personal = None
+        listed = client.list_sub_folders() if subscribed else client.list_folders()
+    finally:
+        client.folder_encode = True
+    result = []
+    for flags, separator, raw in listed:
+        wire = str(raw).encode() if isinstance(raw, int) else raw
+        name, valid = decode_name(wire)
+        result.append((SourceFolder(name, tuple(flags), wire=wire, valid_name=valid), separator))
+    return result
+
+
+def _namespaces(client: IMAPClient):
+    """NAMESPACE's answer (asked once per connection), or None."""
+    if not hasattr(client, "_copy_namespaces"):
+        try:
+            client._copy_namespaces = client.namespace()  # type: ignore[attr-defined]
+        except (IMAPClientError, UnicodeError, ValueError):
+            client._copy_namespaces = None  # type: ignore[attr-defined]
+    return client._copy_namespaces  # type: ignore[attr-defined]
+
+
+def _namespace(
+    client: IMAPClient, listed: list[tuple[SourceFolder, bytes | None]] | None = None
+) -> Namespace:
+    spaces = _namespaces(client)
+    personal = spaces.personal if spaces else None
     if personal:
         prefix, separator = personal[0]
         return Namespace(prefix or "", separator or "")
     # No NAMESPACE (old Courier, say): an "INBOX." prefix is guessed when every folder has it.
-    folders = client.list_folders()
-    separators = [sep for _f, sep, _n in folders if sep]
+    folders = listed if listed is not None else list_source(client)
+    separators = [sep for _f, sep in folders if sep]
     separator = separators[0].decode() if separators else "/"
-    others = [name for _f, _s, name in folders if name.upper() != "INBOX"]
+    others = [f.name for f, _s in folders if f.name.upper() != "INBOX"]
     prefix = "INBOX" + separator
     if others and all(name.upper().startswith(prefix.upper()) for name in others):
         return Namespace(name_prefix(others[0], prefix), separator)
@@ -320,9 +380,8 @@ def _namespace(client: IMAPClient) -> Namespace:
 
 def _other_namespaces(client: IMAPClient) -> list[str]:
     """The prefixes of other users' and shared folders: never copied into the mailbox."""
-    try:
-        spaces = client.namespace()
-    except IMAPClientError:
+    spaces = _namespaces(client)
+    if spaces is None:
         return []
     return [prefix for space in (spaces.other, spaces.shared) for prefix, _sep in (space or ()) if prefix]
 
@@ -342,16 +401,17 @@ def _special_targets(client: IMAPClient) -> dict[str, str]:
 
 def plan(source: IMAPClient, target: IMAPClient) -> tuple[list[Mapping], set[str]]:
     """The folder mapping, and the source folders the user is subscribed to."""
-    source_ns = _namespace(source)
+    listed = list_source(source)
+    source_ns = _namespace(source, listed)
     target_ns = _namespace(target)
     others = _other_namespaces(source)
     folders = [
-        SourceFolder(name, tuple(flags))
-        for flags, _sep, name in source.list_folders()
-        if not any(prefix and name.startswith(prefix) for prefix in others)
+        folder
+        for folder, _sep in listed
+        if not any(prefix and folder.name.startswith(prefix) for prefix in others)
     ]
     try:
-        subscribed = {name for _f, _s, name in source.list_sub_folders()}
+        subscribed = {folder.name for folder, _s in list_source(source, subscribed=True)}
     except IMAPClientError:
         subscribed = set()
     mappings = map_folders(folders, source_ns, target_ns, _special_targets(target))
@@ -399,8 +459,13 @@ def _append_one(target: IMAPClient, folder: str, meta: Meta, body: bytes, report
     report.copied_bytes += meta.size
 
 
-def _fetch_bodies(source: IMAPClient, batch: list[Meta]) -> dict:
-    return source.fetch([m.uid for m in batch], ["BODY.PEEK[]"])
+def _fetch_bodies(source: IMAPClient, batch: list[Meta], max_size: int) -> dict:
+    """The batch's bodies. What the server may send is bounded: a body at most twice `max_size`,
+    the whole answer at most twice the sizes it announced plus 1 MiB (some servers' RFC822.SIZE
+    is a little off; a server sending much more is not followed)."""
+    announced = sum(m.size for m in batch)
+    with imap.response_limits(source, literal=2 * max_size, response=2 * announced + 1024 * 1024):
+        return source.fetch([m.uid for m in batch], ["BODY.PEEK[]"])
 
 
 def _copy_batch(
@@ -439,9 +504,40 @@ def _copy_batch(
         _append_one(target, folder, meta, body, report)
 
 
-def _ensure_folder(target: IMAPClient, name: str, subscribe: bool) -> None:
-    if name.upper() != "INBOX" and not target.folder_exists(name):
-        target.create_folder(name)
+def source_wire(mapping: Mapping) -> bytes:
+    """The source folder's name as its server knows it."""
+    return mapping.source_wire if mapping.source_wire is not None else imap_utf7.encode(mapping.source)
+
+
+def examine(source: IMAPClient, mapping: Mapping) -> dict:
+    """EXAMINE the source folder by its exact name (nothing changes there); the SELECT answer."""
+    source._command_and_check("select", _quote(source_wire(mapping)), True)
+    return source._process_select_response(source._imap.untagged_responses)
+
+
+def _target_state(target: IMAPClient, name: str) -> str:
+    """ "selectable", "missing", or "noselect" (a parent that exists only through its children,
+    which the folder of another pair may have just created)."""
+    if name.upper() == "INBOX":
+        return "selectable"
+    listed = target.list_folders("", name)
+    if not listed:
+        return "missing"
+    for flags, _sep, listed_name in listed:
+        if listed_name == name:
+            lowered = {f.lower() for f in flags}
+            return "noselect" if {b"\\noselect", b"\\nonexistent"} & lowered else "selectable"
+    return "missing"
+
+
+def _ensure_folder(target: IMAPClient, name: str, state: str, subscribe: bool) -> None:
+    if state != "selectable":
+        try:
+            target.create_folder(name)
+        except IMAPClientError as e:
+            # Created meanwhile (another pair made it a parent, say): fine if it is there now.
+            if _target_state(target, name) != "selectable":
+                raise e from None
     if subscribe:
         target.subscribe_folder(name)
 
@@ -465,35 +561,43 @@ def copy_folder(
     messages are added to it once it is done."""
     claimed = claimed if claimed is not None else Counter()
     # Counted afresh on each attempt: a retried folder starts again from what is there.
-    for name in ("copied", "copied_bytes", "already_present", "source_count", "source_bytes"):
+    for name in ("copied", "copied_bytes", "already_present", "source_count", "source_bytes", "to_copy"):
         setattr(report, name, 0)
+    report.to_copy_bytes = 0
     report.skipped_too_large, report.errors, report.missing = [], [], None
+    report.invalid_name = not mapping.valid_name
 
     present: Counter = Counter()
-    exists = target.folder_exists(mapping.target) if mapping.target.upper() != "INBOX" else True
-    if exists:
+    state = _target_state(target, mapping.target)
+    if state == "selectable":
         present = identities(target, mapping.target) - claimed
     elif not dry_run:
-        _ensure_folder(target, mapping.target, subscribe=False)
+        _ensure_folder(target, mapping.target, state, subscribe=False)
 
-    selected = source.select_folder(mapping.source, readonly=True)  # EXAMINE: nothing changes there
+    selected = examine(source, mapping)
     todo: list[Meta] = []
     wanted: Counter = Counter()
+    matched: Counter = Counter()
     for meta in folder_meta(source, selected.get(b"EXISTS")):
         report.source_count += 1
         report.source_bytes += meta.size
         wanted[meta.identity] += 1
         if present[meta.identity] > 0:
             present[meta.identity] -= 1
+            matched[meta.identity] += 1
             report.already_present += 1
         elif meta.size > max_size:
             report.skipped_too_large.append(_too_large(meta))
         else:
             todo.append(meta)
+            report.to_copy += 1
+            report.to_copy_bytes += meta.size
     if dry_run:
+        # What this folder found there is not there for the next one mapped to the same target.
+        claimed.update(matched)
         return
     if subscribe:
-        _ensure_folder(target, mapping.target, subscribe=True)
+        _ensure_folder(target, mapping.target, "selectable", subscribe=True)
 
     # The next batch is fetched (in a thread: the source's connection is used by it alone meanwhile)
     # while this one is appended: the two servers and the two connections work at the same time.
@@ -501,11 +605,11 @@ def copy_folder(
     # fetch in flight has ended, so a reconnection never shares a connection with it.
     batches = list(_batches(todo, batch_bytes))
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(_fetch_bodies, source, batches[0]) if batches else None
+        pending = pool.submit(_fetch_bodies, source, batches[0], max_size) if batches else None
         for i, batch in enumerate(batches):
             answer = pending.result()
             if i + 1 < len(batches):
-                pending = pool.submit(_fetch_bodies, source, batches[i + 1])
+                pending = pool.submit(_fetch_bodies, source, batches[i + 1], max_size)
             _copy_batch(target, mapping.target, batch, answer, report)
             del answer
             if progress:
@@ -522,6 +626,302 @@ def copy_folder(
     claimed.update(wanted)
 
 
+# --- folders in parallel ------------------------------------------------------
+
+
+def _claim_key(target: str) -> str:
+    return "INBOX" if target.upper() == "INBOX" else target
+
+
+def units(mappings: list[Mapping]) -> list[list[int]]:
+    """The plan's folders grouped by their folder of ours (indexes, in the plan's order): a group
+    goes to one pair, its folders one after the other, as the claims on that folder require."""
+    groups: dict[str, list[int]] = {}
+    for index, mapping in enumerate(mappings):
+        groups.setdefault(_claim_key(mapping.target), []).append(index)
+    return list(groups.values())
+
+
+def folder_sizes(client: IMAPClient, mappings: list[Mapping]) -> dict[int, int]:
+    """Each source folder's size (bytes with STATUS=SIZE, else its messages), by index in
+    `mappings`: one STATUS per folder, all sent before the first answer is read (one round trip
+    in all). A folder the server does not answer for counts 0."""
+    item = "SIZE" if client.has_capability("STATUS=SIZE") else "MESSAGES"
+    conn = client._imap
+    wires = [source_wire(m) for m in mappings]
+    tags = [conn._command("STATUS", _quote(wire), f"({item})") for wire in wires]
+    for tag in tags:
+        try:
+            conn._command_complete("STATUS", tag)
+        except imaplib.IMAP4.abort:
+            raise
+        except imaplib.IMAP4.error:
+            continue  # BAD for this one: its answer is simply missing
+    _typ, data = conn._untagged_response("OK", [None], "STATUS")
+    by_wire: dict[bytes, int] = {}
+    try:
+        parsed = parse_response([d for d in data if d is not None])
+    except (IMAPClientError, ValueError):
+        return {}
+    for i in range(0, len(parsed) - 1, 2):
+        name, items = parsed[i], parsed[i + 1]
+        wire = str(name).encode() if isinstance(name, int) else name
+        values = dict(zip(items[::2], items[1::2], strict=False)) if isinstance(items, tuple) else {}
+        value = values.get(item.encode())
+        if isinstance(wire, bytes) and isinstance(value, int):
+            by_wire[wire] = value
+    return {i: by_wire.get(wire, 0) for i, wire in enumerate(wires)}
+
+
+class _Stopped(Exception):
+    """The run is stopping (cancelled, or a side gone for good): this pair ends."""
+
+
+Pair = tuple[IMAPClient, IMAPClient]
+
+
+class _Run:
+    """The copy of one mailbox's folders on up to `workers` connection pairs, each in a thread of
+    its own; the calling thread hands the progress on and waits."""
+
+    def __init__(
+        self,
+        source_endpoint: imap.Endpoint,
+        target_endpoint: imap.Endpoint,
+        report: CopyReport,
+        *,
+        dry_run: bool,
+        max_size: int,
+        batch_bytes: int,
+        connect_attempts: int,
+    ):
+        self.source_endpoint, self.target_endpoint = source_endpoint, target_endpoint
+        self.report = report
+        self.dry_run, self.max_size, self.batch_bytes = dry_run, max_size, batch_bytes
+        self.connect_attempts = connect_attempts
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+        self.stop = threading.Event()
+        self.mappings: list[Mapping] = []
+        self.subscribed: set[str] = set()
+        self.reports: list[FolderReport] = []
+        self.started: list[bool] = []
+        self.queue: list[list[int]] = []
+        self.dirty: dict[int, FolderReport] = {}
+        self.pairs: dict[int, Pair] = {}
+        self.running = 0
+        self.failure: BaseException | None = None
+        self.planned = threading.Event()  # set_plan was called (or the run ended before it)
+        self.threads: list[threading.Thread] = []
+
+    def _open(self, attempts: int) -> Pair:
+        """Both sides logged in; ImapError with `side` ("source" or "target") set."""
+        try:
+            src = imap.connect(self.source_endpoint, attempts=attempts, stop=self.stop)
+        except imap.ImapError as e:
+            e.side = "source"  # type: ignore[attr-defined]
+            raise
+        try:
+            dst = imap.connect(self.target_endpoint, attempts=attempts, stop=self.stop)
+        except imap.ImapError as e:
+            imap.close(src)
+            e.side = "target"  # type: ignore[attr-defined]
+            raise
+        return src, dst
+
+    def open_pair(self, attempts: int) -> Pair:
+        try:
+            return self._open(attempts)
+        except imap.ImapError as e:
+            if e.side == "source":  # type: ignore[attr-defined]
+                raise CopyFailed(_("Sorgente: %(error)s", error=e.message)) from None
+            raise CopyFailed(_("Destinazione: %(error)s", error=e.message)) from None
+
+    def set_plan(self, mappings: list[Mapping], subscribed: set[str], order: list[list[int]]) -> None:
+        self.mappings, self.subscribed, self.queue = mappings, subscribed, order
+        self.reports = [FolderReport(source=m.source, target=m.target, role=m.role) for m in mappings]
+        self.started = [False] * len(mappings)
+        self.planned.set()
+
+    # -- in the pairs' threads --
+
+    def notify(self, folder_report: FolderReport) -> None:
+        """After each batch: the calling thread is told; a stopping run ends this pair here."""
+        with self.changed:
+            self.dirty[id(folder_report)] = folder_report
+            self.changed.notify()
+        if self.stop.is_set():
+            raise _Stopped
+
+    def _set_pair(self, worker: int, pair: Pair | None) -> None:
+        with self.lock:
+            if pair is None:
+                self.pairs.pop(worker, None)
+            else:
+                self.pairs[worker] = pair
+        if pair is not None and self.stop.is_set():
+            raise _Stopped
+
+    def _take(self) -> list[int] | None:
+        self.planned.wait()
+        with self.lock:
+            if self.stop.is_set() or not self.queue:
+                return None
+            return self.queue.pop(0)
+
+    def worker(self, number: int, pair: Pair | None) -> None:
+        try:
+            if pair is None:
+                try:
+                    pair = self._open(EXTRA_PAIR_ATTEMPTS)
+                except imap.ImapError as e:
+                    log.warning(
+                        "another connection pair could not be opened (%s): fewer in parallel", e.message
+                    )
+                    return
+            self._set_pair(number, pair)
+            while (unit := self._take()) is not None:
+                claims: Counter = Counter()
+                for index in unit:
+                    if self.stop.is_set():
+                        return
+                    pair = self._copy_one(number, pair, index, claims)
+                    if pair is None:
+                        return
+        except _Stopped:
+            pass
+        except BaseException as e:  # noqa: BLE001 - handed to the calling thread, which raises it
+            with self.changed:
+                if self.failure is None:
+                    self.failure = e
+            self.stop.set()
+        finally:
+            with self.lock:
+                current = self.pairs.pop(number, None) or pair
+            if current is not None:
+                imap.close(current[0])
+                imap.close(current[1])
+            with self.changed:
+                self.running -= 1
+                self.changed.notify_all()
+
+    def _copy_one(self, number: int, pair: Pair, index: int, claims: Counter) -> Pair | None:
+        """One folder with its retries on this pair; the pair to go on with (None: the run stops)."""
+        mapping, folder_report = self.mappings[index], self.reports[index]
+        with self.lock:
+            self.started[index] = True
+        source, target = pair
+        pause = 1.0
+        carried = (0, 0)  # copied by attempts that lost their connection
+        for attempt in range(FOLDER_ATTEMPTS):
+            try:
+                copy_folder(
+                    source,
+                    target,
+                    mapping,
+                    folder_report,
+                    dry_run=self.dry_run,
+                    max_size=self.max_size,
+                    batch_bytes=self.batch_bytes,
+                    subscribe=mapping.source in self.subscribed,
+                    progress=self.notify,
+                    claimed=claims,
+                )
+                # What the lost attempts copied is found again as "already present": it was copied now.
+                folder_report.copied += carried[0]
+                folder_report.copied_bytes += carried[1]
+                folder_report.already_present -= carried[0]
+                folder_report.to_copy += carried[0]
+                folder_report.to_copy_bytes += carried[1]
+                return source, target
+            except (*imap.RETRYABLE, IMAPClientError) as e:
+                if self.stop.is_set():
+                    raise _Stopped from None
+                broken = isinstance(e, imap.RETRYABLE)  # the connection cannot be used any more
+                too_large = imap.response_too_large(source) or imap.response_too_large(target)
+                retry = (broken and not too_large) or imap.busy(e)
+                if not retry or attempt == FOLDER_ATTEMPTS - 1:
+                    folder_report.errors.append(str(e) if not retry else f"connection lost: {e}")
+                    if not broken:
+                        return source, target
+                else:
+                    log.warning("connection lost or server busy in %s (%s): reconnecting", mapping.source, e)
+                    carried = (carried[0] + folder_report.copied, carried[1] + folder_report.copied_bytes)
+                self._set_pair(number, None)
+                imap.close(source)
+                imap.close(target)
+                if retry and self.stop.wait(pause):
+                    raise _Stopped from None
+                pause *= 2
+                try:
+                    source, target = self.open_pair(self.connect_attempts)
+                except CopyFailed as gone:
+                    # The report so far is kept; a re-run resumes from what is there. The other
+                    # pairs end at their next batch.
+                    self.report.errors.append(gone.message)
+                    self.stop.set()
+                    return None
+                self._set_pair(number, (source, target))
+                if not retry or attempt == FOLDER_ATTEMPTS - 1:
+                    return source, target
+        return source, target
+
+    # -- in the calling thread --
+
+    def abort_all(self) -> None:
+        with self.lock:
+            pairs = list(self.pairs.values())
+        for source, target in pairs:
+            imap.abort(source)
+            imap.abort(target)
+
+    def start(self, number: int, pair: Pair | None) -> None:
+        """A pair's thread: `pair`, or with None one it opens (meanwhile the plan is made)."""
+        thread = threading.Thread(
+            target=contextvars.copy_context().run,  # the app's context (gettext) in each
+            args=(self.worker, number, pair),
+            name=f"imap-copy-{number}",
+            daemon=True,
+        )
+        with self.lock:
+            self.running += 1
+        self.threads.append(thread)
+        thread.start()
+
+    def cancel(self) -> None:
+        """Every pair stops now (their connections cut); their threads are waited for a while."""
+        self.stop.set()
+        self.planned.set()
+        self.abort_all()
+        for thread in self.threads:
+            if thread.is_alive():
+                thread.join(timeout=30)
+
+    def run(self, first: Pair, progress: Callable[[FolderReport], None] | None) -> None:
+        try:
+            self.start(0, first)
+            while True:
+                with self.changed:
+                    while not self.dirty and self.running and self.failure is None:
+                        self.changed.wait(1.0)
+                    ready = list(self.dirty.values())
+                    self.dirty.clear()
+                    finished = self.running == 0
+                if progress:
+                    for folder_report in ready:
+                        progress(folder_report)
+                if self.failure is not None:
+                    raise self.failure
+                if finished:
+                    break
+        except BaseException:
+            # Cancelled from `progress`, a pair's unexpected error, an interrupt: every pair stops now.
+            self.cancel()
+            raise
+        for thread in self.threads:
+            thread.join()
+
+
 def run_copy(
     source_endpoint: imap.Endpoint,
     target_endpoint: imap.Endpoint,
@@ -531,75 +931,49 @@ def run_copy(
     batch_bytes: int = DEFAULT_BATCH_BYTES,
     progress: Callable[[FolderReport], None] | None = None,
     connect_attempts: int = 5,
+    parallel: int = DEFAULT_PARALLEL,
 ) -> CopyReport:
-    """Copy (or with dry_run, only measure) every folder; returns the report. Raises CopyFailed."""
+    """Copy (or with dry_run, only measure) every folder; returns the report. Raises CopyFailed.
+
+    `parallel`: connection pairs copying folders at the same time (1: one after the other; a dry
+    run uses one). `progress(folder_report)` is called after each batch, in this thread, one call
+    at a time (a folder whose batches end close together may be reported once); what it raises
+    stops every pair and leaves here unchanged."""
+    if parallel < 1:
+        raise ValueError("parallel must be at least 1")
     started = time.monotonic()
     report = CopyReport(dry_run=dry_run, max_size=max_size)
-
-    def open_both() -> tuple[IMAPClient, IMAPClient]:
-        try:
-            src = imap.connect(source_endpoint, attempts=connect_attempts)
-        except imap.ImapError as e:
-            raise CopyFailed(_("Sorgente: %(error)s", error=e.message)) from None
-        try:
-            dst = imap.connect(target_endpoint, attempts=connect_attempts)
-        except imap.ImapError as e:
-            imap.close(src)
-            raise CopyFailed(_("Destinazione: %(error)s", error=e.message)) from None
-        return src, dst
-
-    source, target = open_both()
+    run = _Run(
+        source_endpoint,
+        target_endpoint,
+        report,
+        dry_run=dry_run,
+        max_size=max_size,
+        batch_bytes=batch_bytes,
+        connect_attempts=connect_attempts,
+    )
+    first = run.open_pair(connect_attempts)
     try:
-        mappings, subscribed = plan(source, target)
-        claims: dict[str, Counter] = {}  # per target folder: what its source folders accounted for
-        for mapping in mappings:
-            folder_report = FolderReport(source=mapping.source, target=mapping.target, role=mapping.role)
-            report.folders.append(folder_report)
-            pause = 1.0
-            carried = (0, 0)  # copied by attempts that lost their connection
-            for attempt in range(FOLDER_ATTEMPTS):
-                try:
-                    copy_folder(
-                        source,
-                        target,
-                        mapping,
-                        folder_report,
-                        dry_run=dry_run,
-                        max_size=max_size,
-                        batch_bytes=batch_bytes,
-                        subscribe=mapping.source in subscribed,
-                        progress=progress,
-                        claimed=claims.setdefault(
-                            mapping.target.upper() if mapping.target.upper() == "INBOX" else mapping.target,
-                            Counter(),
-                        ),
-                    )
-                    # What the lost attempts copied is found again as "already present": it was copied now.
-                    folder_report.copied += carried[0]
-                    folder_report.copied_bytes += carried[1]
-                    folder_report.already_present -= carried[0]
-                    break
-                except (*imap.RETRYABLE, IMAPClientError) as e:
-                    retry = isinstance(e, imap.RETRYABLE) or imap.busy(e)
-                    if not retry or attempt == FOLDER_ATTEMPTS - 1:
-                        folder_report.errors.append(str(e) if not retry else f"connection lost: {e}")
-                        break
-                    log.warning("connection lost or server busy in %s (%s): reconnecting", mapping.source, e)
-                    carried = (carried[0] + folder_report.copied, carried[1] + folder_report.copied_bytes)
-                    imap.close(source)
-                    imap.close(target)
-                    time.sleep(pause)
-                    pause *= 2
-                    try:
-                        source, target = open_both()
-                    except CopyFailed as gone:
-                        # The report so far is kept; a re-run resumes from what is there.
-                        source = target = None
-                        report.errors.append(gone.message)
-                        report.seconds = time.monotonic() - started
-                        return report
+        # The other pairs log in while the plan is made (they find nothing to do in a mailbox of
+        # fewer folders than pairs).
+        for number in range(1, 1 if dry_run else parallel):
+            run.start(number, None)
+        mappings, subscribed = plan(*first)
+        order = units(mappings)
+        if not dry_run and 1 < parallel < len(order):
+            # Largest first: the last folders to start are the small ones, so the pairs end together.
+            sizes = folder_sizes(first[0], mappings)
+            order.sort(key=lambda unit: -sum(sizes.get(i, 0) for i in unit))
+    except BaseException:
+        run.cancel()
+        imap.close(first[0])
+        imap.close(first[1])
+        raise
+    run.set_plan(mappings, subscribed, order)
+    try:
+        run.run(first, progress)
     finally:
-        imap.close(source)
-        imap.close(target)
-    report.seconds = time.monotonic() - started
+        # The plan's order, the folders that were begun.
+        report.folders = [r for r, begun in zip(run.reports, run.started, strict=True) if begun]
+        report.seconds = time.monotonic() - started
     return report

@@ -9,11 +9,19 @@ folder that has that attribute on our side (or our default name), so a
 mailbox never ends with both "Sent Items" and "Sent"; its sub-folders
 follow it. Names are kept as they are, accents included (imapclient
 encodes IMAP's modified UTF-7).
+
+A source name that is not valid modified UTF-7 (raw 8-bit bytes, a broken
+"&...-" run) is read leniently (`decode_name`: the valid runs decoded, raw
+bytes as UTF-8, the rest kept as text) and copied under that name; the
+source folder itself is still opened by its exact bytes (`wire`).
 """
 
 from __future__ import annotations
 
+import binascii
 from dataclasses import dataclass
+
+from imapclient import imap_utf7
 
 ROLES = ("sent", "drafts", "trash", "junk", "archive")
 ROLE_FLAGS = {
@@ -55,10 +63,56 @@ class Namespace:
     separator: str
 
 
+def _strict(raw: bytes) -> str | None:
+    """The name when `raw` is valid modified UTF-7 in its one canonical form, else None."""
+    try:
+        if not raw.isascii():
+            return None
+        name = imap_utf7.decode(raw)
+        return name if imap_utf7.encode(name) == raw else None
+    except (UnicodeError, ValueError, binascii.Error):
+        return None
+
+
+def decode_name(raw: bytes | str | int) -> tuple[str, bool]:
+    """A folder name as LIST gave it (bytes) -> (the name, whether it was valid modified UTF-7).
+
+    An invalid one is read leniently: each valid "&...-" run decoded, other bytes as UTF-8
+    (what servers sending raw 8-bit names mean; an undecodable byte becomes U+FFFD), a stray
+    "&" kept as it is."""
+    if isinstance(raw, int):  # a name like 2019, which the parser took for a number
+        raw = str(raw).encode()
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8")
+    name = _strict(raw)
+    if name is not None:
+        return name, True
+    out, i = [], 0
+    while i < len(raw):
+        if raw[i] == 0x26:  # "&"
+            end = raw.find(b"-", i + 1)
+            run = _strict(raw[i : end + 1]) if end != -1 else None
+            if run is not None:
+                out.append(run)
+                i = end + 1
+            else:
+                out.append("&")
+                i += 1
+            continue
+        end = raw.find(b"&", i)
+        end = len(raw) if end == -1 else end
+        out.append(raw[i:end].decode("utf-8", "replace"))
+        i = end
+    return "".join(out), False
+
+
 @dataclass(frozen=True)
 class SourceFolder:
     name: str
     flags: tuple[bytes, ...] = ()
+    # The name's exact bytes on the source (modified UTF-7, or whatever it sent); None: encode `name`.
+    wire: bytes | None = None
+    valid_name: bool = True
 
     @property
     def selectable(self) -> bool:
@@ -79,6 +133,8 @@ class Mapping:
     source: str
     target: str
     role: str | None
+    source_wire: bytes | None = None  # how to name the source folder to its server; None: encode `source`
+    valid_name: bool = True  # False: the source's name was not valid modified UTF-7 (read leniently)
 
 
 def levels(name: str, namespace: Namespace) -> list[str]:
@@ -95,9 +151,10 @@ def levels(name: str, namespace: Namespace) -> list[str]:
 def _safe_level(level: str, separator: str) -> str:
     """A level as our side may hold it: our separator would make a new level, and the LIST
     wildcards * and % match other folders; each becomes "_", and an empty level (".." in the
-    source) is "_" too."""
+    source) is "_" too, as is a control character."""
     for char in {separator, "*", "%"} - {""}:
         level = level.replace(char, "_")
+    level = "".join("_" if ord(c) < 0x20 or c == "\x7f" else c for c in level)
     return level or "_"
 
 
@@ -120,9 +177,10 @@ def map_folders(
     for folder in source_folders:
         if not folder.selectable:
             continue
+        extra = {"source_wire": folder.wire, "valid_name": folder.valid_name}
         parts = levels(folder.name, source_ns)
         if parts == ["INBOX"]:
-            result.append(Mapping(folder.name, "INBOX", None))
+            result.append(Mapping(folder.name, "INBOX", None, **extra))
             continue
         parts = [_safe_level(p, target_ns.separator) for p in parts]
         role = folder.special_use if len(parts) == 1 or folder.special_use else None
@@ -137,7 +195,7 @@ def map_folders(
                 parts = parts[1:]
             target = target_ns.separator.join([base, *parts]) if parts else base
             # Only the folder itself has the role; sub-folders are plain folders inside it.
-            result.append(Mapping(folder.name, target, role if not parts else None))
+            result.append(Mapping(folder.name, target, role if not parts else None, **extra))
             continue
-        result.append(Mapping(folder.name, target_ns.prefix + target_ns.separator.join(parts), None))
+        result.append(Mapping(folder.name, target_ns.prefix + target_ns.separator.join(parts), None, **extra))
     return result
