@@ -28,11 +28,13 @@ from tests.integration.test_jobs import fresh, queues, workers  # noqa: F401
 from tests.integration.test_migrations_panel import (
     OLD_PASSWORD,
     _configure,
+    _copying,
     _entry,
     _mx,
     _our_folders,
     _seed,
     _staff,
+    _worker_died,
 )
 from tests.smtp_sink import SmtpSink
 
@@ -78,6 +80,15 @@ def _setup(old, ours, label: str, *boxes: str):
         _seed(old, src_user)
         sources[box.address] = src_user
     return c, domain, sources
+
+
+def _assert_links_to_a_page(app, body: str, base: str, customer_id: int, domain_id: int) -> None:
+    """The mail's link is a route of the app, for this customer's domain (not a made-up path)."""
+    (url,) = [w for w in body.split() if w.startswith(base)]
+    path = url[len(base) :]
+    endpoint, values = app.url_map.bind("pannello.example").match(path)
+    assert endpoint.startswith("portal.")
+    assert (values["customer_id"], values["domain_id"]) == (customer_id, domain_id)
 
 
 def _secret_kept(migration_id: int) -> bool:
@@ -139,15 +150,17 @@ def test_a_sync_migration_copies_what_is_new_until_the_mx_propagates_then_ends_a
     assert _our_folders(ours, anna)["INBOX"] == 4
     assert sink.received == []  # bruno's migration is still open
 
-    # The last open migration ends (bruno's, cancelled): one mail, with anna's figures and the link.
+    # The last open migration ends (bruno's, cancelled): one mail, with anna's figures, bruno's
+    # mailbox said not migrated, and a link to a page the app has.
     migrations.cancel(staff, one_shot.id)
     (mail,) = sink.wait_for(1)
     assert sorted(mail.envelope_to) == sorted([admin.email, c.contact_email])
     assert domain.name in mail.subject
     body = mail.body
-    assert anna in body and bruno not in body
+    assert anna in body and f"{bruno} — non migrata: annullata" in body
+    assert body.index(anna) < body.index(bruno)
     assert "copiati: 5" in body and "già presenti: 0" in body and "mancanti: 0" in body
-    assert f"https://pannello.example/portal/domains/{domain.id}/migrations" in body
+    _assert_links_to_a_page(app, body, "https://pannello.example", c.id, domain.id)
     # The cron looks again: nothing twice.
     assert migrations.run_due()["notified"] == []
     assert migrations.notify_if_finished(domain.id) is False
@@ -272,14 +285,14 @@ def test_a_due_pass_waits_for_a_turn_on_its_old_server(app, pair, monkeypatch):
     assert migrations.start(staff, row.id).state == "syncing"
     # Another mailbox's copy from the same old server is running (as its job would have it).
     busy = migrations.create(staff, domain.id, _entry(ivo, port=old.port, username=ivo_src))
-    db.session.execute(sa.update(Migration).where(Migration.id == busy.id).values(state="running"))
-    db.session.commit()
+    _copying(busy.id)
 
     clock.set_now(datetime.now(UTC) + timedelta(hours=5))
     due = migrations.run_due()
     assert (due["passes"], due["woken"]) == ([row.id], [])
     db.session.refresh(row)
     assert (row.state, row.waiting_turn, row.passes) == ("queued", True, 1)
+    _worker_died(busy.id)
     migrations.cancel(staff, busy.id)  # that copy ends: the pass takes the turn
     db.session.refresh(row)
     assert (row.state, row.passes) == ("syncing", 2)
@@ -368,12 +381,7 @@ def test_with_one_turn_per_server_a_waiting_copy_leaves_the_one_worker_free(
     for row in (first, second, third):
         migrations.preflight(staff, row.id)
     # The first is copying (as its job would have it).
-    db.session.execute(
-        sa.update(Migration)
-        .where(Migration.id == first.id)
-        .values(state="running", started_at=datetime.now(UTC))
-    )
-    db.session.commit()
+    _copying(first.id)
     workers("--queues", "migration", **settings)
 
     second = migrations.start(staff, second.id)
@@ -385,6 +393,7 @@ def test_with_one_turn_per_server_a_waiting_copy_leaves_the_one_worker_free(
     second = db.session.get(Migration, second.id)
     assert (second.state, second.waiting_turn) == ("queued", True)
 
+    _worker_died(first.id)
     migrations.cancel(staff, first.id)  # the first's copy ends: the second gets a job
     _until(lambda: db.session.get(Migration, second.id).state == "done")
     second = db.session.get(Migration, second.id)
