@@ -261,16 +261,20 @@ def _migration_figures(row) -> dict:
     }
 
 
+def _size(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MB" if n >= 1024 * 1024 else f"{max(1, round(n / 1024))} KB"
+
+
 def _too_large_lines(row) -> list[str]:
     """The messages left on the old server for their size: subject, date, size (the first few)."""
     skipped = [s for f in (row.report or {}).get("folders", []) for s in f.get("skipped_too_large", [])]
     lines = [
         "    - "
         + _(
-            "%(subject)s (%(date)s, %(size)s MB)",
+            "%(subject)s (%(date)s, %(size)s)",
             subject=s.get("subject") or _("senza oggetto"),
             date=s.get("date") or "?",
-            size=f"{s.get('size', 0) / (1024 * 1024):.1f}",
+            size=_size(s.get("size", 0)),
         )
         for s in skipped[:TOO_LARGE_LISTED]
     ]

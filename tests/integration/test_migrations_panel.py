@@ -434,3 +434,32 @@ def test_with_one_turn_per_server_the_second_copy_runs_after_the_first(app, pair
     db.session.refresh(second)
     assert second.state == "done" and second.report["totals"]["copied"] == 3
     assert db.session.get(Migration, first.id).state == "cancelled"
+
+
+def test_a_customer_admin_cannot_cancel_staffs_migration_through_the_portals_jobs(app, client, auth):
+    """The generic jobs cancel of the portal: a migration_copy job is staff's, so refused (403), the
+    component shows no cancel button, and the migration goes on untouched (its password kept)."""
+    c = factories.customer()
+    domain = domains.list_domains(factories.SYSTEM, c.id)[0]
+    staff = _staff()
+    running = migrations.create(staff, domain.id, _entry(factories.mailbox(c).address))
+    _copying(running.id)
+    queued = migrations.create(staff, domain.id, _entry(factories.mailbox(c).address))
+    queued.state = "queued"
+    db.session.commit()
+    _copying(queued.id)
+    queued_job = db.session.get(Job, db.session.get(Migration, queued.id).job_id)
+    queued_job.state, queued.state = "queued", "queued"
+    db.session.commit()
+    auth.login(factories.admin(c).email)
+
+    for mid, state in ((running.id, "running"), (queued.id, "queued")):
+        job_id = db.session.get(Migration, mid).job_id
+        html = client.get(f"/customers/{c.id}/jobs/{job_id}", headers={"HX-Request": "true"}).get_data(True)
+        assert "Annulla il lavoro" not in html
+        refused = client.post(f"/customers/{c.id}/jobs/{job_id}/cancel", headers={"HX-Request": "true"})
+        assert refused.status_code == 403
+        db.session.expire_all()
+        row, job = db.session.get(Migration, mid), db.session.get(Job, job_id)
+        assert (row.state, row.cancel_requested_at, row.password_kept) == (state, None, True)
+        assert (job.state, job.cancel_requested) == (state, False)

@@ -599,6 +599,8 @@ def _gave_up(why: str, last: str | None) -> str:
 def pass_blocked(row: Migration) -> str | None:
     """Why a sync migration's pass may not run now (the domain no longer active, the mailbox not
     active), or None."""
+    if not row.domain.is_active:
+        return _("Il dominio %(domain)s non è attivo.", domain=row.domain.display_name)
     gate = start_gate(row)
     if not gate.open:
         return gate.reason
