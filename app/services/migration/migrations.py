@@ -7,18 +7,25 @@ the mailbox's free quota; nothing written on either side), then start it: the do
 queue copies it with run_copy, our side through Dovecot's master user. The job alone unseals
 the password (its only argument is the migration's id); the password is wiped when the
 migration is done or cancelled. A failed migration may be started again: the engine copies
-only what is missing. At most MIGRATION_PER_HOST copies run at once from one old server; a
-copy that finds its server busy ends its job at once and stays queued ("waiting for its turn"):
-a copy ending from that server, or the cron (run_due), queues a job for it again.
+only what is missing. At most MIGRATION_PER_HOST copies run at once from one old server (under a
+live job); a copy that finds its server busy ends its job at once and stays queued ("waiting for
+its turn"): a copy ending from that server, or the cron (run_due), queues a job for it again.
+Every write at a pass's end is conditioned on the migration still being that job's (a job the
+stale-job sweep replaced writes nothing) and ends it cancelled when a cancel was asked
+(cancel_requested_at); the cron reconciles a copy whose job ended without moving it.
 
 Sync until the switch: a migration entered with `sync` may start once the domain is active
 (before its MX has propagated). After each pass it rests in `syncing` (the password kept) and
 the cron queues the next pass MIGRATION_SYNC_HOURS later, copying only what is new; once the
 domain's MX has propagated (the DNS verdict: staff's override of the gate does not end a sync)
-or staff finish it, the next pass runs at once and is the final one: then done.
+or staff finish it, the next pass runs at once and is the final one: then done. Each pass is gated
+again (the domain and the mailbox still active: else skipped, the reason shown); after
+MIGRATION_SYNC_MAX_FAILURES failed or skipped passes in a row, or MIGRATION_SYNC_MAX_DAYS in sync,
+the migration fails for good, its password wiped.
 
 When a domain's last open migration ends (done or cancelled, at least one done) the customer
-gets one mail with each mailbox's figures (notify.migrations_done).
+gets one mail with each mailbox's figures, the cancelled ones said not migrated
+(notify.migrations_done).
 """
 
 from __future__ import annotations
