@@ -694,3 +694,32 @@ def test_the_mail_lists_the_messages_too_large_to_copy(app, pair, monkeypatch, s
     assert listed[0].endswith(" KB)")
     assert "e altri 2" in body
     _assert_links_to_a_page(app, body, "https://pannello.example", c.id, domain.id)
+
+
+def test_the_mail_shows_a_mailbox_cancelled_half_way_with_what_it_had_copied(app, pair, monkeypatch, sink):
+    old, ours = pair
+    _configure(monkeypatch, ours, SMTP_HOST="127.0.0.1", SMTP_PORT=sink.port)
+    c, domain, sources = _setup(old, ours, "meta", "vera", "walter")
+    (vera, vera_src), (walter, walter_src) = sources.items()
+    _mx(domain.id, "propagated")
+    staff = _staff()
+    done = migrations.create(staff, domain.id, _entry(vera, port=old.port, username=vera_src))
+    half = migrations.create(staff, domain.id, _entry(walter, port=old.port, username=walter_src))
+    for row in (done, half):
+        migrations.preflight(staff, row.id)
+    assert migrations.start(staff, done.id).state == "done"
+    real_target = migrations.target_endpoint
+
+    def cancelled_meanwhile(r):  # the copy stops after its first batch (the INBOX's two messages)
+        migrations.cancel(_staff(), r.id)
+        return real_target(r)
+
+    monkeypatch.setattr(migrations, "target_endpoint", cancelled_meanwhile)
+    half = migrations.start(staff, half.id)
+    assert (half.state, half.passes) == ("cancelled", 1)
+    assert half.report["all_passes"]["copied"] == 2 and not _secret_kept(half.id)
+    (mail,) = sink.wait_for(1)
+    body = mail.body
+    walter_part = body[body.index(f"{walter} — non migrata: annullata") :]
+    assert "copiati: 2" in walter_part.split("\n\n")[0]
+    assert body.index(vera) < body.index(walter)

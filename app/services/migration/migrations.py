@@ -946,20 +946,33 @@ def _copy(ctx, row: Migration) -> dict:
     keeps_syncing = row.sync and not final
     hours = current_app.config["MIGRATION_SYNC_HOURS"]
 
+    def cancel_asked() -> None:
+        _set(
+            row.id,
+            (MigrationState.RUNNING,),
+            job=ctx.job_id,
+            cancel_requested_at=sa.func.coalesce(Migration.cancel_requested_at, utcnow()),
+        )
+
     def end(values: dict) -> str | None:
         if ctx.should_stop():  # a cancel asked on the job (the jobs page): the migration's too
-            _set(row.id, (MigrationState.RUNNING,), job=ctx.job_id, cancel_requested_at=utcnow())
+            cancel_asked()
         return _end_pass(row.id, MigrationState.RUNNING, values, job=ctx.job_id)
+
+    def stopped_half_way() -> dict:
+        """A pass that stopped before its end: counted, and what it had copied in the figures."""
+        values: dict = {"passes": Migration.passes + 1, "last_pass_at": clock.now()}
+        copied = sum(f.copied for f in seen.values())
+        if copied:
+            part = {"copied": copied, "copied_bytes": sum(f.copied_bytes for f in seen.values())}
+            values["report"] = {**(row.report or {}), "all_passes": _all_passes(row, part)}
+        return values
 
     def failed(message: str, ran: bool = True) -> str | None:
         db.session.rollback()
         values = _failed_values(row, message, keeps_syncing=keeps_syncing)
         if ran:
-            values.update(passes=Migration.passes + 1, last_pass_at=clock.now())
-            copied = sum(f.copied for f in seen.values())
-            if copied:  # what this pass copied before it stopped counts in the figures
-                part = {"copied": copied, "copied_bytes": sum(f.copied_bytes for f in seen.values())}
-                values["report"] = {**(row.report or {}), "all_passes": _all_passes(row, part)}
+            values.update(stopped_half_way())
         return end(values)
 
     blocked = pass_blocked(row) if row.sync else None
@@ -979,11 +992,11 @@ def _copy(ctx, row: Migration) -> dict:
         raise  # no longer this job's: nothing written
     except JobCancelled:
         db.session.rollback()
-        _set(row.id, (MigrationState.RUNNING,), job=ctx.job_id, cancel_requested_at=utcnow())
+        cancel_asked()
         _end_pass(
             row.id,
             MigrationState.RUNNING,
-            {**_ENDED, "state": MigrationState.CANCELLED, "finished_at": utcnow()},
+            {**stopped_half_way(), **_ENDED, "state": MigrationState.CANCELLED, "finished_at": utcnow()},
             job=ctx.job_id,
         )
         raise
