@@ -135,6 +135,10 @@ class Config:
     MIGRATION_PER_HOST = int(os.environ.get("MIGRATION_PER_HOST", "2"))
     # A migration left in sync is copied again this many hours after its last pass.
     MIGRATION_SYNC_HOURS = float(os.environ.get("MIGRATION_SYNC_HOURS", "4"))
+    # A sync migration fails (its password wiped) once in sync this many days without its final
+    # pass, or after this many passes in a row failed or skipped (a refused login, the domain off).
+    MIGRATION_SYNC_MAX_DAYS = float(os.environ.get("MIGRATION_SYNC_MAX_DAYS", "30"))
+    MIGRATION_SYNC_MAX_FAILURES = int(os.environ.get("MIGRATION_SYNC_MAX_FAILURES", "6"))
     # Rows at most in a sheet of migrations (one per mailbox).
     MIGRATION_SHEET_MAX_ROWS = int(os.environ.get("MIGRATION_SHEET_MAX_ROWS", "2000"))
     # Messages over this size (RFC822.SIZE) are skipped and reported: 29 MiB.

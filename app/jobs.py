@@ -69,6 +69,8 @@ class Kind:
     manages: bool = False
     # Called with the row when the job is cancelled before any worker took it.
     on_cancel: Callable | None = None
+    # Run by staff for a customer (a migration): only staff may cancel it, the customer only sees it.
+    staff_only: bool = False
 
 
 KINDS: dict[str, Kind] = {}
@@ -120,6 +122,7 @@ def job(
     cancellable: bool = True,
     manages: bool = False,
     on_cancel: Callable | None = None,
+    staff_only: bool = False,
 ):
     """Register body(ctx, *args) as the job `kind`; the decorated name is what RQ calls with the row id."""
 
@@ -129,7 +132,14 @@ def job(
             return _run(job_id, body)
 
         KINDS[kind] = Kind(
-            kind, f"{body.__module__}.{body.__qualname__}", queue, timeout, cancellable, manages, on_cancel
+            kind,
+            f"{body.__module__}.{body.__qualname__}",
+            queue,
+            timeout,
+            cancellable,
+            manages,
+            on_cancel,
+            staff_only,
         )
         return entry
 
@@ -353,7 +363,13 @@ def _migration_cancelled(row) -> None:
     migrations.on_job_cancelled(row)
 
 
-@job("migration_copy", queue="migration", timeout=24 * 60 * 60, on_cancel=_migration_cancelled)
+@job(
+    "migration_copy",
+    queue="migration",
+    timeout=24 * 60 * 60,
+    on_cancel=_migration_cancelled,
+    staff_only=True,
+)
 def copy_migration(ctx: JobContext, migration_id: int) -> dict:
     """Copy one mailbox from the old provider, one pass (app/services/migration/migrations.py). A copy
     whose old server is busy ends at once, its migration left queued for a later job."""

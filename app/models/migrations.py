@@ -74,6 +74,10 @@ class Migration(db.Model):
     passes: Mapped[int] = mapped_column(default=0, server_default="0")
     last_pass_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_pass_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Passes failed (or skipped) in a row; MIGRATION_SYNC_MAX_FAILURES of them fail the migration.
+    failed_passes: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Staff asked to cancel it: whatever ends the running pass ends it cancelled.
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The domain's end-of-migration mail was settled for this row (sent, or none due).
     notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     started_by: Mapped[str | None] = mapped_column(sa.String(254))

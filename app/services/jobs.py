@@ -295,6 +295,8 @@ def cancel(actor: Actor, job_id: object) -> Job:
     if not job.active:
         raise Conflict(_("Il lavoro è già terminato."))
     spec = KINDS.get(job.kind)
+    if spec is not None and spec.staff_only:
+        require_staff(actor)  # a customer sees a migration support runs, and may not stop it
     if spec is not None and spec.manages and job.customer_id is not None:
         require_manage(actor, customer_for(actor, job.customer_id))
     if job.state == "running" and spec is not None and not spec.cancellable:

@@ -225,18 +225,24 @@ def mx_moved(domain, describe) -> None:
 
 
 def _migrations_url(domain) -> str | None:
-    """The domain's migrations page in the portal, from PANEL_URL (mails sent by jobs have no request)."""
+    """The domain's migrations page in the portal, from PANEL_URL (mails sent by jobs have no
+    request); the domain's portal page when the portal has no migrations page."""
+    from werkzeug.routing import BuildError
+
     base = current_app.config.get("PANEL_URL", "").rstrip("/")
     if not base:
         return None
+    adapter = current_app.url_map.bind(base.split("://", 1)[-1].split("/", 1)[0])
+    ids = {"customer_id": domain.customer_id, "domain_id": domain.id}
     try:
-        adapter = current_app.url_map.bind(base.split("://", 1)[-1].split("/", 1)[0])
-        path = adapter.build(
-            "portal.domain_migrations", {"customer_id": domain.customer_id, "domain_id": domain.id}
-        )
-    except Exception:  # noqa: BLE001  (a portal without that page yet: its planned address)
-        path = f"/portal/domains/{domain.id}/migrations"
+        path = adapter.build("portal.domain_migrations", ids)
+    except BuildError:
+        path = adapter.build("portal.domain", ids)
     return base + path
+
+
+# Messages too large to copy listed per mailbox in the end-of-migration mail; the rest counted.
+TOO_LARGE_LISTED = 20
 
 
 def _migration_figures(row) -> dict:
@@ -255,10 +261,33 @@ def _migration_figures(row) -> dict:
     }
 
 
-def migrations_done(domain, done: list) -> None:
-    """Tell the customer that the domain's migration is over: per mailbox what was copied.
+def _size(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MB" if n >= 1024 * 1024 else f"{max(1, round(n / 1024))} KB"
 
-    done: the migrations of the batch that ended done. Queued in the caller's transaction (the
+
+def _too_large_lines(row) -> list[str]:
+    """The messages left on the old server for their size: subject, date, size (the first few)."""
+    skipped = [s for f in (row.report or {}).get("folders", []) for s in f.get("skipped_too_large", [])]
+    lines = [
+        "    - "
+        + _(
+            "%(subject)s (%(date)s, %(size)s)",
+            subject=s.get("subject") or _("senza oggetto"),
+            date=s.get("date") or "?",
+            size=_size(s.get("size", 0)),
+        )
+        for s in skipped[:TOO_LARGE_LISTED]
+    ]
+    if len(skipped) > TOO_LARGE_LISTED:
+        lines.append("    " + _("e altri %(n)d", n=len(skipped) - TOO_LARGE_LISTED))
+    return lines
+
+
+def migrations_done(domain, rows: list) -> None:
+    """Tell the customer that the domain's migration is over: per mailbox what was copied, and the
+    mailboxes of the batch not migrated (cancelled), with their last pass's figures.
+
+    rows: the migrations of the batch (done or cancelled). Queued in the caller's transaction (the
     rows marked notified with it: one mail per batch)."""
     link = _migrations_url(domain)
     for lang, to in _customer_admins(domain.customer).items():
@@ -273,22 +302,31 @@ def migrations_done(domain, done: list) -> None:
                 ),
                 "",
             ]
-            for row in sorted(done, key=lambda r: r.mailbox.address):
+            for row in sorted(rows, key=lambda r: (r.state != "done", r.mailbox.address)):
                 f = _migration_figures(row)
+                head = row.mailbox.address
+                if row.state == "cancelled":
+                    head += " — " + _("non migrata: annullata")
+                elif row.state != "done":
+                    head += " — " + _("non migrata: non riuscita")
+                lines.append(head)
+                if row.state != "done" and not row.report:
+                    lines += ["  " + _("nessun messaggio copiato"), ""]
+                    continue
                 lines += [
-                    row.mailbox.address,
                     "  " + _("copiati: %(n)d", n=f["copied"]),
                     "  " + _("già presenti: %(n)d", n=f["already_present"]),
                     "  " + _("non copiati perché troppo grandi: %(n)d", n=f["skipped_too_large"]),
+                    *_too_large_lines(row),
                     "  " + _("errori: %(n)d", n=f["errors"]),
                     "  " + _("mancanti: %(n)d", n=f["missing"]),
                     "",
                 ]
-            if any(_migration_figures(r)["skipped_too_large"] for r in done):
+            if any(_migration_figures(r)["skipped_too_large"] for r in rows):
                 lines += [
                     _(
-                        "I messaggi troppo grandi sono rimasti sul vecchio server: il rapporto di ogni "
-                        "casella ne elenca oggetto, data e dimensione."
+                        "I messaggi troppo grandi sono rimasti sul vecchio server: quelli elencati qui "
+                        "sopra vanno recuperati da lì."
                     ),
                     "",
                 ]

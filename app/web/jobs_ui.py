@@ -71,6 +71,8 @@ def job_urls(job: Job) -> dict:
     cancellable = job.state == "queued" or (
         job.state == "running" and spec is not None and spec.cancellable and not job.cancel_requested
     )
+    if spec is not None and spec.staff_only and not admin:
+        cancellable = False  # staff's job on the customer's behalf: the portal only shows it
     return {"show": show, "cancel": cancel if cancellable else None}
 
 

@@ -2,7 +2,8 @@
 
 `migrations`: `sync` (copy again every MIGRATION_SYNC_HOURS until the domain's MX has
 propagated, then a final pass), `final_pass` (the next or running pass is the last),
-`passes`, `last_pass_at`, `next_pass_at`, and `notified_at` (the domain's end-of-migration mail
+`passes`, `failed_passes` (in a row), `last_pass_at`, `next_pass_at`, `cancel_requested_at`
+(a cancel asked while a pass runs: the pass ends it cancelled), and `notified_at` (the domain's end-of-migration mail
 settled for this row). The new open state `syncing` (between two passes) joins the CHECK
 constraint and the one-open-migration-per-mailbox index. Migrations already finished when this
 runs count as notified: no mail about an old batch.
@@ -44,6 +45,8 @@ def upgrade():
         batch.add_column(sa.Column("passes", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("last_pass_at", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("next_pass_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("failed_passes", sa.Integer(), nullable=False, server_default="0"))
+        batch.add_column(sa.Column("cancel_requested_at", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("notified_at", sa.DateTime(timezone=True), nullable=True))
         batch.drop_constraint(batch.f("ck_migrations_state"), type_="check")
         batch.create_check_constraint(batch.f("ck_migrations_state"), f"state IN ({STATES})")
@@ -64,6 +67,15 @@ def downgrade():
     with op.batch_alter_table("migrations") as batch:
         batch.drop_constraint(batch.f("ck_migrations_state"), type_="check")
         batch.create_check_constraint(batch.f("ck_migrations_state"), f"state IN ({OLD_STATES})")
-        for column in ("notified_at", "next_pass_at", "last_pass_at", "passes", "final_pass", "sync"):
+        for column in (
+            "notified_at",
+            "cancel_requested_at",
+            "failed_passes",
+            "next_pass_at",
+            "last_pass_at",
+            "passes",
+            "final_pass",
+            "sync",
+        ):
             batch.drop_column(column)
     _index(OLD_OPEN)

@@ -28,11 +28,13 @@ from tests.integration.test_jobs import fresh, queues, workers  # noqa: F401
 from tests.integration.test_migrations_panel import (
     OLD_PASSWORD,
     _configure,
+    _copying,
     _entry,
     _mx,
     _our_folders,
     _seed,
     _staff,
+    _worker_died,
 )
 from tests.smtp_sink import SmtpSink
 
@@ -78,6 +80,15 @@ def _setup(old, ours, label: str, *boxes: str):
         _seed(old, src_user)
         sources[box.address] = src_user
     return c, domain, sources
+
+
+def _assert_links_to_a_page(app, body: str, base: str, customer_id: int, domain_id: int) -> None:
+    """The mail's link is a route of the app, for this customer's domain (not a made-up path)."""
+    (url,) = [w for w in body.split() if w.startswith(base)]
+    path = url[len(base) :]
+    endpoint, values = app.url_map.bind("pannello.example").match(path)
+    assert endpoint.startswith("portal.")
+    assert (values["customer_id"], values["domain_id"]) == (customer_id, domain_id)
 
 
 def _secret_kept(migration_id: int) -> bool:
@@ -139,15 +150,17 @@ def test_a_sync_migration_copies_what_is_new_until_the_mx_propagates_then_ends_a
     assert _our_folders(ours, anna)["INBOX"] == 4
     assert sink.received == []  # bruno's migration is still open
 
-    # The last open migration ends (bruno's, cancelled): one mail, with anna's figures and the link.
+    # The last open migration ends (bruno's, cancelled): one mail, with anna's figures, bruno's
+    # mailbox said not migrated, and a link to a page the app has.
     migrations.cancel(staff, one_shot.id)
     (mail,) = sink.wait_for(1)
     assert sorted(mail.envelope_to) == sorted([admin.email, c.contact_email])
     assert domain.name in mail.subject
     body = mail.body
-    assert anna in body and bruno not in body
+    assert anna in body and f"{bruno} — non migrata: annullata" in body
+    assert body.index(anna) < body.index(bruno)
     assert "copiati: 5" in body and "già presenti: 0" in body and "mancanti: 0" in body
-    assert f"https://pannello.example/portal/domains/{domain.id}/migrations" in body
+    _assert_links_to_a_page(app, body, "https://pannello.example", c.id, domain.id)
     # The cron looks again: nothing twice.
     assert migrations.run_due()["notified"] == []
     assert migrations.notify_if_finished(domain.id) is False
@@ -272,14 +285,14 @@ def test_a_due_pass_waits_for_a_turn_on_its_old_server(app, pair, monkeypatch):
     assert migrations.start(staff, row.id).state == "syncing"
     # Another mailbox's copy from the same old server is running (as its job would have it).
     busy = migrations.create(staff, domain.id, _entry(ivo, port=old.port, username=ivo_src))
-    db.session.execute(sa.update(Migration).where(Migration.id == busy.id).values(state="running"))
-    db.session.commit()
+    _copying(busy.id)
 
     clock.set_now(datetime.now(UTC) + timedelta(hours=5))
     due = migrations.run_due()
     assert (due["passes"], due["woken"]) == ([row.id], [])
     db.session.refresh(row)
     assert (row.state, row.waiting_turn, row.passes) == ("queued", True, 1)
+    _worker_died(busy.id)
     migrations.cancel(staff, busy.id)  # that copy ends: the pass takes the turn
     db.session.refresh(row)
     assert (row.state, row.passes) == ("syncing", 2)
@@ -368,12 +381,7 @@ def test_with_one_turn_per_server_a_waiting_copy_leaves_the_one_worker_free(
     for row in (first, second, third):
         migrations.preflight(staff, row.id)
     # The first is copying (as its job would have it).
-    db.session.execute(
-        sa.update(Migration)
-        .where(Migration.id == first.id)
-        .values(state="running", started_at=datetime.now(UTC))
-    )
-    db.session.commit()
+    _copying(first.id)
     workers("--queues", "migration", **settings)
 
     second = migrations.start(staff, second.id)
@@ -385,6 +393,7 @@ def test_with_one_turn_per_server_a_waiting_copy_leaves_the_one_worker_free(
     second = db.session.get(Migration, second.id)
     assert (second.state, second.waiting_turn) == ("queued", True)
 
+    _worker_died(first.id)
     migrations.cancel(staff, first.id)  # the first's copy ends: the second gets a job
     _until(lambda: db.session.get(Migration, second.id).state == "done")
     second = db.session.get(Migration, second.id)
@@ -457,3 +466,260 @@ def test_migration_0019_counts_finished_batches_as_told_and_downgrades_syncing_t
             upgrade()
             db.session.remove()
             db.engine.dispose()
+
+
+def test_a_cancel_during_a_pass_with_nothing_new_ends_it_cancelled_and_the_next_pass_counts_from_its_end(
+    app, pair, monkeypatch
+):
+    old, ours = pair
+    _configure(monkeypatch, ours, MIGRATION_SYNC_HOURS=4)
+    c, domain, sources = _setup(old, ours, "fermo", "luca")
+    ((luca, src),) = sources.items()
+    _mx(domain.id, "published")
+    staff = _staff()
+    row = migrations.create(staff, domain.id, _entry(luca, port=old.port, username=src, sync=True))
+    migrations.preflight(staff, row.id)
+    real_target = migrations.target_endpoint
+    began = datetime.now(UTC)
+    clock.set_now(began)
+
+    def half_an_hour_later(r):  # the pass takes its time
+        clock.set_now(began + timedelta(minutes=30))
+        return real_target(r)
+
+    monkeypatch.setattr(migrations, "target_endpoint", half_an_hour_later)
+    row = migrations.start(staff, row.id)
+    assert row.state == "syncing"
+    assert (row.last_pass_at, row.next_pass_at) == (
+        began + timedelta(minutes=30),
+        began + timedelta(hours=4, minutes=30),
+    )
+
+    def cancelled_meanwhile(r):  # staff cancel while the pass runs; it finds nothing new
+        migrations.cancel(_staff(), r.id)
+        return real_target(r)
+
+    monkeypatch.setattr(migrations, "target_endpoint", cancelled_meanwhile)
+    clock.set_now(began + timedelta(hours=5))
+    assert migrations.run_due()["passes"] == [row.id]
+    db.session.expire_all()
+    row = db.session.get(Migration, row.id)
+    assert (row.state, row.passes, row.next_pass_at) == ("cancelled", 2, None)
+    assert not _secret_kept(row.id) and row.cancel_requested_at is not None
+    assert db.session.get(Job, row.job_id).state == "cancelled"
+    assert migrations.run_due()["passes"] == []
+
+
+def test_a_copy_the_sweep_gave_to_a_retry_writes_nothing_over_the_retrys_migration(app, pair, monkeypatch):
+    old, ours = pair
+    _configure(monkeypatch, ours)
+    c, domain, sources = _setup(old, ours, "perso", "nino")
+    ((nino, src),) = sources.items()
+    _mx(domain.id, "propagated")
+    staff = _staff()
+    row = migrations.create(staff, domain.id, _entry(nino, port=old.port, username=src))
+    migrations.preflight(staff, row.id)
+    real_target = migrations.target_endpoint
+    retried = []
+
+    def taken_for_dead(r):
+        # The sweep took this copy's job for dead and its retry took the migration over.
+        lost = db.session.get(Job, r.job_id)
+        lost.state = "failed"
+        retry = Job(
+            kind="migration_copy",
+            queue="migration",
+            customer_id=r.customer_id,
+            requested_by="tests",
+            args=[r.id],
+            state="running",
+            attempt=2,
+            retry_of=lost.id,
+            started_at=datetime.now(UTC),
+            heartbeat_at=datetime.now(UTC),
+        )
+        db.session.add(retry)
+        db.session.flush()
+        db.session.execute(sa.update(Migration).where(Migration.id == r.id).values(job_id=retry.id))
+        db.session.commit()
+        retried.append(retry.id)
+        return real_target(r)
+
+    monkeypatch.setattr(migrations, "target_endpoint", taken_for_dead)
+    migrations.start(staff, row.id)  # the lost copy meets JobLost at its first progress
+    db.session.expire_all()
+    row = db.session.get(Migration, row.id)
+    assert (row.state, row.job_id, row.error, row.passes, row.finished_at) == (
+        "running",
+        retried[0],
+        None,
+        0,
+        None,
+    )
+    assert _secret_kept(row.id)
+
+
+def test_a_copy_whose_worker_died_for_good_is_reconciled_and_holds_no_turn(app, pair, monkeypatch):
+    old, ours = pair
+    _configure(monkeypatch, ours, MIGRATION_PER_HOST=1)
+    c, domain, sources = _setup(old, ours, "morto", "pia", "rita", "sara")
+    (pia, pia_src), (rita, rita_src), (sara, sara_src) = sources.items()
+    _mx(domain.id, "published")
+    staff = _staff()
+    pass_of = migrations.create(staff, domain.id, _entry(pia, port=old.port, username=pia_src, sync=True))
+    final = migrations.create(staff, domain.id, _entry(rita, port=old.port, username=rita_src, sync=True))
+    _copying(pass_of.id, final.id)
+    db.session.get(Migration, final.id).final_pass = True
+    db.session.commit()
+    _worker_died(pass_of.id, final.id)
+
+    # Their jobs are over: they copy nothing, so the one turn of the old server is free.
+    assert migrations.running_from(HOST) == 0
+    other = migrations.create(staff, domain.id, _entry(sara, port=old.port, username=sara_src, sync=True))
+    migrations.preflight(staff, other.id)
+    assert migrations.start(staff, other.id).state == "syncing"
+
+    # The cron settles them: a pass that was not the final one is a failed pass, the other failed.
+    due = migrations.run_due()
+    assert sorted(due["reconciled"]) == sorted([pass_of.id, final.id])
+    db.session.expire_all()
+    pass_of, final = db.session.get(Migration, pass_of.id), db.session.get(Migration, final.id)
+    assert pass_of.state == "syncing" and "interrotta" in pass_of.error and pass_of.next_pass_at
+    assert pass_of.failed_passes == 1 and _secret_kept(pass_of.id)
+    assert final.state == "failed" and "interrotta" in final.error and _secret_kept(final.id)
+    assert migrations.run_due()["reconciled"] == []
+
+
+def test_sync_passes_are_gated_again_and_end_failed_after_too_many_or_too_long(app, pair, monkeypatch):
+    from app.models import Mailbox
+
+    old, ours = pair
+    _configure(monkeypatch, ours, MIGRATION_SYNC_MAX_FAILURES=2, MIGRATION_SYNC_MAX_DAYS=10)
+    c, domain, sources = _setup(old, ours, "cancello", "nora", "olga")
+    (nora, nora_src), (olga, olga_src) = sources.items()
+    _mx(domain.id, "published")
+    staff = _staff()
+    rows = []
+    for box, src in ((nora, nora_src), (olga, olga_src)):
+        row = migrations.create(staff, domain.id, _entry(box, port=old.port, username=src, sync=True))
+        migrations.preflight(staff, row.id)
+        rows.append(migrations.start(staff, row.id))
+    nora_id, olga_id = (r.id for r in rows)
+    began = datetime.now(UTC)
+
+    # Olga's mailbox is disabled: her pass is skipped, the reason shown; nora's runs.
+    db.session.execute(sa.update(Mailbox).where(Mailbox.address == olga).values(status="disabled"))
+    db.session.commit()
+    clock.set_now(began + timedelta(hours=5))
+    due = migrations.run_due()
+    assert (due["passes"], due["skipped"]) == ([nora_id], [olga_id])
+    db.session.expire_all()
+    o = db.session.get(Migration, olga_id)
+    assert (o.state, o.passes, o.failed_passes) == ("syncing", 1, 1) and "non è attiva" in o.error
+    assert o.next_pass_at > clock.now() and _secret_kept(olga_id)
+
+    # The domain is no longer active: both skipped; olga's second in a row fails her, password wiped.
+    db.session.execute(sa.update(Domain).where(Domain.id == domain.id).values(state="pending"))
+    db.session.commit()
+    clock.set_now(began + timedelta(hours=10))
+    due = migrations.run_due()
+    assert (due["passes"], sorted(due["skipped"])) == ([], sorted([nora_id, olga_id]))
+    db.session.expire_all()
+    o, n = db.session.get(Migration, olga_id), db.session.get(Migration, nora_id)
+    assert o.state == "failed" and "2 passaggi di fila" in o.error and not _secret_kept(olga_id)
+    assert (n.state, n.failed_passes) == ("syncing", 1) and "non è attivo" in n.error
+
+    # Active again, but in sync for longer than MIGRATION_SYNC_MAX_DAYS: failed, password wiped.
+    db.session.execute(sa.update(Domain).where(Domain.id == domain.id).values(state="active"))
+    db.session.commit()
+    clock.set_now(began + timedelta(days=11))
+    due = migrations.run_due()
+    assert (due["passes"], due["skipped"]) == ([], [nora_id])
+    db.session.expire_all()
+    n = db.session.get(Migration, nora_id)
+    assert n.state == "failed" and "più di 10 giorni" in n.error and not _secret_kept(nora_id)
+
+
+def test_a_cancel_racing_the_end_of_the_copys_job_is_not_a_conflict(app, monkeypatch):
+    c = factories.customer()
+    domain = domains.list_domains(factories.SYSTEM, c.id)[0]
+    row = migrations.create(_staff(), domain.id, _entry(factories.mailbox(c).address))
+    _copying(row.id)
+    real_stuck = migrations._stuck
+
+    def looked_then_ended(r):
+        found = real_stuck(r)
+        _worker_died(r.id)  # the copy's job ends right after the look
+        return found
+
+    monkeypatch.setattr(migrations, "_stuck", looked_then_ended)
+    row = migrations.cancel(_staff(), row.id)
+    assert row.state == "cancelled" and not _secret_kept(row.id)
+
+
+def test_the_mail_lists_the_messages_too_large_to_copy(app, pair, monkeypatch, sink):
+    old, ours = pair
+    _configure(
+        monkeypatch,
+        ours,
+        SMTP_HOST="127.0.0.1",
+        SMTP_PORT=sink.port,
+        PANEL_URL="https://pannello.example",
+        MIGRATION_MAX_SIZE=4000,
+    )
+    c, domain, sources = _setup(old, ours, "grandi", "ugo")
+    ((ugo, src),) = sources.items()
+    client = IMAPClient(HOST, port=old.port, ssl=False, timeout=30)
+    client.login(src, OLD_PASSWORD)
+    for n in range(22):
+        raw = (
+            f"Message-ID: <grande{n}@vecchio.example>\r\nFrom: a@vecchio.example\r\nSubject: allegato {n:02d}\r\n"
+            f"Date: Wed, 3 Jun 2015 10:00:00 +0200\r\n\r\n" + "x" * 76 + "\r\n" + ("y" * 76 + "\r\n") * 80
+        ).encode()
+        client.append("INBOX", raw, msg_time=datetime(2015, 6, 3, 8, n, tzinfo=UTC))
+    client.logout()
+    _mx(domain.id, "propagated")
+    staff = _staff()
+    row = migrations.create(staff, domain.id, _entry(ugo, port=old.port, username=src))
+    migrations.preflight(staff, row.id)
+    row = migrations.start(staff, row.id)
+    assert row.state == "done" and row.report["totals"]["skipped_too_large"] == 22
+    (mail,) = sink.wait_for(1)
+    body = mail.body
+    assert "non copiati perché troppo grandi: 22" in body
+    listed = [line for line in body.splitlines() if line.strip().startswith("- allegato")]
+    assert len(listed) == 20 and listed[0].strip().startswith(
+        "- allegato 00 (Wed, 3 Jun 2015 10:00:00 +0200, "
+    )
+    assert listed[0].endswith(" KB)")
+    assert "e altri 2" in body
+    _assert_links_to_a_page(app, body, "https://pannello.example", c.id, domain.id)
+
+
+def test_the_mail_shows_a_mailbox_cancelled_half_way_with_what_it_had_copied(app, pair, monkeypatch, sink):
+    old, ours = pair
+    _configure(monkeypatch, ours, SMTP_HOST="127.0.0.1", SMTP_PORT=sink.port)
+    c, domain, sources = _setup(old, ours, "meta", "vera", "walter")
+    (vera, vera_src), (walter, walter_src) = sources.items()
+    _mx(domain.id, "propagated")
+    staff = _staff()
+    done = migrations.create(staff, domain.id, _entry(vera, port=old.port, username=vera_src))
+    half = migrations.create(staff, domain.id, _entry(walter, port=old.port, username=walter_src))
+    for row in (done, half):
+        migrations.preflight(staff, row.id)
+    assert migrations.start(staff, done.id).state == "done"
+    real_target = migrations.target_endpoint
+
+    def cancelled_meanwhile(r):  # the copy stops after its first batch (the INBOX's two messages)
+        migrations.cancel(_staff(), r.id)
+        return real_target(r)
+
+    monkeypatch.setattr(migrations, "target_endpoint", cancelled_meanwhile)
+    half = migrations.start(staff, half.id)
+    assert (half.state, half.passes) == ("cancelled", 1)
+    assert half.report["all_passes"]["copied"] == 2 and not _secret_kept(half.id)
+    (mail,) = sink.wait_for(1)
+    body = mail.body
+    walter_part = body[body.index(f"{walter} — non migrata: annullata") :]
+    assert "copiati: 2" in walter_part.split("\n\n")[0]
+    assert body.index(vera) < body.index(walter)

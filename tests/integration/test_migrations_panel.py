@@ -321,6 +321,33 @@ def test_the_api_doors_enter_check_start_and_show_a_migration(app, client, pair,
     assert staff("POST", f"/migrations/{mid}/cancel").status_code == 409  # already done
 
 
+def _copying(*ids: int) -> None:
+    """These migrations are running, each under a live job (as a worker copying them would have it)."""
+    for mid in ids:
+        row = db.session.get(Migration, mid)
+        job = Job(
+            kind="migration_copy",
+            queue="migration",
+            customer_id=row.customer_id,
+            requested_by="tests",
+            args=[mid],
+            state="running",
+            started_at=datetime.now(UTC),
+            heartbeat_at=datetime.now(UTC),
+        )
+        db.session.add(job)
+        db.session.flush()
+        row.state, row.job_id, row.started_at = "running", job.id, datetime.now(UTC)
+    db.session.commit()
+
+
+def _worker_died(*ids: int) -> None:
+    """The jobs copying these migrations ended without moving them (their worker died)."""
+    for mid in ids:
+        db.session.get(Job, db.session.get(Migration, mid).job_id).state = "failed"
+    db.session.commit()
+
+
 def _busy_host(c, domain, staff, n: int) -> list[int]:
     """n copies already running from HOST (other mailboxes of the customer)."""
     ids = []
@@ -328,8 +355,7 @@ def _busy_host(c, domain, staff, n: int) -> list[int]:
         other_box = factories.mailbox(c)
         row = migrations.create(staff, domain.id, _entry(other_box.address))
         ids.append(row.id)
-    db.session.execute(sa.update(Migration).where(Migration.id.in_(ids)).values(state="running"))
-    db.session.commit()
+    _copying(*ids)
     return ids
 
 
@@ -368,6 +394,7 @@ def test_a_copy_waits_for_its_turn_without_holding_a_worker_and_runs_when_one_en
     migrations.preflight(staff, row.id)
     row = migrations.start(staff, row.id)
     assert row.state == "queued"
+    _worker_died(busy[0])
     migrations.cancel(staff, busy[0])  # its copy ends: the next from that server takes the turn
     db.session.refresh(row)
     assert row.state == "done" and row.report["totals"]["copied"] == 3
@@ -396,18 +423,43 @@ def test_with_one_turn_per_server_the_second_copy_runs_after_the_first(app, pair
         rows.append(row)
     first, second = rows
     # The first one copying (as its job would be): the second's job ends at once, holding no worker.
-    db.session.execute(
-        sa.update(Migration)
-        .where(Migration.id == first.id)
-        .values(state="running", started_at=datetime.now(UTC))
-    )
-    db.session.commit()
+    _copying(first.id)
     second = migrations.start(staff, second.id)
     assert second.state == "queued" and second.waiting_turn
     assert db.session.get(Job, second.job_id).state == "done"
     assert migrations.run_due()["woken"] == []  # the cron finds no turn free
-    # The first's copy ends (cancelled half-way): the second is copied.
+    # The first's copy ends (cancelled half-way, its worker gone): the second is copied.
+    _worker_died(first.id)
     migrations.cancel(staff, first.id)
     db.session.refresh(second)
     assert second.state == "done" and second.report["totals"]["copied"] == 3
     assert db.session.get(Migration, first.id).state == "cancelled"
+
+
+def test_a_customer_admin_cannot_cancel_staffs_migration_through_the_portals_jobs(app, client, auth):
+    """The generic jobs cancel of the portal: a migration_copy job is staff's, so refused (403), the
+    component shows no cancel button, and the migration goes on untouched (its password kept)."""
+    c = factories.customer()
+    domain = domains.list_domains(factories.SYSTEM, c.id)[0]
+    staff = _staff()
+    running = migrations.create(staff, domain.id, _entry(factories.mailbox(c).address))
+    _copying(running.id)
+    queued = migrations.create(staff, domain.id, _entry(factories.mailbox(c).address))
+    queued.state = "queued"
+    db.session.commit()
+    _copying(queued.id)
+    queued_job = db.session.get(Job, db.session.get(Migration, queued.id).job_id)
+    queued_job.state, queued.state = "queued", "queued"
+    db.session.commit()
+    auth.login(factories.admin(c).email)
+
+    for mid, state in ((running.id, "running"), (queued.id, "queued")):
+        job_id = db.session.get(Migration, mid).job_id
+        html = client.get(f"/customers/{c.id}/jobs/{job_id}", headers={"HX-Request": "true"}).get_data(True)
+        assert "Annulla il lavoro" not in html
+        refused = client.post(f"/customers/{c.id}/jobs/{job_id}/cancel", headers={"HX-Request": "true"})
+        assert refused.status_code == 403
+        db.session.expire_all()
+        row, job = db.session.get(Migration, mid), db.session.get(Job, job_id)
+        assert (row.state, row.cancel_requested_at, row.password_kept) == (state, None, True)
+        assert (job.state, job.cancel_requested) == (state, False)

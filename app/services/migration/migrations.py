@@ -7,18 +7,25 @@ the mailbox's free quota; nothing written on either side), then start it: the do
 queue copies it with run_copy, our side through Dovecot's master user. The job alone unseals
 the password (its only argument is the migration's id); the password is wiped when the
 migration is done or cancelled. A failed migration may be started again: the engine copies
-only what is missing. At most MIGRATION_PER_HOST copies run at once from one old server; a
-copy that finds its server busy ends its job at once and stays queued ("waiting for its turn"):
-a copy ending from that server, or the cron (run_due), queues a job for it again.
+only what is missing. At most MIGRATION_PER_HOST copies run at once from one old server (under a
+live job); a copy that finds its server busy ends its job at once and stays queued ("waiting for
+its turn"): a copy ending from that server, or the cron (run_due), queues a job for it again.
+Every write at a pass's end is conditioned on the migration still being that job's (a job the
+stale-job sweep replaced writes nothing) and ends it cancelled when a cancel was asked
+(cancel_requested_at); the cron reconciles a copy whose job ended without moving it.
 
 Sync until the switch: a migration entered with `sync` may start once the domain is active
 (before its MX has propagated). After each pass it rests in `syncing` (the password kept) and
 the cron queues the next pass MIGRATION_SYNC_HOURS later, copying only what is new; once the
 domain's MX has propagated (the DNS verdict: staff's override of the gate does not end a sync)
-or staff finish it, the next pass runs at once and is the final one: then done.
+or staff finish it, the next pass runs at once and is the final one: then done. Each pass is gated
+again (the domain and the mailbox still active: else skipped, the reason shown); after
+MIGRATION_SYNC_MAX_FAILURES failed or skipped passes in a row, or MIGRATION_SYNC_MAX_DAYS in sync,
+the migration fails for good, its password wiped.
 
 When a domain's last open migration ends (done or cancelled, at least one done) the customer
-gets one mail with each mailbox's figures (notify.migrations_done).
+gets one mail with each mailbox's figures, the cancelled ones said not migrated
+(notify.migrations_done).
 """
 
 from __future__ import annotations
@@ -35,9 +42,10 @@ from flask_babel import gettext as _
 
 from app.extensions import db
 from app.mailserver.imap import Endpoint
-from app.models import Domain, Mailbox, Migration
+from app.models import Domain, Job, Mailbox, Migration
 from app.models.base import utcnow
 from app.models.enums import ImapSecurity, MailboxStatus, MigrationState
+from app.models.jobs import ACTIVE_STATES
 from app.models.migrations import OPEN_STATES
 from app.services import audit, clock, domain_checks, domains, fields, limits, quota, vault
 from app.services.access import Actor, get_scoped, require_staff
@@ -370,6 +378,7 @@ def start(actor: Actor, migration_id: object) -> Migration:
             started_at=utcnow(),
             error=None,
             next_pass_at=None,
+            failed_passes=0,
         )
         .execution_options(synchronize_session=False)
     ).rowcount
@@ -444,20 +453,38 @@ def finish(actor: Actor, migration_id: object) -> Migration:
 
 
 def cancel(actor: Actor, migration_id: object) -> Migration:
-    """Stop it: at once if not running (the password wiped), else at the running copy's next batch."""
+    """Stop it, in every open state: at once if not running (the password wiped), else when the
+    running copy next looks (after a batch) or ends its pass, whatever the pass's outcome."""
     from app.services import jobs
 
     row = get_migration(actor, migration_id)
     require_staff(actor)
     if row.state in (MigrationState.DONE, MigrationState.CANCELLED):
         raise Conflict(_("La migrazione è già conclusa."))
+    # Recorded on the migration: every end of the running pass reads it and ends it cancelled.
+    db.session.execute(
+        sa.update(Migration)
+        .where(
+            Migration.id == row.id,
+            Migration.state.in_([str(s) for s in OPEN_STATES]),
+            Migration.cancel_requested_at.is_(None),
+        )
+        .values(cancel_requested_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
     audit.record(actor, "migration.cancel", customer_id=row.customer_id, target=row.mailbox.address)
     db.session.commit()
     stuck = _stuck(row)
     if row.state in (MigrationState.QUEUED, MigrationState.RUNNING) and not stuck:
-        jobs.cancel(actor, row.job_id)  # a queued job: on_job_cancelled marks the migration
-    # A running copy stops at its next batch and marks the migration itself; one waiting for its
-    # turn (no job on it) or whose job ended without doing so (its worker died) is cancelled here.
+        try:
+            jobs.cancel(actor, row.job_id)  # a queued job: on_job_cancelled marks the migration
+        except Conflict:  # its job ended meanwhile: settled below
+            db.session.rollback()
+            db.session.refresh(row)
+            stuck = _stuck(row)
+    # A running copy stops at its next batch (or its pass's end) and marks the migration itself;
+    # one waiting for its turn (no job on it) or whose job ended without doing so (its worker
+    # died) is cancelled here.
     _set(
         row.id,
         (
@@ -504,16 +531,89 @@ def on_job_cancelled(job) -> None:
         _after_end(job.args[0])
 
 
-def _set(migration_id: int, from_states: tuple, **values) -> bool:
-    """One conditional UPDATE, committed: True if this caller made the move."""
+def _set(migration_id: int, from_states: tuple, *, job: int | None = None, **values) -> bool:
+    """One conditional UPDATE, committed: True if this caller made the move. job: only while the
+    migration is that job's (a job the stale-job sweep gave to a retry writes nothing)."""
+    stmt = sa.update(Migration).where(
+        Migration.id == migration_id, Migration.state.in_([str(s) for s in from_states])
+    )
+    if job is not None:
+        stmt = stmt.where(Migration.job_id == job)
+    moved = db.session.execute(stmt.values(**values).execution_options(synchronize_session=False)).rowcount
+    db.session.commit()
+    return moved == 1
+
+
+def _end_pass(
+    migration_id: int, from_state, values: dict, *, job: int | None = None, same=None
+) -> str | None:
+    """The end of a pass (or of a stuck or skipped one): `values`, or cancelled (the password wiped)
+    when a cancel was asked meanwhile. job / same: only while the migration is that job's. The state
+    it moved to, or None when it was no longer this caller's to move."""
+    base = sa.update(Migration).where(Migration.id == migration_id, Migration.state == from_state)
+    if job is not None:
+        base = base.where(Migration.job_id == job)
+    if same is not None:
+        base = base.where(same)
     moved = db.session.execute(
-        sa.update(Migration)
-        .where(Migration.id == migration_id, Migration.state.in_([str(s) for s in from_states]))
+        base.where(Migration.cancel_requested_at.is_(None))
         .values(**values)
         .execution_options(synchronize_session=False)
     ).rowcount
+    state = values["state"]
+    if not moved:
+        kept = {k: values[k] for k in ("report", "passes", "last_pass_at") if k in values}
+        moved = db.session.execute(
+            base.where(Migration.cancel_requested_at.is_not(None))
+            .values(**kept, **_ENDED, state=MigrationState.CANCELLED, finished_at=utcnow())
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        state = MigrationState.CANCELLED
     db.session.commit()
-    return moved == 1
+    return str(state) if moved else None
+
+
+def _failed_values(row: Migration, message: str, *, keeps_syncing: bool) -> dict:
+    """A pass that failed or was skipped: a sync migration goes back to syncing, its next pass
+    scheduled from now, until MIGRATION_SYNC_MAX_FAILURES in a row: then failed, its password wiped;
+    any other is failed, its password kept (it may be started again)."""
+    config = current_app.config
+    count = (row.failed_passes or 0) + 1
+    values: dict = {"failed_passes": count, "error": message[:500]}
+    if keeps_syncing and count < config["MIGRATION_SYNC_MAX_FAILURES"]:
+        now = clock.now()
+        values.update(
+            state=MigrationState.SYNCING, next_pass_at=now + timedelta(hours=config["MIGRATION_SYNC_HOURS"])
+        )
+        return values
+    values.update(state=MigrationState.FAILED, next_pass_at=None, finished_at=utcnow())
+    if keeps_syncing:
+        values.update(secret=None, error=_gave_up(_("%(n)d passaggi di fila non riusciti", n=count), message))
+    return values
+
+
+def _gave_up(why: str, last: str | None) -> str:
+    text = _(
+        "Sincronia interrotta: %(why)s. La password della vecchia casella è stata cancellata: annulla "
+        "la migrazione e inseriscila di nuovo.",
+        why=why,
+    )
+    if last:
+        text += " " + _("Ultimo errore: %(error)s", error=last)
+    return text[:500]
+
+
+def pass_blocked(row: Migration) -> str | None:
+    """Why a sync migration's pass may not run now (the domain no longer active, the mailbox not
+    active), or None."""
+    if not row.domain.is_active:
+        return _("Il dominio %(domain)s non è attivo.", domain=row.domain.display_name)
+    gate = start_gate(row)
+    if not gate.open:
+        return gate.reason
+    if row.mailbox.status != MailboxStatus.ACTIVE:
+        return _("La casella di destinazione %(address)s non è attiva.", address=row.mailbox.address)
+    return None
 
 
 # Turns, passes and the cron.
@@ -523,10 +623,14 @@ def _system() -> Actor:
     return Actor.system("cron", via="job")
 
 
+def _copying_from(host: str):
+    """Running from this old server with a live job (one whose job ended is stuck, not copying)."""
+    live = sa.select(Job.id).where(Job.state.in_(ACTIVE_STATES))
+    return (Migration.host == host, Migration.state == MigrationState.RUNNING, Migration.job_id.in_(live))
+
+
 def running_from(host: str) -> int:
-    return db.session.scalar(
-        sa.select(sa.func.count()).where(Migration.host == host, Migration.state == MigrationState.RUNNING)
-    )
+    return db.session.scalar(sa.select(sa.func.count()).where(*_copying_from(host)))
 
 
 def _lock_host(host: str) -> None:
@@ -594,14 +698,32 @@ def run_due(now=None) -> dict:
     from app.services import jobs
 
     now = now or clock.now()
-    passes = []
+    reconciled = reconcile_stuck()
+    passes, skipped = [], []
+    max_age = timedelta(days=current_app.config["MIGRATION_SYNC_MAX_DAYS"])
     for row in db.session.scalars(
         sa.select(Migration).where(Migration.state == MigrationState.SYNCING)
     ).all():
         final = row.final_pass or mx_propagated(row.domain)
-        if final or row.next_pass_at is None or row.next_pass_at <= now:
-            if _queue_pass(row.id, final=final):
-                passes.append(row.id)
+        if not final and row.started_at is not None and row.started_at + max_age <= now:
+            days = current_app.config["MIGRATION_SYNC_MAX_DAYS"]
+            why = _("in sincronia da più di %(n)s giorni senza il passaggio del record MX", n=f"{days:g}")
+            values = {**_ENDED, "state": MigrationState.FAILED, "finished_at": utcnow()}
+            if _end_pass(row.id, MigrationState.SYNCING, {**values, "error": _gave_up(why, None)}):
+                skipped.append(row.id)
+            continue
+        if not (final or row.next_pass_at is None or row.next_pass_at <= now):
+            continue
+        blocked = pass_blocked(row)
+        if blocked:  # the pass is skipped, the reason shown; it counts as a failed one
+            values = _failed_values(
+                row, _("Passaggio saltato: %(why)s", why=blocked), keeps_syncing=not final
+            )
+            if _end_pass(row.id, MigrationState.SYNCING, values):
+                skipped.append(row.id)
+            continue
+        if _queue_pass(row.id, final=final):
+            passes.append(row.id)
     try:
         woken = wake_waiting()
     except jobs.QueueUnavailable:
@@ -615,7 +737,37 @@ def run_due(now=None) -> dict:
         .distinct()
     ).all()
     notified = [d for d in owing if notify_if_finished(d)]
-    return {"passes": passes, "woken": woken, "notified": notified}
+    return {
+        "passes": passes,
+        "skipped": skipped,
+        "reconciled": reconciled,
+        "woken": woken,
+        "notified": notified,
+    }
+
+
+def reconcile_stuck() -> list[int]:
+    """Migrations left running by a job that ended without moving them (its worker died for good,
+    no retry on its way): a sync migration's pass that was not the final one goes back to syncing
+    (a failed pass), any other is failed, with the reason. The ids."""
+    from app.services import jobs
+
+    moved = []
+    for row in db.session.scalars(
+        sa.select(Migration).where(Migration.state == MigrationState.RUNNING)
+    ).all():
+        job = db.session.get(Job, row.job_id) if row.job_id else None
+        if job is not None and job.active:
+            continue
+        retry = jobs.retried_as(job) if job is not None else None
+        if retry is not None and retry.active:
+            continue  # the retry adopts it
+        message = _("La copia si è interrotta: il processo che la eseguiva si è fermato.")
+        values = _failed_values(row, message, keeps_syncing=row.sync and not row.final_pass)
+        same = Migration.job_id.is_(None) if row.job_id is None else Migration.job_id == row.job_id
+        if _end_pass(row.id, MigrationState.RUNNING, values, same=same):
+            moved.append(row.id)
+    return moved
 
 
 def _after_end(migration_id: int, finished_job: int | None = None) -> None:
@@ -671,8 +823,8 @@ def notify_if_finished(domain_id: int) -> bool:
         db.session.rollback()
         return False
     done = [r for r in rows if r.state == MigrationState.DONE]
-    if done:
-        notify.migrations_done(rows[0].domain, done)
+    if done:  # the cancelled ones of the batch too: the mail hides no mailbox left behind
+        notify.migrations_done(rows[0].domain, rows)
     db.session.commit()
     outbox.send_queued()
     return bool(done)
@@ -690,11 +842,7 @@ def _take_turn(row: Migration, ctx) -> bool | None:
         raise JobCancelled
     limit = max(1, current_app.config["MIGRATION_PER_HOST"])
     _lock_host(row.host)
-    busy = (
-        sa.select(sa.func.count())
-        .where(Migration.host == row.host, Migration.state == MigrationState.RUNNING)
-        .scalar_subquery()
-    )
+    busy = sa.select(sa.func.count()).where(*_copying_from(row.host)).scalar_subquery()
     moved = db.session.execute(
         sa.update(Migration)
         .where(Migration.id == row.id, Migration.state == MigrationState.QUEUED, busy < limit)
@@ -744,7 +892,7 @@ def _all_passes(row: Migration, totals: dict) -> dict:
 
 def run_job(ctx, migration_id: int) -> dict:
     """Copy one migration (the `migration_copy` job): unseal, copy, report; wipe when done."""
-    from app.services.jobs import JobFailed
+    from app.services.jobs import JobFailed, JobLost
 
     row = db.session.get(Migration, migration_id)
     if row is None or row.customer_id != ctx.customer_id:
@@ -759,21 +907,32 @@ def run_job(ctx, migration_id: int) -> dict:
         wake_waiting(row.host, finished_job=ctx.job_id)
         return {"state": MigrationState.QUEUED.value, "waiting": True}
     try:
-        return _copy(ctx, row)
-    finally:
-        try:
-            _after_end(migration_id, finished_job=ctx.job_id)
-        except Exception:  # noqa: BLE001  (the copy's outcome stands; the cron catches up)
-            db.session.rollback()
-            log.exception("migration %s: the follow-up of its copy failed", migration_id)
+        result = _copy(ctx, row)
+    except JobLost:
+        raise  # the sweep gave the migration to a retry: its row and its turn are the retry's
+    except BaseException:
+        _follow_up(migration_id, ctx.job_id)
+        raise
+    _follow_up(migration_id, ctx.job_id)
+    return result
+
+
+def _follow_up(migration_id: int, job_id: int) -> None:
+    try:
+        _after_end(migration_id, finished_job=job_id)
+    except Exception:  # noqa: BLE001  (the copy's outcome stands; the cron catches up)
+        db.session.rollback()
+        log.exception("migration %s: the follow-up of its copy failed", migration_id)
 
 
 def _copy(ctx, row: Migration) -> dict:
-    from app.services.jobs import JobCancelled, JobFailed
+    """One pass. Every write at its end is conditioned on the migration still being this job's, and
+    ends it cancelled when a cancel was asked meanwhile (on the migration, or on the job)."""
+    from app.services.jobs import JobCancelled, JobFailed, JobLost
 
     final = not row.sync or row.final_pass or mx_propagated(row.domain)
     if row.sync and final and not row.final_pass:
-        _set(row.id, (MigrationState.RUNNING,), final_pass=True)
+        _set(row.id, (MigrationState.RUNNING,), job=ctx.job_id, final_pass=True)
     total = (row.preflight or {}).get("totals", {}).get("source_count")
     seen: dict[int, object] = {}
 
@@ -784,32 +943,43 @@ def _copy(ctx, row: Migration) -> dict:
         if ctx.should_stop():
             raise JobCancelled
 
-    now = clock.now()
-    hours = current_app.config["MIGRATION_SYNC_HOURS"]
-    # A pass of a sync migration that is not the last: back to syncing, the next one scheduled.
-    again = {
-        "state": MigrationState.SYNCING,
-        "passes": Migration.passes + 1,
-        "last_pass_at": now,
-        "next_pass_at": now + timedelta(hours=hours),
-    }
     keeps_syncing = row.sync and not final
+    hours = current_app.config["MIGRATION_SYNC_HOURS"]
 
-    def failed(message: str) -> None:
+    def cancel_asked() -> None:
+        _set(
+            row.id,
+            (MigrationState.RUNNING,),
+            job=ctx.job_id,
+            cancel_requested_at=sa.func.coalesce(Migration.cancel_requested_at, utcnow()),
+        )
+
+    def end(values: dict) -> str | None:
+        if ctx.should_stop():  # a cancel asked on the job (the jobs page): the migration's too
+            cancel_asked()
+        return _end_pass(row.id, MigrationState.RUNNING, values, job=ctx.job_id)
+
+    def stopped_half_way() -> dict:
+        """A pass that stopped before its end: counted, and what it had copied in the figures."""
+        values: dict = {"passes": Migration.passes + 1, "last_pass_at": clock.now()}
+        copied = sum(f.copied for f in seen.values())
+        if copied:
+            part = {"copied": copied, "copied_bytes": sum(f.copied_bytes for f in seen.values())}
+            values["report"] = {**(row.report or {}), "all_passes": _all_passes(row, part)}
+        return values
+
+    def failed(message: str, ran: bool = True) -> str | None:
         db.session.rollback()
-        if keeps_syncing:
-            _set(row.id, (MigrationState.RUNNING,), **again, error=message[:500])
-        else:
-            _set(
-                row.id,
-                (MigrationState.RUNNING,),
-                state=MigrationState.FAILED,
-                passes=Migration.passes + 1,
-                last_pass_at=now,
-                error=message[:500],
-                finished_at=utcnow(),
-            )
+        values = _failed_values(row, message, keeps_syncing=keeps_syncing)
+        if ran:
+            values.update(stopped_half_way())
+        return end(values)
 
+    blocked = pass_blocked(row) if row.sync else None
+    if blocked:  # the domain or the mailbox went off since the pass was queued
+        message = _("Passaggio saltato: %(why)s", why=blocked)
+        failed(message, ran=False)
+        raise JobFailed(message)
     try:
         report = run_copy(
             source_endpoint(row),
@@ -817,10 +987,17 @@ def _copy(ctx, row: Migration) -> dict:
             max_size=current_app.config["MIGRATION_MAX_SIZE"],
             progress=progress,
         )
+    except JobLost:
+        db.session.rollback()
+        raise  # no longer this job's: nothing written
     except JobCancelled:
         db.session.rollback()
-        _set(
-            row.id, (MigrationState.RUNNING,), **_ENDED, state=MigrationState.CANCELLED, finished_at=utcnow()
+        cancel_asked()
+        _end_pass(
+            row.id,
+            MigrationState.RUNNING,
+            {**stopped_half_way(), **_ENDED, "state": MigrationState.CANCELLED, "finished_at": utcnow()},
+            job=ctx.job_id,
         )
         raise
     except (CopyFailed, Conflict) as e:
@@ -829,11 +1006,13 @@ def _copy(ctx, row: Migration) -> dict:
     except Exception:
         failed(_("Errore imprevisto durante la copia."))
         raise
+    now = clock.now()  # the pass ends now: the next one is due MIGRATION_SYNC_HOURS from here
     found = report.to_dict()
     found["all_passes"] = _all_passes(row, found["totals"])
     totals = found["totals"]
     complete = not totals["errors"] and not totals["missing"]
     outcome = {k: totals[k] for k in ("copied", "already_present", "skipped_too_large", "errors", "missing")}
+    ran = {"report": found, "passes": Migration.passes + 1, "last_pass_at": now}
     message = _(
         "Copia incompleta: %(errors)d errori, %(missing)d messaggi mancanti. Avviala di nuovo per "
         "copiare ciò che manca.",
@@ -841,6 +1020,13 @@ def _copy(ctx, row: Migration) -> dict:
         missing=totals["missing"] or 0,
     )
     if keeps_syncing:
+        values = {
+            **ran,
+            "state": MigrationState.SYNCING,
+            "next_pass_at": now + timedelta(hours=hours),
+            "error": None,
+            "failed_passes": 0,
+        }
         if not complete:
             message = _(
                 "Passaggio incompleto: %(errors)d errori, %(missing)d messaggi mancanti. Il prossimo "
@@ -848,35 +1034,22 @@ def _copy(ctx, row: Migration) -> dict:
                 errors=totals["errors"],
                 missing=totals["missing"] or 0,
             )
-        _set(
-            row.id,
-            (MigrationState.RUNNING,),
-            **again,
-            report=found,
-            error=None if complete else message[:500],
-        )
-        return {**outcome, "state": MigrationState.SYNCING.value}
+            values.update(error=message[:500])
+        state = end(values)
+        return {**outcome, "state": state or MigrationState.SYNCING.value}
     if complete:
-        _set(
-            row.id,
-            (MigrationState.RUNNING,),
-            **_ENDED,
-            state=MigrationState.DONE,
-            report=found,
-            error=None,
-            passes=Migration.passes + 1,
-            last_pass_at=now,
-            finished_at=utcnow(),
+        state = end(
+            {
+                **ran,
+                **_ENDED,
+                "state": MigrationState.DONE,
+                "error": None,
+                "failed_passes": 0,
+                "finished_at": utcnow(),
+            }
         )
-        return {**outcome, "state": MigrationState.DONE.value}
-    _set(
-        row.id,
-        (MigrationState.RUNNING,),
-        state=MigrationState.FAILED,
-        report=found,
-        error=message[:500],
-        passes=Migration.passes + 1,
-        last_pass_at=now,
-        finished_at=utcnow(),
-    )
+        return {**outcome, "state": state or MigrationState.DONE.value}
+    state = end({**ran, "state": MigrationState.FAILED, "error": message[:500], "finished_at": utcnow()})
+    if state == MigrationState.CANCELLED:
+        return {**outcome, "state": state}
     raise JobFailed(message)
