@@ -226,19 +226,13 @@ def mx_moved(domain, describe) -> None:
 
 def _migrations_url(domain) -> str | None:
     """The domain's migrations page in the portal, from PANEL_URL (mails sent by jobs have no
-    request); the domain's portal page when the portal has no migrations page."""
-    from werkzeug.routing import BuildError
-
+    request)."""
     base = current_app.config.get("PANEL_URL", "").rstrip("/")
     if not base:
         return None
     adapter = current_app.url_map.bind(base.split("://", 1)[-1].split("/", 1)[0])
     ids = {"customer_id": domain.customer_id, "domain_id": domain.id}
-    try:
-        path = adapter.build("portal.domain_migrations", ids)
-    except BuildError:
-        path = adapter.build("portal.domain", ids)
-    return base + path
+    return base + adapter.build("portal.migrations", ids)
 
 
 # Messages too large to copy listed per mailbox in the end-of-migration mail; the rest counted.
