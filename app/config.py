@@ -133,6 +133,8 @@ class Config:
     MIGRATION_DEST_CA_FILE = os.environ.get("MIGRATION_DEST_CA_FILE") or None
     # Copies running at once from one old server (a copy past it waits, queued, holding no worker).
     MIGRATION_PER_HOST = int(os.environ.get("MIGRATION_PER_HOST", "2"))
+    # Connection pairs one copy uses at once (folders in parallel; each pair is one login on the old server).
+    MIGRATION_PARALLEL = max(1, min(8, int(os.environ.get("MIGRATION_PARALLEL", "3"))))
     # A migration left in sync is copied again this many hours after its last pass.
     MIGRATION_SYNC_HOURS = float(os.environ.get("MIGRATION_SYNC_HOURS", "4"))
     # A sync migration fails (its password wiped) once in sync this many days without its final

@@ -7,7 +7,7 @@
     billing.py     flask billing charge|verify
     bulk.py        flask bulk import|template (its own exit codes for a file's rows: see there)
     domains.py     flask domains check NAME [--json]
-    migration.py   flask migration copy SOURCE_URL DEST_URL [--dry-run] [--json] [--max-size-mb N]
+    migration.py   flask migration copy SOURCE_URL DEST_URL [--dry-run] [--json] [--max-size-mb N] [--parallel N]
                    flask migration import FILE --domain NAME [--host H] [--port P] [--security S] [--no-verify] [--sync] [--dry-run]
     errors.py      how every one of them fails
 

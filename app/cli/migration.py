@@ -1,4 +1,4 @@
-"""`flask migration copy SOURCE_URL DEST_URL [--dry-run] [--json] [--max-size-mb N]`.
+"""`flask migration copy SOURCE_URL DEST_URL [--dry-run] [--json] [--max-size-mb N] [--parallel N]`.
 
 Copies every folder between any two IMAP accounts with the migration engine
 (app/services/migration), for support scripting. URLs:
@@ -38,6 +38,7 @@ from flask_babel import gettext as _
 from app.cli.errors import EXIT_ERROR, Group, refuse
 from app.mailserver.imap import Endpoint
 from app.services.migration import DEFAULT_MAX_SIZE, CopyFailed, run_copy
+from app.services.migration.copy import DEFAULT_PARALLEL
 
 migration_group = Group("migration", help="IMAP migration from an old provider.")
 
@@ -184,12 +185,19 @@ def _print_report(report: dict) -> None:
     show_default=True,
     help="Skip (and report) messages larger than this many MiB (RFC822.SIZE).",
 )
-def copy(source_url, dest_url, dry_run, as_json, max_size_mb):
+@click.option(
+    "--parallel",
+    type=click.IntRange(1, 8),
+    default=DEFAULT_PARALLEL,
+    show_default=True,
+    help="Connection pairs copying folders at once (1: one folder after another).",
+)
+def copy(source_url, dest_url, dry_run, as_json, max_size_mb, parallel):
     """Copy every folder and message of SOURCE_URL into DEST_URL (passwords: SOURCE_PASSWORD, DEST_PASSWORD)."""
     source = _endpoint(source_url, "SOURCE_PASSWORD", "SOURCE_URL")
     target = _endpoint(dest_url, "DEST_PASSWORD", "DEST_URL")
     try:
-        report = run_copy(source, target, dry_run=dry_run, max_size=int(max_size_mb * MIB))
+        report = run_copy(source, target, dry_run=dry_run, max_size=int(max_size_mb * MIB), parallel=parallel)
     except CopyFailed as e:
         refuse(_("Errore: %(message)s", message=e.message), EXIT_ERROR)
     data = report.to_dict()

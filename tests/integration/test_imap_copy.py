@@ -284,8 +284,8 @@ def test_copy_maps_every_folder_keeps_flags_and_dates_and_never_copies_twice(app
     subscribed = {name for _f, _s, name in target.list_sub_folders()}
     assert {"Sent", "Drafts", "Clienti/Rossi & Figli", "Città/Però", "Fatture è già"} <= subscribed
 
-    # A re-run copies nothing; the source never changed.
-    result = _cli(app, src_user, dst_user, pair, "--json", "--max-size-mb", "1")
+    # A re-run copies nothing (one connection pair this time); the source never changed.
+    result = _cli(app, src_user, dst_user, pair, "--json", "--max-size-mb", "1", "--parallel", "1")
     assert result.exit_code == 0, result.output
     totals = json.loads(result.stdout)["totals"]
     assert (totals["copied"], totals["already_present"], totals["skipped_too_large"]) == (0, total - 1, 1)
@@ -346,6 +346,11 @@ def test_bad_urls_and_missing_passwords_are_refused_before_any_connection(app):
     )
     assert result.exit_code == 2 and "SOURCE_PASSWORD" in result.output
     env = {"SOURCE_PASSWORD": "x", "DEST_PASSWORD": "y"}
+    result = runner.invoke(
+        args=["migration", "copy", "imap://a@127.0.0.1:1", "imap://b@127.0.0.1:1", "--parallel", "0"],
+        env={"SOURCE_PASSWORD": "x", "DEST_PASSWORD": "y"},
+    )
+    assert result.exit_code == 2 and "--parallel" in result.output
     for bad in ("http://a@h:1", "imap://h:143", "imap://a:segreta@h:143", "imap://a@h:99999"):
         result = runner.invoke(args=["migration", "copy", bad, "imap://b@127.0.0.1:1"], env=env)
         assert result.exit_code == 2, (bad, result.output)

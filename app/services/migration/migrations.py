@@ -986,6 +986,7 @@ def _copy(ctx, row: Migration) -> dict:
             target_endpoint(row),
             max_size=current_app.config["MIGRATION_MAX_SIZE"],
             progress=progress,
+            parallel=current_app.config["MIGRATION_PARALLEL"],
         )
     except JobLost:
         db.session.rollback()
