@@ -378,6 +378,15 @@ def copy_migration(ctx: JobContext, migration_id: int) -> dict:
     return migrations.run_job(ctx, migration_id)
 
 
+@job("migration_preflight", queue="migration", timeout=2 * 60 * 60, staff_only=True)
+def preflight_migration(ctx: JobContext, migration_id: int) -> dict:
+    """Check one migration: both logins and the dry run, its findings stored (app/services/migration/
+    migrations.py). Nothing is written on either side."""
+    from app.services.migration import migrations
+
+    return migrations.run_preflight(ctx, migration_id)
+
+
 @in_app_context
 def schedule_migration_passes() -> dict:
     """Sync migrations' passes that are due, migrations waiting for a turn on their old server, and the

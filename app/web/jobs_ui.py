@@ -35,6 +35,7 @@ KIND_LABELS = {
     "bulk_import_part": _l("Importazione da Excel (parte)"),
     "dns_recheck": _l("Verifica DNS dei domini"),
     "migration_copy": _l("Migrazione di una casella dal vecchio provider"),
+    "migration_preflight": _l("Verifica di una migrazione dal vecchio provider"),
 }
 # A queued job nobody took for this long: the component says the workers are stopped or busy.
 WAITING_LONG = timedelta(minutes=2)

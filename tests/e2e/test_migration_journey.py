@@ -138,10 +138,16 @@ def test_support_enters_checks_starts_watches_and_downloads_a_migration(page, lo
     expect(page.get_by_role("heading", level=1)).to_have_text(f"Migrazione di {box.address}")
     expect(page.locator("#migration-state")).to_have_text("Da verificare")
 
-    # The preflight: the folders with their names here, the big one to be skipped, the space.
+    # The preflight, a job: the page says it is at work and follows it by itself; then the folders with
+    # their names here, the big one to be skipped, the space.
     with page.expect_navigation():
         page.get_by_role("button", name="Verifica").click()
-    expect(page.locator("#migration-state")).to_have_text("Verificata")
+    expect(page.locator("#migration-checking")).to_contain_text("Verifica in corso")
+    expect(page.locator("#migration-live")).to_have_attribute("hx-trigger", "every 2s")
+    with no_page_load(page):
+        SimpleWorker([Queue("migration", connection=conn)], connection=conn).work(burst=True)
+        expect(page.locator("#migration-state")).to_have_text("Verificata")
+    expect(page.locator("#migration-checking")).to_have_count(0)
     folders = page.locator("#preflight-folders tbody tr")
     expect(folders).to_have_count(4)
     expect(page.locator("#preflight-folders")).to_contain_text("INBOX.Posta inviata")

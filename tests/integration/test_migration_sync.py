@@ -316,9 +316,9 @@ def test_the_real_worker_copies_a_migration_to_the_end(app, pair, queues, worker
     _mx(domain.id, "propagated")
     staff = _staff()
     row = migrations.create(staff, domain.id, _entry(franca, port=old.port, username=src))
-    for key, value in settings.items():  # the preflight runs here, in the request
+    for key, value in settings.items():  # the preflight's job runs here (inline), the copy's in the worker
         monkeypatch.setitem(app.config, key, int(value) if key == "DOVECOT_IMAP_PORT" else value)
-    migrations.preflight(staff, row.id)
+    _preflight_here(app, monkeypatch, staff, row.id)
     row = migrations.start(staff, row.id)
     assert row.state == "queued" and not app.config.get("JOBS_INLINE")
     worker = workers("--queues", "migration", **settings)
@@ -334,6 +334,13 @@ def test_the_real_worker_copies_a_migration_to_the_end(app, pair, queues, worker
     assert not _secret_kept(row.id)
     folders = _our_folders(ours, franca)
     assert (folders["INBOX"], folders["Sent"]) == (2, 1)
+
+
+def _preflight_here(app, monkeypatch, staff, migration_id: int) -> None:
+    """The preflight's job run here and now (JOBS_INLINE), the copies' jobs left to the real worker."""
+    monkeypatch.setitem(app.config, "JOBS_INLINE", True)
+    migrations.preflight(staff, migration_id)
+    monkeypatch.setitem(app.config, "JOBS_INLINE", False)
 
 
 def _until(check, timeout: float = 60):
@@ -379,7 +386,7 @@ def test_with_one_turn_per_server_a_waiting_copy_leaves_the_one_worker_free(
         staff, domain.id, _entry(third_box, host="localhost", port=old.port, username=third_src)
     )
     for row in (first, second, third):
-        migrations.preflight(staff, row.id)
+        _preflight_here(app, monkeypatch, staff, row.id)
     # The first is copying (as its job would have it).
     _copying(first.id)
     workers("--queues", "migration", **settings)

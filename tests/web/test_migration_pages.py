@@ -380,11 +380,21 @@ def test_the_progress_polls_while_queued_or_running_and_stops_when_done(
     auth.login(make.staff().email)
     mid = _enter(client, domain, box, old, user)
     detail = f"/admin/migrations/{mid}"
+    htmx = {"HX-Request": "true"}
+    # The check is a job: the page says so and polls until a worker has run it; one check at a time,
+    # and no start before its end.
     assert client.post(detail + "/preflight").status_code == 303
+    checking = text(client.get(detail, headers=htmx))
+    assert checking.strip().startswith(f'<div id="migration-live" hx-get="{detail}" hx-trigger="every 2s"')
+    assert "Verifica in corso" in checking and "Avvia" not in plain(checking)
+    assert client.post(detail + "/preflight").status_code == 409
+    assert client.post(detail + "/start").status_code == 409
+    SimpleWorker([Queue("migration", connection=queues)], connection=queues).work(burst=True)
+    checked = text(client.get(detail, headers=htmx))
+    assert "hx-trigger" not in checked and "Verificata" in checked and "Verifica in corso" not in checked
     assert client.post(detail + "/start").status_code == 303
     assert db.session.get(Migration, mid).state == "queued"
 
-    htmx = {"HX-Request": "true"}
     live = text(client.get(detail, headers=htmx))
     assert live.strip().startswith(f'<div id="migration-live" hx-get="{detail}" hx-trigger="every 2s"')
     assert "<html" not in live and "In coda" in live

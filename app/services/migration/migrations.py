@@ -30,6 +30,7 @@ gets one mail with each mailbox's figures, the cancelled ones said not migrated
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import re
@@ -41,7 +42,7 @@ from flask import current_app
 from flask_babel import gettext as _
 
 from app.extensions import db
-from app.mailserver.imap import Endpoint
+from app.mailserver.imap import MASTER_SEPARATOR, Endpoint
 from app.models import Domain, Job, Mailbox, Migration
 from app.models.base import utcnow
 from app.models.enums import ImapSecurity, MailboxStatus, MigrationState
@@ -262,7 +263,13 @@ def target_endpoint(row: Migration) -> Endpoint:
     )
 
 
-# The preflight.
+# The preflight: a `migration_preflight` job (both logins and a read of every message's metadata can
+# take longer than a web request may), its only argument the migration's id.
+
+CHECKABLE = (MigrationState.DRAFT, MigrationState.PREFLIGHT_OK, MigrationState.FAILED)
+PREFLIGHT_JOB = "migration_preflight"
+# The unreadable folders a refusal names (then "e altre N").
+NAMED_FOLDERS = 3
 
 
 def free_bytes(mailbox: Mailbox) -> int | None:
@@ -272,31 +279,118 @@ def free_bytes(mailbox: Mailbox) -> int | None:
     return max(0, limit - (usage.used_bytes if usage else 0))
 
 
-def preflight(actor: Actor, migration_id: object) -> Migration:
-    """Log in on both sides and measure (the engine's dry run: nothing written); store the findings.
+def checking(row: Migration):
+    """The preflight job at work on it (queued or running), or None."""
+    from app.models import Job
 
-    Raises Conflict, the findings stored, when the destination is not active or the messages to
-    copy do not fit the mailbox's free quota (with the numbers)."""
+    job = db.session.get(Job, row.job_id) if row.job_id else None
+    if job is None or job.kind != PREFLIGHT_JOB or not job.active or row.state not in CHECKABLE:
+        return None
+    return job
+
+
+def preflight(actor: Actor, migration_id: object) -> Migration:
+    """Queue the preflight (a `migration_preflight` job: run_preflight); the row, its job_id the job's.
+
+    While the job is at work checking(row) says so. A job that already ended (JOBS_INLINE) answers as
+    the check itself: the row when good, else Conflict with the refusal (the findings stored either
+    way). Conflict at once when it is started or ended, or a check is already at work."""
+    from app.models import Job
+    from app.services import jobs
+
     row = get_migration(actor, migration_id)
     require_staff(actor)
-    if row.state not in (MigrationState.DRAFT, MigrationState.PREFLIGHT_OK, MigrationState.FAILED):
+    if row.state not in CHECKABLE:
         raise Conflict(_("La migrazione è già avviata o conclusa."))
-    source, target = source_endpoint(row), target_endpoint(row)
+    if checking(row) is not None:
+        raise Conflict(_("Una verifica è già in corso: attendi che finisca."))
+    if not row.password_kept:
+        raise Conflict(
+            _("La password della vecchia casella non è più conservata: inserisci di nuovo la migrazione.")
+        )
+    target_endpoint(row)  # our side configured: a Conflict otherwise, before any job
+    previous = row.job_id
+    job = jobs.enqueue(actor, PREFLIGHT_JOB, customer_id=row.customer_id, args=[row.id])
+    # Recorded unless another check took the migration meanwhile (the job itself records it too).
+    before = Migration.job_id.is_(None) if previous is None else Migration.job_id == previous
+    mine = sa.or_(Migration.job_id == job.id, before)
+    moved = db.session.execute(
+        sa.update(Migration)
+        .where(Migration.id == row.id, mine)
+        .values(job_id=job.id)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    if moved != 1:
+        if db.session.get(Job, job.id).active:
+            jobs.cancel(actor, job.id)
+        raise Conflict(_("Una verifica è già in corso: attendi che finisca."))
+    audit.record(
+        actor,
+        "migration.preflight",
+        customer_id=row.customer_id,
+        target=row.mailbox.address,
+        changes={"job": [previous, job.id]},
+    )
+    db.session.commit()
+    db.session.refresh(row)
+    db.session.refresh(job)
+    if job.active:
+        return row
+    findings = row.preflight or {}
+    if job.state == "done" and findings.get("ok"):
+        return row
+    raise Conflict(findings.get("problem") or job.message or _("La verifica non è riuscita."))
+
+
+def run_preflight(ctx, migration_id: int) -> dict:
+    """The `migration_preflight` job: log in on both sides and measure (the engine's dry run: nothing
+    written on either side), then store the findings, refused with the reason when it cannot start.
+    A migration cancelled meanwhile keeps nothing of it, and the job ends cancelled."""
+    from app.services.jobs import JobCancelled, JobFailed
+
+    row = db.session.get(Migration, migration_id)
+    if row is None or row.customer_id != ctx.customer_id:
+        raise JobFailed(_not_found())
+    if not _set(row.id, CHECKABLE, job_id=ctx.job_id):
+        raise JobCancelled  # cancelled before its check began
+    ctx.progress(0, None, _("Verifica in corso…"))
+    db.session.refresh(row)
+    findings = _measure(row)
+    if ctx.should_stop() or not _store_preflight(row, findings, ctx.job_id):
+        raise JobCancelled
+    return {"ok": bool(findings.get("ok"))}
+
+
+def _measure(row: Migration) -> dict:
+    """The preflight's findings: the dry run's report with needed_bytes, free_bytes, ok and problem."""
+    try:
+        source, target = source_endpoint(row), target_endpoint(row)
+    except Conflict as e:
+        return {"ok": False, "problem": e.message}
     try:
         report = run_copy(source, target, dry_run=True, max_size=current_app.config["MIGRATION_MAX_SIZE"])
     except CopyFailed as e:
-        _store_preflight(actor, row, {"ok": False, "problem": e.message})
-        raise Conflict(e.message) from None
-    findings = report.to_dict()
+        return {"ok": False, "problem": customer_message(row, e.message)}
+    except Exception:  # noqa: BLE001  (stored as a refusal; the detail in the log)
+        log.exception("migration %s: the preflight failed", row.id)
+        return {
+            "ok": False,
+            "problem": _("Errore imprevisto durante la verifica: l'assistenza può vederne i dettagli."),
+        }
+    findings = scrub_report(row, report.to_dict())
     needed = findings["totals"].get("to_copy_bytes")
     if needed is None:  # an engine that does not measure what is already on our side
         skipped = sum(s["size"] for f in findings["folders"] for s in f["skipped_too_large"])
         needed = findings["totals"]["source_bytes"] - skipped
     free = free_bytes(row.mailbox)
     findings.update(needed_bytes=needed, free_bytes=free, ok=True, problem=None)
+    unreadable = [f["source"] for f in findings["folders"] if f["errors"]]
     problem = None
     if row.mailbox.status != MailboxStatus.ACTIVE:
         problem = _("La casella di destinazione %(address)s non è attiva.", address=row.mailbox.address)
+    elif unreadable or findings["errors"]:
+        problem = _unreadable(unreadable)
     elif needed > free:
         problem = _(
             "I messaggi da copiare occupano %(needed)s MB ma la casella %(address)s ha solo %(free)s MB "
@@ -308,30 +402,80 @@ def preflight(actor: Actor, migration_id: object) -> Migration:
         )
     if problem:
         findings.update(ok=False, problem=problem)
-    _store_preflight(actor, row, findings)
-    if problem:
-        raise Conflict(problem)
-    return row
+    return findings
+
+
+def _unreadable(folders: list[str]) -> str:
+    """Why a dry run with errors cannot start: the folders it could not read (a few named)."""
+    if not folders:
+        return _("La verifica non è riuscita a leggere tutta la vecchia casella: ripetila più tardi.")
+    names = ", ".join(folders[:NAMED_FOLDERS])
+    if len(folders) > NAMED_FOLDERS:
+        names = _("%(names)s e altre %(n)d", names=names, n=len(folders) - NAMED_FOLDERS)
+    return _(
+        "Alcune cartelle della vecchia casella non si possono leggere: %(names)s. Controllale sul vecchio "
+        "server e ripeti la verifica.",
+        names=names,
+    )
 
 
 def _mb(n: int) -> str:
     return f"{n / MB:.1f}"
 
 
-def _store_preflight(actor: Actor, row: Migration, findings: dict) -> None:
-    row.preflight, row.preflight_at = findings, utcnow()
-    if findings.get("ok"):
-        row.state, row.error = MigrationState.PREFLIGHT_OK, None
-    elif row.state == MigrationState.PREFLIGHT_OK:
-        row.state = MigrationState.DRAFT
-    audit.record(
-        actor,
-        "migration.preflight",
-        customer_id=row.customer_id,
-        target=row.mailbox.address,
-        changes={"ok": [None, bool(findings.get("ok"))]},
-    )
+def _store_preflight(row: Migration, findings: dict, job_id: int) -> bool:
+    """The findings of the check `job_id`, unless the migration left it meanwhile (cancelled, or
+    another check took it): True if stored."""
+    ok = bool(findings.get("ok"))
+    values: dict = {"preflight": findings, "preflight_at": utcnow()}
+    if ok:
+        values.update(state=MigrationState.PREFLIGHT_OK, error=None)
+    else:  # a good check no longer holds
+        values["state"] = sa.case(
+            (Migration.state == MigrationState.PREFLIGHT_OK, MigrationState.DRAFT.value),
+            else_=Migration.state,
+        )
+    moved = db.session.execute(
+        sa.update(Migration)
+        .where(
+            Migration.id == row.id,
+            Migration.state.in_([str(s) for s in CHECKABLE]),
+            Migration.job_id == job_id,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
     db.session.commit()
+    return moved == 1
+
+
+# What the customer reads of a failure.
+
+
+def customer_message(row: Migration, message: str) -> str:
+    """A failure as the customer may read it (Migration.error, the preflight's problem): one on our
+    side (the destination: our server, its master user) becomes a neutral sentence, its detail
+    logged for support; one of the old server stays as it is (it names the old account only)."""
+    try:
+        ours = target_endpoint(row)
+    except Conflict:
+        ours = None
+    marks = [f"{ours.host}:{ours.port}", f"{MASTER_SEPARATOR}{ours.master_user}"] if ours else []
+    if not message.startswith(_("Destinazione: %(error)s", error="")) and not any(
+        mark in message for mark in marks
+    ):
+        return message
+    detail = message.replace(ours.password, "***") if ours and ours.password else message
+    log.warning("migration %s: our mail server refused: %s", row.id, detail)
+    return _("Il nostro server di posta non ha accettato la migrazione: l'assistenza può vederne i dettagli.")
+
+
+def scrub_report(row: Migration, report: dict) -> dict:
+    """A report's error lines as the customer may read them (customer_message)."""
+    report["errors"] = [customer_message(row, e) for e in report.get("errors", [])]
+    for folder in report.get("folders", []):
+        folder["errors"] = [customer_message(row, e) for e in folder.get("errors", [])]
+    return report
 
 
 # Start, finish, cancel.
@@ -354,13 +498,18 @@ def start_gate(row: Migration) -> domain_checks.Gate:
 
 
 def start(actor: Actor, migration_id: object) -> Migration:
-    """Queue the copy: after a good preflight (or again after a failure), once start_gate is open."""
+    """Queue the copy once start_gate is open: after a good preflight (the last one: a failed migration
+    whose new check was refused waits for a good one), or again after a failure."""
     row = get_migration(actor, migration_id)
     require_staff(actor)
     if row.state not in (MigrationState.PREFLIGHT_OK, MigrationState.FAILED) and not _stuck(row):
         if row.state == MigrationState.DRAFT:
             raise Conflict(_("Esegui prima la verifica (preflight) della migrazione."))
         raise Conflict(_("La migrazione è già avviata o conclusa."))
+    if checking(row) is not None:
+        raise Conflict(_("Una verifica è in corso: attendi che finisca."))
+    if not (row.preflight and row.preflight.get("ok")):  # a refused check is not bypassed by Riprova
+        raise Conflict(_("Esegui di nuovo la verifica: l'ultima non è riuscita."))
     if row.secret is None:
         raise Conflict(
             _("La password della vecchia casella non è più conservata: inserisci di nuovo la migrazione.")
@@ -482,6 +631,9 @@ def cancel(actor: Actor, migration_id: object) -> Migration:
             db.session.rollback()
             db.session.refresh(row)
             stuck = _stuck(row)
+    if checking(row) is not None:
+        with contextlib.suppress(Conflict):  # its preflight stops too (unless it ended meanwhile)
+            jobs.cancel(actor, row.job_id)
     # A running copy stops at its next batch (or its pass's end) and marks the migration itself;
     # one waiting for its turn (no job on it) or whose job ended without doing so (its worker
     # died) is cancelled here.
@@ -1002,13 +1154,14 @@ def _copy(ctx, row: Migration) -> dict:
         )
         raise
     except (CopyFailed, Conflict) as e:
-        failed(e.message)
-        raise JobFailed(e.message) from None
+        message = customer_message(row, e.message)  # our side's failure: not its detail
+        failed(message)
+        raise JobFailed(message) from None
     except Exception:
         failed(_("Errore imprevisto durante la copia."))
         raise
     now = clock.now()  # the pass ends now: the next one is due MIGRATION_SYNC_HOURS from here
-    found = report.to_dict()
+    found = scrub_report(row, report.to_dict())
     found["all_passes"] = _all_passes(row, found["totals"])
     totals = found["totals"]
     complete = not totals["errors"] and not totals["missing"]

@@ -133,11 +133,12 @@ def _act(migration_id: int, action, message):
 @bp.route("/migrations/<int:migration_id>/preflight", methods=["POST"], endpoint="migration_preflight")
 @staff_required
 def migration_preflight(migration_id: int):
-    return _act(
-        migration_id,
-        migrations.preflight,
-        lambda row: _("Verifica riuscita: la migrazione di %(a)s può partire.", a=row.mailbox.address),
-    )
+    def outcome(row) -> str:
+        if migrations.checking(row) is not None:  # the job at work: the page polls until it ends
+            return _("Verifica di %(a)s in corso: l'esito appare qui appena pronto.", a=row.mailbox.address)
+        return _("Verifica riuscita: la migrazione di %(a)s può partire.", a=row.mailbox.address)
+
+    return _act(migration_id, migrations.preflight, outcome)
 
 
 @bp.route("/migrations/<int:migration_id>/start", methods=["POST"], endpoint="migration_start")

@@ -89,15 +89,21 @@ def migration_get(migration_id: int):
 
 @bp.post("/migrations/<id:migration_id>/preflight")
 @documented(
-    "Log in on both sides and measure what would be copied, writing nothing (staff). A 409 says why it "
-    "cannot start (a refused login, an inactive mailbox, a quota too small: with the numbers); the "
-    "findings are stored either way.",
+    "Check it (staff): a migration_preflight job on the migration queue logs in on both sides and "
+    "measures what would be copied, writing nothing; the findings are stored (preflight, preflight_at) "
+    "either way. 202 with the migration while the job is at work (its job): poll GET /migrations/{id} "
+    "until that job has ended, then read preflight (ok, problem). When the job has already ended, the "
+    "check's own answer: 200, or 409 saying why it cannot start (a refused login, folders of the old "
+    "mailbox that cannot be read, an inactive mailbox, a quota too small: with the numbers). 409 also "
+    "while a check is at work or once the migration has started or ended.",
     "migrations",
     ok=out.MIGRATION,
-    errors=(401, 403, 404, 409),
+    also={202: (out.MIGRATION, "The check is queued or at work: the migration, with its job.")},
+    errors=(401, 403, 404, 409, 503),
 )
 def migration_preflight(migration_id: int):
-    return _answer(migrations.preflight(actor(), migration_id))
+    row = migrations.preflight(actor(), migration_id)
+    return _answer(row, 202 if migrations.checking(row) is not None else 200)
 
 
 @bp.post("/migrations/<id:migration_id>/start")
