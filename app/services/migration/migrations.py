@@ -1,8 +1,9 @@
 """The panel's migrations: a mailbox filled from the old provider's IMAP server (one rule place).
 
 Staff enter a migration (the old server and account, the old password sealed with
-app/services/vault.py), run its preflight (both logins and the engine's dry run, compared with
-the mailbox's free quota; nothing written on either side), then start it: the domain's gate
+app/services/vault.py), run its preflight (a `migration_preflight` job: both logins and the
+engine's dry run, compared with the mailbox's free quota; nothing written on either side), then
+start it after a good one: the domain's gate
 (domain_checks.migration_gate) must be open, and a `migration_copy` job on the `migration`
 queue copies it with run_copy, our side through Dovecot's master user. The job alone unseals
 the password (its only argument is the migration's id); the password is wiped when the
