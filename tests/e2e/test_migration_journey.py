@@ -269,6 +269,8 @@ def test_support_enters_checks_starts_watches_and_downloads_a_migration(
     )
     expect(page.locator("#migration-count")).to_contain_text("1.051 di 1.051")
     expect(page.locator("#report")).to_contain_text("Verifica finale: nessun messaggio manca")
+    # Every column of the report in view, the long folder name wrapped rather than pushing them out.
+    assert page.evaluate(SIDEWAYS) == [], page.evaluate(WIDEST)
     shot(page, "migration-done-desktop")
 
     with page.expect_download() as got:
@@ -303,6 +305,7 @@ def test_support_enters_checks_starts_watches_and_downloads_a_migration(
     assert page.evaluate(PAGE_WIDTH) <= PHONE["width"]
     shot(page, "migration-list-phone")
     page.set_viewport_size(DESKTOP)
+    assert page.evaluate(SIDEWAYS) == [], page.evaluate(WIDEST)
     shot(page, "migration-list-desktop")
 
     # The customer reads the same, with no buttons.
@@ -337,6 +340,7 @@ def test_support_enters_checks_starts_watches_and_downloads_a_migration(
     assert page.evaluate(PAGE_WIDTH) <= PHONE["width"]
     shot(page, "migration-sheet-phone")
     page.set_viewport_size(DESKTOP)
+    assert page.evaluate(SIDEWAYS) == [], page.evaluate(WIDEST)
     shot(page, "migration-sheet-desktop")
     with page.expect_navigation():
         page.locator("#confirm").click()
