@@ -709,6 +709,11 @@ def test_after_several_passes_the_figures_are_every_passs_and_the_folders_the_la
     assert "6,0 MB Copiati" in listed
     # Still to copy: only the one not finished (2 MB), not the done one's 7 MB besides.
     assert "da copiare: 2,0 MB" in listed
+    # The CSV says the same: every pass's copied, the folders the last copy's, the state in words.
+    got = client.get(f"/admin/migrations/{row.id}/resoconto.csv")
+    lines = list(csv.reader(io.StringIO(got.get_data().decode("utf-8-sig"))))
+    assert ["Copie eseguite", "3", "Copiati in tutte le copie", "100", str(6 * MB)] in lines
+    assert next(r for r in lines if r and r[0] == "Stato")[1] == "Completata"
     # A one-pass migration keeps the plain heading.
     db.session.execute(sa.update(Migration).where(Migration.id == row.id).values(passes=1))
     db.session.commit()

@@ -146,9 +146,14 @@ class DomainTotals:
 
     @property
     def percent(self) -> int | None:
-        if not self.total:
+        """As Progress.percent: at most 100, none while copies run and the count reached the total."""
+        if not self.total or (self.active and self.done >= self.total):
             return None
         return min(100, self.done * 100 // self.total)
+
+    @property
+    def bar_percent(self) -> int:
+        return min(100, self.done * 100 // self.total) if self.total else 0
 
 
 def domain_progress(actor: Actor, domain_id: object) -> tuple[list[Progress], DomainTotals]:
@@ -270,6 +275,10 @@ def report_csv(actor: Actor, migration_id: object) -> tuple[str, bytes]:
         str(STATE_LABELS.get(row.state, row.state)),
         (row.finished_at.isoformat(sep=" ", timespec="seconds") if row.finished_at else ""),
     )
+    if (row.passes or 0) > 1:  # a sync's copies: the folders below are the last one's
+        copied, copied_bytes = copied_of(report)
+        put(_("Copie eseguite"), row.passes, _("Copiati in tutte le copie"), copied, copied_bytes)
+        put(_("Per cartella, l'ultima copia"))
     put()
     put(
         _("Cartella di origine"),
