@@ -321,3 +321,49 @@ def test_the_api_previews_refuses_per_row_and_creates(app, client):
     _fits(doc, "/api/v1/domains/{domain_id}/migrations/sheet", "post", 201, body)
     r = post(staff, b"", host="h.it")
     assert r.status_code == 422 and "file" in r.get_json()["errors"]
+
+
+def test_a_password_is_kept_exactly_as_written_spaces_and_invisible_characters_too(app):
+    c, domain, (anna, bruno, carla) = _setup("anna", "bruno", "carla")
+    staff = _staff()
+    spaced, invisible = f"  {SECRET} ", f"\u200b{SECRET}\ufeff"
+    csv = f"Casella,Vecchio utente,Vecchia password\nanna, anna.old ,{spaced}\nbruno,bruno.old,{invisible}\n"
+    _preview, created = sheet.import_sheet(staff, domain.id, csv.encode(), "migra.csv", {"host": "imap.v.it"})
+    by_box = {m.mailbox_id: m for m in created}
+    assert vault.unseal_text(by_box[anna.id].secret) == spaced
+    assert vault.unseal_text(by_box[bruno.id].secret) == invisible
+    assert by_box[anna.id].username == "anna.old"  # the other cells are trimmed as ever
+    # The same from an .xlsx, through the sealed preview the page uses.
+    data = _xlsx([["Casella", "Vecchio utente", "Vecchia password"], ["carla", "carla.old", f"\t{SECRET}  "]])
+    preview = sheet.check(staff, domain.id, data, "migra.xlsx", {"host": "imap.v.it"})
+    assert preview.ok
+    (made,) = sheet.confirm(staff, domain.id, sheet.seal_preview(staff, preview))
+    assert vault.unseal_text(made.secret) == f"\t{SECRET}  "
+    # A line break inside the password is still refused, at its cell; only blanks is no password.
+    bad = f'Casella,Vecchio utente,Vecchia password\nanna,a,"{SECRET}\nx"\nbruno,b,"   "\n'
+    with pytest.raises(sheet.SheetInvalid) as refused:
+        sheet.import_sheet(staff, domain.id, bad.encode(), "migra.csv", {"host": "imap.v.it"})
+    found = {(e.row, e.column, e.field) for e in refused.value.preview.errors}
+    assert found == {(2, "C", "password"), (3, "C", "password")}, found  # rows as records
+
+
+def test_a_utf8_file_with_a_bad_byte_is_refused_a_cp1252_file_is_read(app):
+    c, domain, (anna, bruno) = _setup("anna", "bruno")
+    staff = _staff()
+    header = "Casella;Vecchio utente;Vecchia password\r\n"
+    # Mostly UTF-8 (accented letters in the passwords), one byte that is not: not read as cp1252.
+    utf8 = (
+        (header + f"anna;anna.old;Città{SECRET}\r\n").encode()
+        + f"bruno;bruno.old;{SECRET}".encode()
+        + b"\xe8\r\n"
+    )
+    with pytest.raises(ValidationError) as refused:
+        sheet.check(staff, domain.id, utf8, "migra.csv", {"host": "imap.v.it"})
+    assert "UTF-8" in refused.value.errors["file"] and "riga 3" in refused.value.errors["file"]
+    # A real cp1252 file (Excel's "CSV" in Italy): read as such, the accents intact.
+    cp = (header + f"anna;anna.old;Città{SECRET}\r\nbruno;bruno.old;perché{SECRET}\r\n").encode("cp1252")
+    _preview, created = sheet.import_sheet(staff, domain.id, cp, "migra.csv", {"host": "imap.v.it"})
+    assert sorted(vault.unseal_text(m.secret) for m in created) == sorted(
+        [f"Città{SECRET}", f"perché{SECRET}"]
+    )
+    assert _count(domain.id) == 2

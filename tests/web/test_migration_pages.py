@@ -652,3 +652,157 @@ def test_a_migration_kept_in_sync_starts_before_the_switch_and_staff_end_it(
     assert client.post(detail + "/finish").status_code == 404
     portal = plain(text(client.get(f"/customers/{c.id}/migrations/{mid}")))
     assert "Completata" in portal and "Ultima copia ora" not in portal
+
+
+def _made(domain, box, **values):
+    """A migration entered by staff, then set as a test needs it (no copy run)."""
+    from app.services.access import Actor
+    from app.services.migration import migrations
+
+    row = migrations.create(
+        Actor.for_user(factories.staff()),
+        domain.id,
+        {"mailbox": box.address, "host": "imap.vecchio.it", "username": "anna", "password": OLD_PASSWORD},
+    )
+    if values:
+        db.session.execute(sa.update(Migration).where(Migration.id == row.id).values(**values))
+        db.session.commit()
+    db.session.refresh(row)
+    return row
+
+
+MB = 1024 * 1024
+
+
+def _preflight(count: int, needed: int, **more) -> dict:
+    return {
+        "ok": True,
+        "problem": None,
+        "needed_bytes": needed,
+        "free_bytes": 100 * MB,
+        "totals": {"folders": 1, "source_count": count, "source_bytes": needed, "skipped_too_large": 0},
+        "folders": [
+            {"source": "INBOX", "target": "INBOX", "source_count": count, "source_bytes": needed,
+             "skipped_too_large": [], "errors": []}
+        ],
+        **more,
+    }  # fmt: skip
+
+
+def test_after_several_passes_the_figures_are_every_passs_and_the_folders_the_last_ones(
+    client, auth, make, office
+):
+    c, domain, box = office
+    other = make.mailbox(c, "anna")
+    last_pass = {
+        "seconds": 2.0,
+        "totals": {"folders": 1, "source_count": 100, "source_bytes": 9 * MB, "copied": 2,
+                   "copied_bytes": 1 * MB, "already_present": 98, "skipped_too_large": 0, "errors": 0,
+                   "missing": 0},
+        "folders": [{"source": "INBOX", "target": "INBOX", "source_count": 100, "source_bytes": 9 * MB,
+                     "copied": 2, "already_present": 98, "skipped_too_large": [], "errors": [],
+                     "missing": 0}],
+        "errors": [],
+        "all_passes": {"copied": 100, "copied_bytes": 6 * MB},
+    }  # fmt: skip
+    row = _made(
+        domain, box, sync=True, state="done", passes=3, report=last_pass, preflight=_preflight(98, 7 * MB)
+    )
+    _made(domain, other, state="preflight_ok", preflight=_preflight(10, 2 * MB))
+    auth.login(make.staff().email)
+    html = text(client.get(f"/admin/migrations/{row.id}"))
+    words = plain(html)
+    assert re.search(r'id="report-copied">100<', html)  # every pass's, not the last one's 2
+    assert "Copiati 6,0 MB" in words and "in 3 copie" in words
+    assert "Per cartella, l'ultima copia" in words
+    listed = plain(text(client.get(f"/admin/domains/{domain.id}/migrations")))
+    assert "6,0 MB Copiati" in listed
+    # Still to copy: only the one not finished (2 MB), not the done one's 7 MB besides.
+    assert "da copiare: 2,0 MB" in listed
+    # The CSV says the same: every pass's copied, the folders the last copy's, the state in words.
+    got = client.get(f"/admin/migrations/{row.id}/resoconto.csv")
+    lines = list(csv.reader(io.StringIO(got.get_data().decode("utf-8-sig"))))
+    assert ["Copie eseguite", "3", "Copiati in tutte le copie", "100", str(6 * MB)] in lines
+    assert next(r for r in lines if r and r[0] == "Stato")[1] == "Completata"
+    # A one-pass migration keeps the plain heading.
+    db.session.execute(sa.update(Migration).where(Migration.id == row.id).values(passes=1))
+    db.session.commit()
+    assert "l'ultima copia" not in plain(text(client.get(f"/admin/migrations/{row.id}")))
+    # The CSV says the state in words.
+    got = client.get(f"/admin/migrations/{row.id}/resoconto.csv")
+    lines = list(csv.reader(io.StringIO(got.get_data().decode("utf-8-sig"))))
+    state_row = next(r for r in lines if r and r[0] == "Stato")
+    assert state_row[1] == "Completata"
+
+
+def test_a_pass_waiting_for_its_turn_shows_no_finished_jobs_counts_and_never_a_false_100(
+    client, auth, make, office
+):
+    from tests.web.jobrows import job_row
+
+    c, domain, box = office
+    earlier = job_row(c.id, "done", kind="migration_copy", done=100, total=100, message="INBOX")
+    row = _made(domain, box, sync=True, state="queued", passes=1, job_id=earlier.id,
+                preflight=_preflight(100, MB))  # fmt: skip
+    auth.login(make.staff().email)
+    htmx = {"HX-Request": "true"}
+    words = plain(text(client.get(f"/admin/migrations/{row.id}", headers=htmx)))
+    assert "0 di 100 (0%)" in words and "100 di 100" not in words
+    assert "0 / 100" in plain(text(client.get(f"/admin/domains/{domain.id}/migrations", headers=htmx)))
+    # Running, its count at the preflight's total (new mail since): the count, no "100%".
+    running = job_row(c.id, "running", kind="migration_copy", done=100, total=100, message="INBOX")
+    db.session.execute(
+        sa.update(Migration).where(Migration.id == row.id).values(state="running", job_id=running.id)
+    )
+    db.session.commit()
+    html = text(client.get(f"/admin/migrations/{row.id}", headers=htmx))
+    words = plain(html)
+    assert "100 di 100" in words and "100%)" not in words and 'style="width: 100%"' in html
+    assert progress.progress(db.session.get(Migration, row.id)).percent is None
+
+
+def test_a_failed_one_whose_password_is_gone_offers_only_cancel(client, auth, make, office):
+    c, domain, box = office
+    row = _made(domain, box, state="failed", error="Rete caduta.", secret=None, preflight=_preflight(5, MB))
+    auth.login(make.staff().email)
+    html = main(text(client.get(f"/admin/migrations/{row.id}")))
+    words = plain(html)
+    assert "Inserisci di nuovo" not in words and "Riprova" not in words
+    assert f'href="/admin/migrations/{row.id}/cancel"' in html
+    assert "annulla questa migrazione, poi inseriscila di nuovo" in words
+
+
+def test_a_refused_preflight_hides_start_and_its_unread_folders_are_said(client, auth, make, office):
+    c, domain, box = office
+    refused = {"ok": False, "problem": "La casella di destinazione non è attiva."}
+    row = _made(domain, box, state="failed", error="Rete caduta.", preflight=refused)
+    auth.login(make.staff().email)
+    html = main(text(client.get(f"/admin/migrations/{row.id}")))
+    words = plain(html)
+    assert "Riprova" not in words and f"/admin/migrations/{row.id}/start" not in html
+    assert "Esegui di nuovo la verifica" in words
+    # A good preflight with a folder it could not read: the warning, the folder named.
+    pre = _preflight(5, MB)
+    pre["folders"].append({"source": "INBOX.Rotta", "target": "Rotta", "source_count": 0, "source_bytes": 0,
+                           "skipped_too_large": [], "errors": ["SELECT non riuscito: cartella illeggibile"]})  # fmt: skip
+    db.session.execute(
+        sa.update(Migration).where(Migration.id == row.id).values(state="preflight_ok", preflight=pre)
+    )
+    db.session.commit()
+    html = main(text(client.get(f"/admin/migrations/{row.id}")))
+    warning = re.search(r'<div class="notice notice-warn" id="preflight-errors".*?</div>', html, re.S)
+    assert warning and "Rotta" in warning.group(0) and "cartella illeggibile" in warning.group(0)
+    assert f"/admin/migrations/{row.id}/start" in html  # this one may start
+
+
+def test_the_working_list_says_when_it_is_cut(client, auth, make, office, monkeypatch):
+    c, domain, box = office
+    _made(domain, box, state="failed", error="x")
+    _made(domain, make.mailbox(c, "anna"), state="failed", error="y")
+    auth.login(make.staff().email)
+    monkeypatch.setattr(progress, "WORKING_LIMIT", 1)
+    words = plain(text(client.get("/admin/migrations")))
+    assert "Le prime 1 migrazioni" in words
+    monkeypatch.setattr(progress, "WORKING_LIMIT", 500)
+    words = plain(text(client.get("/admin/migrations")))
+    assert "Le prime" not in words and "migrazioni" in words

@@ -61,6 +61,8 @@ def test_preview_then_create_and_the_password_never_on_the_page(client, auth, ma
     token = re.search(r'name="token" value="([^"]+)"', preview.get_data(as_text=True)).group(1)
     created = client.post(url, data={"token": token})
     assert created.status_code == 303
+    # Where the new drafts are: the domain's migrations.
+    assert created.headers["Location"] == f"/admin/domains/{domain.id}/migrations"
     landed = client.get(created.headers["Location"])
     assert "Create 2 migrazioni in bozza" in plain(landed)
     rows = db.session.scalars(sa.select(Migration).where(Migration.domain_id == domain.id)).all()
@@ -115,3 +117,36 @@ def test_only_staff_see_the_page(client, auth, make):
     auth.login(make.staff().email)
     assert client.get("/admin/domains/999999/migrations/sheet").status_code == 404
     assert client.post(url, data={"token": "x"}, headers={"X-CSRFToken": ""}, csrf=False).status_code == 400
+
+
+def test_the_page_links_back_to_the_domains_migrations(client, auth, make):
+    c, domain, _boxes = _setup(make)
+    auth.login(make.staff().email)
+    html = client.get(f"/admin/domains/{domain.id}/migrations/sheet").get_data(as_text=True)
+    crumb = re.search(r'<p class="breadcrumb[^"]*">(.*?)</p>', html, re.S)
+    assert crumb and f'href="/admin/domains/{domain.id}/migrations"' in crumb.group(1)
+
+
+def test_a_file_over_the_limit_is_answered_as_the_page_would_answer_whoever_sends_it(app, client, auth, make):
+    """The size is refused before the view runs: still no page for a customer, no 500 for a visitor."""
+    c, domain, _boxes = _setup(make)
+    url = f"/admin/domains/{domain.id}/migrations/sheet"
+    saved = app.config["IMPORT_MAX_BYTES"]
+    app.config["IMPORT_MAX_BYTES"] = 64 * 1024
+    huge = b"casella,utente,password\n" + b"x" * (64 * 1024 + 2 * 1024 * 1024)
+    try:
+        anonymous = _upload(client, url, huge, host="h.it")
+        assert anonymous.status_code in (302, 303, 401), anonymous.status_code
+        if anonymous.status_code != 401:
+            assert "/login" in anonymous.headers["Location"]
+        auth.login(make.admin(c).email)
+        customer = _upload(client, url, huge, host="h.it")
+        assert customer.status_code == 404
+        assert "Pagina non trovata." in plain(customer) and "Migrazioni da foglio" not in plain(customer)
+        auth.logout()
+        auth.login(make.staff().email)
+        staff = _upload(client, url, huge, host="h.it")
+        assert staff.status_code == 413 and "Il file è troppo grande" in plain(staff)
+    finally:
+        app.config["IMPORT_MAX_BYTES"] = saved
+    assert _count(domain.id) == 0

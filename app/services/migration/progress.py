@@ -66,9 +66,18 @@ class Progress:
 
     @property
     def percent(self) -> int | None:
+        """Done of the total, at most 100; none while a copy runs and its count reached the total
+        (the preflight's count is older than the copy: "100%" would say it is over)."""
         if not self.total:
             return None
+        if self.active and self.done >= self.total:
+            return None
         return min(100, self.done * 100 // self.total)
+
+    @property
+    def bar_percent(self) -> int:
+        """The progress bar's width: never past 100."""
+        return min(100, self.done * 100 // self.total) if self.total else 0
 
 
 def progress(row: Migration, job: Job | None = None) -> Progress:
@@ -87,14 +96,16 @@ def progress(row: Migration, job: Job | None = None) -> Progress:
         found.done = (
             totals.get("copied", 0) + totals.get("already_present", 0) + totals.get("skipped_too_large", 0)
         )
-        found.bytes_copied = totals.get("copied_bytes", 0)
+        found.bytes_copied = copied_of(report)[1]
         found.errors = totals.get("errors", 0)
         found.missing = totals.get("missing")
         found.skipped = totals.get("skipped_too_large", 0)
         seconds = report.get("seconds") or 0
         if seconds > 0:
             found.rate = (totals.get("copied", 0) + totals.get("already_present", 0)) / seconds
-    elif job is not None and row.state in ACTIVE:
+    elif job is not None and job.active and row.state in ACTIVE:
+        # Only a job queued or running: while a pass waits for its turn the row may still name the
+        # previous pass's job, whose counts are over.
         found.done = job.done or 0
         if job.total:
             found.total = job.total
@@ -105,6 +116,17 @@ def progress(row: Migration, job: Job | None = None) -> Progress:
                 if seconds > 0:
                     found.rate = found.done / seconds
     return found
+
+
+def copied_of(report: dict) -> tuple[int, int]:
+    """(messages, bytes) copied by every pass of the migration (a sync's later passes copy only
+    what is new; their own report counts only that pass): the report's all_passes, else its totals."""
+    totals = report.get("totals") or {}
+    every = report.get("all_passes") or {}
+    return (
+        every.get("copied", totals.get("copied", 0)),
+        every.get("copied_bytes", totals.get("copied_bytes", 0)),
+    )
 
 
 def progress_of(actor: Actor, migration_id: object) -> Progress:
@@ -124,9 +146,14 @@ class DomainTotals:
 
     @property
     def percent(self) -> int | None:
-        if not self.total:
+        """As Progress.percent: at most 100, none while copies run and the count reached the total."""
+        if not self.total or (self.active and self.done >= self.total):
             return None
         return min(100, self.done * 100 // self.total)
+
+    @property
+    def bar_percent(self) -> int:
+        return min(100, self.done * 100 // self.total) if self.total else 0
 
 
 def domain_progress(actor: Actor, domain_id: object) -> tuple[list[Progress], DomainTotals]:
@@ -150,21 +177,23 @@ def domain_progress(actor: Actor, domain_id: object) -> tuple[list[Progress], Do
         counted.add(p.migration.mailbox_id)
         totals.done += p.done
         totals.total += p.total or 0
-        totals.bytes_total += p.bytes_total or 0
+        if not p.migration.finished:  # what is still to copy: a finished one has nothing left
+            totals.bytes_total += p.bytes_total or 0
         totals.bytes_copied += p.bytes_copied or 0
         totals.errors += p.errors
     return shown, totals
 
 
-def working_list(actor: Actor) -> list[Progress]:
-    """Every customer's migrations queued, running or failed (staff): support's working list."""
+def working_list(actor: Actor, limit: int | None = None) -> list[Progress]:
+    """Every customer's migrations queued, running or failed (staff): support's working list, the
+    newest `limit` (WORKING_LIMIT) of them."""
     require_staff(actor)
     rows = list(
         db.session.scalars(
             sa.select(Migration)
             .where(Migration.state.in_([str(s) for s in WORKING]))
             .order_by(Migration.started_at.desc().nulls_last(), Migration.id.desc())
-            .limit(WORKING_LIMIT)
+            .limit(limit or WORKING_LIMIT)
         )
     )
     jobs = _jobs_of(rows)
@@ -243,9 +272,13 @@ def report_csv(actor: Actor, migration_id: object) -> tuple[str, bytes]:
     put(_("Migrazione"), row.mailbox.address, f"{row.username}@{row.host}:{row.port}")
     put(
         _("Stato"),
-        row.state,
+        str(STATE_LABELS.get(row.state, row.state)),
         (row.finished_at.isoformat(sep=" ", timespec="seconds") if row.finished_at else ""),
     )
+    if (row.passes or 0) > 1:  # a sync's copies: the folders below are the last one's
+        copied, copied_bytes = copied_of(report)
+        put(_("Copie eseguite"), row.passes, _("Copiati in tutte le copie"), copied, copied_bytes)
+        put(_("Per cartella, l'ultima copia"))
     put()
     put(
         _("Cartella di origine"),

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import time
 import zipfile
 import zlib
@@ -192,6 +193,11 @@ class _Reader(sheets._Reader):
                 )
                 continue
             value, data_type = raw(col)
+            if field_name == "password" and data_type == "s" and isinstance(value, str):
+                # Exactly as written: spaces and invisible characters at the ends may be part of
+                # it (CR, LF and NUL are refused by the rules of one migration). Only blanks: none.
+                result[field_name] = sheets.Cell(letter, value if value.strip() else "", None)
+                continue
             if field_name == "port" and isinstance(value, (int, float)) and not isinstance(value, bool):
                 text = sheets._number_text(value)  # a port typed as a number is a number
                 result[field_name] = sheets.Cell(letter, text or "", None if text else _("Porta non valida."))
@@ -293,7 +299,18 @@ def _read_csv(data: bytes, name: str, max_rows: int) -> sheets.Workbook:
         raise sheets.FileRejected(_("Non è un foglio di calcolo: sono accettati i formati .xlsx e .csv."))
     try:
         text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as e:
+        if _UTF8_SEQUENCE.search(data):
+            # UTF-8 but for some bytes (a paste from elsewhere, a file cut short): read as cp1252 it
+            # would garble every accented letter, passwords included. Refused, with where.
+            line = data.count(b"\n", 0, e.start) + 1
+            raise sheets.FileRejected(
+                _(
+                    "Il file CSV è in UTF-8 ma contiene caratteri non validi (riga %(n)d): salvalo di "
+                    "nuovo come CSV UTF-8 e ricontrolla quella riga.",
+                    n=line,
+                )
+            ) from None
         text = data.decode("cp1252", errors="strict") if _cp1252(data) else None
         if text is None:
             raise sheets.FileRejected(_("Il file CSV non è leggibile: salvalo come CSV UTF-8.")) from None
@@ -313,6 +330,15 @@ def _read_csv(data: bytes, name: str, max_rows: int) -> sheets.Workbook:
             _("Il file CSV è danneggiato: controlla virgolette e separatori.")
         ) from None
     return reader.book
+
+
+# A valid UTF-8 sequence of more than one byte: a file holding one is UTF-8, not cp1252 (where
+# such pairs, "Ã©" and the like, are not written by people).
+_UTF8_SEQUENCE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}"
+    rb"|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}"
+    rb"|\xf4[\x80-\x8f][\x80-\xbf]{2}"
+)
 
 
 def _cp1252(data: bytes) -> bool:

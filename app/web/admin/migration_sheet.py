@@ -13,6 +13,7 @@ from __future__ import annotations
 from flask import current_app, request, url_for
 from flask_babel import gettext as _
 from flask_babel import ngettext
+from flask_login import current_user
 
 from app.models.enums import ImapSecurity
 from app.models.migrations import OPEN_STATES
@@ -58,6 +59,13 @@ def _context(domain, form: dict | None = None, **more) -> dict:
 
 
 def too_large():
+    """A request past the upload's size is refused before the view (and its login and staff checks)
+    runs: what the view would answer someone else (sign in; a customer the 404 of a missing page),
+    and to staff the page with the limit beside the file field."""
+    if not current_user.is_authenticated:
+        return current_app.login_manager.unauthorized()
+    if not current_user.is_staff:
+        return render("error.html", "_error.html", status=404, message=_("Pagina non trovata."))
     try:
         domain = domains.get_domain(current_actor(), request.view_args["domain_id"])
     except DomainError:
@@ -118,4 +126,4 @@ def _confirm(domain):
         len(created),
         domain=domain.display_name,
     )
-    return done(message, url_for("admin.migration_sheet", domain_id=domain.id))
+    return done(message, url_for("admin.migrations", domain_id=domain.id))

@@ -98,9 +98,11 @@ def migrations_page(domain_id: int):
 def migrations_working():
     """Every customer's migrations queued, running or failed: support's working list."""
     actor = current_actor()
-    rows = progress.working_list(actor)
-    ctx = {**pages.kit("admin", 0), "rows": rows, "live_url": url_for("admin.migrations_working")}
-    ctx["active"] = any(p.active for p in rows)
+    limit = progress.WORKING_LIMIT
+    rows = progress.working_list(actor, limit + 1)  # one more: whether the list is cut
+    ctx = {**pages.kit("admin", 0), "rows": rows[:limit], "live_url": url_for("admin.migrations_working")}
+    ctx["active"] = any(p.active for p in rows[:limit])
+    ctx["cut"] = len(rows) > limit
     return render("admin/migrations_working.html", "admin/_migrations_working.html", **ctx)
 
 
