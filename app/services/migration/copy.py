@@ -51,6 +51,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -993,8 +994,8 @@ class _Run:
         self._set_pair(number, (side.source, side.target))
         return True
 
-    def _scan(self, side: _Side, folder: _Folder) -> bool:
-        """The folder's comparison; its batches queued. True: its verification is due now."""
+    def _scan(self, side: _Side, folder: _Folder) -> None:
+        """The folder's comparison; its batches queued (or, with nothing to copy, it is done)."""
         mapping, report = self.mappings[folder.index], self.reports[folder.index]
         side.examined = None
         todo, wanted, matched, validity = scan_folder(
@@ -1011,20 +1012,18 @@ class _Run:
         with self.changed:
             folder.wanted, folder.uidvalidity = wanted, validity
             self.dirty[id(report)] = report
+            self.changed.notify_all()
             if self.dry_run:
                 # What this folder found there is not there for the next one mapped to the same target.
                 folder.claims.update(matched)
                 folder.outstanding = 0
                 self._next_in_group(folder)
-                return False
-            if not todo:
+            elif not todo:
                 self._finish(folder, verified=False)
-                return False
-            batches = list(_batches(todo, self.batch_bytes))
-            folder.outstanding += len(batches) - 1  # the comparison ends here
-            self.batches.extend(_Item(folder, batch) for batch in batches)
-            self.changed.notify_all()
-        return False
+            else:
+                batches = list(_batches(todo, self.batch_bytes))
+                folder.outstanding += len(batches) - 1  # the comparison ends here
+                self.batches.extend(_Item(folder, batch) for batch in batches)
 
     def _verify(self, number: int, side: _Side, folder: _Folder) -> bool:
         """The folder's final count on our side (the caller holds one piece for it)."""
@@ -1042,14 +1041,14 @@ class _Run:
     def _fetch(self, side: _Side, item: _Item) -> dict:
         """In the fetch-ahead thread (the source connection is its alone meanwhile): the batch's
         bodies, its folder EXAMINEd first when another one is open on this pair."""
-        folder = item.folder
+        folder, source = item.folder, side.source
         if side.examined != folder.index:
             side.examined = None
-            selected = examine(side.source, self.mappings[folder.index])
+            selected = examine(source, self.mappings[folder.index])
             if folder.uidvalidity is not None and selected.get(b"UIDVALIDITY") != folder.uidvalidity:
                 raise _FolderChanged("UIDVALIDITY changed")
             side.examined = folder.index
-        return _fetch_bodies(side.source, item.batch or [], self.max_size)
+        return _fetch_bodies(source, item.batch or [], self.max_size)
 
     def _append(self, side: _Side, item: _Item, answer: dict) -> None:
         """The batch appended on our side, its counts added to the folder's report."""
@@ -1084,7 +1083,7 @@ class _Run:
                 folder = item.folder
                 if item.batch is None:
                     try:
-                        verify = self._scan(side, folder)
+                        self._scan(side, folder)
                     except (*imap.RETRYABLE, IMAPClientError) as e:
                         ok = self._lost(number, side, folder, e)
                         self._done()
@@ -1124,13 +1123,16 @@ class _Run:
                     del answer
                     with self.lock:
                         verify = self._end(folder)
-                    # The verification (on ours) while the source fetches ahead: separate connections.
-                    if verify and not self._verify(number, side, folder):
-                        self._done()
-                        if following is not None:
-                            _wait_quietly(ahead)
-                            self._put_back(following)
-                        return
+                    if verify:
+                        # The fetch ahead ends first: a verification that loses its connection
+                        # closes both sides of the pair.
+                        if ahead is not None:
+                            futures_wait([ahead])
+                        if not self._verify(number, side, folder):
+                            self._done()
+                            if following is not None:
+                                self._put_back(following)
+                            return
                     self._done()
                     self.notify(self.reports[folder.index])
                     item, pending = following, ahead
