@@ -74,6 +74,12 @@ def options(argv=None) -> argparse.Namespace:
         default=None,
         help="our connection pairs, one value or several: 1,2,3 (run_copy's default)",
     )
+    parser.add_argument(
+        "--fsync",
+        choices=("optimized", "never"),
+        default="optimized",
+        help="our server's mail_fsync, for every tool writing there (Dovecot's default: optimized)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)  # one copy of ours, JSON in and out
     args = parser.parse_args(argv)
     args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
@@ -297,7 +303,6 @@ def run_doveadm(
         "imapc_features": "rfc822.size fetch-headers",
         "imapc_list_prefix": "INBOX",
         "mail_prefetch_count": "20",
-        "mail_fsync": "never",
     }
     args = ["doveadm", "-c", str(ours_conf)]
     for key, value in settings.items():
@@ -350,14 +355,20 @@ def main(argv=None) -> None:
         f"IMAP copy of {n:,} messages in {len(FOLDERS)} folders, two loopback Dovecots; "
         f"with the delay: {args.delay_ms:g} ms each way in front of the source"
     )
-    print(f"cores {os.cpu_count()}, load average {os.getloadavg()[0]:.2f} at the start")
+    print(
+        f"cores {os.cpu_count()}, load average {os.getloadavg()[0]:.2f} at the start; "
+        f"our server's mail_fsync = {args.fsync} (for every tool)"
+    )
     old = start_imap_server("old")
     ours = start_imap_server("ours")
     proxy = None
     users = iter(range(1, 1000))
     try:
         conf = ours.root / "conf" / "dovecot.conf"
-        conf.write_text(conf.read_text().replace("quota_max_mail_size = 1500k", "quota_max_mail_size = 30M"))
+        text = conf.read_text().replace("quota_max_mail_size = 1500k", "quota_max_mail_size = 30M")
+        # The same mail_fsync for every tool: ours and mbsync write through this server, doveadm
+        # writes its storage directly with this same configuration.
+        conf.write_text(text + f"mail_fsync = {args.fsync}\n")
         subprocess.run(["doveadm", "-c", str(conf), "reload"], check=True, capture_output=True)
         time.sleep(1.2)
         old.add_user("vecchio", PASSWORD)

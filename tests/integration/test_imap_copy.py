@@ -1088,3 +1088,97 @@ def test_a_folder_whose_server_announces_too_much_fails_alone_and_is_not_retried
         (4, [], 0),
         (4, [], 0),
     ]
+
+
+class _WatchingProxy(_CuttingProxy):
+    """A TCP relay to `port` that counts, per connection, the body FETCHes sent for each folder
+    EXAMINEd on it; with `cut_after`, every open connection is cut once as _CuttingProxy does."""
+
+    def __init__(self, port: int, cut_after: int = 10**12):
+        self.fetches: dict[tuple[int, bytes | None], int] = {}
+        super().__init__(port, cut_after=cut_after)
+
+    def _pipe(self, src, dst, from_server):
+        if from_server:
+            return super()._pipe(src, dst, from_server)
+        folder = None
+        try:
+            while data := src.recv(65536):
+                for line in data.split(b"\r\n"):
+                    words = line.split(b" ", 3)
+                    if len(words) >= 3 and words[1].upper() == b"EXAMINE":
+                        folder = words[2].strip(b'"')
+                    if b"BODY.PEEK[]" in line:
+                        with self.lock:
+                            self.fetches[(id(src), folder)] = self.fetches.get((id(src), folder), 0) + 1
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    def connections_fetching(self, folder: bytes) -> int:
+        with self.lock:
+            return len({conn for conn, name in self.fetches if name == folder})
+
+
+def test_a_large_folders_batches_are_shared_by_the_pairs_and_copied_once(pair):
+    old, ours = pair
+    src_user, dst_user = _accounts(pair)
+    source = _client(old, src_user, "pw-vecchia")
+    folders = {"INBOX": 90, "INBOX.Uno": 6}
+    total = _seed_folders(source, folders, body=b"z" * 3000 + b"\r\n")
+    proxy = _WatchingProxy(old.port)
+    try:
+        report = run_copy(*_endpoints(pair, src_user, dst_user, proxy.port), batch_bytes=10_000, parallel=3)
+    finally:
+        proxy.close()
+    # INBOX's batches (about 30) were taken by more than one pair.
+    assert proxy.connections_fetching(b"INBOX") >= 2, proxy.fetches
+    totals = report.to_dict()["totals"]
+    assert (totals["copied"], totals["already_present"], totals["errors"], totals["missing"]) == (
+        total,
+        0,
+        0,
+        0,
+    )
+    by_source = {f.source: f for f in report.folders}
+    assert (by_source["INBOX"].copied, by_source["INBOX"].to_copy, by_source["INBOX"].missing) == (90, 90, 0)
+    target = _client(ours, f"{dst_user}*{MASTER}", MASTER_PASSWORD)
+    for folder, count in folders.items():
+        target.select_folder(folder.removeprefix("INBOX.") if folder != "INBOX" else folder, readonly=True)
+        fetched = target.fetch(target.search("ALL"), ["BODY.PEEK[HEADER.FIELDS (SUBJECT)]", "FLAGS"])
+        subjects = sorted(
+            d[b"BODY[HEADER.FIELDS (SUBJECT)]"].decode().split(":", 1)[1].strip() for d in fetched.values()
+        )
+        assert subjects == sorted(f"{folder} {i}" for i in range(count)), folder
+        assert sum(b"\\Seen" in d[b"FLAGS"] for d in fetched.values()) == count // 2
+    again = run_copy(*_endpoints(pair, src_user, dst_user), parallel=3).to_dict()["totals"]
+    assert (again["copied"], again["already_present"]) == (0, total)
+    close(source)
+    close(target)
+
+
+def test_a_cut_while_a_folders_batches_are_spread_over_pairs_ends_complete_with_no_duplicates(pair):
+    """Every connection is cut while three pairs copy one folder's batches: the folder is compared
+    again once its batches in flight have ended, and nothing is copied twice."""
+    old, ours = pair
+    src_user, dst_user = _accounts(pair)
+    source = _client(old, src_user, "pw-vecchia")
+    total = _seed_folders(source, {"INBOX": 120}, body=b"k" * 3000 + b"\r\n")
+    close(source)
+    proxy = _WatchingProxy(old.port, cut_after=200_000)
+    try:
+        report = run_copy(*_endpoints(pair, src_user, dst_user, proxy.port), batch_bytes=10_000, parallel=3)
+    finally:
+        proxy.close()
+    assert proxy.cut
+    assert proxy.connections_fetching(b"INBOX") >= 2, proxy.fetches
+    (inbox,) = report.to_dict()["folders"]
+    assert (inbox["copied"], inbox["already_present"], inbox["errors"], inbox["missing"]) == (total, 0, [], 0)
+    assert (inbox["to_copy"], inbox["source_count"]) == (total, total)
+    target = _client(ours, f"{dst_user}*{MASTER}", MASTER_PASSWORD)
+    assert sorted(s for s, _f, _d in _contents(target)["INBOX"]) == sorted(f"INBOX {i}" for i in range(total))
+    close(target)

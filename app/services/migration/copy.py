@@ -19,18 +19,22 @@ are fetched with BODY.PEEK, so no flag changes there. Per folder:
    is reported. The next batch is fetched while one is appended;
 4. a final count of our side gives the source messages still missing.
 
-Folders are copied in parallel on `parallel` connection pairs (a source
-and a target connection each), handed out largest first to whichever pair
-is free; source folders that land in one folder of ours ("Sent Items" and
-"Posta inviata" into Sent) go to one pair, one after the other. The
-progress callback is called in the thread that called `run_copy`, one call
-at a time; an exception it raises stops every pair at once (their
-connections are cut) and leaves `run_copy` as it is.
+The work is shared by `parallel` connection pairs (a source and a target
+connection each) through one queue: a folder's comparison (steps 1-2, on one
+pair; folders largest first), then its batches, which any free pair takes,
+EXAMINE-ing the folder when it has another one open; the pair that ends a
+folder's last batch verifies it. Source folders that land in one folder of
+ours ("Sent Items" and "Posta inviata" into Sent) are compared one after the
+other, each once the previous one is copied and counted. The progress
+callback is called in the thread that called `run_copy`, one call at a time;
+an exception it raises stops every pair at once (their connections are cut)
+and leaves `run_copy` as it is.
 
-A dropped connection reconnects that pair with backoff and redoes the
-folder (the identities make that safe). Memory holds two batches of bodies
-per pair and the identities of the folders being copied, never the whole
-mailbox.
+A dropped connection reconnects that pair with backoff; its folder's queued
+batches are dropped and, once the batches other pairs have in flight have
+ended, the folder is compared again (the identities make that safe: nothing
+is copied twice). Memory holds two batches of bodies per pair and the
+identities of the folders being copied, never the whole mailbox.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -542,7 +547,7 @@ def _ensure_folder(target: IMAPClient, name: str, state: str, subscribe: bool) -
         target.subscribe_folder(name)
 
 
-def copy_folder(
+def scan_folder(
     source: IMAPClient,
     target: IMAPClient,
     mapping: Mapping,
@@ -550,17 +555,14 @@ def copy_folder(
     *,
     dry_run: bool,
     max_size: int,
-    batch_bytes: int,
     subscribe: bool,
-    progress: Callable[[FolderReport], None] | None = None,
-    claimed: Counter | None = None,
-) -> None:
-    """Copy one source folder. `claimed`: what earlier source folders mapped to the same target
-    ("Sent Items" and "Posta inviata" both to Sent) have already accounted for there, so a
-    different message of this folder is never taken for one of theirs; this folder's own
-    messages are added to it once it is done."""
-    claimed = claimed if claimed is not None else Counter()
-    # Counted afresh on each attempt: a retried folder starts again from what is there.
+    claimed: Counter,
+) -> tuple[list[Meta], Counter, Counter, int | None]:
+    """Steps 1 and 2 for one source folder (our folder created when missing): what to copy, the
+    source's identities (`wanted`), those found on our side (`matched`), and the source folder's
+    UIDVALIDITY. `claimed`: what earlier source folders mapped to the same target ("Sent Items"
+    and "Posta inviata" both to Sent) account for there, so a different message of this folder
+    is never taken for one of theirs. The report's counts start again from zero."""
     for name in ("copied", "copied_bytes", "already_present", "source_count", "source_bytes", "to_copy"):
         setattr(report, name, 0)
     report.to_copy_bytes = 0
@@ -592,17 +594,50 @@ def copy_folder(
             todo.append(meta)
             report.to_copy += 1
             report.to_copy_bytes += meta.size
+    if subscribe and not dry_run:
+        _ensure_folder(target, mapping.target, "selectable", subscribe=True)
+    return todo, wanted, matched, selected.get(b"UIDVALIDITY")
+
+
+def verify_folder(
+    target: IMAPClient, mapping: Mapping, report: FolderReport, wanted: Counter, claimed: Counter
+) -> None:
+    """Step 4: what of the source is still not on our side (the skipped ones apart)."""
+    have = identities(target, mapping.target) - claimed
+    missing = sum(max(0, n - have[key]) for key, n in wanted.items())
+    report.missing = max(0, missing - len(report.skipped_too_large))
+
+
+def copy_folder(
+    source: IMAPClient,
+    target: IMAPClient,
+    mapping: Mapping,
+    report: FolderReport,
+    *,
+    dry_run: bool,
+    max_size: int,
+    batch_bytes: int,
+    subscribe: bool,
+    progress: Callable[[FolderReport], None] | None = None,
+    claimed: Counter | None = None,
+) -> None:
+    """Copy one source folder on one connection pair (the run shares a folder's batches between
+    its pairs instead); this folder's messages are added to `claimed` once it is done."""
+    claimed = claimed if claimed is not None else Counter()
+    todo, wanted, matched, _validity = scan_folder(
+        source,
+        target,
+        mapping,
+        report,
+        dry_run=dry_run,
+        max_size=max_size,
+        subscribe=subscribe,
+        claimed=claimed,
+    )
     if dry_run:
         # What this folder found there is not there for the next one mapped to the same target.
         claimed.update(matched)
         return
-    if subscribe:
-        _ensure_folder(target, mapping.target, "selectable", subscribe=True)
-
-    # The next batch is fetched (in a thread: the source's connection is used by it alone meanwhile)
-    # while this one is appended: the two servers and the two connections work at the same time.
-    # Two batches of bodies in memory at most. An error in either leaves the `with` only once the
-    # fetch in flight has ended, so a reconnection never shares a connection with it.
     batches = list(_batches(todo, batch_bytes))
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(_fetch_bodies, source, batches[0], max_size) if batches else None
@@ -614,15 +649,10 @@ def copy_folder(
             del answer
             if progress:
                 progress(report)
-
-    if not todo:
+    if todo:
+        verify_folder(target, mapping, report, wanted, claimed)
+    else:
         report.missing = 0  # every message was found on our side (the skipped ones apart)
-        claimed.update(wanted)
-        return
-    # Verification: what of the source is still not on our side (the skipped ones apart).
-    have = identities(target, mapping.target) - claimed
-    missing = sum(max(0, n - have[key]) for key, n in wanted.items())
-    report.missing = max(0, missing - len(report.skipped_too_large))
     claimed.update(wanted)
 
 
@@ -634,8 +664,9 @@ def _claim_key(target: str) -> str:
 
 
 def units(mappings: list[Mapping]) -> list[list[int]]:
-    """The plan's folders grouped by their folder of ours (indexes, in the plan's order): a group
-    goes to one pair, its folders one after the other, as the claims on that folder require."""
+    """The plan's folders grouped by their folder of ours (indexes, in the plan's order): a group's
+    folders are compared one after the other (the next once the previous is copied and counted),
+    as the claims on that folder require."""
     groups: dict[str, list[int]] = {}
     for index, mapping in enumerate(mappings):
         groups.setdefault(_claim_key(mapping.target), []).append(index)
@@ -673,16 +704,63 @@ def folder_sizes(client: IMAPClient, mappings: list[Mapping]) -> dict[int, int]:
     return {i: by_wire.get(wire, 0) for i, wire in enumerate(wires)}
 
 
+def _wait_quietly(future) -> None:
+    """The fetch ahead has ended (its batch goes back to the queue; its error does not matter)."""
+    if future is not None:
+        try:
+            future.result()
+        except Exception:  # noqa: BLE001
+            pass
+
+
 class _Stopped(Exception):
     """The run is stopping (cancelled, or a side gone for good): this pair ends."""
+
+
+class _FolderChanged(IMAPClientError):
+    """The source folder's UIDVALIDITY changed since its identities were read: compared again."""
 
 
 Pair = tuple[IMAPClient, IMAPClient]
 
 
+@dataclass(eq=False)
+class _Folder:
+    """One source folder's progress in the run (changed under _Run.lock)."""
+
+    index: int
+    unit: list[int]  # its group (one folder of ours), in the plan's order
+    position: int  # its place in the group
+    claims: Counter  # shared by the group: what its earlier folders account for
+    attempt: int = 0
+    not_before: float = 0.0  # a folder compared again after a lost connection waits its pause
+    carried: tuple[int, int] = (0, 0)  # copied by attempts that lost their connection
+    outstanding: int = 0  # its work queued or under way (comparison, batches, verification)
+    wanted: Counter = field(default_factory=Counter)
+    uidvalidity: int | None = None
+    redo: bool = False  # a batch lost its connection: compared again once its other batches end
+    failed: bool = False  # not retried: its remaining batches are dropped
+
+
+@dataclass(eq=False)
+class _Item:
+    folder: _Folder
+    batch: list[Meta] | None = None  # None: the folder's comparison
+
+
+class _Side:
+    """A pair's connections and the source folder examined on it."""
+
+    def __init__(self, pair: Pair):
+        self.source, self.target = pair
+        self.examined: int | None = None
+
+
 class _Run:
-    """The copy of one mailbox's folders on up to `workers` connection pairs, each in a thread of
-    its own; the calling thread hands the progress on and waits."""
+    """The copy of one mailbox on up to `workers` connection pairs, each in a thread of its own,
+    sharing one queue of work: a folder's comparison (on one pair), then its batches, which any
+    free pair takes (EXAMINE-ing that folder when it has another one open); the calling thread
+    hands the progress on and waits."""
 
     def __init__(
         self,
@@ -706,7 +784,9 @@ class _Run:
         self.subscribed: set[str] = set()
         self.reports: list[FolderReport] = []
         self.started: list[bool] = []
-        self.queue: list[list[int]] = []
+        self.scans: list[_Folder] = []  # folders to compare, in order
+        self.batches: list[_Item] = []  # batches to copy, in order
+        self.busy = 0  # items taken and not ended: more work may come from them
         self.dirty: dict[int, FolderReport] = {}
         self.pairs: dict[int, Pair] = {}
         self.running = 0
@@ -738,18 +818,24 @@ class _Run:
             raise CopyFailed(_("Destinazione: %(error)s", error=e.message)) from None
 
     def set_plan(self, mappings: list[Mapping], subscribed: set[str], order: list[list[int]]) -> None:
-        self.mappings, self.subscribed, self.queue = mappings, subscribed, order
-        self.reports = [FolderReport(source=m.source, target=m.target, role=m.role) for m in mappings]
-        self.started = [False] * len(mappings)
+        with self.changed:
+            self.mappings, self.subscribed = mappings, subscribed
+            self.reports = [FolderReport(source=m.source, target=m.target, role=m.role) for m in mappings]
+            self.started = [False] * len(mappings)
+            for unit in order:
+                self.scans.append(
+                    _Folder(index=unit[0], unit=unit, position=0, claims=Counter(), outstanding=1)
+                )
+            self.changed.notify_all()
         self.planned.set()
 
-    # -- in the pairs' threads --
+    # -- the queue (in the pairs' threads) --
 
     def notify(self, folder_report: FolderReport) -> None:
         """After each batch: the calling thread is told; a stopping run ends this pair here."""
         with self.changed:
             self.dirty[id(folder_report)] = folder_report
-            self.changed.notify()
+            self.changed.notify_all()
         if self.stop.is_set():
             raise _Stopped
 
@@ -762,14 +848,297 @@ class _Run:
         if pair is not None and self.stop.is_set():
             raise _Stopped
 
-    def _take(self) -> list[int] | None:
+    def _pick_batch(self, examined: int | None) -> _Item | None:
+        """The first batch of the folder examined on this pair, else the first one queued."""
+        if not self.batches:
+            return None
+        for i, item in enumerate(self.batches):
+            if item.folder.index == examined:
+                return self.batches.pop(i)
+        return self.batches.pop(0)
+
+    def _take(self, examined: int | None) -> _Item | None:
+        """The next work for a pair: a comparison due, else a batch; waits while other pairs may
+        still add some. None: the run is over (or stopping)."""
         self.planned.wait()
+        with self.changed:
+            while not self.stop.is_set():
+                now = time.monotonic()
+                due = [f for f in self.scans if f.not_before <= now]
+                if due:
+                    self.scans.remove(due[0])
+                    self.started[due[0].index] = True
+                    self.busy += 1
+                    return _Item(due[0])
+                item = self._pick_batch(examined)
+                if item is not None:
+                    self.busy += 1
+                    return item
+                if not self.scans and not self.busy:
+                    return None
+                wait = min((f.not_before - now for f in self.scans), default=1.0)
+                self.changed.wait(max(0.01, min(wait, 1.0)))
+            return None
+
+    def _take_batch(self, examined: int | None) -> _Item | None:
+        """A batch to fetch ahead while one is appended, if one is queued (never waits)."""
         with self.lock:
-            if self.stop.is_set() or not self.queue:
+            if self.stop.is_set():
                 return None
-            return self.queue.pop(0)
+            item = self._pick_batch(examined)
+            if item is not None:
+                self.busy += 1
+            return item
+
+    def _next_in_group(self, folder: _Folder) -> None:
+        """Under the lock: the folder is done; the next of its group is compared now."""
+        if folder.position + 1 < len(folder.unit):
+            self.scans.append(
+                _Folder(
+                    index=folder.unit[folder.position + 1],
+                    unit=folder.unit,
+                    position=folder.position + 1,
+                    claims=folder.claims,
+                    outstanding=1,
+                )
+            )
+
+    def _end(self, folder: _Folder) -> bool:
+        """Under the lock: one piece of the folder's work ended (not the taker's `busy`). True when
+        its verification is due now, to be done by the caller (counted as one more piece)."""
+        folder.outstanding -= 1
+        if folder.outstanding > 0:
+            return False
+        report = self.reports[folder.index]
+        if folder.redo and not folder.failed:
+            # Compared again from what is on our side now: every batch of the lost attempt has ended.
+            folder.redo = False
+            folder.attempt += 1
+            folder.carried = (folder.carried[0] + report.copied, folder.carried[1] + report.copied_bytes)
+            folder.outstanding = 1
+            folder.not_before = time.monotonic() + 2.0 ** (folder.attempt - 1)
+            self.scans.insert(0, folder)
+            return False
+        if folder.failed:
+            self._next_in_group(folder)
+            return False
+        folder.outstanding = 1
+        return True
+
+    def _done(self, taken: int = 1) -> None:
+        with self.changed:
+            self.busy -= taken
+            self.changed.notify_all()
+
+    def _finish(self, folder: _Folder, verified: bool) -> None:
+        """Under the lock: the folder's copy is complete (verified, or nothing to copy)."""
+        report = self.reports[folder.index]
+        if not verified:
+            report.missing = 0  # every message was found on our side (the skipped ones apart)
+        # What the lost attempts copied is found again as "already present": it was copied now.
+        copied, copied_bytes = folder.carried
+        report.copied += copied
+        report.copied_bytes += copied_bytes
+        report.already_present -= copied
+        report.to_copy += copied
+        report.to_copy_bytes += copied_bytes
+        folder.claims.update(folder.wanted)
+        folder.outstanding = 0
+        self._next_in_group(folder)
+
+    def _lost(self, number: int, side: _Side, folder: _Folder, error: Exception) -> bool:
+        """A piece of the folder's work failed on this pair (the piece is ended here). The folder is
+        compared again once its other batches end, or reported failed; a broken pair reconnects
+        after a pause. False: the run stops (a side cannot be reached again)."""
+        if self.stop.is_set():
+            raise _Stopped from None
+        changed = isinstance(error, _FolderChanged)
+        broken = isinstance(error, imap.RETRYABLE)  # the connection cannot be used any more
+        too_large = imap.response_too_large(side.source) or imap.response_too_large(side.target)
+        retry = changed or (broken and not too_large) or imap.busy(error)
+        mapping, report = self.mappings[folder.index], self.reports[folder.index]
+        pause = 2.0**folder.attempt
+        with self.changed:
+            if folder.failed:
+                pass
+            elif not retry or folder.attempt == FOLDER_ATTEMPTS - 1:
+                report.errors.append(str(error) if not retry else f"connection lost: {error}")
+                folder.failed = True
+            else:
+                if not folder.redo:
+                    log.warning("connection lost or server busy in %s (%s): again", mapping.source, error)
+                folder.redo = True
+            # Its queued batches are not copied now: the folder is compared again (or has failed).
+            kept = [item for item in self.batches if item.folder is not folder]
+            folder.outstanding -= len(self.batches) - len(kept)
+            self.batches = kept
+            self._end(folder)
+            self.dirty[id(report)] = report
+            self.changed.notify_all()
+        side.examined = None
+        if not broken:
+            return True
+        self._set_pair(number, None)
+        imap.close(side.source)
+        imap.close(side.target)
+        if retry and self.stop.wait(pause):
+            raise _Stopped from None
+        try:
+            side.source, side.target = self.open_pair(self.connect_attempts)
+        except CopyFailed as gone:
+            # The report so far is kept; a re-run resumes from what is there. The other pairs end
+            # at their next batch.
+            self.report.errors.append(gone.message)
+            self.stop.set()
+            return False
+        self._set_pair(number, (side.source, side.target))
+        return True
+
+    def _scan(self, side: _Side, folder: _Folder) -> None:
+        """The folder's comparison; its batches queued (or, with nothing to copy, it is done)."""
+        mapping, report = self.mappings[folder.index], self.reports[folder.index]
+        side.examined = None
+        todo, wanted, matched, validity = scan_folder(
+            side.source,
+            side.target,
+            mapping,
+            report,
+            dry_run=self.dry_run,
+            max_size=self.max_size,
+            subscribe=mapping.source in self.subscribed,
+            claimed=folder.claims,
+        )
+        side.examined = folder.index
+        with self.changed:
+            folder.wanted, folder.uidvalidity = wanted, validity
+            self.dirty[id(report)] = report
+            self.changed.notify_all()
+            if self.dry_run:
+                # What this folder found there is not there for the next one mapped to the same target.
+                folder.claims.update(matched)
+                folder.outstanding = 0
+                self._next_in_group(folder)
+            elif not todo:
+                self._finish(folder, verified=False)
+            else:
+                batches = list(_batches(todo, self.batch_bytes))
+                folder.outstanding += len(batches) - 1  # the comparison ends here
+                self.batches.extend(_Item(folder, batch) for batch in batches)
+
+    def _verify(self, number: int, side: _Side, folder: _Folder) -> bool:
+        """The folder's final count on our side (the caller holds one piece for it)."""
+        mapping, report = self.mappings[folder.index], self.reports[folder.index]
+        try:
+            verify_folder(side.target, mapping, report, folder.wanted, folder.claims)
+        except (*imap.RETRYABLE, IMAPClientError) as e:
+            return self._lost(number, side, folder, e)
+        with self.changed:
+            self._finish(folder, verified=True)
+            self.dirty[id(report)] = report
+            self.changed.notify_all()
+        return True
+
+    def _fetch(self, side: _Side, item: _Item) -> dict:
+        """In the fetch-ahead thread (the source connection is its alone meanwhile): the batch's
+        bodies, its folder EXAMINEd first when another one is open on this pair."""
+        folder, source = item.folder, side.source
+        if side.examined != folder.index:
+            side.examined = None
+            selected = examine(source, self.mappings[folder.index])
+            if folder.uidvalidity is not None and selected.get(b"UIDVALIDITY") != folder.uidvalidity:
+                raise _FolderChanged("UIDVALIDITY changed")
+            side.examined = folder.index
+        return _fetch_bodies(source, item.batch or [], self.max_size)
+
+    def _append(self, side: _Side, item: _Item, answer: dict) -> None:
+        """The batch appended on our side, its counts added to the folder's report."""
+        folder = item.folder
+        mapping, report = self.mappings[folder.index], self.reports[folder.index]
+        result = FolderReport(source=report.source, target=report.target)
+        try:
+            _copy_batch(side.target, mapping.target, item.batch or [], answer, result)
+        finally:
+            # What was appended before a lost connection counts: the comparison finds it again.
+            with self.lock:
+                report.copied += result.copied
+                report.copied_bytes += result.copied_bytes
+                report.errors.extend(result.errors)
+
+    def _put_back(self, item: _Item) -> None:
+        """A batch fetched ahead and not appended (this pair's connection was lost): queued again,
+        or ended with its folder when that is compared again or has failed."""
+        with self.changed:
+            folder = item.folder
+            if folder.redo or folder.failed:
+                self._end(folder)  # never a verification: the folder is compared again or has failed
+            else:
+                self.batches.insert(0, item)
+            self.busy -= 1
+            self.changed.notify_all()
+
+    def _work(self, number: int, side: _Side) -> None:
+        """This pair's loop: take work until there is none (or the run stops)."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"imap-copy-{number}-fetch") as pool:
+            while (item := self._take(side.examined)) is not None:
+                folder = item.folder
+                if item.batch is None:
+                    try:
+                        self._scan(side, folder)
+                    except (*imap.RETRYABLE, IMAPClientError) as e:
+                        ok = self._lost(number, side, folder, e)
+                        self._done()
+                        if not ok:
+                            return
+                        continue
+                    self._done()
+                    if self.stop.is_set():
+                        raise _Stopped
+                    continue
+                # Batches, the next one fetched (on the source) while this one is appended (on ours).
+                pending = pool.submit(self._fetch, side, item)
+                while item is not None:
+                    folder = item.folder
+                    try:
+                        answer = pending.result()
+                    except (*imap.RETRYABLE, IMAPClientError) as e:
+                        ok = self._lost(number, side, folder, e)
+                        self._done()
+                        if not ok:
+                            return
+                        break
+                    following = self._take_batch(side.examined)
+                    ahead = pool.submit(self._fetch, side, following) if following is not None else None
+                    try:
+                        self._append(side, item, answer)
+                    except (*imap.RETRYABLE, IMAPClientError) as e:
+                        del answer
+                        _wait_quietly(ahead)  # the source connection is no longer in use
+                        ok = self._lost(number, side, folder, e)
+                        self._done()
+                        if following is not None:
+                            self._put_back(following)
+                        if not ok:
+                            return
+                        break
+                    del answer
+                    with self.lock:
+                        verify = self._end(folder)
+                    if verify:
+                        # The fetch ahead ends first: a verification that loses its connection
+                        # closes both sides of the pair.
+                        if ahead is not None:
+                            futures_wait([ahead])
+                        if not self._verify(number, side, folder):
+                            self._done()
+                            if following is not None:
+                                self._put_back(following)
+                            return
+                    self._done()
+                    self.notify(self.reports[folder.index])
+                    item, pending = following, ahead
 
     def worker(self, number: int, pair: Pair | None) -> None:
+        side: _Side | None = None
         try:
             if pair is None:
                 try:
@@ -779,15 +1148,9 @@ class _Run:
                         "another connection pair could not be opened (%s): fewer in parallel", e.message
                     )
                     return
+            side = _Side(pair)
             self._set_pair(number, pair)
-            while (unit := self._take()) is not None:
-                claims: Counter = Counter()
-                for index in unit:
-                    if self.stop.is_set():
-                        return
-                    pair = self._copy_one(number, pair, index, claims)
-                    if pair is None:
-                        return
+            self._work(number, side)
         except _Stopped:
             pass
         except BaseException as e:  # noqa: BLE001 - handed to the calling thread, which raises it
@@ -797,74 +1160,13 @@ class _Run:
             self.stop.set()
         finally:
             with self.lock:
-                current = self.pairs.pop(number, None) or pair
+                current = self.pairs.pop(number, None) or ((side.source, side.target) if side else pair)
             if current is not None:
                 imap.close(current[0])
                 imap.close(current[1])
             with self.changed:
                 self.running -= 1
                 self.changed.notify_all()
-
-    def _copy_one(self, number: int, pair: Pair, index: int, claims: Counter) -> Pair | None:
-        """One folder with its retries on this pair; the pair to go on with (None: the run stops)."""
-        mapping, folder_report = self.mappings[index], self.reports[index]
-        with self.lock:
-            self.started[index] = True
-        source, target = pair
-        pause = 1.0
-        carried = (0, 0)  # copied by attempts that lost their connection
-        for attempt in range(FOLDER_ATTEMPTS):
-            try:
-                copy_folder(
-                    source,
-                    target,
-                    mapping,
-                    folder_report,
-                    dry_run=self.dry_run,
-                    max_size=self.max_size,
-                    batch_bytes=self.batch_bytes,
-                    subscribe=mapping.source in self.subscribed,
-                    progress=self.notify,
-                    claimed=claims,
-                )
-                # What the lost attempts copied is found again as "already present": it was copied now.
-                folder_report.copied += carried[0]
-                folder_report.copied_bytes += carried[1]
-                folder_report.already_present -= carried[0]
-                folder_report.to_copy += carried[0]
-                folder_report.to_copy_bytes += carried[1]
-                return source, target
-            except (*imap.RETRYABLE, IMAPClientError) as e:
-                if self.stop.is_set():
-                    raise _Stopped from None
-                broken = isinstance(e, imap.RETRYABLE)  # the connection cannot be used any more
-                too_large = imap.response_too_large(source) or imap.response_too_large(target)
-                retry = (broken and not too_large) or imap.busy(e)
-                if not retry or attempt == FOLDER_ATTEMPTS - 1:
-                    folder_report.errors.append(str(e) if not retry else f"connection lost: {e}")
-                    if not broken:
-                        return source, target
-                else:
-                    log.warning("connection lost or server busy in %s (%s): reconnecting", mapping.source, e)
-                    carried = (carried[0] + folder_report.copied, carried[1] + folder_report.copied_bytes)
-                self._set_pair(number, None)
-                imap.close(source)
-                imap.close(target)
-                if retry and self.stop.wait(pause):
-                    raise _Stopped from None
-                pause *= 2
-                try:
-                    source, target = self.open_pair(self.connect_attempts)
-                except CopyFailed as gone:
-                    # The report so far is kept; a re-run resumes from what is there. The other
-                    # pairs end at their next batch.
-                    self.report.errors.append(gone.message)
-                    self.stop.set()
-                    return None
-                self._set_pair(number, (source, target))
-                if not retry or attempt == FOLDER_ATTEMPTS - 1:
-                    return source, target
-        return source, target
 
     # -- in the calling thread --
 
