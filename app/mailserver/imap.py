@@ -20,6 +20,7 @@ unusable and is closed by the caller.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import imaplib
 import socket
@@ -29,6 +30,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from flask_babel import gettext as _
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
@@ -91,17 +93,23 @@ def _install_guard(client: IMAPClient) -> _Guard:
 
     def guarded_read(size: int) -> bytes:
         if size > guard.literal:
-            raise guard.refuse(f"the server announced a literal of {size} bytes (limit {guard.literal})")
+            raise guard.refuse(
+                _(
+                    "il server ha annunciato un blocco di %(size)d byte (limite %(limit)d)",
+                    size=size,
+                    limit=guard.literal,
+                )
+            )
         guard.used += size
         if guard.used > guard.response:
-            raise guard.refuse(f"the server's answer exceeds {guard.response} bytes")
+            raise guard.refuse(_("la risposta del server supera %(n)d byte", n=guard.response))
         return read(size)
 
     def guarded_readline() -> bytes:
         line = readline()
         guard.used += len(line)
         if guard.used > guard.response:
-            raise guard.refuse(f"the server's answer exceeds {guard.response} bytes")
+            raise guard.refuse(_("la risposta del server supera %(n)d byte", n=guard.response))
         return line
 
     def guarded_send(data: bytes) -> None:
@@ -173,7 +181,11 @@ def busy(error: Exception) -> bool:
 def _certificate_refused(endpoint: Endpoint, error: ssl.SSLCertVerificationError) -> ImapError:
     # Not retried: a certificate does not get better by waiting.
     return ImapError(
-        f"{endpoint.host}:{endpoint.port}: certificate refused ({error.verify_message or error})"
+        _(
+            "%(where)s: certificato rifiutato (%(why)s)",
+            where=f"{endpoint.host}:{endpoint.port}",
+            why=error.verify_message or error,
+        )
     )
 
 
@@ -190,12 +202,19 @@ def connect_once(endpoint: Endpoint) -> IMAPClient:
     except ssl.SSLCertVerificationError as e:
         raise _certificate_refused(endpoint, e) from None
     except RETRYABLE as e:
-        raise ImapError(f"{endpoint.host}:{endpoint.port}: {e}", retryable=True) from None
+        raise ImapError(
+            _(
+                "%(where)s: connessione non riuscita (%(error)s)",
+                where=f"{endpoint.host}:{endpoint.port}",
+                error=e,
+            ),
+            retryable=True,
+        ) from None
     _install_guard(client)
     try:
         if endpoint.security == "starttls":
             if not client.has_capability("STARTTLS"):
-                raise ImapError(f"{endpoint.host}:{endpoint.port} does not offer STARTTLS")
+                raise ImapError(_("%(where)s non offre STARTTLS", where=f"{endpoint.host}:{endpoint.port}"))
             client.starttls(endpoint.tls_context())
         _login(client, endpoint)
         # Dates as the server gives them (with their zone), not converted to local time.
@@ -204,8 +223,12 @@ def connect_once(endpoint: Endpoint) -> IMAPClient:
     except LoginError as e:
         with contextlib.suppress(Exception):
             client.shutdown()
-        detail = str(e).replace(endpoint.password, "***") if endpoint.password else str(e)
-        raise ImapError(f"{endpoint.describe()}: login refused ({detail})", retryable=busy(e)) from None
+        detail = _server_words(e)
+        detail = detail.replace(endpoint.password, "***") if endpoint.password else detail
+        raise ImapError(
+            _("%(who)s: accesso rifiutato (%(detail)s)", who=endpoint.describe(), detail=detail),
+            retryable=busy(e),
+        ) from None
     except ImapError:
         with contextlib.suppress(Exception):
             client.shutdown()
@@ -233,10 +256,21 @@ def _login(client: IMAPClient, endpoint: Endpoint) -> None:
         client.plain_login(endpoint.username, endpoint.password)
 
 
+def _server_words(error: Exception) -> str:
+    """A server's answer as text: imapclient gives it as the repr of bytes (b'[AUTHENTICATIONFAILED] ...')."""
+    text = str(error)
+    if len(text) > 2 and text[0] == "b" and text[1] in "'\"" and text[-1] == text[1]:
+        with contextlib.suppress(ValueError, SyntaxError):
+            value = ast.literal_eval(text)
+            if isinstance(value, bytes):
+                return value.decode("utf-8", "replace")
+    return text
+
+
 def _redacted(error: Exception, endpoint: Endpoint) -> str:
     if isinstance(error, UnicodeError):
-        return "a name or password the server cannot take"
-    text = str(error)
+        return _("un nome o una password che il server non accetta")
+    text = _server_words(error)
     return text.replace(endpoint.password, "***") if endpoint.password else text
 
 

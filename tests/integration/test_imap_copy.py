@@ -447,7 +447,7 @@ def test_starttls_verifies_the_certificate_by_default(app, pair):
     src_user, dst_user = _accounts(pair)
     endpoint = Endpoint(HOST, ours.port, dst_user, MASTER_PASSWORD, security="starttls", master_user=MASTER)
     started = time.monotonic()
-    with pytest.raises(ImapError, match="certificate refused") as refused:
+    with pytest.raises(ImapError, match="certificato rifiutato") as refused:
         connect(endpoint)
     assert not refused.value.retryable and time.monotonic() - started < 5
     for trusted in (
@@ -468,7 +468,7 @@ def test_starttls_verifies_the_certificate_by_default(app, pair):
         ],
         env={"SOURCE_PASSWORD": "pw-vecchia", "DEST_PASSWORD": MASTER_PASSWORD, "SSL_CERT_FILE": ""},
     )
-    assert result.exit_code == 1 and "certificate refused" in result.output, result.output
+    assert result.exit_code == 1 and "certificato rifiutato" in result.output, result.output
 
 
 class _CuttingProxy:
@@ -983,7 +983,7 @@ def test_what_a_hostile_server_sends_for_one_answer_is_bounded(answer):
         client.normalise_times = False
         client.select_folder("INBOX", readonly=True)
         started = time.monotonic()
-        with pytest.raises(imaplib.IMAP4.abort, match="literal of 2000000000 bytes|answer exceeds"):
+        with pytest.raises(imaplib.IMAP4.abort, match="blocco di 2000000000 byte|risposta del server supera"):
             list(folder_meta(client, 3))
         assert response_too_large(client)
         close(client)
@@ -1079,7 +1079,7 @@ def test_a_folder_whose_server_announces_too_much_fails_alone_and_is_not_retried
         proxy.close()
     by_source = {f.source: f for f in report.folders}
     bad = by_source["INBOX.Cattiva"]
-    assert len(bad.errors) == 1 and "announced a literal" in bad.errors[0], bad.errors
+    assert len(bad.errors) == 1 and "ha annunciato un blocco" in bad.errors[0], bad.errors
     assert proxy.examined == 1  # not retried
     # The others were copied (those after it on a fresh pair).
     assert [

@@ -112,7 +112,7 @@ def test_a_folder_that_fails_for_good_lets_the_next_of_its_group_be_compared():
     folder.attempt = FOLDER_ATTEMPTS - 1
     assert run._lost(0, _Side((None, None)), folder, _FolderChanged("again")) is True
     run._done()
-    assert folder.failed and run.reports[0].errors == ["connection lost: again"]
+    assert folder.failed and run.reports[0].errors == ["connessione persa: again"]
     (following,) = run.scans
     assert following.index == 1 and following.claims is folder.claims
     # A refusal (not a lost connection) is not retried either.
@@ -121,3 +121,17 @@ def test_a_folder_that_fails_for_good_lets_the_next_of_its_group_be_compared():
     run._done()
     assert item.folder.failed and run.reports[1].errors == ["NO refused"]
     assert run._take(None) is None  # nothing left: the run is over
+
+
+def test_a_server_answer_is_shown_as_text_not_as_bytes():
+    from imapclient.exceptions import LoginError
+
+    from app.mailserver.imap import _server_words
+
+    assert _server_words(LoginError(b"[AUTHENTICATIONFAILED] Autenticazione fallita \xc3\xa8")) == (
+        "[AUTHENTICATIONFAILED] Autenticazione fallita è"
+    )
+    assert _server_words(LoginError("già testo")) == "già testo"
+    # Read as a literal, never run.
+    assert _server_words(LoginError("b'__import__(\"os\")'")) == '__import__("os")'
+    assert _server_words(LoginError("b'x' + b'y'")) == "b'x' + b'y'"

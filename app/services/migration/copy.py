@@ -481,7 +481,13 @@ def _copy_batch(
         data = answer.get(meta.uid)
         body = data.get(b"BODY[]") if data else None
         if body is None:
-            report.errors.append(f"UID {meta.uid} ({meta.subject!r}): the source sent no body")
+            report.errors.append(
+                _(
+                    "UID %(uid)s (%(subject)r): il vecchio server non ha inviato il messaggio",
+                    uid=meta.uid,
+                    subject=meta.subject,
+                )
+            )
             continue
         items.append((meta, body))
     del answer
@@ -962,7 +968,9 @@ class _Run:
             if folder.failed:
                 pass
             elif not retry or folder.attempt == FOLDER_ATTEMPTS - 1:
-                report.errors.append(str(error) if not retry else f"connection lost: {error}")
+                report.errors.append(
+                    str(error) if not retry else _("connessione persa: %(error)s", error=error)
+                )
                 folder.failed = True
             else:
                 if not folder.redo:
