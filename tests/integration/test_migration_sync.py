@@ -715,18 +715,25 @@ def test_the_mail_shows_a_mailbox_cancelled_half_way_with_what_it_had_copied(app
     for row in (done, half):
         migrations.preflight(staff, row.id)
     assert migrations.start(staff, done.id).state == "done"
-    real_target = migrations.target_endpoint
+    real_run_copy = migrations.run_copy
 
-    def cancelled_meanwhile(r):  # the copy stops after its first batch (the INBOX's two messages)
-        migrations.cancel(_staff(), r.id)
-        return real_target(r)
+    def cancelled_meanwhile(*args, progress, **kwargs):  # staff cancel once a batch has been copied
+        asked = []
 
-    monkeypatch.setattr(migrations, "target_endpoint", cancelled_meanwhile)
+        def watching(folder):
+            if folder.copied and not asked:
+                asked.append(migrations.cancel(_staff(), half.id))
+            progress(folder)
+
+        return real_run_copy(*args, progress=watching, **kwargs)
+
+    monkeypatch.setattr(migrations, "run_copy", cancelled_meanwhile)
     half = migrations.start(staff, half.id)
     assert (half.state, half.passes) == ("cancelled", 1)
-    assert half.report["all_passes"]["copied"] == 2 and not _secret_kept(half.id)
+    copied = half.report["all_passes"]["copied"]
+    assert copied >= 1 and not _secret_kept(half.id)
     (mail,) = sink.wait_for(1)
     body = mail.body
     walter_part = body[body.index(f"{walter} — non migrata: annullata") :]
-    assert "copiati: 2" in walter_part.split("\n\n")[0]
+    assert f"copiati: {copied}" in walter_part.split("\n\n")[0]
     assert body.index(vera) < body.index(walter)
