@@ -419,7 +419,7 @@ def test_junk_folder_exists_subscribed_with_its_special_use_and_the_inbox_gets_m
     """Without rspamd in the path the Sieve script finds no spam mark: mail goes to INBOX.
     Nothing removes an "X-Spam: Yes" the sender wrote himself (rspamd would): it only files
     that sender's own message into Junk."""
-    anna = factories.mailbox(factories.customer(domain="giunco.example"), "anna")
+    anna = factories.mailbox(factories.customer(domain=f"giunco-{uuid.uuid4().hex[:6]}.example"), "anna")
     listed = folders(mail, anna.address)
     assert "\\Junk" in listed["Junk"], listed
     assert not any("\\Junk" in flags for name, flags in listed.items() if name != "Junk"), listed
