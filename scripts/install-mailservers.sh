@@ -16,6 +16,8 @@ PACKAGES=(
   python3-psycopg2
   # Postfix's milter: DKIM signing, SPF/DKIM/DMARC checks, spam score (rspamd 3.4 on Debian 12).
   rspamd
+  # Dovecot's Sieve (Pigeonhole): spam rspamd marked is filed into the mailbox's Junk folder.
+  dovecot-sieve
 )
 
 missing=()

@@ -9,7 +9,7 @@ from flask import current_app
 from flask_babel import gettext as _
 
 from app.cli.errors import Group, refuse
-from app.mailserver import files
+from app.mailserver import files, render
 from app.mailserver.settings import Database, MailServerSettings
 from app.services import mailserver, passwords
 
@@ -157,6 +157,12 @@ mailserver_group = Group("mailserver", help="Dovecot, Postfix and rspamd on the 
     show_default=True,
     help="SPF and DMARC also for clients on local networks and loopback (test instances only).",
 )
+@click.option(
+    "--rspamd-test-patterns/--no-rspamd-test-patterns",
+    default=False,
+    show_default=True,
+    help="rspamd's GTUBE variants that force an action (test instances only, never production).",
+)
 def config_command(
     want_dovecot, want_postfix, want_rspamd, db_kind, database_url, out_dir, config_dir, **opts
 ):
@@ -195,6 +201,19 @@ def config_command(
         if want_rspamd and os.geteuid() == 0:
             owners["rspamd-modules.conf"] = files.user_group(settings.rspamd_user)
         paths = files.write_files(every_file, out_dir, groups=owners)
+        if want_dovecot:
+            binary = files.compile_sieve(out_dir, render.SIEVE_BEFORE)
+            if binary:
+                paths.append(binary)
+            else:
+                click.echo(
+                    _(
+                        "sievec non trovato (pacchetto dovecot-sieve): compila %(p)s con sievec "
+                        "sul server di posta.",
+                        p=os.path.join(settings.config_dir, render.SIEVE_BEFORE),
+                    ),
+                    err=True,
+                )
         for path in paths:
             click.echo(path)
     else:

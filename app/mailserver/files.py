@@ -158,3 +158,45 @@ def write_files(
         finally:
             os.close(dir_fd)
     return written
+
+
+def compile_sieve(out_dir: str, name: str) -> str | None:
+    """Compile a rendered Sieve script with Pigeonhole's sievec into the binary Dovecot
+    looks for beside it (<name without .sieve>.svbin), readable by every delivery process
+    (Dovecot's LMTP runs as the mail user and cannot write there). Without sievec (the
+    files rendered on another host) nothing is compiled: None."""
+    import secrets
+    import shutil
+    import subprocess
+
+    sievec = shutil.which("sievec") or ("/usr/bin/sievec" if os.path.exists("/usr/bin/sievec") else None)
+    if sievec is None:
+        return None
+    out_dir = os.path.abspath(out_dir)
+    script = os.path.join(out_dir, name)
+    binary = os.path.join(out_dir, name.removesuffix(".sieve") + ".svbin")
+    tmp = os.path.join(out_dir, f".{secrets.token_hex(6)}.svbin")
+    # No configuration of its own (-c /dev/null): the script uses only Pigeonhole's defaults.
+    result = subprocess.run(
+        [sievec, "-c", "/dev/null", script, tmp],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    try:
+        if result.returncode != 0 or not os.path.isfile(tmp):
+            raise ValidationError.one(
+                "out",
+                _(
+                    "Compilazione di %(p)s non riuscita: %(e)s",
+                    p=script,
+                    e=(result.stderr or result.stdout).strip(),
+                ),
+            )
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, binary)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    return binary

@@ -73,6 +73,11 @@ DKIM_KEYS_HASH = "dkim_keys"
 # The provider's spam thresholds (rspamd's score): marked from the first, refused from the second.
 SPAM_ADD_HEADER_SCORE = 6
 SPAM_REJECT_SCORE = 15
+# The header rspamd's milter adds from the first threshold (rspamd.conf: spam_header), and
+# the folder Dovecot files such a message into (a Sieve script run before any other).
+SPAM_HEADER = "X-Spam"
+JUNK_MAILBOX = "Junk"
+SIEVE_BEFORE = "spam-to-junk.sieve"
 
 
 def _context(s: MailServerSettings, message_size_limit: int) -> dict:
@@ -99,6 +104,9 @@ def _context(s: MailServerSettings, message_size_limit: int) -> dict:
         "maps": {name: postfix_map(name) for name in POSTFIX_MAPS},
         "policy_script": os.path.join(s.postfix_config_dir, LIST_POLICY_SCRIPT),
         "policy_conf": os.path.join(s.postfix_config_dir, "list_policy.cf"),
+        "sieve_before": os.path.join(s.config_dir, SIEVE_BEFORE),
+        "spam_header": SPAM_HEADER,
+        "junk": JUNK_MAILBOX,
     }
 
 
@@ -111,6 +119,7 @@ def dovecot_files(s: MailServerSettings, message_size_limit: int) -> dict[str, s
     files = {
         "dovecot.conf": render("dovecot.conf.j2", **context),
         "dovecot-sql.conf.ext": render("dovecot-sql.conf.ext.j2", **context),
+        SIEVE_BEFORE: render("spam-to-junk.sieve.j2", **context),
     }
     if s.doveadm_port:
         files["dovecot-doveadm.conf.ext"] = render("dovecot-doveadm.conf.ext.j2", **context)
@@ -147,6 +156,8 @@ def rspamd_context(s: MailServerSettings) -> dict:
         "dkim_selectors": DKIM_SELECTORS_HASH,
         "dkim_keys": DKIM_KEYS_HASH,
         "check_local": "true" if s.rspamd_check_local else "false",
+        "test_patterns": s.rspamd_test_patterns,
+        "spam_header": SPAM_HEADER,
         "add_header": SPAM_ADD_HEADER_SCORE,
         "reject": SPAM_REJECT_SCORE,
     }

@@ -171,6 +171,9 @@ class MailServerSettings:
     rspamd_dns: str = ""
     # SPF and DMARC also for clients on local networks (loopback included): test instances only.
     rspamd_check_local: bool = False
+    # rspamd's test patterns (GTUBE variants that force "add header" or "no action"):
+    # test instances only, never production (anyone could pass a message as clean).
+    rspamd_test_patterns: bool = False
     extra: dict = field(default_factory=dict)
 
     @property

@@ -39,7 +39,7 @@ MASTER_PASSWORD = "Master-pass-42-assistenza"
 DOVEADM_API_KEY = "chiave-di-prova-doveadm"
 # Mail is stored as this unprivileged system user (Dovecot refuses root).
 MAIL_USER, MAIL_GROUP = "nobody", "nogroup"
-BINARIES = ("dovecot", "doveadm", "postfix", "postconf")
+BINARIES = ("dovecot", "doveadm", "sievec", "postfix", "postconf")
 RSPAMD_BINARIES = ("rspamd", "rspamadm")
 RSPAMD_USER = "_rspamd"
 
@@ -211,19 +211,24 @@ class MailServers:
         context.check_hostname = False
         return context
 
-    def maildir_count(self, address: str) -> int:
+    def maildir(self, address: str, folder: str = "INBOX") -> Path:
+        """A folder's Maildir on disk (Maildir++: INBOX is the root, Junk is .Junk)."""
         local, domain = address.split("@")
-        maildir = self.mail_root / domain / local / "Maildir"
+        root = self.mail_root / domain / local / "Maildir"
+        return root if folder == "INBOX" else root / f".{folder}"
+
+    def maildir_count(self, address: str, folder: str = "INBOX") -> int:
+        maildir = self.maildir(address, folder)
         return sum(len(list((maildir / sub).glob("*"))) for sub in ("new", "cur") if (maildir / sub).exists())
 
-    def wait_stored(self, address: str, count: int, timeout: float = 15) -> None:
-        """Wait until the mailbox's Maildir on disk holds `count` messages (no login needed)."""
+    def wait_stored(self, address: str, count: int, timeout: float = 15, folder: str = "INBOX") -> None:
+        """Wait until the folder's Maildir on disk holds `count` messages (no login needed)."""
         deadline = time.monotonic() + timeout
-        while self.maildir_count(address) < count:
+        while self.maildir_count(address, folder) < count:
             if time.monotonic() > deadline:
                 raise AssertionError(
-                    f"{address} has {self.maildir_count(address)} message(s), expected {count}\n"
-                    + self.log_tail()
+                    f"{address} has {self.maildir_count(address, folder)} message(s) in {folder}, "
+                    f"expected {count}\n" + self.log_tail()
                 )
             time.sleep(0.05)
 
@@ -434,6 +439,8 @@ def start_mail_servers(
             "--rspamd-redis-url", rspamd_redis_url,
             # Every test client is on loopback, which rspamd takes for a local network.
             "--rspamd-check-local",
+            # GTUBE variants that force an action (YJS...: add header, so Junk).
+            "--rspamd-test-patterns",
         ]  # fmt: skip
         if rspamd_dns:
             args += ["--rspamd-dns", rspamd_dns]

@@ -54,10 +54,10 @@ def subject() -> str:
     return f"Prova {uuid.uuid4().hex[:8]}"
 
 
-def inbox_subjects(mail, address: str, password: str = PASSWORD) -> list[str]:
+def inbox_subjects(mail, address: str, password: str = PASSWORD, folder: str = "INBOX") -> list[str]:
     client = mail.imap(address, password)
     try:
-        client.select("INBOX", readonly=True)
+        client.select(folder, readonly=True)
         _, data = client.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
         return [part[1].decode().split(":", 1)[1].strip() for part in data if isinstance(part, tuple)]
     except imaplib.IMAP4.error:
@@ -71,6 +71,29 @@ def wait_in_inbox(mail, address: str, wanted: str, password: str = PASSWORD, tim
     while wanted not in inbox_subjects(mail, address, password):
         if time.monotonic() > deadline:
             raise AssertionError(f"{wanted!r} never reached {address}\n{mail.log_tail()}")
+        time.sleep(0.1)
+
+
+def folders(mail, address: str, password: str = PASSWORD, subscribed: bool = False) -> dict[str, set[str]]:
+    """The mailbox's folders as IMAP lists them (LSUB: the subscribed ones), name -> flags."""
+    client = mail.imap(address, password)
+    try:
+        _, data = client.lsub() if subscribed else client.list()
+    finally:
+        client.logout()
+    found = {}
+    for line in data:
+        flags, rest = line.decode().split(")", 1)
+        name = rest.strip().split(" ", 1)[1].strip('"')
+        found[name] = set(flags.lstrip("(").split())
+    return found
+
+
+def wait_in_folder(mail, address: str, folder: str, wanted: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while wanted not in inbox_subjects(mail, address, folder=folder):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{wanted!r} never reached {folder} of {address}\n{mail.log_tail()}")
         time.sleep(0.1)
 
 
@@ -390,3 +413,27 @@ def test_a_client_that_has_not_logged_in_cannot_use_one_of_our_addresses_as_send
             code, text = refused.value.recipients[bruno.address]
             assert code == 553 and b"not owned by user" in text, (other, code, text)
     wait_in_inbox(mail, bruno.address, own)
+
+
+def test_junk_folder_exists_subscribed_with_its_special_use_and_the_inbox_gets_mail(mail):
+    """Without rspamd in the path the Sieve script finds no spam mark: mail goes to INBOX.
+    Nothing removes an "X-Spam: Yes" the sender wrote himself (rspamd would): it only files
+    that sender's own message into Junk."""
+    anna = factories.mailbox(factories.customer(domain=f"giunco-{uuid.uuid4().hex[:6]}.example"), "anna")
+    listed = folders(mail, anna.address)
+    assert "\\Junk" in listed["Junk"], listed
+    assert not any("\\Junk" in flags for name, flags in listed.items() if name != "Junk"), listed
+    assert "Junk" in folders(mail, anna.address, subscribed=True)
+
+    normal = subject()
+    send(mail, anna.address, normal)
+    wait_in_inbox(mail, anna.address, normal)
+    assert mail.maildir_count(anna.address, "Junk") == 0
+
+    forged = subject()
+    msg = message("mittente@esterno.example", anna.address, forged)
+    msg["X-Spam"] = "Yes"
+    with smtplib.SMTP(HOST, mail.ports["smtp"], timeout=20, source_address=(OUTSIDE_HOST, 0)) as smtp:
+        smtp.send_message(msg, from_addr="mittente@esterno.example", to_addrs=[anna.address])
+    wait_in_folder(mail, anna.address, "Junk", forged)
+    assert forged not in inbox_subjects(mail, anna.address)

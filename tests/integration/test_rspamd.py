@@ -8,6 +8,7 @@ rspamd caches what it resolved: each test uses domains of its own.
 from __future__ import annotations
 
 import base64
+import email.utils
 import smtplib
 import urllib.request
 import uuid
@@ -20,11 +21,20 @@ from app.mailserver import render
 from tests import factories
 from tests.factories import PASSWORD
 from tests.integration.mailservers import HOST, OUTSIDE_HOST
-from tests.integration.test_mailservers import message, subject, wait_in_inbox
+from tests.integration.test_mailservers import (
+    folders,
+    inbox_subjects,
+    message,
+    subject,
+    wait_in_folder,
+    wait_in_inbox,
+)
 
 pytestmark = pytest.mark.integration
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+# rspamd's test pattern (enable_test_patterns, test instances only) that forces "add header".
+GTUBE_ADD_HEADER = "YJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 
 
 @pytest.fixture
@@ -42,11 +52,10 @@ def from_internet(mail, sender: str, to: str, msg) -> None:
         smtp.send_message(msg, from_addr=sender, to_addrs=[to])
 
 
-def stored(mail, address: str, count: int = 1) -> bytes:
-    """The newest message on disk in the mailbox's Maildir, once there are `count`."""
-    mail.wait_stored(address, count)
-    local, domain = address.split("@")
-    maildir = mail.mail_root / domain / local / "Maildir"
+def stored(mail, address: str, count: int = 1, folder: str = "INBOX") -> bytes:
+    """The newest message on disk in the mailbox's folder, once there are `count`."""
+    mail.wait_stored(address, count, folder=folder)
+    maildir = mail.maildir(address, folder)
     files = [p for sub in ("new", "cur") for p in (maildir / sub).glob("*")]
     return max(files, key=lambda p: p.stat().st_mtime).read_bytes()
 
@@ -110,8 +119,9 @@ def test_a_failing_sender_whose_dmarc_policy_is_quarantine_is_marked_as_spam(mai
     sender = f"ordini@{forged_domain}"
     title = subject()
     from_internet(mail, sender, anna.address, message(sender, anna.address, title))
-    headers = header_block(stored(mail, anna.address))
+    headers = header_block(stored(mail, anna.address, folder="Junk"))
     assert "X-Spam: Yes" in headers, headers
+    assert mail.maildir_count(anna.address) == 0
     assert "dmarc=fail" in headers and f"header.from={forged_domain} (policy=quarantine)" in headers, headers
 
 
@@ -125,15 +135,18 @@ def test_mail_from_one_of_our_domains_that_is_neither_logged_in_nor_aligned_goes
     from_internet(
         mail, "estraneo@esterno.example", anna.address, message(f"direzione@{ours}", anna.address, forged)
     )
-    headers = header_block(stored(mail, anna.address))
+    headers = header_block(stored(mail, anna.address, folder="Junk"))
     assert "X-Spam: Yes" in headers and "OUR_DOMAIN_NOT_ALIGNED(6.00)" in headers, headers
+    # A score between the two thresholds: marked, filed into Junk, not refused.
+    assert render.SPAM_ADD_HEADER_SCORE <= score(headers) < render.SPAM_REJECT_SCORE, headers
+    assert mail.maildir_count(anna.address) == 0
 
     # The same message with a From of a domain that is not ours is not concerned.
     other = unique("altrui")
     from_internet(
         mail, "estraneo@esterno.example", anna.address, message(f"direzione@{other}", anna.address, subject())
     )
-    headers = header_block(stored(mail, anna.address, 2))
+    headers = header_block(stored(mail, anna.address))
     assert "X-Spam: Yes" not in headers and "OUR_DOMAIN_NOT_ALIGNED" not in headers, headers
 
 
@@ -158,6 +171,75 @@ def test_gtube_is_refused_at_smtp_and_a_normal_message_reaches_the_inbox(mail):
     )
     wait_in_inbox(mail, anna.address, normal)
     assert mail.maildir_count(anna.address) == 1
+
+
+def score(headers: str) -> float:
+    """rspamd's score, from "X-Spam-Status: Yes, score=9.50"."""
+    status = headers.split("X-Spam-Status: ", 1)[1].split("\n", 1)[0]
+    return float(status.split("score=", 1)[1].split()[0].rstrip(","))
+
+
+def test_spam_above_the_add_header_score_is_filed_into_junk_and_a_normal_message_into_the_inbox(mail):
+    c = factories.customer(domain=unique("giunco"))
+    anna = factories.mailbox(c, "anna")
+    # Scored between the thresholds by rspamd's own rules: a spam flag set upstream
+    # (SPAM_FLAG 5, rspamd's verdict replaces the header), no Message-ID (2.5), no Date (1).
+    scored = subject()
+    msg = message("offerte@esterno.example", anna.address, scored)
+    msg["X-Spam"] = "Yes"
+    from_internet(mail, "offerte@esterno.example", anna.address, msg)
+    headers = header_block(stored(mail, anna.address, folder="Junk"))
+    assert "SPAM_FLAG(5.00)" in headers and "X-Spam-Status: Yes, score=" in headers, headers
+    assert render.SPAM_ADD_HEADER_SCORE <= score(headers) < render.SPAM_REJECT_SCORE, headers
+    assert headers.count("X-Spam: Yes") == 1, headers
+
+    # rspamd's test pattern forces the same action before any rule runs (no score headers).
+    forced = subject()
+    from_internet(
+        mail,
+        "offerte@esterno.example",
+        anna.address,
+        message("offerte@esterno.example", anna.address, forced, body=f"Compra ora.\n{GTUBE_ADD_HEADER}\n"),
+    )
+    headers = header_block(stored(mail, anna.address, 2, folder="Junk"))
+    assert "X-Spam: Yes" in headers, headers
+
+    # What the mailbox sees over IMAP: both in the folder flagged \Junk, neither in INBOX.
+    listed = folders(mail, anna.address)
+    assert "\\Junk" in listed["Junk"] and "\\Junk" not in listed["INBOX"], listed
+    wait_in_folder(mail, anna.address, "Junk", scored)
+    wait_in_folder(mail, anna.address, "Junk", forced)
+    assert scored not in inbox_subjects(mail, anna.address) and forced not in inbox_subjects(
+        mail, anna.address
+    )
+
+    normal = subject()
+    from_internet(
+        mail,
+        "cliente@esterno.example",
+        anna.address,
+        message("cliente@esterno.example", anna.address, normal),
+    )
+    wait_in_inbox(mail, anna.address, normal)
+    assert normal not in inbox_subjects(mail, anna.address, folder="Junk")
+    assert mail.maildir_count(anna.address, "Junk") == 2 and mail.maildir_count(anna.address) == 1
+
+
+def test_a_spam_mark_forged_by_the_sender_is_replaced_by_rspamd_s_own_verdict(mail):
+    """The sender's "X-Spam: Yes" is removed and only scored (SPAM_FLAG): below the
+    add_header score the message reaches the inbox, without the mark."""
+    anna = factories.mailbox(factories.customer(domain=unique("falso")), "anna")
+    forged = subject()
+    msg = message("furbo@esterno.example", anna.address, forged)
+    msg["X-Spam"] = "Yes"
+    msg["Date"] = email.utils.formatdate()
+    msg["Message-ID"] = email.utils.make_msgid(domain="esterno.example")
+    from_internet(mail, "furbo@esterno.example", anna.address, msg)
+    wait_in_inbox(mail, anna.address, forged)
+    headers = header_block(stored(mail, anna.address))
+    assert "X-Spam:" not in headers and "X-Spam-Status: No, score=" in headers, headers
+    assert score(headers) < render.SPAM_ADD_HEADER_SCORE
+    assert mail.maildir_count(anna.address, "Junk") == 0
 
 
 def dkim_key() -> tuple[str, str]:

@@ -138,3 +138,51 @@ def test_dovecot_reads_the_doveadm_listener_and_its_key(app, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "doveadm_api_key = chiave-segreta-1" in result.stdout, result.stdout
+
+
+def test_dovecot_files_spam_into_a_junk_folder_with_its_special_use(app, tmp_path):
+    render(app, tmp_path)
+    conf = (tmp_path / "dovecot.conf").read_text()
+    assert "  mailbox Junk {\n    special_use = \\Junk\n    auto = subscribe\n  }" in conf
+    assert "protocol lmtp {" in conf and "mail_plugins = $mail_plugins sieve" in conf
+    assert f"sieve_before = {tmp_path}/spam-to-junk.sieve" in conf
+    script = (tmp_path / "spam-to-junk.sieve").read_text()
+    assert 'if header :is "X-Spam" "Yes" {\n  fileinto :create "Junk";\n}' in script
+    assert stat.S_IMODE((tmp_path / "spam-to-junk.sieve").stat().st_mode) == 0o644
+
+
+@pytest.mark.skipif(shutil.which("sievec") is None, reason="dovecot-sieve is not installed")
+def test_the_sieve_script_is_compiled_for_the_mail_user_and_dovecot_reads_its_settings(app, tmp_path):
+    result = render(app, tmp_path, "--tls-cert", "/dev/null", "--tls-key", "/dev/null")
+    binary = tmp_path / "spam-to-junk.svbin"
+    assert str(binary) in result.output
+    # Readable by the delivery process (the mail user), never writable by it; not older
+    # than its script (Dovecot would compile it again at every delivery).
+    assert stat.S_IMODE(binary.stat().st_mode) == 0o644
+    assert binary.stat().st_mtime >= (tmp_path / "spam-to-junk.sieve").stat().st_mtime
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    settings = subprocess.run(
+        [
+            "doveconf",
+            "-c",
+            str(tmp_path / "dovecot.conf"),
+            "plugin/sieve_before",
+            "protocol/lmtp/mail_plugins",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert settings.returncode == 0, settings.stderr
+    assert f"sieve_before = {tmp_path}/spam-to-junk.sieve" in settings.stdout, settings.stdout
+
+
+def test_a_sieve_script_that_does_not_compile_is_reported_and_leaves_no_binary(app, tmp_path):
+    from app.mailserver import files
+    from app.services.errors import ValidationError
+
+    if shutil.which("sievec") is None:
+        pytest.skip("dovecot-sieve is not installed")
+    (tmp_path / "broken.sieve").write_text('require ["nonesuch"];\n')
+    with app.test_request_context(), pytest.raises(ValidationError):
+        files.compile_sieve(str(tmp_path), "broken.sieve")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.sieve"]

@@ -158,3 +158,13 @@ def test_rspamd_reads_the_rendered_configuration(app, out, tmp_path):
     )
     # Our rule is added to the package's, which stay.
     assert "OUR_DOMAIN_NOT_ALIGNED {" in multimap.stdout and "freemail_from {" in multimap.stdout
+
+
+def test_rspamd_s_test_patterns_are_rendered_only_when_asked(app, out):
+    """GTUBE variants that force an action ("no action" included): test instances only."""
+    assert config(app, out, "--rspamd").exit_code == 0
+    conf = (out / "rspamd.conf").read_text()
+    assert "enable_test_patterns" not in conf
+    assert 'spam_header = "X-Spam";' in conf
+    assert config(app, out, "--rspamd", "--rspamd-test-patterns").exit_code == 0
+    assert "enable_test_patterns = true;" in (out / "rspamd.conf").read_text()
