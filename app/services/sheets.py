@@ -668,9 +668,10 @@ def _blank(value: object, data_type: str) -> bool:
     return data_type != "f" and (value is None or (isinstance(value, str) and not _strip(value)))
 
 
-def _read_sheets(archive: zipfile.ZipFile, *, max_rows: int) -> Workbook:
-    """Every worksheet's cells streamed from its XML (app/services/xlsx_rows.py)."""
-    reader = _Reader(max_rows)
+def _read_sheets(archive: zipfile.ZipFile, *, max_rows: int, reader: _Reader | None = None) -> Workbook:
+    """Every worksheet's cells streamed from its XML (app/services/xlsx_rows.py), gathered by
+    `reader` (another sheet's reader, with its own headers: the migrations' sheet)."""
+    reader = reader or _Reader(max_rows)
     deadline = time_module.monotonic() + READ_SECONDS
     allowed = max_rows + HEADER_SEARCH_ROWS
     strings = xlsx_rows.shared_strings(archive, allowed * STRINGS_PER_ROW, deadline)

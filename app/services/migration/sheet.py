@@ -256,31 +256,7 @@ def _read_xlsx(data: bytes, extension: str, max_rows: int, max_unzipped: int) ->
     sheets._check_archive(data, extension, max_unzipped)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            reader = _Reader(max_rows)
-            deadline = time.monotonic() + sheets.READ_SECONDS
-            allowed = max_rows + sheets.HEADER_SEARCH_ROWS
-            strings = xlsx_rows.shared_strings(archive, allowed * sheets.STRINGS_PER_ROW, deadline)
-            dates = xlsx_rows.date_styles(archive)
-            for name, path in xlsx_rows.sheets(archive):
-
-                def rows(min_row: int, max_col: int, path=path):
-                    return xlsx_rows.rows(
-                        archive,
-                        path,
-                        strings,
-                        dates,
-                        min_row,
-                        max_col,
-                        allowed * sheets.ROW_ELEMENTS_PER_ROW,
-                        allowed * sheets.CELLS_PER_ROW,
-                        deadline,
-                    )
-
-                def merged_ranges(path=path):
-                    return sheets._merged_ranges(archive, path)
-
-                reader.sheet(name, rows, merged_ranges)
-            return reader.book
+            return sheets._read_sheets(archive, max_rows=max_rows, reader=_Reader(max_rows))
     except sheets.FileRejected:
         raise
     except xlsx_rows.TooComplex:
