@@ -301,9 +301,14 @@ def _keep(key: DkimKey, seen: Seen, now: datetime) -> bool:
 
 
 def check_domain(actor: Actor, domain_id: object) -> list[DkimKey]:
-    """Look now at the records of one of the actor's domains (the page's "check now")."""
+    """Look now at the records of one of the actor's domains (the page's "check now"): at most
+    every DNS_CHECK_COOLDOWN seconds, as the MX check (sooner, the stored result)."""
+    from app.services import domain_checks
+
     domain = domains.get_domain(actor, domain_id)
     keys = [k for k in keys_of(domain.id) if k.state in ("pending", "active")]
+    if not keys or not domain_checks._first_within_cooldown(domain, "dkim"):
+        return keys
     db.session.commit()  # no transaction held while the DNS answers
     seen = _look_all([(domain.name, k.selector, k.public_key) for k in keys])
     limits.lock_customer(domain.customer_id)
