@@ -135,3 +135,27 @@ def test_rotate_is_for_staff_another_customer_s_domain_is_a_404(client, make):
 
     pending = domains.add_domain(Actor.for_user(admin), c.id, "attesa.example")
     assert call(client, staff, "POST", f"/domains/{pending.id}/dkim/rotate").status_code == 409
+
+
+def test_staff_rotate_from_the_domain_page_and_a_customer_cannot(client, world, active, auth, make):
+    _c, domain, _u = active
+    before = dkim.active_key(domain.id)
+    page = text(client.get(page_url(domain)))
+    assert "Nuova chiave DKIM" not in page  # not a customer's button
+    assert client.post(page_url(domain) + "/dkim/rotate").status_code == 403
+    assert dkim.pending_key(domain.id) is None
+
+    auth.logout()
+    staff = make.staff()
+    auth.login(staff.email)
+    page = text(client.get(page_url(domain)))
+    assert "Chiavi DKIM (supporto)" in page and "Nuova chiave DKIM" in page
+    done = text(client.post(page_url(domain) + "/dkim/rotate", headers=HTMX))
+    new = dkim.pending_key(domain.id)
+    assert new is not None and new.selector in done and "pubblica il suo record" in done
+    assert dkim.active_key(domain.id).selector == before.selector
+    again = text(client.post(page_url(domain) + "/dkim/rotate", headers=HTMX))
+    assert "attende già" in again
+    # The records to publish now show the new key's record (the old one still signs).
+    page = htmllib.unescape(client.get(page_url(domain)).get_data(as_text=True))
+    assert f"{new.selector}._domainkey.rossi.it" in page

@@ -220,6 +220,35 @@ def domain_check_advice(customer_id: int, domain_id: int, record: str):
     )
 
 
+@bp.route("/customers/<int:customer_id>/domains/<int:domain_id>/dkim/rotate", methods=["POST"])
+def domain_dkim_rotate(customer_id: int, domain_id: int):
+    """Staff: a new DKIM key, signing once its record is seen (the service refuses anyone else)."""
+    view = customer_view(customer_id)
+    domain = _domain(view, domain_id)
+    try:
+        key = dkim.rotate(view.actor, domain.id)
+    except FORM_ERRORS as e:
+        return failed(
+            e,
+            DOMAIN_PAGE,
+            "portal/_domain_dkim.html",
+            **_domain_context(view, domain, notice=("error", error_text(e))),
+        )
+    if key.state == "active":
+        message = _("Chiave DKIM %(s)s creata: firma da ora.", s=key.selector)
+    else:
+        message = _(
+            "Nuova chiave DKIM %(s)s: pubblica il suo record, firmerà quando la verifica DNS lo trova.",
+            s=key.selector,
+        )
+    return done(
+        message,
+        url_for("portal.domain", customer_id=customer_id, domain_id=domain.id),
+        "portal/_domain_dkim.html",
+        lambda: _domain_context(view, domain, notice=("ok", message)),
+    )
+
+
 @bp.route("/customers/<int:customer_id>/domains/<int:domain_id>/migration", methods=["POST"])
 def domain_migration_override(customer_id: int, domain_id: int):
     """Staff let the domain's migrations start before its MX propagated (the service refuses anyone else)."""
