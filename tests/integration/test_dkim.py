@@ -365,3 +365,18 @@ def test_rotation_end_to_end_signing_switches_only_after_the_dns_check_sees_the_
     selectors, keys = hashes_of(connection)
     assert f"{old.selector}.{name}" not in keys and selectors[name] == new["selector"]
     assert signature_tags(send(mail, anna.address, "socio@fuori.example")[1])["s"] == new["selector"]
+
+
+def test_a_domain_proved_by_its_dns_gets_its_key_with_the_activation(world, connection):
+    from app.services import domain_checks
+
+    c = factories.customer()
+    admin = factories.admin(c)
+    name = unique("prova")
+    delegate(world, name)
+    domain = domains.add_domain(Actor.for_user(admin), c.id, name)
+    world.at(NS1, NS2).set(name, "TXT", f'"{domain_checks.verification_txt(domain)}"')
+    _report, found, recorded = domain_checks.check_any(name)
+    assert recorded.activated and found.is_active
+    key = dkim.active_key(found.id)
+    assert key is not None and hashes_of(connection)[0][name] == key.selector
