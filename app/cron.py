@@ -41,4 +41,4 @@ cron.register(schedule_migration_passes, queue_name="default", interval=120)
 
 # DKIM keys: a pending key's record looked up at the domain's servers (signing switches once it is
 # published), retirements, keys for active domains without one, and rspamd's Redis written again.
-cron.register(dkim_check, queue_name="dns", interval=10 * 60)
+cron.register(dkim_check, queue_name="dns", interval=10 * 60, job_timeout=60 * 60)

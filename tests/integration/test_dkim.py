@@ -380,3 +380,12 @@ def test_a_domain_proved_by_its_dns_gets_its_key_with_the_activation(world, conn
     assert recorded.activated and found.is_active
     key = dkim.active_key(found.id)
     assert key is not None and hashes_of(connection)[0][name] == key.selector
+
+
+def test_the_cron_runs_dkim_check_every_10_minutes_on_the_dns_queue(connection):
+    from rq.cron import CronScheduler
+
+    scheduler = CronScheduler(connection=connection)
+    scheduler.load_config_from_file("app/cron.py")
+    registered = {j.func_name: (j.queue_name, j.interval) for j in scheduler.get_jobs()}
+    assert registered["app.jobs.dkim_check"] == ("dns", 600)
