@@ -293,6 +293,7 @@ def _keep(key: DkimKey, seen: Seen, now: datetime) -> bool:
         old.state, old.retire_after = "retiring", now + max(hours, timedelta(seconds=seen.ttl or 0))
         db.session.flush()  # the old one leaves `active` before the new one takes it
     key.state, key.activated_at = "active", now
+    _after_commit(key.domain.name)  # rspamd's Redis: the new key, then the selector
     audit.record(
         Actor.system("dns", via="job"),
         "domain.dkim_activate",
@@ -315,14 +316,12 @@ def check_domain(actor: Actor, domain_id: object) -> list[DkimKey]:
     db.session.commit()  # no transaction held while the DNS answers
     seen = _look_all([(domain.name, k.selector, k.public_key) for k in keys])
     limits.lock_customer(domain.customer_id)
-    now, switched = clock.now(), False
+    now = clock.now()
     for key, one in zip(keys, seen, strict=True):
         db.session.refresh(key)
         if key.state in ("pending", "active"):
-            switched |= _keep(key, one, now)
+            _keep(key, one, now)
     db.session.commit()
-    if switched:
-        sync_redis()
     return keys
 
 
@@ -367,6 +366,7 @@ def retire_due(now: datetime | None = None) -> int:
     )
     for key in keys:
         key.state, key.retired_at, key.private_key_sealed = "retired", now, None
+        _after_commit(key.domain.name)
         log.info("DKIM key %s of %s retired", key.selector, key.domain.name)
     db.session.commit()
     return len(keys)
