@@ -3,6 +3,7 @@
 from rq import cron
 
 from app.jobs import (
+    dkim_check,
     expire_imports,
     heartbeat,
     schedule_billing_charge,
@@ -37,3 +38,7 @@ cron.register(schedule_dns_checks, queue_name="dns", interval=60)
 # Migrations: sync passes that are due (the final one at once when the MX has propagated), copies
 # waiting for a turn on their old server, and the mail of a domain whose migration ended.
 cron.register(schedule_migration_passes, queue_name="default", interval=120)
+
+# DKIM keys: a pending key's record looked up at the domain's servers (signing switches once it is
+# published), retirements, keys for active domains without one, and rspamd's Redis written again.
+cron.register(dkim_check, queue_name="dns", interval=10 * 60, job_timeout=60 * 60)

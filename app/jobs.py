@@ -317,6 +317,15 @@ def schedule_dns_checks() -> int | None:
 
 
 @in_app_context
+def dkim_check() -> dict:
+    """Domains' DKIM keys: made for active domains without one, pending records looked up (the key
+    switches once published), old keys retired, rspamd's Redis in sync (app/services/dkim.py)."""
+    from app.services import dkim
+
+    return dkim.run()
+
+
+@in_app_context
 def send_pending_emails() -> int:
     """The outbox's mails that are due (new ones a job did not send, retries): sent, batch after batch."""
     from app.services import outbox

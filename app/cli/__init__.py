@@ -33,6 +33,7 @@ from flask import Flask
 from app.cli.billing import billing_group
 from app.cli.bulk import bulk_group
 from app.cli.demo import seed_demo_command
+from app.cli.dkim import dkim_group
 from app.cli.domains import domains_group
 from app.cli.mailserver import mailserver_group
 from app.cli.migration import migration_group
@@ -49,6 +50,7 @@ def register_cli(app: Flask) -> None:
         billing_group,
         bulk_group,
         domains_group,
+        dkim_group,
         migration_group,
     ):
         app.cli.add_command(command)

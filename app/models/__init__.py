@@ -4,6 +4,7 @@ from app.models.audit import AuditEvent
 from app.models.billing import ChargeLine, LedgerEntry, Price, RechargeRequest
 from app.models.catalog import ServiceClass
 from app.models.customers import Allowance, CapacityRequest, Customer
+from app.models.dkim import DkimKey
 from app.models.imports import Import, ImportRow
 from app.models.jobs import Job
 from app.models.mail import (
@@ -30,6 +31,7 @@ __all__ = [
     "ChargeLine",
     "Customer",
     "DistributionList",
+    "DkimKey",
     "Domain",
     "DomainCheck",
     "Import",

@@ -565,7 +565,7 @@ class Record:
     name: str  # the owner, fully qualified, without the trailing dot
     type: str
     value: str  # as in a zone file
-    purpose: str  # "mx", "verification", "spf", "dmarc", "autoconfig", "autodiscover"
+    purpose: str  # "mx", "verification", "spf", "dkim", "dkim_old", "dmarc", "autoconfig", "autodiscover"
 
     def zone_line(self, ttl: int = 3600) -> str:
         value = _quoted(self.value) if self.type == "TXT" else self.value
@@ -586,8 +586,11 @@ def _quoted(text: str) -> str:
     return " ".join(out)
 
 
-def records_to_publish(name: str, token: str | None, spf_found: str | None = None) -> list[Record]:
-    """The records a domain needs (ASCII name); the verification TXT while it waits for its proof."""
+def records_to_publish(
+    name: str, token: str | None, spf_found: str | None = None, dkim: list[dict] | None = None
+) -> list[Record]:
+    """The records a domain needs (ASCII name); the verification TXT while it waits for its proof;
+    its DKIM keys' records (app/services/dkim.published_records: a retiring key's while still needed)."""
     settings = Settings.from_config()
     include = f"include:{settings.spf_include}"
     records = [Record(name, "MX", f"10 {settings.mx_host}.", "mx")]
@@ -596,6 +599,10 @@ def records_to_publish(name: str, token: str | None, spf_found: str | None = Non
     records += [
         Record(
             name, "TXT", _spf_with(spf_found, include) if spf_found else f"v=spf1 mx {include} ~all", "spf"
+        ),
+        *(
+            Record(d["name"], "TXT", d["txt"], "dkim_old" if d["state"] == "retiring" else "dkim")
+            for d in dkim or ()
         ),
         Record(f"_dmarc.{name}", "TXT", "v=DMARC1; p=none", "dmarc"),
         *(

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from app.extensions import db
 from app.models import Alias, Customer, DistributionList, Domain, Mailbox, MailboxPeriod
 from app.models.base import utcnow
-from app.services import audit, clock, domain_names, fields, limits
+from app.services import audit, clock, dkim, domain_names, fields, limits
 from app.services.access import Actor, customer_for, get_scoped, require_manage, require_staff
 from app.services.addresses import domain_to_ascii, idna_display
 from app.services.domain_names import PublicProviderDomain
@@ -106,6 +106,7 @@ def apply_domain(actor: Actor, draft: DomainDraft) -> Domain:
         db.session.rollback()
         raise Conflict(_not_available(ascii_name), field="name") from None
     audit.record(actor, "domain.create", customer_id=customer.id, target=ascii_name, changes=changes)
+    dkim.ensure_key(domain)
     db.session.commit()
     return domain
 
@@ -212,6 +213,7 @@ def approve_domain(actor: Actor, domain_id: int) -> Domain:
         target=domain.name,
         changes={"state": ["pending", "active"]},
     )
+    dkim.ensure_key(domain)
     db.session.commit()
     return domain
 
@@ -237,6 +239,7 @@ def verify_domain(domain: Domain, how: str) -> bool:
         target=domain.name,
         changes={"state": ["pending", "active"], "verified_by": [None, how]},
     )
+    dkim.ensure_key(domain)
     return True
 
 
@@ -391,5 +394,6 @@ def delete_domain(actor: Actor, domain_id: int) -> None:
             )
         )
     audit.record(actor, "domain.delete", customer_id=domain.customer_id, target=domain.name)
+    dkim.forget(domain)
     db.session.delete(domain)
     db.session.commit()

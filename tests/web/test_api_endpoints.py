@@ -141,6 +141,7 @@ def test_openapi_document_is_public_valid_and_matches_the_routes(client, app):
                     "/start",
                     "/cancel",
                     "/finish",
+                    "/rotate",
                 )
             ):
                 assert "requestBody" in item[method], (path, method)

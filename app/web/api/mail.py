@@ -7,7 +7,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from app.models.enums import DomainState, MailboxStatus, PostPolicy
-from app.services import aliases, classes, domain_checks, domains, lists, mailboxes, passwords
+from app.services import aliases, classes, dkim, domain_checks, domains, lists, mailboxes, passwords
 from app.services.access import customer_for
 from app.services.context import CustomerContext
 from app.web.api import body
@@ -197,6 +197,21 @@ def domain_reject(domain_id: int):
 def domain_check(domain_id: int):
     domain, report, recorded = domain_checks.check_now(actor(), domain_id)
     return jsonify(out.domain_check(domain, report, recorded))
+
+
+@bp.post("/domains/<id:domain_id>/dkim/rotate")
+@documented(
+    "Make a new DKIM key for the domain (staff). It is pending: publish its TXT record (the answer's "
+    "name and txt, also in the domain's dkim); the DNS check switches signing to it once it sees the "
+    "record at the domain's servers, and the old key is retired later. A domain without a key gets "
+    "its first one, signing at once. One rotation at a time (409 while a new key waits).",
+    "domains",
+    ok=out.DKIM_KEY,
+    status=201,
+    errors=(401, 403, 404, 409),
+)
+def domain_dkim_rotate(domain_id: int):
+    return jsonify(out.dkim_key(dkim.rotate(actor(), domain_id))), 201
 
 
 @bp.post("/domains/<id:domain_id>/migration-override")

@@ -35,7 +35,7 @@ from app.models.enums import (
     PostPolicy,
     RequestStatus,
 )
-from app.services import clock, dnscheck, domain_checks, imports
+from app.services import clock, dkim, dnscheck, domain_checks, imports
 from app.services.paging import Page
 from app.web.api.body import (
     any_json,
@@ -143,6 +143,36 @@ def contract(c: Customer, usage: list) -> dict:
     }
 
 
+DKIM_RECORD = response(
+    "DkimRecord",
+    selector=text(description="The selector: the record's name is <selector>._domainkey.<domain>."),
+    txt=text(description="The TXT record's exact value: v=DKIM1; k=rsa; p=<public key>."),
+)
+
+DKIM_KEY = response(
+    "DkimKey",
+    selector=text(),
+    state=choice(
+        ("pending", "active"),
+        description="pending: published first, it signs once the DNS check sees its record; active: it "
+        "signs now (a domain's first key).",
+    ),
+    name=text(description="Where to publish it: <selector>._domainkey.<domain>."),
+    txt=text(description="The TXT record's exact value."),
+    domain=object_of(response("DkimDomain", id=ID, name=text(description="ASCII (punycode) form."))),
+)
+
+
+def dkim_key(key) -> dict:
+    return {
+        "selector": key.selector,
+        "state": key.state,
+        "name": dkim.record_name(key.domain.name, key.selector),
+        "txt": key.txt,
+        "domain": {"id": key.domain.id, "name": key.domain.name},
+    }
+
+
 DOMAIN = response(
     "Domain",
     id=ID,
@@ -191,11 +221,18 @@ DOMAIN = response(
             ),
         )
     ),
+    dkim=object_of(
+        DKIM_RECORD,
+        nullable=True,
+        description="The DKIM record to publish at <selector>._domainkey.<name>: the signing key's, or "
+        "during a rotation the new key's (it signs once the DNS check sees it). Null: no key yet.",
+    ),
 )
 
 
 def domain(d: Domain) -> dict:
     row = d.check
+    record = dkim.dkim_record(d)
     return {
         "id": d.id,
         "customer_id": d.customer_id,
@@ -215,6 +252,7 @@ def domain(d: Domain) -> dict:
             "next_check_at": _when(row.next_check_at) if row else None,
             "migration_allowed": domain_checks.migration_gate(d).open,
         },
+        "dkim": {"selector": record["selector"], "txt": record["txt"]} if record else None,
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import current_app, flash, request, url_for
 from flask_babel import gettext as _
 
-from app.services import dnscheck, domain_checks, domains
+from app.services import dkim, dnscheck, domain_checks, domains
 from app.web.portal import bp
 from app.web.portal.common import confirm, customer_view, owned
 from app.web.respond import (
@@ -130,7 +130,10 @@ def _domain_context(view, domain, **extra) -> dict:
     spf = advice.get("spf") or {}
     own_spf = spf["found"][0] if spf.get("status") == "wrong" and spf.get("found") else None
     txt = domain_checks.verification_txt(domain)
-    records = dnscheck.records_to_publish(domain.name, domain.verification_token if txt else None, own_spf)
+    dkim_records = dkim.published_records(domain)
+    records = dnscheck.records_to_publish(
+        domain.name, domain.verification_token if txt else None, own_spf, dkim_records
+    )
     return {
         "customer": view.customer,
         "domain": domain,
@@ -146,6 +149,9 @@ def _domain_context(view, domain, **extra) -> dict:
         "gate": domain_checks.migration_gate(domain),
         "mx_host": current_app.config["PROVIDER_MX_HOST"],
         "advice_records": dnscheck.ADVICE,
+        "dkim_records": dkim_records,
+        "dkim_state_label": dkim.state_label,
+        "dkim_dns_label": dkim.dns_status_label,
         "status_label": dnscheck.status_label,
         "errors": {},
         "form": {},
@@ -168,6 +174,8 @@ def domain_check(customer_id: int, domain_id: int):
     if is_fragment_request():
         return fragment("portal/_dns_results.html", **_domain_context(view, domain))
     domain, report, recorded = domain_checks.check_now(view.actor, domain.id)
+    if report is not None:
+        dkim.check_domain(view.actor, domain.id)
     if recorded is not None and recorded.activated:
         flash(_("Dominio %(d)s attivato: la prova è nel DNS.", d=domain.display_name), "ok")
     elif report is None:
@@ -190,6 +198,15 @@ def domain_check_mx(customer_id: int, domain_id: int):
     )
 
 
+@bp.route("/customers/<int:customer_id>/domains/<int:domain_id>/check/dkim", methods=["POST"])
+def domain_check_dkim(customer_id: int, domain_id: int):
+    """The DKIM records looked up now (a rotation's new key starts signing once its record is seen)."""
+    view = customer_view(customer_id)
+    domain = _domain(view, domain_id)
+    dkim.check_domain(view.actor, domain.id)
+    return fragment("portal/_dns_dkim_row.html", **_domain_context(view, domain))
+
+
 @bp.route("/customers/<int:customer_id>/domains/<int:domain_id>/check/<record>", methods=["POST"])
 def domain_check_advice(customer_id: int, domain_id: int, record: str):
     view = customer_view(customer_id)
@@ -200,6 +217,35 @@ def domain_check_advice(customer_id: int, domain_id: int, record: str):
         domain=domain,
         customer=view.customer,
         advice_label=dnscheck.advice_label,
+    )
+
+
+@bp.route("/customers/<int:customer_id>/domains/<int:domain_id>/dkim/rotate", methods=["POST"])
+def domain_dkim_rotate(customer_id: int, domain_id: int):
+    """Staff: a new DKIM key, signing once its record is seen (the service refuses anyone else)."""
+    view = customer_view(customer_id)
+    domain = _domain(view, domain_id)
+    try:
+        key = dkim.rotate(view.actor, domain.id)
+    except FORM_ERRORS as e:
+        return failed(
+            e,
+            DOMAIN_PAGE,
+            "portal/_domain_dkim.html",
+            **_domain_context(view, domain, notice=("error", error_text(e))),
+        )
+    if key.state == "active":
+        message = _("Chiave DKIM %(s)s creata: firma da ora.", s=key.selector)
+    else:
+        message = _(
+            "Nuova chiave DKIM %(s)s: pubblica il suo record, firmerà quando la verifica DNS lo trova.",
+            s=key.selector,
+        )
+    return done(
+        message,
+        url_for("portal.domain", customer_id=customer_id, domain_id=domain.id),
+        "portal/_domain_dkim.html",
+        lambda: _domain_context(view, domain, notice=("ok", message)),
     )
 
 

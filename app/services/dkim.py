@@ -1,0 +1,522 @@
+"""DKIM keys per domain: made, published, switched, retired; and what rspamd reads from Redis.
+
+The rules (docs/mailserver.md, "DKIM keys"):
+
+- every active domain has one `active` key (RSA 2048, selector `s` + YYYYMM, a letter after it
+  when taken: `s202612b`), made when the domain becomes active (domains.apply_domain,
+  approve_domain, verify_domain call `ensure_key`) or by `flask dkim ensure` / the cron for
+  domains active before. The **first** key signs at once: nothing signed for the domain
+  before, and a signature whose TXT record is not published yet is judged by receivers like
+  no signature at all (RFC 6376 6.1, DMARC falls back on SPF), so signing early costs nothing,
+  while holding the key back would also keep the domain out of `dkim_selectors`, the list of
+  our domains rspamd protects from strangers using their names;
+- a **rotation** (staff) makes a `pending` key: its TXT record is shown to publish, nothing
+  signs with it and it is not in Redis. When the DNS check finds that record at the domain's
+  authoritative servers, matching, the key becomes `active` (written to `dkim_keys` first,
+  then `dkim_selectors` switches: the next message is signed with it) and the old one
+  `retiring`: still in `dkim_keys` (a message already picked its selector), its record still
+  needed by receivers, until `retire_after` (DKIM_RETIRE_HOURS, or the record's TTL if longer);
+  then `retired`: out of Redis, its sealed private key dropped (NULL);
+- private keys are sealed with the vault (DATA_KEYS), unsealed only to be written to rspamd's
+  Redis (RSPAMD_REDIS_URL), never logged, never shown; `sync_redis` writes both hashes again
+  from the database (idempotent), and a domain that is no longer served leaves them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import string
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+import sqlalchemy.orm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from flask import current_app
+from flask_babel import gettext as _
+from redis import Redis
+
+from app.extensions import db
+from app.mailserver import dns as dnsclient
+from app.mailserver.render import DKIM_KEYS_HASH, DKIM_SELECTORS_HASH
+from app.models import Domain
+from app.models.dkim import DkimKey
+from app.services import audit, clock, dnscheck, domains, limits, vault
+from app.services.access import Actor, require_staff
+from app.services.errors import Conflict
+
+log = logging.getLogger(__name__)
+
+KEY_BITS = 2048
+DAILY = timedelta(days=1)  # an active key's record is looked at again once a day
+ENSURE_BATCH = 200  # keys one cron run makes for domains without one (each takes a moment)
+SIGNING = ("active", "retiring")  # the keys rspamd may need: in Redis
+
+
+# --- keys ---------------------------------------------------------------------------------
+
+
+def _new_key() -> tuple[bytes, str]:
+    """A new RSA key: its PEM sealed by the vault, and the p= of its TXT record."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return vault.seal(pem), base64.b64encode(public).decode()
+
+
+def _selector(domain_id: int, now: datetime) -> str:
+    base = f"s{now:%Y%m}"
+    taken = set(db.session.scalars(sa.select(DkimKey.selector).where(DkimKey.domain_id == domain_id)))
+    for suffix in ["", *string.ascii_lowercase[1:]]:
+        if base + suffix not in taken:
+            return base + suffix
+    n = 2
+    while f"{base}x{n}" in taken:
+        n += 1
+    return f"{base}x{n}"
+
+
+def _add_key(domain: Domain, state: str) -> DkimKey:
+    now = clock.now()
+    sealed, public = _new_key()
+    key = DkimKey(
+        domain_id=domain.id,
+        selector=_selector(domain.id, now),
+        private_key_sealed=sealed,
+        public_key=public,
+        state=state,
+        created_at=now,
+        activated_at=now if state == "active" else None,
+    )
+    db.session.add(key)
+    db.session.flush()
+    log.info("DKIM key %s made for %s (%s)", key.selector, domain.name, state)
+    return key
+
+
+def keys_of(domain_id: int) -> list[DkimKey]:
+    return list(
+        db.session.scalars(
+            sa.select(DkimKey).where(DkimKey.domain_id == domain_id).order_by(DkimKey.created_at, DkimKey.id)
+        )
+    )
+
+
+def active_key(domain_id: int) -> DkimKey | None:
+    return db.session.scalar(
+        sa.select(DkimKey).where(DkimKey.domain_id == domain_id, DkimKey.state == "active")
+    )
+
+
+def pending_key(domain_id: int) -> DkimKey | None:
+    return db.session.scalar(
+        sa.select(DkimKey).where(DkimKey.domain_id == domain_id, DkimKey.state == "pending")
+    )
+
+
+def ensure_key(domain: Domain) -> DkimKey | None:
+    """An active domain without a signing key gets one, signing at once (the caller commits;
+    rspamd's Redis is written after the commit). None when the domain is not active or has one."""
+    if not domain.is_active or active_key(domain.id) is not None:
+        return None
+    key = _add_key(domain, "active")
+    _after_commit(domain.name)
+    return key
+
+
+def rotate(actor: Actor, domain_id: object) -> DkimKey:
+    """Staff: a new key for the domain, pending until its TXT record is seen published (it does
+    not sign before). A domain still without a key gets its first one, signing at once."""
+    domain = domains.get_domain(actor, domain_id)
+    require_staff(actor)
+    limits.lock_customer(domain.customer_id)
+    db.session.refresh(domain)
+    if not domain.is_active:
+        raise Conflict(_("Il dominio non è ancora attivo: non ha chiavi DKIM da cambiare."))
+    if pending_key(domain.id) is not None:
+        raise Conflict(
+            _(
+                "Una nuova chiave DKIM attende già la pubblicazione del suo record: pubblicalo nel DNS del dominio."
+            )
+        )
+    key = ensure_key(domain) or _add_key(domain, "pending")
+    audit.record(
+        actor,
+        "domain.dkim_rotate",
+        customer_id=domain.customer_id,
+        target=domain.name,
+        changes={"selector": [None, key.selector], "state": [None, key.state]},
+    )
+    db.session.commit()
+    return key
+
+
+def shown_key(domain_id: int) -> DkimKey | None:
+    """The key whose record the customer must have published: the pending one while a rotation
+    waits for it, else the active one."""
+    keys = db.session.scalars(
+        sa.select(DkimKey).where(DkimKey.domain_id == domain_id, DkimKey.state.in_(("pending", "active")))
+    ).all()
+    return next((k for k in keys if k.state == "pending"), None) or next(iter(keys), None)
+
+
+def record_name(domain_name: str, selector: str) -> str:
+    return f"{selector}._domainkey.{domain_name}"
+
+
+def dkim_record(domain: Domain) -> dict | None:
+    """{"selector", "name", "txt"} of the record to publish (None: the domain has no key yet)."""
+    key = shown_key(domain.id)
+    if key is None:
+        return None
+    return {"selector": key.selector, "name": record_name(domain.name, key.selector), "txt": key.txt}
+
+
+def published_records(domain: Domain) -> list[dict]:
+    """Every record the domain must keep published now: the shown key's and, while an old key
+    retires, the old one's (with when it may go)."""
+    out = []
+    for key in keys_of(domain.id):
+        if key.state in ("pending", "active", "retiring"):
+            out.append(
+                {
+                    "selector": key.selector,
+                    "name": record_name(domain.name, key.selector),
+                    "txt": key.txt,
+                    "state": key.state,
+                    "dns_status": key.dns_status,
+                    "retire_after": key.retire_after,
+                }
+            )
+    return out
+
+
+def state_label(state: str) -> str:
+    return {
+        "pending": _("in attesa del record DNS"),
+        "active": _("firma i messaggi"),
+        "retiring": _("sostituita, record ancora necessario"),
+        "retired": _("ritirata"),
+    }.get(state, state)
+
+
+def dns_status_label(status: str | None) -> str:
+    return {
+        "missing": _("record mancante"),
+        "wrong": _("record diverso dalla chiave"),
+        "published": _("record pubblicato"),
+        None: _("non ancora verificato"),
+    }.get(status, status or "")
+
+
+# --- the DNS check ------------------------------------------------------------------------
+
+
+def _tags(text: str) -> dict[str, str]:
+    tags = {}
+    for part in text.split(";"):
+        name, sep, value = part.partition("=")
+        if sep:
+            tags[name.strip().lower()] = "".join(value.split())
+    return tags
+
+
+def _matches(records: list[str], public: str) -> bool:
+    return any(_tags(r).get("p") == public and _tags(r).get("v", "DKIM1") == "DKIM1" for r in records)
+
+
+@dataclass
+class Seen:
+    status: str  # missing | wrong | published | unknown
+    ttl: int | None = None
+
+
+async def _look(dns: dnsclient.Client, domain_name: str, selector: str, public: str) -> Seen:
+    """The record at every authoritative server of the domain that answers (as the MX check)."""
+    try:
+        zone = await dns.zone(domain_name)
+    except dnsclient.NoSuchDomain:
+        return Seen("missing")
+    except dnsclient.ZoneUnknown:
+        return Seen(dnscheck.UNKNOWN)
+    name = record_name(domain_name, selector)
+    answers = await asyncio.gather(*(dns.ask(s, a, name, "TXT") for s, a in zone.servers))
+    told = [a for a in answers if a.answered]
+    if not told:
+        return Seen(dnscheck.UNKNOWN)
+    if all(a.status == dnsclient.OK and _matches(a.records, public) for a in told):
+        ttls = [a.ttl for a in told if a.ttl is not None]
+        return Seen("published", max(ttls) if ttls else None)
+    if any(a.status == dnsclient.OK and a.records for a in told):
+        return Seen("wrong")
+    return Seen("missing")
+
+
+def _look_all(items: list[tuple[str, str, str]]) -> list[Seen]:
+    deadline = float(current_app.config["DNS_CHECK_DEADLINE"])
+
+    async def main() -> list[Seen]:
+        dns = dnscheck.client()
+
+        async def one(item):
+            try:
+                async with asyncio.timeout(deadline):
+                    return await _look(dns, *item)
+            except TimeoutError:
+                return Seen(dnscheck.UNKNOWN)
+
+        return await asyncio.gather(*(one(item) for item in items))
+
+    return dnscheck._run(main)
+
+
+def _keep(key: DkimKey, seen: Seen, now: datetime) -> bool:
+    """Keep what the check saw on the key; a pending key found published becomes active. True: it did."""
+    if seen.status == dnscheck.UNKNOWN:
+        return False
+    key.dns_status, key.dns_checked_at = seen.status, now
+    if seen.status != "published":
+        return False
+    key.published_seen_at = key.published_seen_at or now
+    if key.state != "pending":
+        return False
+    old = active_key(key.domain_id)
+    if old is not None:
+        hours = timedelta(hours=float(current_app.config["DKIM_RETIRE_HOURS"]))
+        old.state, old.retire_after = "retiring", now + max(hours, timedelta(seconds=seen.ttl or 0))
+        db.session.flush()  # the old one leaves `active` before the new one takes it
+    key.state, key.activated_at = "active", now
+    _after_commit(key.domain.name)  # rspamd's Redis: the new key, then the selector
+    audit.record(
+        Actor.system("dns", via="job"),
+        "domain.dkim_activate",
+        customer_id=key.domain.customer_id,
+        target=key.domain.name,
+        changes={"selector": [old.selector if old else None, key.selector]},
+    )
+    return True
+
+
+def check_domain(actor: Actor, domain_id: object) -> list[DkimKey]:
+    """Look now at the records of one of the actor's domains (the page's "check now"): at most
+    every DNS_CHECK_COOLDOWN seconds, as the MX check (sooner, the stored result)."""
+    from app.services import domain_checks
+
+    domain = domains.get_domain(actor, domain_id)
+    keys = [k for k in keys_of(domain.id) if k.state in ("pending", "active")]
+    if not keys or not domain_checks._first_within_cooldown(domain, "dkim"):
+        return keys
+    db.session.commit()  # no transaction held while the DNS answers
+    seen = _look_all([(domain.name, k.selector, k.public_key) for k in keys])
+    limits.lock_customer(domain.customer_id)
+    now = clock.now()
+    for key, one in zip(keys, seen, strict=True):
+        db.session.refresh(key)
+        if key.state in ("pending", "active"):
+            _keep(key, one, now)
+    db.session.commit()
+    return keys
+
+
+def check_due(now: datetime | None = None) -> dict:
+    """Every pending key's record (each run), and every active key's once a day."""
+    now = now or clock.now()
+    rows = db.session.execute(
+        sa.select(DkimKey.id, Domain.name, DkimKey.selector, DkimKey.public_key)
+        .join(Domain, Domain.id == DkimKey.domain_id)
+        .where(
+            Domain.state == "active",
+            sa.or_(
+                DkimKey.state == "pending",
+                sa.and_(
+                    DkimKey.state == "active",
+                    sa.or_(DkimKey.dns_checked_at.is_(None), DkimKey.dns_checked_at <= now - DAILY),
+                ),
+            ),
+        )
+        .order_by(DkimKey.id)
+    ).all()
+    db.session.commit()
+    seen = _look_all([(name, selector, public) for _id, name, selector, public in rows])
+    totals = {"checked": 0, "activated": 0, "unknown": 0}
+    for (key_id, *_rest), one in zip(rows, seen, strict=True):
+        key = db.session.get(DkimKey, key_id, populate_existing=True)
+        if key is None or key.state not in ("pending", "active"):
+            continue
+        limits.lock_customer(key.domain.customer_id)
+        totals["checked"] += 1
+        totals["unknown"] += one.status == dnscheck.UNKNOWN
+        totals["activated"] += _keep(key, one, now)
+        db.session.commit()
+    return totals
+
+
+def retire_due(now: datetime | None = None) -> int:
+    """Retiring keys past their time: retired, their private key dropped (Redis follows in sync_redis)."""
+    now = now or clock.now()
+    keys = list(
+        db.session.scalars(sa.select(DkimKey).where(DkimKey.state == "retiring", DkimKey.retire_after <= now))
+    )
+    for key in keys:
+        key.state, key.retired_at, key.private_key_sealed = "retired", now, None
+        _after_commit(key.domain.name)
+        log.info("DKIM key %s of %s retired", key.selector, key.domain.name)
+    db.session.commit()
+    return len(keys)
+
+
+def ensure_all(limit: int = ENSURE_BATCH) -> int:
+    """Keys for active domains that have none (domains active before keys were made): at most `limit`."""
+    missing = list(
+        db.session.scalars(
+            sa.select(Domain)
+            .where(
+                Domain.state == "active",
+                ~sa.select(DkimKey.id)
+                .where(DkimKey.domain_id == Domain.id, DkimKey.state == "active")
+                .exists(),
+            )
+            .order_by(Domain.id)
+            .limit(limit)
+        )
+    )
+    made = 0
+    for domain in missing:
+        limits.lock_customer(domain.customer_id)
+        db.session.refresh(domain)
+        made += ensure_key(domain) is not None
+        db.session.commit()
+    return made
+
+
+def run(now: datetime | None = None) -> dict:
+    """The cron's step: keys for domains without one, the records' check, retirements, Redis in sync."""
+    made = ensure_all()
+    totals = check_due(now)
+    retired = retire_due(now)
+    written = sync_redis()
+    return {"made": made, **totals, "retired": retired, **written}
+
+
+# --- rspamd's Redis -----------------------------------------------------------------------
+
+
+def _redis() -> Redis | None:
+    url = current_app.config.get("RSPAMD_REDIS_URL")
+    return Redis.from_url(url) if url else None
+
+
+def _wanted() -> tuple[dict[str, str], dict[str, bytes]]:
+    """What the hashes must hold: the selector signing for each active domain, and the keys
+    rspamd may need (active and retiring) of active domains."""
+    selectors: dict[str, str] = {}
+    keys: dict[str, bytes] = {}
+    rows = db.session.execute(
+        sa.select(Domain.name, DkimKey.selector, DkimKey.state, DkimKey.private_key_sealed)
+        .join(Domain, Domain.id == DkimKey.domain_id)
+        .where(Domain.state == "active", DkimKey.state.in_(SIGNING), DkimKey.private_key_sealed.is_not(None))
+    )
+    for name, selector, state, sealed in rows:
+        keys[f"{selector}.{name}"] = vault.unseal(sealed)
+        if state == "active":
+            selectors[name] = selector
+    return selectors, keys
+
+
+def sync_redis() -> dict:
+    """Write rspamd's two hashes again from the database (idempotent): keys first, then the
+    selectors; what the database no longer holds leaves, selectors first. Without
+    RSPAMD_REDIS_URL, nothing (the keys wait in the database)."""
+    redis = _redis()
+    if redis is None:
+        return {"written": 0, "removed": 0}
+    selectors, keys = _wanted()
+    db.session.commit()
+    try:
+        have_keys = {k.decode(): v for k, v in redis.hgetall(DKIM_KEYS_HASH).items()}
+        have_selectors = {k.decode(): v.decode() for k, v in redis.hgetall(DKIM_SELECTORS_HASH).items()}
+        new_keys = {k: v for k, v in keys.items() if have_keys.get(k) != v}
+        new_selectors = {k: v for k, v in selectors.items() if have_selectors.get(k) != v}
+        gone_selectors = [k for k in have_selectors if k not in selectors]
+        gone_keys = [k for k in have_keys if k not in keys]
+        if new_keys:
+            redis.hset(DKIM_KEYS_HASH, mapping=new_keys)
+        if new_selectors:
+            redis.hset(DKIM_SELECTORS_HASH, mapping=new_selectors)
+        if gone_selectors:
+            redis.hdel(DKIM_SELECTORS_HASH, *gone_selectors)
+        if gone_keys:
+            redis.hdel(DKIM_KEYS_HASH, *gone_keys)
+    finally:
+        redis.close()
+    written = len(new_keys) + len(new_selectors)
+    removed = len(gone_selectors) + len(gone_keys)
+    if written or removed:
+        log.info("rspamd's DKIM hashes: %d fields written, %d removed", written, removed)
+    return {"written": written, "removed": removed}
+
+
+def forget(domain: Domain) -> None:
+    """A domain no longer served (removed): out of rspamd's hashes after the commit."""
+    fields = {f"{k.selector}.{domain.name}" for k in keys_of(domain.id)}
+    _after_commit(domain.name, fields)
+
+
+def _after_commit(domain_name: str, drop: set[str] | None = None) -> None:
+    pending = db.session.info.setdefault("dkim_sync", {})
+    pending.setdefault(domain_name, set()).update(drop or ())
+
+
+@sa.event.listens_for(sa.orm.Session, "after_commit")
+def _sync_after_commit(session) -> None:
+    names = session.info.pop("dkim_sync", None)
+    if not names or not current_app.config.get("RSPAMD_REDIS_URL"):
+        return
+    try:
+        # A session that just committed may not run SQL inside this event: a fresh one reads the rows.
+        with sa.orm.Session(db.engine) as fresh:
+            _sync_domains(fresh, names)
+    except Exception:  # Redis down: the cron's sync_redis writes it later
+        log.warning("rspamd's DKIM hashes not written now (the next sync will): %s", ", ".join(sorted(names)))
+
+
+@sa.event.listens_for(sa.orm.Session, "after_rollback")
+def _forget_after_rollback(session) -> None:
+    session.info.pop("dkim_sync", None)
+
+
+def _sync_domains(session: sa.orm.Session, names: dict[str, set[str]]) -> None:
+    """Some domains' fields in the hashes, from the database: keys first, then the selector."""
+    redis = _redis()
+    try:
+        for name, drop in names.items():
+            rows = session.execute(
+                sa.select(DkimKey.selector, DkimKey.state, DkimKey.private_key_sealed)
+                .join(Domain, Domain.id == DkimKey.domain_id)
+                .where(Domain.name == name)
+            ).all()
+            served = session.scalar(sa.select(Domain.state).where(Domain.name == name)) == "active"
+            keys = {
+                f"{sel}.{name}": vault.unseal(sealed)
+                for sel, state, sealed in rows
+                if served and sealed and state in SIGNING
+            }
+            signing = next((sel for sel, state, _s in rows if served and state == "active"), None)
+            stale = (drop | {f"{sel}.{name}" for sel, _state, _s in rows}) - set(keys)
+            if keys:
+                redis.hset(DKIM_KEYS_HASH, mapping=keys)
+            if signing:
+                redis.hset(DKIM_SELECTORS_HASH, name, signing)
+            else:
+                redis.hdel(DKIM_SELECTORS_HASH, name)
+            if stale:
+                redis.hdel(DKIM_KEYS_HASH, *sorted(stale))
+    finally:
+        redis.close()

@@ -1,0 +1,391 @@
+"""DKIM keys per domain (app/services/dkim.py) against real components: the database (SQLite and
+PostgreSQL), the Redis rspamd reads, the test DNS server, and rspamd signing what a mailbox sends
+through submission (the `servers_rspamd` fixture).
+
+The signatures are verified twice: by rspamd's own DKIM check (the message sent back in from
+outside) and here, with `cryptography`, against the TXT record the API shows, fetched from the
+local DNS server (relaxed/relaxed canonicalization, RFC 6376 3.4.2 and 3.4.4).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import re
+import smtplib
+import uuid
+from datetime import timedelta
+
+import dns.resolver as dns_resolver
+import pytest
+import sqlalchemy as sa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+
+from app.extensions import db
+from app.mailserver import render
+from app.models import Domain
+from app.models.dkim import DkimKey
+from app.services import clock, dkim, domains, users, vault
+from app.services.access import Actor
+from tests import factories
+from tests.dnsfixtures import asking
+from tests.factories import PASSWORD
+from tests.integration.conftest import REDIS_URL
+from tests.integration.mailservers import HOST, OUTSIDE_HOST
+from tests.integration.test_mailservers import message, subject
+
+pytestmark = pytest.mark.integration
+
+NS1, NS2 = "127.0.0.2", "127.0.0.3"
+
+
+def unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:6]}.example"
+
+
+@pytest.fixture
+def world(app, dns, connection):
+    """The app writing rspamd's Redis (the tests' one) and asking the local DNS server."""
+    saved = app.config.get("RSPAMD_REDIS_URL")
+    app.config["RSPAMD_REDIS_URL"] = REDIS_URL
+    with asking(app.config, dns):
+        yield dns
+    app.config["RSPAMD_REDIS_URL"] = saved
+    clock.reset()
+
+
+def delegate(dns, zone: str) -> None:
+    dns.delegate(zone, {f"ns1.{zone}": NS1, f"ns2.{zone}": NS2})
+
+
+def publish(dns, name: str, txt: str, ttl: int = 3600) -> None:
+    """The record at the zone's servers and at the resolver (rspamd asks the resolver)."""
+    chunks = " ".join(f'"{txt[i : i + 250]}"' for i in range(0, len(txt), 250))
+    dns.at(NS1, NS2).set(name, "TXT", chunks, ttl=ttl)
+    dns.resolver.set(name, "TXT", chunks, ttl=ttl)
+
+
+def hashes_of(connection) -> tuple[dict, dict]:
+    selectors = {k.decode(): v.decode() for k, v in connection.hgetall(render.DKIM_SELECTORS_HASH).items()}
+    keys = {k.decode(): v.decode() for k, v in connection.hgetall(render.DKIM_KEYS_HASH).items()}
+    return selectors, keys
+
+
+def domain_named(name: str) -> Domain:
+    return db.session.scalar(sa.select(Domain).where(Domain.name == name))
+
+
+# --- keys, sealed, in Redis ---------------------------------------------------------------
+
+
+def test_a_domain_turning_active_gets_a_signing_key_sealed_and_written_to_redis(world, connection):
+    c = factories.customer()
+    admin = users.create_user(
+        factories.SYSTEM, email=f"a@{factories.domain_of(c)}", password=PASSWORD, role="customer_admin",
+        customer_id=c.id,
+    )  # fmt: skip
+    name = unique("nuovo")
+    domain = domains.add_domain(Actor.for_user(admin), c.id, name)
+    assert domain.state == "pending" and dkim.keys_of(domain.id) == []
+    assert name not in hashes_of(connection)[0]
+
+    domains.approve_domain(Actor.for_user(factories.staff()), domain.id)
+    [key] = dkim.keys_of(domain.id)
+    assert key.state == "active" and re.fullmatch(r"s\d{6}", key.selector)
+    assert key.selector == f"s{clock.now():%Y%m}"
+
+    # Sealed: the raw column is a Fernet token, never the PEM; opened, the PEM of the public key shown.
+    raw = db.session.execute(sa.text("SELECT private_key_sealed FROM dkim_keys WHERE id = :i"), {"i": key.id})
+    sealed = bytes(raw.scalar_one())
+    assert b"PRIVATE KEY" not in sealed and b"MII" not in sealed
+    pem = vault.unseal(sealed)
+    private = serialization.load_pem_private_key(pem, password=None)
+    assert private.key_size == 2048
+    public = private.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert key.public_key == base64.b64encode(public).decode()
+    assert dkim.dkim_record(domain) == {
+        "selector": key.selector,
+        "name": f"{key.selector}._domainkey.{name}",
+        "txt": f"v=DKIM1; k=rsa; p={key.public_key}",
+    }
+
+    # Written after the commit: selector and key, as rspamd reads them.
+    selectors, keys = hashes_of(connection)
+    assert selectors[name] == key.selector
+    assert keys[f"{key.selector}.{name}"] == pem.decode()
+
+
+def test_sync_redis_writes_both_hashes_from_the_database_and_removes_what_it_no_longer_holds(
+    world, connection
+):
+    c = factories.customer(domain=unique("sync"))
+    domain = domains.list_domains(factories.SYSTEM, c.id)[0]
+    key = dkim.active_key(domain.id)
+    connection.delete(render.DKIM_SELECTORS_HASH, render.DKIM_KEYS_HASH)
+    connection.hset(render.DKIM_SELECTORS_HASH, "sparito.example", "s202001")
+    connection.hset(render.DKIM_KEYS_HASH, "s202001.sparito.example", "vecchia")
+
+    first = dkim.sync_redis()
+    selectors, keys = hashes_of(connection)
+    assert selectors == {domain.name: key.selector}
+    assert list(keys) == [f"{key.selector}.{domain.name}"]
+    assert first == {"written": 2, "removed": 2}
+    assert dkim.sync_redis() == {"written": 0, "removed": 0}  # idempotent
+
+    # A domain that stops being served leaves both hashes.
+    domains.delete_domain(factories.SYSTEM, domain.id)
+    assert hashes_of(connection) == ({}, {})
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(DkimKey)) == 0
+
+
+def test_flask_dkim_ensure_makes_keys_for_domains_active_before(world, connection, app):
+    c = factories.customer(domain=unique("vecchio"))
+    domain = domains.list_domains(factories.SYSTEM, c.id)[0]
+    db.session.execute(sa.delete(DkimKey))
+    db.session.commit()
+    connection.delete(render.DKIM_SELECTORS_HASH, render.DKIM_KEYS_HASH)
+
+    result = app.test_cli_runner().invoke(args=["dkim", "ensure"])
+    assert result.exit_code == 0, result.output
+    assert "keys made: 1" in result.output
+    key = dkim.active_key(domain.id)
+    assert key is not None
+    assert hashes_of(connection)[0] == {domain.name: key.selector}
+    assert "PRIVATE" not in result.output
+    result = app.test_cli_runner().invoke(args=["dkim", "sync"])
+    assert result.exit_code == 0 and "0 written, 0 removed" in result.output
+
+
+def test_one_active_key_per_domain_is_the_database_s_rule(world):
+    c = factories.customer(domain=unique("unica"))
+    domain = domains.list_domains(factories.SYSTEM, c.id)[0]
+    key = dkim.active_key(domain.id)
+    db.session.add(
+        DkimKey(domain_id=domain.id, selector="s209901", public_key=key.public_key, state="active")
+    )
+    with pytest.raises(sa.exc.IntegrityError):
+        db.session.flush()
+    db.session.rollback()
+
+
+def test_rotation_refused_to_customers_and_while_a_new_key_waits(world):
+    c = factories.customer(domain=unique("ruota"))
+    domain = domains.list_domains(factories.SYSTEM, c.id)[0]
+    staff = Actor.for_user(factories.staff())
+    key = dkim.rotate(staff, domain.id)
+    assert key.state == "pending" and key.selector == f"s{clock.now():%Y%m}b"
+    with pytest.raises(dkim.Conflict):
+        dkim.rotate(staff, domain.id)
+
+
+def test_no_private_key_in_the_logs_of_making_rotating_and_syncing(world, caplog):
+    caplog.set_level(logging.DEBUG)
+    c = factories.customer(domain=unique("log"))
+    domain = domains.list_domains(factories.SYSTEM, c.id)[0]
+    dkim.rotate(Actor.for_user(factories.staff()), domain.id)
+    dkim.sync_redis()
+    dkim.run()
+    pem = vault.unseal(
+        db.session.scalar(
+            sa.select(DkimKey.private_key_sealed).where(DkimKey.domain_id == domain.id).limit(1)
+        )
+    ).decode()
+    body = "".join(pem.splitlines()[1:-1])
+    text = caplog.text
+    assert "PRIVATE KEY" not in text
+    assert all(body[i : i + 40] not in text for i in range(0, len(body) - 40, 40))
+    assert domain.name in text  # the logs do speak of the key
+
+
+# --- rotation end to end, with rspamd signing ------------------------------------------------
+
+
+def send(mail, sender: str, to: str) -> tuple[str, object]:
+    wanted = subject()
+    with smtplib.SMTP(HOST, mail.ports["submission"], timeout=30) as smtp:
+        smtp.starttls(context=mail.tls_context())
+        smtp.login(sender, PASSWORD)
+        smtp.send_message(message(sender, to, wanted), to_addrs=[to])
+    return wanted, mail.sink.wait_for(to, wanted)
+
+
+def signature_tags(msg) -> dict[str, str]:
+    header = msg.message["DKIM-Signature"]
+    assert header, "no DKIM-Signature"
+    return {k.strip(): "".join(v.split()) for k, _s, v in (t.partition("=") for t in str(header).split(";"))}
+
+
+def _relaxed_header(name: str, value: str) -> bytes:
+    value = re.sub(r"\r\n(?=[ \t])", "", value)
+    value = re.sub(r"[ \t]+", " ", value).strip()
+    return f"{name.lower().strip()}:{value}\r\n".encode()
+
+
+def resolver_of(dns) -> tuple[str, int]:
+    host, _c, port = dns.config["DNS_NAMESERVERS"].partition(":")
+    return host, int(port or 53)
+
+
+def verify_dkim(raw: bytes, resolver_address: str, resolver_port: int) -> dict[str, str]:
+    """Verify the message's DKIM-Signature (rsa-sha256, relaxed/relaxed) against the TXT record the
+    local DNS server answers: the body hash, then the RSA signature over the signed headers."""
+    raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    head, _sep, body = raw.partition(b"\r\n\r\n")
+    fields: list[tuple[str, str]] = []
+    for line in head.decode().split("\r\n"):
+        if line[:1] in (" ", "\t") and fields:
+            fields[-1] = (fields[-1][0], fields[-1][1] + "\r\n" + line)
+        else:
+            name, _c, value = line.partition(":")
+            fields.append((name, value))
+    signature = next(v for n, v in fields if n.lower() == "dkim-signature")
+    tags = {
+        k.strip(): v.strip() for k, _s, v in (t.partition("=") for t in signature.split(";") if t.strip())
+    }
+    assert tags["a"] == "rsa-sha256" and tags["c"] == "relaxed/relaxed", tags
+    # The body (relaxed).
+    lines = [re.sub(rb"[ \t]+", b" ", line).rstrip(b" \t") for line in body.split(b"\r\n")]
+    while lines and lines[-1] == b"":
+        lines.pop()
+    canonical_body = b"".join(line + b"\r\n" for line in lines)
+    assert base64.b64encode(hashlib.sha256(canonical_body).digest()).decode() == "".join(tags["bh"].split())
+    # The headers named in h=, the last instance first, then the signature with b= empty.
+    used: dict[str, int] = {}
+    signed = b""
+    for name in (n.strip().lower() for n in tags["h"].split(":")):
+        instances = [v for n, v in fields if n.strip().lower() == name]
+        taken = used.get(name, 0)
+        if taken < len(instances):
+            signed += _relaxed_header(name, instances[-1 - taken])
+            used[name] = taken + 1
+    empty_b = re.sub(r"(;\s*b=)[^;]*", r"\1", signature)
+    signed += _relaxed_header("dkim-signature", empty_b)[:-2]
+    # The key, from the DNS.
+    resolver = dns_resolver.Resolver(configure=False)
+    resolver.nameservers, resolver.port = [resolver_address], resolver_port
+    answer = resolver.resolve(f"{tags['s']}._domainkey.{tags['d']}", "TXT")
+    record = "".join(b"".join(r.strings).decode() for r in answer)
+    p = re.search(r"p=([A-Za-z0-9+/=\s]+)", record).group(1)
+    public = serialization.load_der_public_key(base64.b64decode("".join(p.split())))
+    public.verify(
+        base64.b64decode("".join(tags["b"].split())), signed, padding.PKCS1v15(), hashes.SHA256()
+    )  # raises InvalidSignature
+    return tags
+
+
+def back_in(mail, data: bytes, to: str) -> str:
+    """The signed message, sent back to us from outside: rspamd's own verdict in Authentication-Results."""
+    with smtplib.SMTP(HOST, mail.ports["smtp"], timeout=30, source_address=(OUTSIDE_HOST, 0)) as smtp:
+        smtp.sendmail(f"rimbalzo@{unique('inoltro')}", [to], data)
+    count = mail.maildir_count(to) + 1
+    mail.wait_stored(to, count)
+    local, domain = to.split("@")
+    maildir = mail.mail_root / domain / local / "Maildir"
+    files = [p for sub in ("new", "cur") for p in (maildir / sub).glob("*")]
+    raw = max(files, key=lambda p: p.stat().st_mtime).read_bytes()
+    return raw.split(b"\n\n", 1)[0].decode("utf-8", "replace").replace("\n\t", " ").replace("\n ", " ")
+
+
+def test_rotation_end_to_end_signing_switches_only_after_the_dns_check_sees_the_new_record(
+    servers_rspamd, world, connection, app, client
+):
+    mail = servers_rspamd
+    name = unique("rotazione")
+    delegate(world, name)
+    c = factories.customer(domain=name)
+    anna = factories.mailbox(c, "anna")
+    bruno = factories.mailbox(factories.customer(domain=unique("altro")), "bruno")
+    domain = domain_named(name)
+    old = dkim.active_key(domain.id)
+    staff = factories.staff()
+    token = users.create_token(factories.SYSTEM, staff, "tests")[1]
+    auth = {"Authorization": f"Bearer {token}"}
+
+    # The record the API shows, published: a message of anna's verifies against it.
+    shown = client.get(f"/api/v1/domains/{domain.id}", headers=auth).get_json()["dkim"]
+    assert shown == {"selector": old.selector, "txt": old.txt}
+    publish(world, f"{shown['selector']}._domainkey.{name}", shown["txt"])
+    _subject, out = send(mail, anna.address, "socio@fuori.example")
+    tags = verify_dkim(out.data, *resolver_of(world))
+    assert (tags["d"], tags["s"]) == (name, old.selector)
+    assert f"dkim=pass header.d={name} header.s={old.selector}" in back_in(mail, out.data, bruno.address)
+
+    # Rotation: the new key is pending, shown to publish, not in Redis, and nothing signs with it.
+    answer = client.post(f"/api/v1/domains/{domain.id}/dkim/rotate", headers=auth)
+    assert answer.status_code == 201, answer.get_json()
+    new = answer.get_json()
+    assert new["state"] == "pending" and new["selector"] != old.selector
+    assert new["name"] == f"{new['selector']}._domainkey.{name}"
+    shown = client.get(f"/api/v1/domains/{domain.id}", headers=auth).get_json()["dkim"]
+    assert shown == {"selector": new["selector"], "txt": new["txt"]}
+    selectors, keys = hashes_of(connection)
+    assert selectors[name] == old.selector and f"{new['selector']}.{name}" not in keys
+    assert signature_tags(send(mail, anna.address, "socio@fuori.example")[1])["s"] == old.selector
+
+    # The check does not see it yet: still pending, still the old key signing.
+    totals = dkim.run()
+    assert totals["activated"] == 0
+    pending = dkim.pending_key(domain.id)
+    assert pending.dns_status == "missing"
+    assert hashes_of(connection)[0][name] == old.selector
+
+    # Published: the check sees it, the new key signs, the old one retires later.
+    publish(world, new["name"], new["txt"], ttl=600)
+    t0 = clock.now()
+    clock.set_now(t0)
+    totals = dkim.run()
+    assert totals["activated"] == 1
+    db.session.expire_all()
+    active, previous = dkim.active_key(domain.id), db.session.get(DkimKey, old.id)
+    assert active.selector == new["selector"] and active.published_seen_at == t0
+    assert previous.state == "retiring" and previous.retire_after == t0 + timedelta(hours=48)
+    selectors, keys = hashes_of(connection)
+    assert selectors[name] == new["selector"]
+    assert {f"{old.selector}.{name}", f"{new['selector']}.{name}"} <= set(keys)
+    _subject, out = send(mail, anna.address, "socio@fuori.example")
+    tags = verify_dkim(out.data, *resolver_of(world))
+    assert (tags["d"], tags["s"]) == (name, new["selector"])
+    assert f"dkim=pass header.d={name} header.s={new['selector']}" in back_in(mail, out.data, bruno.address)
+
+    # Not before its time...
+    clock.set_now(t0 + timedelta(hours=47))
+    assert dkim.run()["retired"] == 0
+    # ...then retired: out of Redis, its private key dropped.
+    clock.set_now(t0 + timedelta(hours=48, minutes=1))
+    assert dkim.run()["retired"] == 1
+    db.session.expire_all()
+    previous = db.session.get(DkimKey, old.id)
+    assert previous.state == "retired" and previous.retired_at is not None
+    raw = db.session.execute(sa.text("SELECT private_key_sealed FROM dkim_keys WHERE id = :i"), {"i": old.id})
+    assert raw.scalar_one() is None
+    selectors, keys = hashes_of(connection)
+    assert f"{old.selector}.{name}" not in keys and selectors[name] == new["selector"]
+    assert signature_tags(send(mail, anna.address, "socio@fuori.example")[1])["s"] == new["selector"]
+
+
+def test_a_domain_proved_by_its_dns_gets_its_key_with_the_activation(world, connection):
+    from app.services import domain_checks
+
+    c = factories.customer()
+    admin = factories.admin(c)
+    name = unique("prova")
+    delegate(world, name)
+    domain = domains.add_domain(Actor.for_user(admin), c.id, name)
+    world.at(NS1, NS2).set(name, "TXT", f'"{domain_checks.verification_txt(domain)}"')
+    _report, found, recorded = domain_checks.check_any(name)
+    assert recorded.activated and found.is_active
+    key = dkim.active_key(found.id)
+    assert key is not None and hashes_of(connection)[0][name] == key.selector
+
+
+def test_the_cron_runs_dkim_check_every_10_minutes_on_the_dns_queue(connection):
+    from rq.cron import CronScheduler
+
+    scheduler = CronScheduler(connection=connection)
+    scheduler.load_config_from_file("app/cron.py")
+    registered = {j.func_name: (j.queue_name, j.interval) for j in scheduler.get_jobs()}
+    assert registered["app.jobs.dkim_check"] == ("dns", 600)
