@@ -46,9 +46,10 @@ DNS_SETTINGS = (
 
 
 @contextlib.contextmanager
-def asking(config, server: DnsServer, timeout: float = 0.4):
+def asking(config, server: DnsServer, timeout: float = 1.0):
     """An app's config pointed at the test DNS server (loopback name servers allowed, short
-    timeouts, every "check now" a real one) for the block; put back as it was after."""
+    timeouts, every "check now" a real one) for the block; put back as it was after. One second: long
+    enough for the test server to answer on a loaded machine, short for the servers made silent."""
     saved = {k: config.get(k) for k in DNS_SETTINGS}
     config.update(server.config, DNS_TIMEOUT=timeout, DNS_CHECK_COOLDOWN=0, DNS_ALLOW_PRIVATE_SERVERS=True)
     try:
