@@ -31,6 +31,7 @@ import string
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import idna
 import sqlalchemy as sa
 import sqlalchemy.orm
 from cryptography.hazmat.primitives import serialization
@@ -419,6 +420,17 @@ def _redis() -> Redis | None:
     return Redis.from_url(url) if url else None
 
 
+def _forms(name: str) -> list[str]:
+    """A domain as the selectors hash holds it: its ASCII name and, for an IDN, its Unicode
+    form too (a header From may be written either way; rspamd's rule on forged From headers
+    of our domains reads this hash; the signing keys stay under the ASCII name only)."""
+    try:
+        unicode_name = idna.decode(name)
+    except (idna.IDNAError, UnicodeError):
+        return [name]
+    return [name] if unicode_name == name else [name, unicode_name]
+
+
 def _wanted() -> tuple[dict[str, str], dict[str, bytes]]:
     """What the hashes must hold: the selector signing for each active domain, and the keys
     rspamd may need (active and retiring) of active domains."""
@@ -432,7 +444,8 @@ def _wanted() -> tuple[dict[str, str], dict[str, bytes]]:
     for name, selector, state, sealed in rows:
         keys[f"{selector}.{name}"] = vault.unseal(sealed)
         if state == "active":
-            selectors[name] = selector
+            for form in _forms(name):
+                selectors[form] = selector
     return selectors, keys
 
 
@@ -519,9 +532,9 @@ def _sync_domains(session: sa.orm.Session, names: dict[str, set[str]]) -> None:
             if keys:
                 redis.hset(DKIM_KEYS_HASH, mapping=keys)
             if signing:
-                redis.hset(DKIM_SELECTORS_HASH, name, signing)
+                redis.hset(DKIM_SELECTORS_HASH, mapping=dict.fromkeys(_forms(name), signing))
             else:
-                redis.hdel(DKIM_SELECTORS_HASH, name)
+                redis.hdel(DKIM_SELECTORS_HASH, *_forms(name))
             if stale:
                 redis.hdel(DKIM_KEYS_HASH, *sorted(stale))
     finally:

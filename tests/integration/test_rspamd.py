@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from app.mailserver import render
 from tests import factories
 from tests.factories import PASSWORD
+from tests.integration.conftest import REDIS_URL
 from tests.integration.mailservers import HOST, OUTSIDE_HOST
 from tests.integration.test_mailservers import (
     folders,
@@ -180,6 +181,32 @@ def test_an_upper_case_from_domain_of_ours_is_still_ours(mail, connection):
         message(f"Direzione@{ours.upper()}", anna.address, forged),
     )
     headers = header_block(stored(mail, anna.address, folder="Junk"))
+    assert "X-Spam: Yes" in headers and "OUR_DOMAIN_NOT_ALIGNED" in headers, headers
+    assert mail.maildir_count(anna.address) == 0
+
+
+def test_an_idn_domain_of_ours_written_in_unicode_in_the_from_is_still_ours(mail, connection, app):
+    """The panel writes an IDN's selector under both its forms (dkim.sync_redis, on the domain's
+    activation): a From in Unicode, upper-case too, is a forged From of ours all the same."""
+    app.config["RSPAMD_REDIS_URL"] = REDIS_URL
+    try:
+        unicode_name = f"caffè-{uuid.uuid4().hex[:6]}.example"
+        anna = factories.mailbox(factories.customer(domain=unicode_name), "anna")
+    finally:
+        app.config.pop("RSPAMD_REDIS_URL")
+    ascii_name = anna.address.split("@")[1]
+    assert ascii_name.startswith("xn--")
+    assert connection.hget(render.DKIM_SELECTORS_HASH, unicode_name) is not None
+    for written in (unicode_name, unicode_name.upper()):
+        forged = subject()
+        raw = (
+            f"From: Direzione <direzione@{written}>\r\nTo: {anna.address}\r\nSubject: {forged}\r\n"
+            "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: 8bit\r\n\r\nBuongiorno.\r\n"
+        ).encode()
+        with smtplib.SMTP(HOST, mail.ports["smtp"], timeout=30, source_address=(OUTSIDE_HOST, 0)) as smtp:
+            smtp.sendmail("estraneo@esterno.example", [anna.address], raw)
+    headers = header_block(stored(mail, anna.address, count=2, folder="Junk"))
     assert "X-Spam: Yes" in headers and "OUR_DOMAIN_NOT_ALIGNED" in headers, headers
     assert mail.maildir_count(anna.address) == 0
 
