@@ -31,6 +31,7 @@ import string
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import idna
 import sqlalchemy as sa
 import sqlalchemy.orm
 from cryptography.hazmat.primitives import serialization
@@ -248,13 +249,16 @@ async def _look(dns: dnsclient.Client, domain_name: str, selector: str, public: 
         return Seen(dnscheck.UNKNOWN)
     name = record_name(domain_name, selector)
     answers = await asyncio.gather(*(dns.ask(s, a, name, "TXT") for s, a in zone.servers))
-    told = [a for a in answers if a.answered]
-    if not told:
+    # Every authoritative server must answer: one that did not may still serve an old
+    # zone, and signing must not switch before every receiver can find the key.
+    if not answers or not all(a.answered for a in answers):
         return Seen(dnscheck.UNKNOWN)
-    if all(a.status == dnsclient.OK and _matches(a.records, public) for a in told):
-        ttls = [a.ttl for a in told if a.ttl is not None]
+    if all(a.status == dnsclient.OK and _matches(a.records, public) for a in answers):
+        ttls = [a.ttl for a in answers if a.ttl is not None]
         return Seen("published", max(ttls) if ttls else None)
-    if any(a.status == dnsclient.OK and a.records for a in told):
+    # A record that is not ours is wrong; ours on some servers and nothing on the others
+    # is a zone still spreading: missing (not yet published), checked again later.
+    if any(a.status == dnsclient.OK and a.records and not _matches(a.records, public) for a in answers):
         return Seen("wrong")
     return Seen("missing")
 
@@ -329,7 +333,7 @@ def check_due(now: datetime | None = None) -> dict:
     """Every pending key's record (each run), and every active key's once a day."""
     now = now or clock.now()
     rows = db.session.execute(
-        sa.select(DkimKey.id, Domain.name, DkimKey.selector, DkimKey.public_key)
+        sa.select(DkimKey.id, Domain.customer_id, Domain.name, DkimKey.selector, DkimKey.public_key)
         .join(Domain, Domain.id == DkimKey.domain_id)
         .where(
             Domain.state == "active",
@@ -344,13 +348,16 @@ def check_due(now: datetime | None = None) -> dict:
         .order_by(DkimKey.id)
     ).all()
     db.session.commit()
-    seen = _look_all([(name, selector, public) for _id, name, selector, public in rows])
+    seen = _look_all([(name, selector, public) for _id, _customer, name, selector, public in rows])
     totals = {"checked": 0, "activated": 0, "unknown": 0}
-    for (key_id, *_rest), one in zip(rows, seen, strict=True):
+    for (key_id, customer_id, *_rest), one in zip(rows, seen, strict=True):
+        # The customer first, then the key as it is now (a "check now" on the page may
+        # have activated it meanwhile), as check_domain does.
+        limits.lock_customer(customer_id)
         key = db.session.get(DkimKey, key_id, populate_existing=True)
         if key is None or key.state not in ("pending", "active"):
+            db.session.commit()
             continue
-        limits.lock_customer(key.domain.customer_id)
         totals["checked"] += 1
         totals["unknown"] += one.status == dnscheck.UNKNOWN
         totals["activated"] += _keep(key, one, now)
@@ -413,6 +420,17 @@ def _redis() -> Redis | None:
     return Redis.from_url(url) if url else None
 
 
+def _forms(name: str) -> list[str]:
+    """A domain as the selectors hash holds it: its ASCII name and, for an IDN, its Unicode
+    form too (a header From may be written either way; rspamd's rule on forged From headers
+    of our domains reads this hash; the signing keys stay under the ASCII name only)."""
+    try:
+        unicode_name = idna.decode(name)
+    except (idna.IDNAError, UnicodeError):
+        return [name]
+    return [name] if unicode_name == name else [name, unicode_name]
+
+
 def _wanted() -> tuple[dict[str, str], dict[str, bytes]]:
     """What the hashes must hold: the selector signing for each active domain, and the keys
     rspamd may need (active and retiring) of active domains."""
@@ -426,7 +444,8 @@ def _wanted() -> tuple[dict[str, str], dict[str, bytes]]:
     for name, selector, state, sealed in rows:
         keys[f"{selector}.{name}"] = vault.unseal(sealed)
         if state == "active":
-            selectors[name] = selector
+            for form in _forms(name):
+                selectors[form] = selector
     return selectors, keys
 
 
@@ -513,9 +532,9 @@ def _sync_domains(session: sa.orm.Session, names: dict[str, set[str]]) -> None:
             if keys:
                 redis.hset(DKIM_KEYS_HASH, mapping=keys)
             if signing:
-                redis.hset(DKIM_SELECTORS_HASH, name, signing)
+                redis.hset(DKIM_SELECTORS_HASH, mapping=dict.fromkeys(_forms(name), signing))
             else:
-                redis.hdel(DKIM_SELECTORS_HASH, name)
+                redis.hdel(DKIM_SELECTORS_HASH, *_forms(name))
             if stale:
                 redis.hdel(DKIM_KEYS_HASH, *sorted(stale))
     finally:

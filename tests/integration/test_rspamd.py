@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from app.mailserver import render
 from tests import factories
 from tests.factories import PASSWORD
+from tests.integration.conftest import REDIS_URL
 from tests.integration.mailservers import HOST, OUTSIDE_HOST
 from tests.integration.test_mailservers import (
     folders,
@@ -148,6 +149,83 @@ def test_mail_from_one_of_our_domains_that_is_neither_logged_in_nor_aligned_goes
     )
     headers = header_block(stored(mail, anna.address))
     assert "X-Spam: Yes" not in headers and "OUR_DOMAIN_NOT_ALIGNED" not in headers, headers
+
+
+def test_a_forged_received_header_saying_esmtpsa_does_not_exempt_a_forged_from(mail, connection):
+    """The sender writes a Received header claiming its message was submitted with a login:
+    only Postfix's own word on the login counts, the forgery still goes to Junk."""
+    ours = unique("nostro")
+    anna = factories.mailbox(factories.customer(domain=ours), "anna")
+    connection.hset(render.DKIM_SELECTORS_HASH, ours, "s202612")
+    forged = subject()
+    msg = message(f"direzione@{ours}", anna.address, forged)
+    msg["Received"] = (
+        "from pc (pc [192.0.2.9]) by mx.elsewhere.example (Postfix) with ESMTPSA id ABC123"
+        " for <x@y>; Wed, 2 Dec 2026 05:00:00 +0000"
+    )
+    from_internet(mail, "estraneo@esterno.example", anna.address, msg)
+    headers = header_block(stored(mail, anna.address, folder="Junk"))
+    assert "X-Spam: Yes" in headers and "OUR_DOMAIN_NOT_ALIGNED" in headers, headers
+    assert mail.maildir_count(anna.address) == 0
+
+
+def test_an_upper_case_from_domain_of_ours_is_still_ours(mail, connection):
+    ours = unique("nostro")
+    anna = factories.mailbox(factories.customer(domain=ours), "anna")
+    connection.hset(render.DKIM_SELECTORS_HASH, ours, "s202612")
+    forged = subject()
+    from_internet(
+        mail,
+        "estraneo@esterno.example",
+        anna.address,
+        message(f"Direzione@{ours.upper()}", anna.address, forged),
+    )
+    headers = header_block(stored(mail, anna.address, folder="Junk"))
+    assert "X-Spam: Yes" in headers and "OUR_DOMAIN_NOT_ALIGNED" in headers, headers
+    assert mail.maildir_count(anna.address) == 0
+
+
+def test_an_idn_domain_of_ours_written_in_unicode_in_the_from_is_still_ours(mail, connection, app):
+    """The panel writes an IDN's selector under both its forms (dkim.sync_redis, on the domain's
+    activation): a From in Unicode, upper-case too, is a forged From of ours all the same."""
+    app.config["RSPAMD_REDIS_URL"] = REDIS_URL
+    try:
+        unicode_name = f"caffè-{uuid.uuid4().hex[:6]}.example"
+        anna = factories.mailbox(factories.customer(domain=unicode_name), "anna")
+    finally:
+        app.config.pop("RSPAMD_REDIS_URL")
+    ascii_name = anna.address.split("@")[1]
+    assert ascii_name.startswith("xn--")
+    assert connection.hget(render.DKIM_SELECTORS_HASH, unicode_name) is not None
+    for written in (unicode_name, unicode_name.upper()):
+        forged = subject()
+        raw = (
+            f"From: Direzione <direzione@{written}>\r\nTo: {anna.address}\r\nSubject: {forged}\r\n"
+            "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: 8bit\r\n\r\nBuongiorno.\r\n"
+        ).encode()
+        with smtplib.SMTP(HOST, mail.ports["smtp"], timeout=30, source_address=(OUTSIDE_HOST, 0)) as smtp:
+            smtp.sendmail("estraneo@esterno.example", [anna.address], raw)
+    headers = header_block(stored(mail, anna.address, count=2, folder="Junk"))
+    assert "X-Spam: Yes" in headers and "OUR_DOMAIN_NOT_ALIGNED" in headers, headers
+    assert mail.maildir_count(anna.address) == 0
+
+
+def test_a_logged_in_mailbox_writing_to_a_colleague_is_not_taken_for_a_forgery(mail, connection):
+    """The login Postfix saw (not a header) exempts submission from the forged-From rule."""
+    ours = unique("nostro")
+    c = factories.customer(domain=ours)
+    anna = factories.mailbox(c, "anna")
+    bruno = factories.mailbox(c, "bruno")
+    connection.hset(render.DKIM_SELECTORS_HASH, ours, "s202612")
+    t = subject()
+    with smtplib.SMTP(HOST, mail.ports["submission"], timeout=30) as smtp:
+        smtp.starttls(context=mail.tls_context())
+        smtp.login(anna.address, PASSWORD)
+        smtp.send_message(message(anna.address, bruno.address, t), to_addrs=[bruno.address])
+    wait_in_inbox(mail, bruno.address, t)
+    headers = header_block(stored(mail, bruno.address))
+    assert "OUR_DOMAIN_NOT_ALIGNED" not in headers and "X-Spam: Yes" not in headers, headers
 
 
 def test_gtube_is_refused_at_smtp_and_a_normal_message_reaches_the_inbox(mail):
@@ -299,7 +377,9 @@ def test_a_mailbox_s_message_is_signed_with_the_key_the_panel_put_in_redis(mail,
     assert out.message["X-Spamd-Result"] is None and out.message["Authentication-Results"] is None
     assert out.message["X-Spam"] is None
 
-    # Back in from the Internet, as a receiver would check it.
+    # Back in from the Internet, as a receiver would check it. The domain publishes a DMARC
+    # record (the DNS advice asks for one): aligned by its signature, it is not a forgery.
+    dns_server.resolver.set(f"_dmarc.{domain}", "TXT", '"v=DMARC1; p=none"')
     with smtplib.SMTP(HOST, mail.ports["smtp"], timeout=30, source_address=(OUTSIDE_HOST, 0)) as smtp:
         smtp.sendmail(f"rimbalzo@{unique('inoltro')}", [bruno.address], out.data)
     headers = header_block(stored(mail, bruno.address))
