@@ -265,10 +265,9 @@ async def _look(dns: dnsclient.Client, domain_name: str, selector: str, public: 
 
 def _look_all(items: list[tuple[str, str, str]]) -> list[Seen]:
     deadline = float(current_app.config["DNS_CHECK_DEADLINE"])
+    dns = dnscheck.client()  # here: the coroutine may run in a thread without the app's context
 
     async def main() -> list[Seen]:
-        dns = dnscheck.client()
-
         async def one(item):
             try:
                 async with asyncio.timeout(deadline):
