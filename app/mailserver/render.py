@@ -2,9 +2,7 @@
 
 The servers read only the views of migrations 0002_mail_views (mail_domains,
 mail_users, mail_aliases) and 0007_list_policy (mail_lists, mail_list_senders,
-read by Postfix and its list-policy service, mail_list_policy.py), and for the
-map of our own sender addresses (our_senders.cf) the aliases, distribution_lists and
-domains tables;
+read by Postfix and its list-policy service, mail_list_policy.py);
 docs/mailserver.md describes that contract. The settings must have passed
 app/services/mailserver.validate_settings first: no value reaching a template
 may carry a newline or a control character. The result is a mapping file
@@ -59,18 +57,11 @@ POSTFIX_MAPS = {
 # Never refused for being ours: a client that has not logged in may not use one of our
 # mailboxes', aliases' or lists' addresses as envelope sender (port 25, main.cf:
 # smtpd_sender_restrictions). One row or none: the SELECT has no FROM of its own.
-# Every address of an active domain counts, whatever the state of what it leads to:
-# mail_users has every mailbox (disabled ones too), and aliases and lists are read from
-# their tables, not from mail_aliases (which leaves out an alias of a disabled mailbox
-# and a list without enabled members).
 SENDER_MAP = "our_senders.cf"
 POSTFIX_MAPS[SENDER_MAP] = (
     "SELECT 'REJECT 5.7.1 This sender address is a mailbox of ours: log in to send as it' "
     "WHERE EXISTS (SELECT 1 FROM mail_users WHERE address = LOWER(RTRIM('%s', '.'))) "
-    "OR EXISTS (SELECT 1 FROM aliases a JOIN domains d ON d.id = a.domain_id "
-    "WHERE a.address = LOWER(RTRIM('%s', '.')) AND d.state = 'active') "
-    "OR EXISTS (SELECT 1 FROM distribution_lists l JOIN domains d ON d.id = l.domain_id "
-    "WHERE l.address = LOWER(RTRIM('%s', '.')) AND d.state = 'active')"
+    "OR EXISTS (SELECT 1 FROM mail_aliases WHERE address = LOWER(RTRIM('%s', '.')))"
 )
 
 LIST_POLICY_SCRIPT = "mail_list_policy.py"
