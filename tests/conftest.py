@@ -55,6 +55,17 @@ def _worker() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
+def _redis_db() -> int:
+    # A Redis database per xdist worker (gw0 13, gw1 14, gw2 15; a run without xdist 12): a test that
+    # empties its database never takes another worker's queue with it.
+    number = _worker().removeprefix("gw")
+    return 13 + int(number) % 3 if number.isdigit() else 12
+
+
+# The Redis the job tests use (TEST_REDIS_URL only for a run of one worker: it is shared as it is).
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", f"redis://127.0.0.1:6379/{_redis_db()}")
+
+
 def _pg_database_name() -> str:
     # One database per checkout and per xdist worker, so parallel runs never share tables.
     checkout = hashlib.sha1(str(Path(__file__).resolve().parent.parent).encode()).hexdigest()[:8]

@@ -7,7 +7,6 @@ downloaded; and the pages on a 390 px phone.
 from __future__ import annotations
 
 import io
-import os
 import re
 
 import pytest
@@ -17,10 +16,10 @@ from playwright.sync_api import Page, expect
 from rq import Queue, SimpleWorker
 
 from app import jobs as app_jobs
+from tests.conftest import TEST_REDIS_URL
 from tests.e2e.test_mailbox_journey import no_page_load
 from tests.e2e.test_phone_layout import DESKTOP, PHONE, SIDEWAYS, shot
 
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 BM = "Business Mail 100 MB"
 
 

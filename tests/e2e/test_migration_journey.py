@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 import socket
 import subprocess
@@ -33,6 +32,7 @@ from rq.timeouts import TimerDeathPenalty
 
 from app import jobs as app_jobs
 from app.services import domains
+from tests.conftest import TEST_REDIS_URL
 from tests.e2e.test_mailbox_journey import new_page, no_page_load  # noqa: F401  (new_page: a fixture)
 from tests.e2e.test_phone_layout import DESKTOP, PHONE, SIDEWAYS, shot
 from tests.integration.imap_servers import MASTER, MASTER_PASSWORD
@@ -40,7 +40,6 @@ from tests.integration.mailservers import HOST
 from tests.integration.test_imap_copy import pair  # noqa: F401  (the two Dovecots, once per module)
 from tests.integration.test_migrations_panel import _mx
 
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 OLD_PASSWORD = "Vecchia-" + uuid.uuid4().hex[:10]
 LIMIT = 40_000  # the size limit for this run: one message is over it
 DELAY_PROXY = Path(__file__).resolve().parents[2] / "bench" / "_delay_proxy.py"

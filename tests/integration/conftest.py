@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import redis
 
 from app import jobs
-from tests.conftest import CI
+from tests.conftest import CI, TEST_REDIS_URL
 from tests.integration.mailservers import missing_reason, start_mail_servers
 
-# A Redis database per xdist worker (gw0, gw1...), emptied around each test that uses it.
-_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-_DB = 13 + int(_WORKER) % 3 if _WORKER.isdigit() else 12
-REDIS_URL = os.environ.get("TEST_REDIS_URL", f"redis://127.0.0.1:6379/{_DB}")
+# A Redis database per xdist worker, emptied around each test that uses it.
+REDIS_URL = TEST_REDIS_URL
 
 
 @pytest.fixture

@@ -14,9 +14,6 @@ from app.redis import start_embedded
 
 pytestmark = pytest.mark.integration
 
-# Database numbers of their own (one per xdist worker), so tests never touch a developer's queues.
-# A named run (PYTEST_XDIST_WORKER=quota, say) gets database 12 rather than failing to collect.
-
 
 def test_cron_heartbeat_runs_in_a_real_worker(connection, worker_app):
     queue = Queue(jobs.QUEUES[0], connection=connection)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import html as html_lib
 import io
-import os
 import re
 
 import pytest
@@ -19,8 +18,8 @@ from app.models import Import, Job, Mailbox
 from app.services import imports as import_service
 from app.web.portal import imports as import_pages
 from tests import factories, sheetkit
+from tests.conftest import TEST_REDIS_URL
 
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 BM = "Business Mail 100 MB"
 HTMX = {"HX-Request": "true"}
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

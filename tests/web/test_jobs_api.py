@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import redis
 from rq import Queue
 
 from app.services import users
 from tests import factories
+from tests.conftest import TEST_REDIS_URL
 from tests.web.jobrows import job_row
-
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/12")
 
 
 def bearer(user) -> dict:

@@ -12,7 +12,6 @@ import csv
 import html as html_lib
 import io
 import json
-import os
 import re
 import uuid
 from datetime import UTC, datetime
@@ -26,11 +25,10 @@ from app.models import MailboxUsage, Migration
 from app.services import domains
 from app.services.migration import progress
 from tests import factories
+from tests.conftest import TEST_REDIS_URL
 from tests.integration.mailservers import HOST
 from tests.integration.test_imap_copy import pair  # noqa: F401  (the two Dovecots, once per module)
 from tests.integration.test_migrations_panel import OLD_PASSWORD, _configure, _mx, _seed
-
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 
 
 def text(response) -> str:
