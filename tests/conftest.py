@@ -8,6 +8,7 @@ Every test that uses `app` runs once per database backend ([sqlite] and
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
 from pathlib import Path
@@ -193,6 +194,29 @@ class CsrfClient(FlaskClient):
         # What the test reads next must be what the request wrote, not its own stale copy.
         db.session.expire_all()
         return response
+
+
+_DKIM_POOL: list = []
+_dkim_turn = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def _dkim_key_pool(request, monkeypatch):
+    """Every domain that turns active gets an RSA 2048 key, ~75 ms of CPU each, and almost every test
+    activates one: four real keys made once per run are handed out in turn. Tests marked
+    `fresh_dkim_keys` (the keys' own tests) make each key anew, as the panel does."""
+    if request.node.get_closest_marker("fresh_dkim_keys"):
+        return
+    from app.services import dkim
+
+    def pooled():
+        if len(_DKIM_POOL) < 4:
+            _DKIM_POOL.append(real())
+            return _DKIM_POOL[-1]
+        return _DKIM_POOL[next(_dkim_turn) % len(_DKIM_POOL)]
+
+    real = dkim._generate
+    monkeypatch.setattr(dkim, "_generate", pooled)
 
 
 @pytest.fixture

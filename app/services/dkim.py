@@ -60,9 +60,13 @@ SIGNING = ("active", "retiring")  # the keys rspamd may need: in Redis
 # --- keys ---------------------------------------------------------------------------------
 
 
+def _generate() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
+
+
 def _new_key() -> tuple[bytes, str]:
     """A new RSA key: its PEM sealed by the vault, and the p= of its TXT record."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
+    key = _generate()
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )

@@ -89,10 +89,11 @@ def check_strength(
 # that shares the panel's Redis; its next one waits for a slot (then gets a 429) while another
 # customer's hash goes straight through. Two gates: a semaphore in the process (threads) and a
 # sorted set per customer in Redis (processes and hosts). A slot whose holder died (a killed
-# worker) stops counting after HOLD_SECONDS, far more than one hash takes. Without a configured
+# worker) stops counting after HOLD_SECONDS: some fifty times what one hash takes (~0.3 s), and short
+# enough that a killed import's customer is not kept waiting for a minute. Without a configured
 # REDIS_URL, or with Redis unreachable, only the process's own gate holds: a password change
 # never fails because the shared counter is away.
-HOLD_SECONDS = 60
+HOLD_SECONDS = 15
 _slots: dict[tuple[object, int], threading.BoundedSemaphore] = {}
 _slots_lock = threading.Lock()
 

@@ -36,7 +36,7 @@ from tests.integration.conftest import REDIS_URL
 from tests.integration.mailservers import HOST, OUTSIDE_HOST
 from tests.integration.test_mailservers import message, subject
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.fresh_dkim_keys]
 
 NS1, NS2 = "127.0.0.2", "127.0.0.3"
 

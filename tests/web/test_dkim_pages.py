@@ -13,6 +13,8 @@ from app.services.access import Actor
 from tests import factories
 from tests.dnsfixtures import asking
 
+pytestmark = pytest.mark.fresh_dkim_keys
+
 HTMX = {"HX-Request": "true"}
 
 
