@@ -1,4 +1,5 @@
-"""The SQL views Dovecot and Postfix read (0002_mail_views): their shape and the states' meaning."""
+"""The SQL views Dovecot and Postfix read (0002_mail_views, 0021_sender_addresses): their shape and the
+states' meaning."""
 
 from __future__ import annotations
 
@@ -119,3 +120,72 @@ def test_a_customer_on_hold_logs_in_nowhere_and_keeps_receiving_with_each_mailbo
     ]
     hold.lift_hold(SYSTEM, c.id)
     assert view() == before
+
+
+def test_sender_addresses_are_every_mailbox_alias_and_list_of_an_active_domain_whatever_leads_where(make):
+    """mail_sender_addresses (0021): what port 25 refuses as envelope sender from a client that has
+    not logged in. An empty list and an alias of a disabled mailbox are ours too, though
+    mail_aliases (one row per destination) has no row for them; a pending domain is not ours yet."""
+    from app.services import aliases, domains, hold, lists
+    from app.services.access import Actor
+
+    c = make.customer(domain="nostro.example")
+    anna = make.mailbox(c, "anna")
+    sospesa = make.mailbox(c, "sospesa")
+    spenta = make.mailbox(c, "spenta")
+    make.alias(c, "info", anna)
+    make.alias(c, "vecchio", spenta)
+    make.dlist(c, "vuota", [])
+    make.dlist(c, "solo-spenta", [spenta.address])
+    make.dlist(c, "esterni", ["socio@altrove.example"])
+    mailboxes.update_mailbox(SYSTEM, sospesa.id, status="suspended")
+    mailboxes.update_mailbox(SYSTEM, spenta.id, status="disabled")
+    hold.put_on_hold(SYSTEM, c.id, "Credito esaurito")
+    # A domain the customer claims is not ours until approved: a customer may claim anyone's name.
+    attesa = domains.add_domain(Actor.for_user(make.admin(c)), c.id, "attesa.example")
+    assert attesa.state == "pending"
+    bruno = mailboxes.create_mailbox(
+        SYSTEM,
+        c.id,
+        address="bruno@attesa.example",
+        password="Correct-horse-9",
+        service_class="Business Mail 100 MB",
+    )
+    aliases.create_alias(SYSTEM, c.id, address="info@attesa.example", target=anna.address)
+    aliases.create_alias(SYSTEM, c.id, address="rinvio@nostro.example", target=bruno.address)
+    lists.create_list(SYSTEM, c.id, address="tutti@attesa.example", members=[anna.address])
+
+    def senders():
+        return sorted(
+            (r["address"], r["kind"]) for r in rows("SELECT address, kind FROM mail_sender_addresses")
+        )
+
+    ours = [
+        ("anna@nostro.example", "mailbox"),
+        ("esterni@nostro.example", "list"),
+        ("info@nostro.example", "alias"),
+        ("rinvio@nostro.example", "alias"),
+        ("solo-spenta@nostro.example", "list"),
+        ("sospesa@nostro.example", "mailbox"),
+        ("spenta@nostro.example", "mailbox"),
+        ("vecchio@nostro.example", "alias"),
+        ("vuota@nostro.example", "list"),
+    ]
+    assert senders() == ours
+    # What mail_aliases alone would have missed.
+    routed = {r["address"] for r in rows("SELECT address FROM mail_aliases")}
+    assert {"vecchio@nostro.example", "vuota@nostro.example", "solo-spenta@nostro.example"}.isdisjoint(routed)
+    # No external member's address, and nothing of the pending domain, until it is approved.
+    assert rows("SELECT * FROM mail_sender_addresses WHERE address = 'socio@altrove.example'") == []
+    domains.approve_domain(SYSTEM, attesa.id)
+    assert senders() == sorted(
+        [
+            *ours,
+            ("bruno@attesa.example", "mailbox"),
+            ("info@attesa.example", "alias"),
+            ("tutti@attesa.example", "list"),
+        ]
+    )
+    # Gone at once with what it names.
+    mailboxes.delete_mailbox(SYSTEM, sospesa.id)
+    assert ("sospesa@nostro.example", "mailbox") not in senders()
