@@ -2,7 +2,8 @@
 
 The servers read only the views of migrations 0002_mail_views (mail_domains,
 mail_users, mail_aliases) and 0007_list_policy (mail_lists, mail_list_senders,
-read by Postfix and its list-policy service, mail_list_policy.py);
+read by Postfix and its list-policy service, mail_list_policy.py) and
+0021_sender_addresses (mail_sender_addresses, read by our_senders.cf);
 docs/mailserver.md describes that contract. The settings must have passed
 app/services/mailserver.validate_settings first: no value reaching a template
 may carry a newline or a control character. The result is a mapping file
@@ -57,11 +58,13 @@ POSTFIX_MAPS = {
 # Never refused for being ours: a client that has not logged in may not use one of our
 # mailboxes', aliases' or lists' addresses as envelope sender (port 25, main.cf:
 # smtpd_sender_restrictions). One row or none: the SELECT has no FROM of its own.
+# mail_sender_addresses has every mailbox, alias and list of an active domain, whatever
+# the state of the mailbox or of what the alias or list leads to (an empty list, an
+# alias of a disabled mailbox): the mail role reads only the mail_* views.
 SENDER_MAP = "our_senders.cf"
 POSTFIX_MAPS[SENDER_MAP] = (
     "SELECT 'REJECT 5.7.1 This sender address is a mailbox of ours: log in to send as it' "
-    "WHERE EXISTS (SELECT 1 FROM mail_users WHERE address = LOWER(RTRIM('%s', '.'))) "
-    "OR EXISTS (SELECT 1 FROM mail_aliases WHERE address = LOWER(RTRIM('%s', '.')))"
+    "WHERE EXISTS (SELECT 1 FROM mail_sender_addresses WHERE address = LOWER(RTRIM('%s', '.')))"
 )
 
 LIST_POLICY_SCRIPT = "mail_list_policy.py"

@@ -415,6 +415,86 @@ def test_a_client_that_has_not_logged_in_cannot_use_one_of_our_addresses_as_send
     wait_in_inbox(mail, bruno.address, own)
 
 
+def refused_on_port_25(mail, sender: str, to: str, source: str = OUTSIDE_HOST) -> tuple[int, bytes]:
+    with smtplib.SMTP(HOST, mail.ports["smtp"], timeout=20, source_address=(source, 0)) as smtp:
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+            smtp.send_message(message(sender, to, subject()), from_addr=sender, to_addrs=[to])
+    return refused.value.recipients[to]
+
+
+def test_an_empty_list_and_an_alias_of_a_disabled_mailbox_are_ours_as_sender_too(mail):
+    """Addresses that lead nowhere today (mail_aliases has no row for them) are refused as
+    envelope sender on port 25 all the same (view mail_sender_addresses); outside senders
+    still arrive, and after login a mailbox sends as its own aliases as before."""
+    c = factories.customer(domain="vuoti.example")
+    anna = factories.mailbox(c, "anna")
+    spenta = factories.mailbox(c, "spenta")
+    factories.alias(c, "info", anna)
+    factories.alias(c, "vecchio", spenta)
+    factories.dlist(c, "vuota", [], post_policy="anyone")
+    factories.dlist(c, "solo-spenta", [spenta.address], post_policy="anyone")
+    mailboxes.update_mailbox(SYSTEM, spenta.id, status="disabled")
+
+    forged = [
+        "vuota@vuoti.example",
+        "Vuota@Vuoti.Example.",
+        "vecchio@vuoti.example",
+        "VECCHIO@vuoti.example.",
+        "solo-spenta@vuoti.example",
+        spenta.address,
+    ]
+    for sender in forged:
+        for source in (OUTSIDE_HOST, HOST):
+            code, text = refused_on_port_25(mail, sender, anna.address, source)
+            assert code == 554 and b"log in to send" in text, (sender, source, code, text)
+
+    # An outside sender, and an address on our domain that is nothing of ours, still arrive.
+    from_outside, unknown_local = subject(), subject()
+    send(mail, anna.address, from_outside, sender="vuota@esterno.example")
+    send(mail, anna.address, unknown_local, sender="nessuno@vuoti.example")
+    wait_in_inbox(mail, anna.address, from_outside)
+    wait_in_inbox(mail, anna.address, unknown_local)
+
+    # Logged in: anna sends as her alias, as before; a list is nobody's sender address.
+    as_alias = subject()
+    with smtplib.SMTP(HOST, mail.ports["submission"], timeout=20) as smtp:
+        smtp.starttls(context=mail.tls_context())
+        smtp.login(anna.address, PASSWORD)
+        smtp.send_message(
+            message("info@vuoti.example", "socio@fuori.example", as_alias),
+            from_addr="info@vuoti.example",
+            to_addrs=["socio@fuori.example"],
+        )
+        for other in ("vuota@vuoti.example", "vecchio@vuoti.example"):
+            with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+                smtp.send_message(
+                    message(other, "socio@fuori.example", subject()),
+                    from_addr=other,
+                    to_addrs=["socio@fuori.example"],
+                )
+            code, text = refused.value.recipients["socio@fuori.example"]
+            assert code == 553 and b"not owned by user" in text, (other, code, text)
+    mail.sink.wait_for("socio@fuori.example", as_alias)
+
+    # The disabled mailbox cannot log in; enabled again, it sends as its alias through
+    # submission, while a stranger on port 25 still may not.
+    with pytest.raises(smtplib.SMTPAuthenticationError):
+        submission_login(mail, spenta.address)
+    mailboxes.update_mailbox(SYSTEM, spenta.id, status="active")
+    again = subject()
+    with smtplib.SMTP(HOST, mail.ports["submission"], timeout=20) as smtp:
+        smtp.starttls(context=mail.tls_context())
+        smtp.login(spenta.address, PASSWORD)
+        smtp.send_message(
+            message("vecchio@vuoti.example", "socio@fuori.example", again),
+            from_addr="vecchio@vuoti.example",
+            to_addrs=["socio@fuori.example"],
+        )
+    mail.sink.wait_for("socio@fuori.example", again)
+    code, text = refused_on_port_25(mail, "vecchio@vuoti.example", anna.address)
+    assert code == 554 and b"log in to send" in text, (code, text)
+
+
 def test_junk_folder_exists_subscribed_with_its_special_use_and_the_inbox_gets_mail(mail):
     """Without rspamd in the path the Sieve script finds no spam mark: mail goes to INBOX.
     Nothing removes an "X-Spam: Yes" the sender wrote himself (rspamd would): it only files
