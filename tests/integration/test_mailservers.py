@@ -454,6 +454,14 @@ def test_an_empty_list_and_an_alias_of_a_disabled_mailbox_are_ours_as_sender_too
     send(mail, anna.address, unknown_local, sender="nessuno@vuoti.example")
     wait_in_inbox(mail, anna.address, from_outside)
     wait_in_inbox(mail, anna.address, unknown_local)
+    # Quotes in a sender reach the map's SQL escaped: neither a refusal nor a database error.
+    for hostile in ("o'neil@esterno.example", "\"x' OR '1'='1\"@esterno.example", "vuota'--@vuoti.example"):
+        with smtplib.SMTP(HOST, mail.ports["smtp"], timeout=20, source_address=(OUTSIDE_HOST, 0)) as smtp:
+            smtp.ehlo()
+            accepted = smtp.docmd("MAIL", f"FROM:<{hostile}>")
+            assert accepted[0] == 250, (hostile, accepted)
+            code, text = smtp.docmd("RCPT", f"TO:<{anna.address}>")
+            assert code == 250, (hostile, code, text)
 
     # Logged in: anna sends as her alias, as before; a list is nobody's sender address.
     as_alias = subject()
