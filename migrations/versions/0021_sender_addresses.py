@@ -1,4 +1,5 @@
-"""Every address of ours a stranger may not send as: the view `mail_sender_addresses`
+"""Every address of ours a stranger may not send as: the view `mail_sender_addresses`, and
+`domains.unicode_name`, the Unicode form of an IDN's name
 
 Postfix refuses on port 25 (no login there) an envelope sender that is one of
 our addresses (`our_senders.cf`, docs/mailserver.md). `mail_users` and
@@ -14,7 +15,14 @@ hold or not), of the alias's target or of the list's members. A pending domain
 is not ours yet (anyone may claim any name): its addresses are not refused,
 or a customer could block a stranger's domain from writing to us by claiming it.
 
-No table changes. Run deploy/postgresql-mail-role.sql after this upgrade: the
+An IDN is stored in its ASCII form (`xn--caff-8oa.example`), but a client speaking
+SMTPUTF8 may write the same address in its Unicode form (`anna@caffè.example`), and SQL
+cannot decode punycode: `domains.unicode_name` holds that form, lower case (Python's
+`idna`, as the panel shows it), NULL for a name that has no other form; the panel sets
+it whenever a domain's name is set, this upgrade for the domains already there. The
+view has one more row per address of such a domain: `local@<unicode form>`.
+
+Run deploy/postgresql-mail-role.sql after this upgrade: the
 new view needs its grant. A later migration that rebuilds mailboxes, aliases,
 distribution_lists or domains in SQLite's batch mode drops this view first and
 makes it again after, like the others (0004_domain_state).
@@ -23,6 +31,8 @@ Revision ID: 0021_sender_addresses
 Revises: 0020_dkim_keys
 """
 
+import idna
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0021_sender_addresses"
@@ -30,8 +40,10 @@ down_revision = "0020_dkim_keys"
 branch_labels = None
 depends_on = None
 
-# The same SQL on SQLite and PostgreSQL. Addresses are stored lower case, ASCII domain.
-# kind: 'mailbox', 'alias' or 'list' (what the address is, for people reading it).
+# The same SQL on SQLite and PostgreSQL. Addresses and local parts are stored lower case,
+# ASCII domain; unicode_name is lower case too. kind: 'mailbox', 'alias' or 'list' (what
+# the address is, for people reading it). The Unicode rows join from the few domains that
+# have such a name, so the map's lookup reads only their addresses, not every mailbox.
 MAIL_SENDER_ADDRESSES = """
 CREATE VIEW mail_sender_addresses AS
 SELECT m.address AS address, 'mailbox' AS kind
@@ -48,12 +60,51 @@ SELECT l.address, 'list'
 FROM distribution_lists l
 JOIN domains d ON d.id = l.domain_id
 WHERE d.state = 'active'
+UNION ALL
+SELECT m.local_part || '@' || d.unicode_name, 'mailbox'
+FROM domains d
+JOIN mailboxes m ON m.domain_id = d.id
+WHERE d.state = 'active' AND d.unicode_name IS NOT NULL
+UNION ALL
+SELECT a.local_part || '@' || d.unicode_name, 'alias'
+FROM domains d
+JOIN aliases a ON a.domain_id = d.id
+WHERE d.state = 'active' AND d.unicode_name IS NOT NULL
+UNION ALL
+SELECT l.local_part || '@' || d.unicode_name, 'list'
+FROM domains d
+JOIN distribution_lists l ON l.domain_id = d.id
+WHERE d.state = 'active' AND d.unicode_name IS NOT NULL
 """
 
 
+def unicode_form(ascii_name: str) -> str | None:
+    # What app/models/mail.py unicode_form gives today (a migration keeps its own copy).
+    try:
+        shown = idna.decode(ascii_name).lower()
+    except (idna.IDNAError, UnicodeError):
+        return None
+    return None if shown == ascii_name else shown
+
+
 def upgrade():
+    op.add_column("domains", sa.Column("unicode_name", sa.String(length=253), nullable=True))
+    conn = op.get_bind()
+    domains = sa.table("domains", sa.column("id", sa.Integer), sa.column("name", sa.String))
+    domains_unicode = sa.table("domains", sa.column("id", sa.Integer), sa.column("unicode_name", sa.String))
+    # Only names that carry punycode can have another form.
+    for domain_id, name in conn.execute(
+        sa.select(domains.c.id, domains.c.name).where(domains.c.name.like("%xn--%"))
+    ).all():
+        shown = unicode_form(name)
+        if shown is not None:
+            conn.execute(
+                sa.update(domains_unicode).where(domains_unicode.c.id == domain_id).values(unicode_name=shown)
+            )
     op.execute(MAIL_SENDER_ADDRESSES)
 
 
 def downgrade():
+    # The view reads the column: it goes first (PostgreSQL and SQLite both refuse otherwise).
     op.execute("DROP VIEW mail_sender_addresses")
+    op.execute("ALTER TABLE domains DROP COLUMN unicode_name")

@@ -3,9 +3,11 @@ states' meaning."""
 
 from __future__ import annotations
 
+import idna
 import sqlalchemy as sa
 
 from app.extensions import db
+from app.mailserver.render import POSTFIX_MAPS, SENDER_MAP
 from app.services import mailboxes
 from tests.factories import SYSTEM
 
@@ -189,3 +191,85 @@ def test_sender_addresses_are_every_mailbox_alias_and_list_of_an_active_domain_w
     # Gone at once with what it names.
     mailboxes.delete_mailbox(SYSTEM, sospesa.id)
     assert ("sospesa@nostro.example", "mailbox") not in senders()
+
+
+def test_sender_addresses_hold_an_idn_address_in_its_unicode_form_too(make):
+    """A domain is stored in its ASCII form (xn--caff-8oa.example); a client speaking SMTPUTF8 may
+    write the same address as anna@caffè.example. SQL cannot decode punycode: domains.unicode_name
+    holds the Unicode form, lower case, and mail_sender_addresses has both forms of every address
+    of such a domain. mail_users and mail_aliases keep the ASCII form only."""
+    from app.models import Domain
+    from app.services import domains
+    from app.services.access import Actor
+
+    c = make.customer(domain="Caffè.example")
+    anna = make.mailbox(c, "anna")
+    spenta = make.mailbox(c, "spenta")
+    make.alias(c, "info", anna)
+    make.alias(c, "vecchio", spenta)
+    make.dlist(c, "vuota", [])
+    mailboxes.update_mailbox(SYSTEM, spenta.id, status="disabled")
+    plain = make.customer(domain="rossi.example")
+    make.mailbox(plain, "mario")
+    # Claimed, not approved: neither form is ours yet.
+    attesa = domains.add_domain(Actor.for_user(make.admin(c)), c.id, "perché.example")
+    mailboxes.create_mailbox(
+        SYSTEM,
+        c.id,
+        address="bea@perché.example",
+        password="Correct-horse-9",
+        service_class="Business Mail 100 MB",
+    )
+
+    assert anna.address == "anna@xn--caff-8oa.example"
+    names = {d.name: d.unicode_name for d in db.session.scalars(sa.select(Domain))}
+    assert names == {
+        "xn--caff-8oa.example": "caffè.example",
+        "rossi.example": None,
+        "xn--perch-fsa.example": "perché.example",
+    }
+
+    def senders():
+        return sorted(
+            (r["address"], r["kind"]) for r in rows("SELECT address, kind FROM mail_sender_addresses")
+        )
+
+    both = sorted(
+        (f"{local}@{domain}", kind)
+        for domain in ("xn--caff-8oa.example", "caffè.example")
+        for local, kind in [
+            ("anna", "mailbox"),
+            ("spenta", "mailbox"),
+            ("info", "alias"),
+            ("vecchio", "alias"),
+            ("vuota", "list"),
+        ]
+    )
+    assert senders() == sorted([*both, ("mario@rossi.example", "mailbox")])
+    # The views the servers deliver and log in with are as they were: ASCII only.
+    assert {r["address"] for r in rows("SELECT address FROM mail_users")} == {
+        "anna@xn--caff-8oa.example",
+        "spenta@xn--caff-8oa.example",
+        "mario@rossi.example",
+    }
+    assert all(r["address"].isascii() for r in rows("SELECT address FROM mail_aliases"))
+
+    # Postfix casefolds a UTF-8 key itself before it asks (SMTPUTF8): "ANNA@CAFFÈ.EXAMPLE." reaches
+    # the map as "anna@caffè.example.", found on both backends. Whether the database's LOWER folds
+    # "È" (SQLite's folds ASCII only) does not matter for the refusal.
+    query = POSTFIX_MAPS[SENDER_MAP].replace("'%s'", ":key")
+    assert rows(query, key="ANNA@CAFFÈ.EXAMPLE.".casefold()) != []
+    assert rows(query, key="Info@Caffè.Example") != []
+    assert rows(query, key="nessuno@caffè.example") == []
+
+    # Renamed (a name set again, whatever door does it): the Unicode form follows.
+    domain = db.session.get(Domain, attesa.id)
+    domain.name = idna.encode("città.example").decode()
+    assert domain.unicode_name == "città.example"
+    domain.name = "citta.example"
+    assert domain.unicode_name is None
+    db.session.rollback()
+
+    # Approved: both forms of its addresses at once.
+    domains.approve_domain(SYSTEM, attesa.id)
+    assert {"bea@xn--perch-fsa.example", "bea@perché.example"} <= {a for a, _ in senders()}
