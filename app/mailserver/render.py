@@ -76,7 +76,9 @@ POSTFIX_MAPS[SENDER_MAP] = (
 # encoding a map setting, UTF8 by default: there, give these maps `encoding = LATIN1`
 # (3.7 warns about it as an unused parameter) or drop the conversion, or every non-ASCII
 # sender meets a lookup error (451).
-POSTFIX_UTF8_KEY = {"pgsql": "convert_from(convert_to('%s', 'LATIN1'), 'UTF8')"}
+# COLLATE "default": the text convert_from gives has no collation of the address column's,
+# and without it PostgreSQL reads every mailbox instead of the address index.
+POSTFIX_UTF8_KEY = {"pgsql": "convert_from(convert_to('%s', 'LATIN1'), 'UTF8') COLLATE \"default\""}
 UTF8_KEY_MAPS = {SENDER_MAP}
 
 LIST_POLICY_SCRIPT = "mail_list_policy.py"

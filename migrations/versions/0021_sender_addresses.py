@@ -20,7 +20,9 @@ SMTPUTF8 may write the same address in its Unicode form (`anna@caffè.example`),
 cannot decode punycode: `domains.unicode_name` holds that form, lower case (Python's
 `idna`, as the panel shows it), NULL for a name that has no other form; the panel sets
 it whenever a domain's name is set, this upgrade for the domains already there. The
-view has one more row per address of such a domain: `local@<unicode form>`.
+view has one more row per address of such a domain: `local@<unicode form>`
+(`ix_aliases_domain_id` and `ix_distribution_lists_domain_id` let the map's lookup
+read only those domains' addresses).
 
 Run deploy/postgresql-mail-role.sql after this upgrade: the
 new view needs its grant. A later migration that rebuilds mailboxes, aliases,
@@ -43,7 +45,9 @@ depends_on = None
 # The same SQL on SQLite and PostgreSQL. Addresses and local parts are stored lower case,
 # ASCII domain; unicode_name is lower case too. kind: 'mailbox', 'alias' or 'list' (what
 # the address is, for people reading it). The Unicode rows join from the few domains that
-# have such a name, so the map's lookup reads only their addresses, not every mailbox.
+# have such a name, and have the ASCII rows' type: PostgreSQL then looks an address up in
+# each branch (the address indexes; only the IDNs' addresses for the Unicode rows) rather
+# than reading the whole view at every lookup.
 MAIL_SENDER_ADDRESSES = """
 CREATE VIEW mail_sender_addresses AS
 SELECT m.address AS address, 'mailbox' AS kind
@@ -61,17 +65,17 @@ FROM distribution_lists l
 JOIN domains d ON d.id = l.domain_id
 WHERE d.state = 'active'
 UNION ALL
-SELECT m.local_part || '@' || d.unicode_name, 'mailbox'
+SELECT CAST(m.local_part || '@' || d.unicode_name AS VARCHAR(320)), 'mailbox'
 FROM domains d
 JOIN mailboxes m ON m.domain_id = d.id
 WHERE d.state = 'active' AND d.unicode_name IS NOT NULL
 UNION ALL
-SELECT a.local_part || '@' || d.unicode_name, 'alias'
+SELECT CAST(a.local_part || '@' || d.unicode_name AS VARCHAR(320)), 'alias'
 FROM domains d
 JOIN aliases a ON a.domain_id = d.id
 WHERE d.state = 'active' AND d.unicode_name IS NOT NULL
 UNION ALL
-SELECT l.local_part || '@' || d.unicode_name, 'list'
+SELECT CAST(l.local_part || '@' || d.unicode_name AS VARCHAR(320)), 'list'
 FROM domains d
 JOIN distribution_lists l ON l.domain_id = d.id
 WHERE d.state = 'active' AND d.unicode_name IS NOT NULL
@@ -101,10 +105,15 @@ def upgrade():
             conn.execute(
                 sa.update(domains_unicode).where(domains_unicode.c.id == domain_id).values(unicode_name=shown)
             )
+    # The Unicode rows start from a domain: its aliases and lists by index, not by a scan.
+    op.create_index(op.f("ix_aliases_domain_id"), "aliases", ["domain_id"])
+    op.create_index(op.f("ix_distribution_lists_domain_id"), "distribution_lists", ["domain_id"])
     op.execute(MAIL_SENDER_ADDRESSES)
 
 
 def downgrade():
     # The view reads the column: it goes first (PostgreSQL and SQLite both refuse otherwise).
     op.execute("DROP VIEW mail_sender_addresses")
+    op.drop_index(op.f("ix_distribution_lists_domain_id"), table_name="distribution_lists")
+    op.drop_index(op.f("ix_aliases_domain_id"), table_name="aliases")
     op.execute("ALTER TABLE domains DROP COLUMN unicode_name")
