@@ -28,7 +28,14 @@ def get_metadata():
 
 # Views made by migrations (the mail servers' contract, 0002_mail_views) are not
 # models: autogenerate must neither drop them nor try to create tables for them.
-MAIL_VIEWS = {"mail_domains", "mail_users", "mail_aliases", "mail_lists", "mail_list_senders"}
+MAIL_VIEWS = {
+    "mail_domains",
+    "mail_users",
+    "mail_aliases",
+    "mail_lists",
+    "mail_list_senders",
+    "mail_sender_addresses",
+}
 
 
 def include_object(object, name, type_, reflected, compare_to):

@@ -119,3 +119,79 @@ def test_upgrading_keeps_every_row_of_an_existing_database(backend, tmp_path):
             db.engine.dispose()
     assert counts == dict.fromkeys([*tables, "list_members"], 1)
     assert served == ["anna@rossi.example"]  # a domain that was there before stays active
+
+
+def test_0021_fills_the_unicode_form_of_existing_domains_and_goes_back(backend, tmp_path):
+    """0021 gives the domains already there their Unicode form (IDNs only) and the view both forms
+    of their addresses; its downgrade removes the view and the column and keeps every row."""
+    import sqlalchemy as sa
+    from flask_migrate import downgrade, upgrade
+
+    from app import create_app
+    from tests.conftest import TEST_CONFIG
+    from tests.dbstate import fresh_database
+
+    inserts = [
+        "INSERT INTO customers (id, name, plan, self_service, lock_version, created_at) "
+        "VALUES (1, 'Caffè', 'payg', false, 0, CURRENT_TIMESTAMP)",
+        "INSERT INTO domains (id, customer_id, name, state, created_at) VALUES "
+        "(1, 1, 'xn--caff-8oa.example', 'active', CURRENT_TIMESTAMP), "
+        "(2, 1, 'rossi.example', 'active', CURRENT_TIMESTAMP), "
+        "(3, 1, 'xn--perch-fsa.example', 'pending', CURRENT_TIMESTAMP)",
+        "INSERT INTO mailboxes (id, customer_id, domain_id, local_part, address, display_name, password_hash, "
+        "service_class_id, status, created_at, updated_at) VALUES "
+        "(1, 1, 1, 'anna', 'anna@xn--caff-8oa.example', 'Anna', 'x', 1, 'active', CURRENT_TIMESTAMP, "
+        "CURRENT_TIMESTAMP), "
+        "(2, 1, 2, 'mario', 'mario@rossi.example', 'Mario', 'x', 1, 'active', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+        "INSERT INTO aliases (id, customer_id, domain_id, local_part, address, target_id, created_at) "
+        "VALUES (1, 1, 1, 'info', 'info@xn--caff-8oa.example', 1, CURRENT_TIMESTAMP)",
+        "INSERT INTO distribution_lists (id, customer_id, domain_id, local_part, address, description, created_at) "
+        "VALUES (1, 1, 1, 'vuota', 'vuota@xn--caff-8oa.example', '', CURRENT_TIMESTAMP)",
+    ]
+
+    def read(conn, sql):
+        return sorted(tuple(r) for r in conn.execute(sa.text(sql)))
+
+    with fresh_database(backend, tmp_path) as url:
+        old = create_app({**TEST_CONFIG, "SQLALCHEMY_DATABASE_URI": url})
+        with old.app_context():
+            upgrade(revision="0020_dkim_keys")
+            with db.engine.begin() as conn:
+                for sql in inserts:
+                    conn.execute(sa.text(sql))
+            upgrade(revision="0021_sender_addresses")
+            with db.engine.connect() as conn:
+                names = read(conn, "SELECT name, unicode_name FROM domains")
+                senders = read(conn, "SELECT address, kind FROM mail_sender_addresses")
+            downgrade(revision="0020_dkim_keys")
+            with db.engine.connect() as conn:
+                columns = {c["name"] for c in sa.inspect(conn).get_columns("domains")}
+                views = set(sa.inspect(conn).get_view_names())
+                after = read(conn, "SELECT name FROM domains")
+                addresses = read(conn, "SELECT address FROM mailboxes")
+            upgrade()
+            with db.engine.connect() as conn:
+                again = read(conn, "SELECT address, kind FROM mail_sender_addresses")
+            db.session.remove()
+            db.engine.dispose()
+    assert names == [
+        ("rossi.example", None),
+        ("xn--caff-8oa.example", "caffè.example"),
+        ("xn--perch-fsa.example", "perché.example"),
+    ]
+    assert senders == sorted(
+        [
+            ("anna@xn--caff-8oa.example", "mailbox"),
+            ("anna@caffè.example", "mailbox"),
+            ("info@xn--caff-8oa.example", "alias"),
+            ("info@caffè.example", "alias"),
+            ("vuota@xn--caff-8oa.example", "list"),
+            ("vuota@caffè.example", "list"),
+            ("mario@rossi.example", "mailbox"),
+        ]
+    )
+    assert "unicode_name" not in columns and "mail_sender_addresses" not in views
+    assert "mail_users" in views
+    assert after == [("rossi.example",), ("xn--caff-8oa.example",), ("xn--perch-fsa.example",)]
+    assert addresses == [("anna@xn--caff-8oa.example",), ("mario@rossi.example",)]
+    assert again == senders

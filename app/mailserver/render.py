@@ -2,7 +2,8 @@
 
 The servers read only the views of migrations 0002_mail_views (mail_domains,
 mail_users, mail_aliases) and 0007_list_policy (mail_lists, mail_list_senders,
-read by Postfix and its list-policy service, mail_list_policy.py);
+read by Postfix and its list-policy service, mail_list_policy.py) and
+0021_sender_addresses (mail_sender_addresses, read by our_senders.cf);
 docs/mailserver.md describes that contract. The settings must have passed
 app/services/mailserver.validate_settings first: no value reaching a template
 may carry a newline or a control character. The result is a mapping file
@@ -57,12 +58,28 @@ POSTFIX_MAPS = {
 # Never refused for being ours: a client that has not logged in may not use one of our
 # mailboxes', aliases' or lists' addresses as envelope sender (port 25, main.cf:
 # smtpd_sender_restrictions). One row or none: the SELECT has no FROM of its own.
+# mail_sender_addresses has every mailbox, alias and list of an active domain, whatever
+# the state of the mailbox or of what the alias or list leads to (an empty list, an
+# alias of a disabled mailbox): the mail role reads only the mail_* views.
+# It has rows in Unicode too ("anna@caffè.example" for a domain stored as
+# "xn--caff-8oa.example"): Postfix casefolds a UTF-8 key itself (SMTPUTF8) before it
+# asks, so "CAFFÈ" arrives as "caffè" on either backend, whatever SQLite's LOWER does.
 SENDER_MAP = "our_senders.cf"
 POSTFIX_MAPS[SENDER_MAP] = (
     "SELECT 'REJECT 5.7.1 This sender address is a mailbox of ours: log in to send as it' "
-    "WHERE EXISTS (SELECT 1 FROM mail_users WHERE address = LOWER(RTRIM('%s', '.'))) "
-    "OR EXISTS (SELECT 1 FROM mail_aliases WHERE address = LOWER(RTRIM('%s', '.')))"
+    "WHERE EXISTS (SELECT 1 FROM mail_sender_addresses WHERE address = LOWER(RTRIM('%s', '.')))"
 )
+# Postfix 3.7's pgsql client always talks LATIN1: PostgreSQL reads the key's UTF-8 bytes
+# "caffè" as "caffÃ¨". Back to LATIN1 bytes, read as UTF-8: the key as the client wrote it
+# (an ASCII key is unchanged; Postfix refuses a key that is not UTF-8 before any query).
+# Only the maps whose views hold non-ASCII text need it. Postfix 3.8 made the client's
+# encoding a map setting, UTF8 by default: there, give these maps `encoding = LATIN1`
+# (3.7 warns about it as an unused parameter) or drop the conversion, or every non-ASCII
+# sender meets a lookup error (451).
+# COLLATE "default": the text convert_from gives has no collation of the address column's,
+# and without it PostgreSQL reads every mailbox instead of the address index.
+POSTFIX_UTF8_KEY = {"pgsql": "convert_from(convert_to('%s', 'LATIN1'), 'UTF8') COLLATE \"default\""}
+UTF8_KEY_MAPS = {SENDER_MAP}
 
 LIST_POLICY_SCRIPT = "mail_list_policy.py"
 
@@ -137,6 +154,9 @@ def postfix_files(s: MailServerSettings, message_size_limit: int) -> dict[str, s
         "master.cf": render("master.cf.j2", **context),
     }
     for name, query in POSTFIX_MAPS.items():
+        key = POSTFIX_UTF8_KEY.get(s.database.postfix_type)
+        if key and name in UTF8_KEY_MAPS:
+            query = query.replace("'%s'", key)
         files[name] = render("postfix-map.cf.j2", name=name, query=query, **context)
     files["list_policy.cf"] = render("list_policy.cf.j2", **context)
     files[LIST_POLICY_SCRIPT] = list_policy_script()

@@ -3,7 +3,7 @@ from datetime import datetime
 
 import idna
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from app.extensions import db
 from app.models.base import UTCDateTime, utcnow
@@ -28,6 +28,13 @@ def unicode_domain(ascii_name: str) -> str:
         return ascii_name
 
 
+def unicode_form(ascii_name: str) -> str | None:
+    """An IDN's Unicode form as the mail servers compare it (lower case), or None when the name
+    has no other form ('xn--caff-8oa.example' -> 'caffè.example', 'rossi.example' -> None)."""
+    shown = unicode_domain(ascii_name).lower()
+    return None if shown == ascii_name else shown
+
+
 class Domain(db.Model):
     """A mail domain of one customer; the name is stored in its ASCII (punycode) form."""
 
@@ -37,6 +44,11 @@ class Domain(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int] = mapped_column(sa.ForeignKey("customers.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(sa.String(253), unique=True)
+    # The Unicode form of an IDN's name, lower case (NULL when it has none): SQL cannot decode
+    # punycode, and the mail servers must know "anna@caffè.example" is ours as well as
+    # "anna@xn--caff-8oa.example" (view mail_sender_addresses, migration 0021). Kept in step
+    # with the name whenever it is set (_name_set below).
+    unicode_name: Mapped[str | None] = mapped_column(sa.String(253))
     state: Mapped[str] = mapped_column(sa.String(16), default=DomainState.PENDING.value)
     # When and by whom it became active (NULL for a pending domain).
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -52,6 +64,11 @@ class Domain(db.Model):
     check: Mapped["DomainCheck | None"] = relationship(
         back_populates="domain", uselist=False, cascade="all, delete-orphan", passive_deletes=True
     )
+
+    @validates("name")
+    def _name_set(self, key: str, name: str) -> str:
+        self.unicode_name = unicode_form(name)
+        return name
 
     @property
     def display_name(self) -> str:
@@ -173,7 +190,8 @@ class Alias(_Address, db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int] = mapped_column(sa.ForeignKey("customers.id", ondelete="CASCADE"), index=True)
-    domain_id: Mapped[int] = mapped_column(sa.ForeignKey("domains.id", ondelete="CASCADE"))
+    # Indexed (migration 0021): the Unicode rows of mail_sender_addresses start from a domain.
+    domain_id: Mapped[int] = mapped_column(sa.ForeignKey("domains.id", ondelete="CASCADE"), index=True)
     local_part: Mapped[str] = mapped_column(sa.String(64))
     address: Mapped[str] = mapped_column(sa.String(320), unique=True)
     target_id: Mapped[int] = mapped_column(sa.ForeignKey("mailboxes.id", ondelete="CASCADE"), index=True)
@@ -190,7 +208,8 @@ class DistributionList(_Address, db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int] = mapped_column(sa.ForeignKey("customers.id", ondelete="CASCADE"), index=True)
-    domain_id: Mapped[int] = mapped_column(sa.ForeignKey("domains.id", ondelete="CASCADE"))
+    # Indexed (migration 0021): the Unicode rows of mail_sender_addresses start from a domain.
+    domain_id: Mapped[int] = mapped_column(sa.ForeignKey("domains.id", ondelete="CASCADE"), index=True)
     local_part: Mapped[str] = mapped_column(sa.String(64))
     address: Mapped[str] = mapped_column(sa.String(320), unique=True)
     description: Mapped[str] = mapped_column(sa.String(200), default="")

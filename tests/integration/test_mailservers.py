@@ -415,6 +415,160 @@ def test_a_client_that_has_not_logged_in_cannot_use_one_of_our_addresses_as_send
     wait_in_inbox(mail, bruno.address, own)
 
 
+def refused_on_port_25(mail, sender: str, to: str, source: str = OUTSIDE_HOST) -> tuple[int, bytes]:
+    with smtplib.SMTP(HOST, mail.ports["smtp"], timeout=20, source_address=(source, 0)) as smtp:
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+            smtp.send_message(message(sender, to, subject()), from_addr=sender, to_addrs=[to])
+    return refused.value.recipients[to]
+
+
+def test_an_empty_list_and_an_alias_of_a_disabled_mailbox_are_ours_as_sender_too(mail):
+    """Addresses that lead nowhere today (mail_aliases has no row for them) are refused as
+    envelope sender on port 25 all the same (view mail_sender_addresses); outside senders
+    still arrive, and after login a mailbox sends as its own aliases as before."""
+    c = factories.customer(domain="vuoti.example")
+    anna = factories.mailbox(c, "anna")
+    spenta = factories.mailbox(c, "spenta")
+    factories.alias(c, "info", anna)
+    factories.alias(c, "vecchio", spenta)
+    factories.dlist(c, "vuota", [], post_policy="anyone")
+    factories.dlist(c, "solo-spenta", [spenta.address], post_policy="anyone")
+    mailboxes.update_mailbox(SYSTEM, spenta.id, status="disabled")
+
+    forged = [
+        "vuota@vuoti.example",
+        "Vuota@Vuoti.Example.",
+        "vecchio@vuoti.example",
+        "VECCHIO@vuoti.example.",
+        "solo-spenta@vuoti.example",
+        spenta.address,
+    ]
+    for sender in forged:
+        for source in (OUTSIDE_HOST, HOST):
+            code, text = refused_on_port_25(mail, sender, anna.address, source)
+            assert code == 554 and b"log in to send" in text, (sender, source, code, text)
+
+    # An outside sender, and an address on our domain that is nothing of ours, still arrive.
+    from_outside, unknown_local = subject(), subject()
+    send(mail, anna.address, from_outside, sender="vuota@esterno.example")
+    send(mail, anna.address, unknown_local, sender="nessuno@vuoti.example")
+    wait_in_inbox(mail, anna.address, from_outside)
+    wait_in_inbox(mail, anna.address, unknown_local)
+    # Quotes in a sender reach the map's SQL escaped: neither a refusal nor a database error.
+    for hostile in ("o'neil@esterno.example", "\"x' OR '1'='1\"@esterno.example", "vuota'--@vuoti.example"):
+        with smtplib.SMTP(HOST, mail.ports["smtp"], timeout=20, source_address=(OUTSIDE_HOST, 0)) as smtp:
+            smtp.ehlo()
+            accepted = smtp.docmd("MAIL", f"FROM:<{hostile}>")
+            assert accepted[0] == 250, (hostile, accepted)
+            code, text = smtp.docmd("RCPT", f"TO:<{anna.address}>")
+            assert code == 250, (hostile, code, text)
+
+    # Logged in: anna sends as her alias, as before; a list is nobody's sender address.
+    as_alias = subject()
+    with smtplib.SMTP(HOST, mail.ports["submission"], timeout=20) as smtp:
+        smtp.starttls(context=mail.tls_context())
+        smtp.login(anna.address, PASSWORD)
+        smtp.send_message(
+            message("info@vuoti.example", "socio@fuori.example", as_alias),
+            from_addr="info@vuoti.example",
+            to_addrs=["socio@fuori.example"],
+        )
+        for other in ("vuota@vuoti.example", "vecchio@vuoti.example"):
+            with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+                smtp.send_message(
+                    message(other, "socio@fuori.example", subject()),
+                    from_addr=other,
+                    to_addrs=["socio@fuori.example"],
+                )
+            code, text = refused.value.recipients["socio@fuori.example"]
+            assert code == 553 and b"not owned by user" in text, (other, code, text)
+    mail.sink.wait_for("socio@fuori.example", as_alias)
+
+    # The disabled mailbox cannot log in; enabled again, it sends as its alias through
+    # submission, while a stranger on port 25 still may not.
+    with pytest.raises(smtplib.SMTPAuthenticationError):
+        submission_login(mail, spenta.address)
+    mailboxes.update_mailbox(SYSTEM, spenta.id, status="active")
+    again = subject()
+    with smtplib.SMTP(HOST, mail.ports["submission"], timeout=20) as smtp:
+        smtp.starttls(context=mail.tls_context())
+        smtp.login(spenta.address, PASSWORD)
+        smtp.send_message(
+            message("vecchio@vuoti.example", "socio@fuori.example", again),
+            from_addr="vecchio@vuoti.example",
+            to_addrs=["socio@fuori.example"],
+        )
+    mail.sink.wait_for("socio@fuori.example", again)
+    code, text = refused_on_port_25(mail, "vecchio@vuoti.example", anna.address)
+    assert code == 554 and b"log in to send" in text, (code, text)
+
+
+def test_an_idn_address_written_in_unicode_is_ours_as_sender_too(mail):
+    """A domain stored as xn--caff-8oa.example is caffè.example to a client speaking SMTPUTF8:
+    on port 25 its addresses are refused as envelope sender in either form, whatever the case
+    (Postfix casefolds the key before the map reads mail_sender_addresses); strangers, in
+    Unicode too, still arrive. After login a mailbox sends as its ASCII address as before; the
+    Unicode form has no owner in smtpd_sender_login_maps, so submission refuses it to every
+    login (the owner too), and another customer's mailbox may send as neither form."""
+    c = factories.customer(domain="caffè.example")
+    anna = factories.mailbox(c, "anna")
+    bruno = factories.mailbox(c, "bruno")
+    factories.alias(c, "info", anna)
+    factories.dlist(c, "vuota", [], post_policy="anyone")
+    other = factories.mailbox(factories.customer(domain="altro-cliente.example"), "carlo")
+    assert anna.address == "anna@xn--caff-8oa.example"
+
+    forged = [
+        "anna@caffè.example",
+        "ANNA@CAFFÈ.EXAMPLE",
+        "Anna@Caffè.Example.",
+        "info@CAFFÈ.example",
+        "vuota@caffè.example",
+        anna.address,
+        "ANNA@XN--CAFF-8OA.example",
+    ]
+    for sender in forged:
+        for source in (OUTSIDE_HOST, HOST):
+            code, text = refused_on_port_25(mail, sender, bruno.address, source)
+            assert code == 554 and b"log in to send" in text, (sender, source, code, text)
+
+    # Strangers are not concerned: an outside sender arrives; one in Unicode on a domain not ours,
+    # and nobody of ours in Unicode, are accepted (their mail needs SMTPUTF8 all the way, which
+    # Dovecot 2.3's LMTP does not offer: Postfix accepts it, then bounces it at delivery).
+    outside = subject()
+    send(mail, bruno.address, outside)
+    wait_in_inbox(mail, bruno.address, outside)
+    for sender in ("anna@caffè-bar.example", "nessuno@caffè.example", "anna@CAFFÈ-bar.example"):
+        with smtplib.SMTP(HOST, mail.ports["smtp"], timeout=20, source_address=(OUTSIDE_HOST, 0)) as smtp:
+            refused = smtp.send_message(
+                message(sender, bruno.address, subject()), from_addr=sender, to_addrs=[bruno.address]
+            )
+        assert refused == {}, (sender, refused)
+
+    def submit(login: str, sender: str, sent: str) -> None:
+        with smtplib.SMTP(HOST, mail.ports["submission"], timeout=20) as smtp:
+            smtp.starttls(context=mail.tls_context())
+            smtp.login(login, PASSWORD)
+            smtp.send_message(
+                message(sender, bruno.address, sent), from_addr=sender, to_addrs=[bruno.address]
+            )
+
+    own = subject()
+    submit(anna.address, anna.address, own)
+    wait_in_inbox(mail, bruno.address, own)
+    for login, sender in [
+        (anna.address, "anna@caffè.example"),
+        (anna.address, "info@caffè.example"),
+        (other.address, "anna@caffè.example"),
+        (other.address, "Info@Caffè.Example"),
+        (other.address, anna.address),
+    ]:
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+            submit(login, sender, subject())
+        code, text = refused.value.recipients[bruno.address]
+        assert code == 553 and b"not owned by user" in text, (login, sender, code, text)
+
+
 def test_junk_folder_exists_subscribed_with_its_special_use_and_the_inbox_gets_mail(mail):
     """Without rspamd in the path the Sieve script finds no spam mark: mail goes to INBOX.
     Nothing removes an "X-Spam: Yes" the sender wrote himself (rspamd would): it only files
