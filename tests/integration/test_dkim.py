@@ -14,11 +14,13 @@ import hashlib
 import logging
 import re
 import smtplib
+import threading
 import uuid
 from datetime import timedelta
 
 import dns.resolver as dns_resolver
 import pytest
+import redis
 import sqlalchemy as sa
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
@@ -141,6 +143,123 @@ def test_sync_redis_writes_both_hashes_from_the_database_and_removes_what_it_no_
     domains.delete_domain(factories.SYSTEM, domain.id)
     assert hashes_of(connection) == ({}, {})
     assert db.session.scalar(sa.select(sa.func.count()).select_from(DkimKey)) == 0
+
+
+def rotated(world, prefix: str) -> tuple[Domain, DkimKey, DkimKey]:
+    """An active domain with its signing key and a new pending one, whose record is published."""
+    name = unique(prefix)
+    delegate(world, name)
+    factories.customer(domain=name)
+    domain = domain_named(name)
+    old = dkim.active_key(domain.id)
+    new = dkim.rotate(Actor.for_user(factories.staff()), domain.id)
+    publish(world, dkim.record_name(name, new.selector), new.txt)
+    return domain, old, new
+
+
+def test_a_full_sync_that_read_the_database_before_a_switch_does_not_undo_the_switch_s_write(
+    world, connection, app, monkeypatch
+):
+    """The cron's full sync reads the database; meanwhile the DNS check (another worker)
+    switches the domain to its new key, commits, and writes the domain's fields. The full sync,
+    which read the database before that commit, must not put the old selector back nor delete
+    the new key: both writers hold the same lock and read the database once they hold it."""
+    domain, old, new = rotated(world, "corsa")
+    name = domain.name
+    dkim.sync_redis()
+    assert hashes_of(connection)[0][name] == old.selector
+
+    def switch():  # the DNS check, in a worker of its own
+        with app.app_context():
+            assert dkim.check_due()["activated"] == 1
+            db.session.remove()
+
+    read = dkim._wanted
+    other = threading.Thread(target=switch)
+
+    def read_then_the_switch_commits(now):
+        wanted = read(now)  # the database before the switch
+        other.start()
+        other.join(2)  # the switch commits; its own write waits for the lock (without one: done)
+        return wanted
+
+    monkeypatch.setattr(dkim, "_wanted", read_then_the_switch_commits)
+    dkim.sync_redis()
+    other.join(15)
+    assert not other.is_alive()
+
+    db.session.expire_all()
+    assert dkim.active_key(domain.id).id == new.id
+    selectors, keys = hashes_of(connection)
+    assert selectors[name] == new.selector
+    assert (
+        keys[f"{new.selector}.{name}"]
+        == vault.unseal(db.session.get(DkimKey, new.id).private_key_sealed).decode()
+    )
+    # And the next full sync agrees with what is there.
+    monkeypatch.setattr(dkim, "_wanted", read)
+    assert dkim.sync_redis() == {"written": 0, "removed": 0}
+
+
+def test_the_full_sync_and_the_write_after_a_commit_wait_for_the_same_lock(
+    world, connection, monkeypatch, caplog
+):
+    monkeypatch.setattr(dkim, "LOCK_WAIT", 0.3)
+    monkeypatch.setattr(dkim, "SYNC_LOCK_WAIT", 0.3)
+    held = redis.Redis.from_url(REDIS_URL).lock(dkim.SYNC_LOCK, timeout=30)
+    assert held.acquire(blocking=False)
+    try:
+        # A domain turning active while another writer holds the lock: its write gives up (logged),
+        # Redis untouched; a full sync too.
+        c = factories.customer(domain=unique("attende"))
+        domain = domains.list_domains(factories.SYSTEM, c.id)[0]
+        assert dkim.active_key(domain.id) is not None
+        assert hashes_of(connection) == ({}, {})
+        assert "not written now" in caplog.text
+        with pytest.raises(redis.exceptions.LockError):
+            dkim.sync_redis()
+        assert hashes_of(connection) == ({}, {})
+    finally:
+        held.release()
+    # Let go: the cron's sync writes what the database holds.
+    assert dkim.sync_redis()["written"] == 2
+    assert hashes_of(connection)[0] == {domain.name: dkim.active_key(domain.id).selector}
+
+
+def test_a_replaced_key_leaves_redis_after_the_grace_its_record_stays_until_retired(
+    world, connection, app, client, monkeypatch
+):
+    """No private key in Redis without need: after the switch the old key stays in `dkim_keys` only
+    DKIM_KEY_GRACE_MINUTES, then only the signing key's PEM is there, whichever writer runs; the
+    old record is still shown to keep published until the key is retired."""
+    monkeypatch.setitem(app.config, "DKIM_KEY_GRACE_MINUTES", 5)
+    domain, old, new = rotated(world, "grazia")
+    name = domain.name
+    t0 = clock.now()
+    clock.set_now(t0)
+    assert dkim.run()["activated"] == 1
+    keys = hashes_of(connection)[1]
+    assert set(keys) == {f"{old.selector}.{name}", f"{new.selector}.{name}"}
+
+    clock.set_now(t0 + timedelta(minutes=4))
+    dkim.run()
+    assert len(hashes_of(connection)[1]) == 2  # still within the grace
+
+    clock.set_now(t0 + timedelta(minutes=5, seconds=1))
+    assert dkim.run()["removed"] == 1
+    new_pem = vault.unseal(db.session.get(DkimKey, new.id).private_key_sealed).decode()
+    assert hashes_of(connection) == ({name: new.selector}, {f"{new.selector}.{name}": new_pem})
+    # A later write for the domain (after a commit) does not bring it back.
+    dkim._after_commit(name)
+    db.session.commit()
+    assert hashes_of(connection)[1] == {f"{new.selector}.{name}": new_pem}
+    # Its record is still to keep published (the domain page and the DNS check list it).
+    db.session.expire_all()
+    assert db.session.get(DkimKey, old.id).state == "retiring"
+    assert [(r["selector"], r["state"]) for r in dkim.published_records(domain)] == [
+        (old.selector, "retiring"),
+        (new.selector, "active"),
+    ]
 
 
 def test_flask_dkim_ensure_makes_keys_for_domains_active_before(world, connection, app):
@@ -383,11 +502,22 @@ def test_rotation_end_to_end_signing_switches_only_after_the_dns_check_sees_the_
     assert previous.state == "retiring" and previous.retire_after == t0 + timedelta(hours=48)
     selectors, keys = hashes_of(connection)
     assert selectors[name] == new["selector"]
+    # For a few minutes both keys (a message that read the old selector just before the switch).
     assert {f"{old.selector}.{name}", f"{new['selector']}.{name}"} <= set(keys)
     _subject, out = send(mail, anna.address, "socio@fuori.example")
     tags = verify_dkim(out.data, *resolver_of(world))
     assert (tags["d"], tags["s"]) == (name, new["selector"])
     assert f"dkim=pass header.d={name} header.s={new['selector']}" in back_in(mail, out.data, bruno.address)
+
+    # After the grace only the signing key's PEM is in Redis; the old record is still to keep.
+    grace = timedelta(minutes=app.config["DKIM_KEY_GRACE_MINUTES"])
+    clock.set_now(t0 + grace + timedelta(minutes=1))
+    dkim.run()
+    selectors, keys = hashes_of(connection)
+    active_pem = vault.unseal(db.session.get(DkimKey, active.id).private_key_sealed).decode()
+    mine = {field: pem for field, pem in keys.items() if field.endswith(f".{name}")}
+    assert mine == {f"{new['selector']}.{name}": active_pem} and selectors[name] == new["selector"]
+    assert [r["selector"] for r in dkim.published_records(domain)] == [old.selector, new["selector"]]
 
     # Not before its time...
     clock.set_now(t0 + timedelta(hours=47))
