@@ -293,13 +293,25 @@ def test_one_active_key_per_domain_is_the_database_s_rule(world):
 
 
 def test_rotation_refused_to_customers_and_while_a_new_key_waits(world):
+    from app.services.errors import NotFound, PermissionDenied
+
     c = factories.customer(domain=unique("ruota"))
     domain = domains.list_domains(factories.SYSTEM, c.id)[0]
+    before = dkim.active_key(domain.id).selector
+    # The domain's own admin may not rotate its keys; another customer's admin does not see it.
+    with pytest.raises(PermissionDenied):
+        dkim.rotate(Actor.for_user(factories.admin(c)), domain.id)
+    with pytest.raises(NotFound):
+        dkim.rotate(Actor.for_user(factories.admin(factories.customer())), domain.id)
+    db.session.rollback()
+    assert [(k.selector, k.state) for k in dkim.keys_of(domain.id)] == [(before, "active")]
+
     staff = Actor.for_user(factories.staff())
     key = dkim.rotate(staff, domain.id)
     assert key.state == "pending" and key.selector == f"s{clock.now():%Y%m}b"
     with pytest.raises(dkim.Conflict):
         dkim.rotate(staff, domain.id)
+    assert [k.state for k in dkim.keys_of(domain.id)] == ["active", "pending"]
 
 
 def test_a_pending_key_waits_for_every_authoritative_server_to_have_its_record(world):
