@@ -498,9 +498,9 @@ def _wanted(now: datetime) -> tuple[dict[str, str], dict[str, bytes]]:
             for form in _forms(name):
                 selectors[form] = selector
     wanted_ids = {}
-    for name, keys in by_domain.items():
-        needed = _needed([(sel, state, at) for sel, state, at, _id in keys], now)
-        wanted_ids.update({key_id: f"{sel}.{name}" for sel, _state, _at, key_id in keys if sel in needed})
+    for name, items in by_domain.items():
+        needed = _needed([(sel, state, at) for sel, state, at, _id in items], now)
+        wanted_ids.update({key_id: f"{sel}.{name}" for sel, _state, _at, key_id in items if sel in needed})
     keys: dict[str, bytes] = {}
     # Only the needed keys' sealed columns are read, and opened.
     for chunk in _chunks(sorted(wanted_ids), 500):
