@@ -150,12 +150,21 @@ class Config:
     # rspamd's controller (`flask mailserver config --rspamd`, port 11334 on loopback); the health
     # page asks its /ping. Empty: not checked.
     RSPAMD_CONTROLLER_URL = os.environ.get("RSPAMD_CONTROLLER_URL", "")
+    # rspamd's milter, where Postfix hands it the mail (`--milter-port`, on 127.0.0.1): the health
+    # page connects to it when RSPAMD_CONTROLLER_URL is set. Port 0: not checked.
+    RSPAMD_MILTER_HOST = os.environ.get("RSPAMD_MILTER_HOST", "127.0.0.1")
+    RSPAMD_MILTER_PORT = int(os.environ.get("RSPAMD_MILTER_PORT", "11332"))
     # The Redis rspamd reads the DKIM keys from (its --rspamd-redis-url): the panel writes each
-    # domain's signing key there (app/services/dkim.py). Empty: keys are kept in the database only.
+    # domain's signing key there (app/services/dkim.py), and the health page PINGs it. Empty: keys
+    # are kept in the database only.
     RSPAMD_REDIS_URL = os.environ.get("RSPAMD_REDIS_URL", "")
-    # A DKIM key replaced by a new one stays in rspamd's Redis, and its TXT record is still
-    # needed, at least this many hours (or the new record's TTL, if longer) before it is retired.
+    # A DKIM key replaced by a new one: its TXT record is still needed at least this many hours
+    # (or the new record's TTL, if longer) before it is retired...
     DKIM_RETIRE_HOURS = float(os.environ.get("DKIM_RETIRE_HOURS", "48"))
+    # ...but its private key stays in rspamd's Redis only this many minutes after the switch (a
+    # message that read the old selector just before it is signed within seconds); the cron's
+    # next run (every 10 minutes) removes it.
+    DKIM_KEY_GRACE_MINUTES = float(os.environ.get("DKIM_KEY_GRACE_MINUTES", "5"))
     HEALTH_TIMEOUT = float(os.environ.get("HEALTH_TIMEOUT", "2"))
     # Background jobs (app/services/jobs.py): a running job's worker writes its heartbeat every
     # JOB_HEARTBEAT_SECONDS; one silent for JOB_STALE_SECONDS is taken for dead and retried.

@@ -122,9 +122,11 @@ mailserver_group = Group("mailserver", help="Dovecot, Postfix and rspamd on the 
 @click.option(
     "--milter-port",
     type=int,
+    envvar="RSPAMD_MILTER_PORT",
     default=11332,
     show_default=True,
-    help="rspamd's milter (proxy worker) on 127.0.0.1, where Postfix hands it the mail.",
+    show_envvar=True,
+    help="rspamd's milter (proxy worker) on 127.0.0.1, where Postfix hands it the mail (the health page connects to it).",
 )
 @click.option(
     "--rspamd-normal-port", type=int, default=11333, show_default=True, help="rspamd's normal worker."

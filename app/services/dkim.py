@@ -14,12 +14,17 @@ The rules (docs/mailserver.md, "DKIM keys"):
   signs with it and it is not in Redis. When the DNS check finds that record at the domain's
   authoritative servers, matching, the key becomes `active` (written to `dkim_keys` first,
   then `dkim_selectors` switches: the next message is signed with it) and the old one
-  `retiring`: still in `dkim_keys` (a message already picked its selector), its record still
-  needed by receivers, until `retire_after` (DKIM_RETIRE_HOURS, or the record's TTL if longer);
-  then `retired`: out of Redis, its sealed private key dropped (NULL);
+  `retiring`: its private key stays in `dkim_keys` only DKIM_KEY_GRACE_MINUTES after the switch
+  (a message that read the old selector just before it is signed with it), then leaves Redis
+  (the cron's `sync_redis`); its record is still needed by receivers until `retire_after`
+  (DKIM_RETIRE_HOURS, or the record's TTL if longer); then `retired`: its sealed private key
+  dropped (NULL);
 - private keys are sealed with the vault (DATA_KEYS), unsealed only to be written to rspamd's
   Redis (RSPAMD_REDIS_URL), never logged, never shown; `sync_redis` writes both hashes again
-  from the database (idempotent), and a domain that is no longer served leaves them.
+  from the database (idempotent), and a domain that is no longer served leaves them. The full
+  sync and the writes after a commit for some domains hold the same Redis lock (SYNC_LOCK) and
+  read the database once they hold it: a full sync that read the database before a domain's
+  commit never writes over what that commit's own write put there.
 """
 
 from __future__ import annotations
@@ -54,7 +59,13 @@ log = logging.getLogger(__name__)
 KEY_BITS = 2048
 DAILY = timedelta(days=1)  # an active key's record is looked at again once a day
 ENSURE_BATCH = 200  # keys one cron run makes for domains without one (each takes a moment)
-SIGNING = ("active", "retiring")  # the keys rspamd may need: in Redis
+SIGNING = ("active", "retiring")  # the keys rspamd may need (a retiring one only for a grace)
+# The writers of rspamd's two hashes take this lock (in rspamd's Redis) before they read the
+# database: one at a time, each writing what the database held once it had the lock.
+SYNC_LOCK = "panel:dkim:sync_lock"
+LOCK_TIMEOUT = 120  # seconds: a writer that died lets the others go after this
+LOCK_WAIT = 10  # seconds the write after a commit waits for the lock (else the cron's sync does it)
+SYNC_LOCK_WAIT = 150  # the full sync waits longer: past any holder's LOCK_TIMEOUT
 
 
 # --- keys ---------------------------------------------------------------------------------
@@ -163,25 +174,44 @@ def rotate(actor: Actor, domain_id: object) -> DkimKey:
     return key
 
 
+def shown_keys(domain_ids: list[int]) -> dict[int, DkimKey]:
+    """The key whose record each domain's customer must have published, for many domains in one
+    query (a list of domains): the pending one while a rotation waits for it, else the active
+    one. A domain without a key is not in the answer."""
+    shown: dict[int, DkimKey] = {}
+    ids = sorted(set(domain_ids))
+    for chunk in _chunks(ids, 500):
+        for key in db.session.scalars(
+            sa.select(DkimKey).where(DkimKey.domain_id.in_(chunk), DkimKey.state.in_(("pending", "active")))
+        ):
+            if key.state == "pending" or key.domain_id not in shown:
+                shown[key.domain_id] = key
+    return shown
+
+
 def shown_key(domain_id: int) -> DkimKey | None:
-    """The key whose record the customer must have published: the pending one while a rotation
-    waits for it, else the active one."""
-    keys = db.session.scalars(
-        sa.select(DkimKey).where(DkimKey.domain_id == domain_id, DkimKey.state.in_(("pending", "active")))
-    ).all()
-    return next((k for k in keys if k.state == "pending"), None) or next(iter(keys), None)
+    return shown_keys([domain_id]).get(domain_id)
 
 
 def record_name(domain_name: str, selector: str) -> str:
     return f"{selector}._domainkey.{domain_name}"
 
 
-def dkim_record(domain: Domain) -> dict | None:
-    """{"selector", "name", "txt"} of the record to publish (None: the domain has no key yet)."""
-    key = shown_key(domain.id)
+def _record(domain: Domain, key: DkimKey | None) -> dict | None:
     if key is None:
         return None
     return {"selector": key.selector, "name": record_name(domain.name, key.selector), "txt": key.txt}
+
+
+def dkim_record(domain: Domain) -> dict | None:
+    """{"selector", "name", "txt"} of the record to publish (None: the domain has no key yet)."""
+    return _record(domain, shown_key(domain.id))
+
+
+def dkim_records(domains_: list[Domain]) -> dict[int, dict | None]:
+    """dkim_record of each domain (by id), read in one query."""
+    shown = shown_keys([d.id for d in domains_])
+    return {d.id: _record(d, shown.get(d.id)) for d in domains_}
 
 
 def published_records(domain: Domain) -> list[dict]:
@@ -434,48 +464,95 @@ def _forms(name: str) -> list[str]:
     return [name] if unicode_name == name else [name, unicode_name]
 
 
-def _wanted() -> tuple[dict[str, str], dict[str, bytes]]:
+def _grace() -> timedelta:
+    return timedelta(minutes=float(current_app.config["DKIM_KEY_GRACE_MINUTES"]))
+
+
+def _needed(keys: list[tuple[str, str, datetime | None]], now: datetime) -> set[str]:
+    """Of one domain's keys (selector, state, activated_at), the selectors whose private key
+    rspamd may need: the active key's, and a retiring key's for DKIM_KEY_GRACE_MINUTES after
+    the switch (the activation of the key that replaced it), for a message that read the old
+    selector just before. Its record stays published longer (retire_after): not its key."""
+    grace = _grace()
+    activated = sorted(a for _sel, _state, a in keys if a is not None)
+    needed = set()
+    for selector, state, since in keys:
+        if state == "active":
+            needed.add(selector)
+        elif state == "retiring" and since is not None:
+            switch = next((a for a in activated if a > since), None)
+            if switch is not None and now < switch + grace:
+                needed.add(selector)
+    return needed
+
+
+def _wanted(now: datetime) -> tuple[dict[str, str], dict[str, bytes]]:
     """What the hashes must hold: the selector signing for each active domain, and the keys
-    rspamd may need (active and retiring) of active domains."""
+    rspamd may need (`_needed`) of active domains."""
     selectors: dict[str, str] = {}
-    keys: dict[str, bytes] = {}
+    by_domain: dict[str, list] = {}
     rows = db.session.execute(
-        sa.select(Domain.name, DkimKey.selector, DkimKey.state, DkimKey.private_key_sealed)
+        sa.select(Domain.name, DkimKey.selector, DkimKey.state, DkimKey.activated_at, DkimKey.id)
         .join(Domain, Domain.id == DkimKey.domain_id)
         .where(Domain.state == "active", DkimKey.state.in_(SIGNING), DkimKey.private_key_sealed.is_not(None))
     )
-    for name, selector, state, sealed in rows:
-        keys[f"{selector}.{name}"] = vault.unseal(sealed)
+    for name, selector, state, activated_at, key_id in rows:
+        by_domain.setdefault(name, []).append((selector, state, activated_at, key_id))
         if state == "active":
             for form in _forms(name):
                 selectors[form] = selector
+    wanted_ids = {}
+    for name, items in by_domain.items():
+        needed = _needed([(sel, state, at) for sel, state, at, _id in items], now)
+        wanted_ids.update({key_id: f"{sel}.{name}" for sel, _state, _at, key_id in items if sel in needed})
+    keys: dict[str, bytes] = {}
+    # Only the needed keys' sealed columns are read, and opened.
+    for chunk in _chunks(sorted(wanted_ids), 500):
+        for key_id, sealed in db.session.execute(
+            sa.select(DkimKey.id, DkimKey.private_key_sealed).where(DkimKey.id.in_(chunk))
+        ):
+            if sealed is not None:
+                keys[wanted_ids[key_id]] = vault.unseal(sealed)
     return selectors, keys
+
+
+def _chunks(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _lock(redis: Redis, wait: float):
+    """The lock every writer of the two hashes holds (LockError: not had within `wait` seconds)."""
+    return redis.lock(SYNC_LOCK, timeout=LOCK_TIMEOUT, blocking_timeout=wait)
 
 
 def sync_redis() -> dict:
     """Write rspamd's two hashes again from the database (idempotent): keys first, then the
-    selectors; what the database no longer holds leaves, selectors first. Without
+    selectors; what the database no longer holds leaves, selectors first. The database is read
+    under the lock (a domain's write after its commit waits, or is waited for). Without
     RSPAMD_REDIS_URL, nothing (the keys wait in the database)."""
     redis = _redis()
     if redis is None:
         return {"written": 0, "removed": 0}
-    selectors, keys = _wanted()
-    db.session.commit()
+    db.session.commit()  # what follows reads the database as it is once the lock is held
     try:
-        have_keys = {k.decode(): v for k, v in redis.hgetall(DKIM_KEYS_HASH).items()}
-        have_selectors = {k.decode(): v.decode() for k, v in redis.hgetall(DKIM_SELECTORS_HASH).items()}
-        new_keys = {k: v for k, v in keys.items() if have_keys.get(k) != v}
-        new_selectors = {k: v for k, v in selectors.items() if have_selectors.get(k) != v}
-        gone_selectors = [k for k in have_selectors if k not in selectors]
-        gone_keys = [k for k in have_keys if k not in keys]
-        if new_keys:
-            redis.hset(DKIM_KEYS_HASH, mapping=new_keys)
-        if new_selectors:
-            redis.hset(DKIM_SELECTORS_HASH, mapping=new_selectors)
-        if gone_selectors:
-            redis.hdel(DKIM_SELECTORS_HASH, *gone_selectors)
-        if gone_keys:
-            redis.hdel(DKIM_KEYS_HASH, *gone_keys)
+        with _lock(redis, SYNC_LOCK_WAIT):
+            selectors, keys = _wanted(clock.now())
+            db.session.commit()
+            have_keys = {k.decode(): v for k, v in redis.hgetall(DKIM_KEYS_HASH).items()}
+            have_selectors = {k.decode(): v.decode() for k, v in redis.hgetall(DKIM_SELECTORS_HASH).items()}
+            new_keys = {k: v for k, v in keys.items() if have_keys.get(k) != v}
+            new_selectors = {k: v for k, v in selectors.items() if have_selectors.get(k) != v}
+            gone_selectors = [k for k in have_selectors if k not in selectors]
+            gone_keys = [k for k in have_keys if k not in keys]
+            if new_keys:
+                redis.hset(DKIM_KEYS_HASH, mapping=new_keys)
+            if new_selectors:
+                redis.hset(DKIM_SELECTORS_HASH, mapping=new_selectors)
+            if gone_selectors:
+                redis.hdel(DKIM_SELECTORS_HASH, *gone_selectors)
+            if gone_keys:
+                redis.hdel(DKIM_KEYS_HASH, *gone_keys)
     finally:
         redis.close()
     written = len(new_keys) + len(new_selectors)
@@ -515,30 +592,40 @@ def _forget_after_rollback(session) -> None:
 
 
 def _sync_domains(session: sa.orm.Session, names: dict[str, set[str]]) -> None:
-    """Some domains' fields in the hashes, from the database: keys first, then the selector."""
+    """Some domains' fields in the hashes, from the database read under the lock: keys first,
+    then the selector."""
     redis = _redis()
     try:
-        for name, drop in names.items():
-            rows = session.execute(
-                sa.select(DkimKey.selector, DkimKey.state, DkimKey.private_key_sealed)
-                .join(Domain, Domain.id == DkimKey.domain_id)
-                .where(Domain.name == name)
-            ).all()
-            served = session.scalar(sa.select(Domain.state).where(Domain.name == name)) == "active"
-            keys = {
-                f"{sel}.{name}": vault.unseal(sealed)
-                for sel, state, sealed in rows
-                if served and sealed and state in SIGNING
-            }
-            signing = next((sel for sel, state, _s in rows if served and state == "active"), None)
-            stale = (drop | {f"{sel}.{name}" for sel, _state, _s in rows}) - set(keys)
-            if keys:
-                redis.hset(DKIM_KEYS_HASH, mapping=keys)
-            if signing:
-                redis.hset(DKIM_SELECTORS_HASH, mapping=dict.fromkeys(_forms(name), signing))
-            else:
-                redis.hdel(DKIM_SELECTORS_HASH, *_forms(name))
-            if stale:
-                redis.hdel(DKIM_KEYS_HASH, *sorted(stale))
+        with _lock(redis, LOCK_WAIT):
+            now = clock.now()
+            for name, drop in names.items():
+                rows = session.execute(
+                    sa.select(DkimKey.id, DkimKey.selector, DkimKey.state, DkimKey.activated_at)
+                    .join(Domain, Domain.id == DkimKey.domain_id)
+                    .where(Domain.name == name)
+                ).all()
+                served = session.scalar(sa.select(Domain.state).where(Domain.name == name)) == "active"
+                needed = _needed([(sel, state, at) for _id, sel, state, at in rows], now) if served else set()
+                ids = [key_id for key_id, sel, state, _at in rows if sel in needed and state in SIGNING]
+                sealed = dict(
+                    session.execute(
+                        sa.select(DkimKey.id, DkimKey.private_key_sealed).where(DkimKey.id.in_(ids))
+                    ).all()
+                )
+                keys = {
+                    f"{sel}.{name}": vault.unseal(sealed[key_id])
+                    for key_id, sel, _state, _at in rows
+                    if sealed.get(key_id)
+                }
+                signing = next((sel for _id, sel, state, _at in rows if served and state == "active"), None)
+                stale = (drop | {f"{sel}.{name}" for _id, sel, _state, _at in rows}) - set(keys)
+                if keys:
+                    redis.hset(DKIM_KEYS_HASH, mapping=keys)
+                if signing:
+                    redis.hset(DKIM_SELECTORS_HASH, mapping=dict.fromkeys(_forms(name), signing))
+                else:
+                    redis.hdel(DKIM_SELECTORS_HASH, *_forms(name))
+                if stale:
+                    redis.hdel(DKIM_KEYS_HASH, *sorted(stale))
     finally:
         redis.close()

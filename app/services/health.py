@@ -67,6 +67,7 @@ def _secret_urls() -> list[str]:
             redis_url(),
             config.get("DOVEADM_URL"),
             config.get("RSPAMD_CONTROLLER_URL"),
+            config.get("RSPAMD_REDIS_URL"),
         )
         if isinstance(u, str) and u
     ]
@@ -158,6 +159,44 @@ def check_rspamd(timeout: float) -> Check | None:
     return Check("rspamd", True, f"{where}: pong", ms)
 
 
+def check_rspamd_milter(timeout: float) -> Check | None:
+    """rspamd's milter, where Postfix hands it every message (`smtpd_milters =
+    inet:127.0.0.1:<--milter-port>`): a TCP connection to RSPAMD_MILTER_HOST:RSPAMD_MILTER_PORT
+    is accepted. Checked with rspamd (RSPAMD_CONTROLLER_URL set); port 0: not checked."""
+    config = current_app.config
+    host, port = config.get("RSPAMD_MILTER_HOST") or "127.0.0.1", int(config.get("RSPAMD_MILTER_PORT") or 0)
+    if not config.get("RSPAMD_CONTROLLER_URL") or not port:
+        return None
+    where = f"{host}:{port}"
+    started = time.monotonic()
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as e:
+        return Check("rspamd_milter", False, f"{where}: {e.strerror or type(e).__name__}")
+    return Check("rspamd_milter", True, f"{where}: connected", (time.monotonic() - started) * 1000)
+
+
+def check_rspamd_redis(timeout: float) -> Check | None:
+    """The Redis rspamd reads the DKIM keys from (RSPAMD_REDIS_URL) answers PING (with its
+    password). None if not configured."""
+    url = current_app.config.get("RSPAMD_REDIS_URL", "")
+    if not url:
+        return None
+    where = redact_url(url)
+    try:
+        conn = Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    except ValueError as e:
+        return Check("rspamd_redis", False, f"{where}: {str(e)[:120]}")
+    try:
+        _, ms = _timed(conn.ping)
+    except (RedisError, OSError) as e:
+        return Check("rspamd_redis", False, f"{where}: {str(e)[:200]}")
+    finally:
+        conn.close()
+    return Check("rspamd_redis", True, f"{where}: PONG", ms)
+
+
 def check_redis(timeout: float) -> tuple[Check, Redis | None]:
     try:
         conn = redis_connection(timeout)
@@ -229,9 +268,9 @@ def report() -> Report:
     checks.append(
         check_banner("postfix", config["POSTFIX_SMTP_HOST"], config["POSTFIX_SMTP_PORT"], "220", timeout)
     )
-    rspamd = check_rspamd(timeout)
-    if rspamd is not None:
-        checks.append(rspamd)
+    for rspamd in (check_rspamd(timeout), check_rspamd_milter(timeout), check_rspamd_redis(timeout)):
+        if rspamd is not None:
+            checks.append(rspamd)
     workers, queues = check_queues(conn)
     checks.append(workers)
     # Whatever a check or a driver put in its message, no password reaches the page.

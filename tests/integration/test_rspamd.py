@@ -415,3 +415,24 @@ def test_health_checks_rspamd_s_controller_only_when_configured(mail, app):
         assert not health.check_rspamd(2).ok
     finally:
         app.config["RSPAMD_CONTROLLER_URL"] = saved
+
+
+def test_health_checks_rspamd_s_milter_and_its_redis(mail, app, monkeypatch):
+    """The milter Postfix hands the mail to accepts connections; the Redis rspamd reads answers."""
+    from app.services import health
+    from tests.integration.mailservers import free_port
+
+    monkeypatch.setitem(app.config, "RSPAMD_CONTROLLER_URL", mail.rspamd_controller_url)
+    monkeypatch.setitem(app.config, "RSPAMD_MILTER_PORT", mail.ports["milter"])
+    monkeypatch.setitem(app.config, "RSPAMD_REDIS_URL", REDIS_URL)
+    checks = {c.name: c for c in health.report().checks}
+    assert checks["rspamd"].ok and checks["rspamd_milter"].ok and checks["rspamd_redis"].ok
+    assert checks["rspamd_milter"].detail == f"127.0.0.1:{mail.ports['milter']}: connected"
+
+    # rspamd's milter is not where the panel looks: a problem of its own, the controller still up.
+    monkeypatch.setitem(app.config, "RSPAMD_MILTER_PORT", free_port())
+    monkeypatch.setitem(app.config, "RSPAMD_REDIS_URL", f"redis://:Segreto-9@127.0.0.1:{free_port()}/0")
+    checks = {c.name: c for c in health.report().checks}
+    assert checks["rspamd"].ok
+    assert not checks["rspamd_milter"].ok and "refused" in checks["rspamd_milter"].detail.lower()
+    assert not checks["rspamd_redis"].ok and "Segreto" not in checks["rspamd_redis"].detail

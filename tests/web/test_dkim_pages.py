@@ -4,10 +4,14 @@ check, the domain JSON's dkim, and rotation (staff only; another customer's doma
 from __future__ import annotations
 
 import html as htmllib
+import json
 import re
 
 import pytest
+import sqlalchemy as sa
 
+from app.extensions import db
+from app.models import Domain
 from app.services import dkim, domains, users, vault
 from app.services.access import Actor
 from tests import factories
@@ -58,10 +62,7 @@ def test_the_domain_page_shows_the_dkim_record_to_publish_and_its_zone_line(clie
     # A 2048-bit key's record is longer than one TXT string: split at 255 bytes in the zone file.
     assert len(key.txt) > 255
     assert f"{name}.\t3600\tIN\tTXT\t{zone_txt(key.txt)}" in page
-    assert "PRIVATE" not in page
-    pem = vault.unseal(key.private_key_sealed).decode()
-    body = "".join(pem.splitlines()[1:-1])
-    assert all(body[i : i + 40] not in page for i in range(0, len(body) - 40, 40))
+    assert leaks(page, key) == []
 
 
 def test_check_now_says_whether_the_dkim_record_is_published_and_matches(client, world, active):
@@ -93,17 +94,82 @@ def call(client, user, method: str, path: str):
     return client.open("/api/v1" + path, method=method, headers={"Authorization": f"Bearer {token}"})
 
 
+def leaks(text: str, key) -> list[str]:
+    """Whatever of the key's private part is in the text: the PEM's armour, or any 32 characters
+    of its own base64 body (the public key's base64 is not a part of it)."""
+    pem = vault.unseal(key.private_key_sealed).decode()
+    body = "".join(pem.splitlines()[1:-1])
+    found = [word for word in ("BEGIN", "PRIVATE KEY") if word in text]
+    return found + [body[i : i + 32] for i in range(0, len(body) - 32, 16) if body[i : i + 32] in text]
+
+
+def test_leaks_finds_a_private_key_in_a_text(make):
+    c = make.customer(domain="base.example")
+    key = dkim.active_key(domains.list_domains(factories.SYSTEM, c.id)[0].id)
+    pem = vault.unseal(key.private_key_sealed).decode()
+    assert leaks(f'{{"dkim": "{key.txt}"}}', key) == []
+    assert leaks(pem, key) and leaks(pem.splitlines()[5], key)  # even one line of it, without the armour
+    assert leaks(json.dumps({"k": pem}), key)
+
+
 def test_the_domain_json_carries_its_dkim_record(client, make):
     c = make.customer(domain="base.example")
     admin = make.admin(c)
     active = domains.list_domains(factories.SYSTEM, c.id)[0]
     key = dkim.active_key(active.id)
-    got = call(client, admin, "GET", f"/domains/{active.id}").get_json()
-    assert got["dkim"] == {"selector": key.selector, "txt": f"v=DKIM1; k=rsa; p={key.public_key}"}
+    one = call(client, admin, "GET", f"/domains/{active.id}")
+    assert one.get_json()["dkim"] == {"selector": key.selector, "txt": f"v=DKIM1; k=rsa; p={key.public_key}"}
     pending = domains.add_domain(Actor.for_user(admin), c.id, "attesa.example")
     assert call(client, admin, "GET", f"/domains/{pending.id}").get_json()["dkim"] is None
-    listed = call(client, admin, "GET", f"/customers/{c.id}/domains").get_json()
-    assert "PRIVATE" not in str(listed)
+    listed = call(client, admin, "GET", f"/customers/{c.id}/domains")
+    assert [d["dkim"] for d in listed.get_json()] == [None, one.get_json()["dkim"]]  # attesa, base
+    # No part of the private key in any answer where the key's record is.
+    for answer in (one, listed):
+        assert leaks(answer.get_data(as_text=True), key) == []
+
+
+def test_the_domain_list_reads_every_domain_s_dkim_record_in_one_query(client, make, app):
+    """Each domain of the list with its own record (a rotation's pending one, none for a pending
+    domain), and as many queries for six domains as for two."""
+    c = make.customer(domain="base.example")
+    admin = make.admin(c)
+    staff = Actor.for_user(make.staff())
+
+    def listing() -> tuple[list[dict], int]:
+        statements = []
+
+        def count(*_args):
+            statements.append(1)
+
+        sa.event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            answer = call(client, admin, "GET", f"/customers/{c.id}/domains")
+        finally:
+            sa.event.remove(db.engine, "before_cursor_execute", count)
+        assert answer.status_code == 200
+        return answer.get_json(), len(statements)
+
+    domains.add_domain(Actor.for_user(admin), c.id, "attesa.example")  # pending: no key
+    _few, queries = listing()
+    for n in range(3):
+        domains.add_domain(factories.SYSTEM, c.id, f"altro{n}.example")
+    rotated = next(d for d in domains.list_domains(factories.SYSTEM, c.id) if d.name == "altro0.example")
+    new = dkim.rotate(staff, rotated.id)
+    many, more_queries = listing()
+    assert len(many) == 5
+    assert more_queries == queries
+    for item in many:
+        record = dkim.dkim_record(db.session.get(Domain, item["id"]))
+        assert item["dkim"] == ({"selector": record["selector"], "txt": record["txt"]} if record else None)
+    by_name = {d["name"]: d["dkim"] for d in many}
+    assert by_name["attesa.example"] is None
+    assert by_name["altro0.example"] == {"selector": new.selector, "txt": new.txt}
+    assert len({d["txt"] for d in by_name.values() if d}) == 4  # each domain its own key
+
+    # Staff's list of pending domains too.
+    token = users.create_token(factories.SYSTEM, make.staff(), "tests")[1]
+    pending = client.get("/api/v1/domains", headers={"Authorization": f"Bearer {token}"}).get_json()
+    assert [(d["name"], d["dkim"]) for d in pending] == [("attesa.example", None)]
 
 
 def test_rotate_is_for_staff_another_customer_s_domain_is_a_404(client, make):
@@ -125,7 +191,8 @@ def test_rotate_is_for_staff_another_customer_s_domain_is_a_404(client, make):
     body = answer.get_json()
     assert body["state"] == "pending" and body["selector"] == before.selector + "b"
     assert body["name"] == f"{body['selector']}._domainkey.base.example"
-    assert body["txt"].startswith("v=DKIM1; k=rsa; p=") and "PRIVATE" not in str(body)
+    assert body["txt"].startswith("v=DKIM1; k=rsa; p=")
+    assert leaks(answer.get_data(as_text=True), dkim.pending_key(mine.id)) == []
     # The domain shows the new record to publish; the old key still signs.
     assert (
         call(client, staff, "GET", f"/domains/{mine.id}").get_json()["dkim"]["selector"] == body["selector"]
@@ -161,3 +228,4 @@ def test_staff_rotate_from_the_domain_page_and_a_customer_cannot(client, world, 
     # The records to publish now show the new key's record (the old one still signs).
     page = htmllib.unescape(client.get(page_url(domain)).get_data(as_text=True))
     assert f"{new.selector}._domainkey.rossi.it" in page
+    assert leaks(page, new) == [] and leaks(page, before) == [] and leaks(done, new) == []

@@ -16,6 +16,8 @@ LABELS = {
     "doveadm": _l("Dovecot (API doveadm, lettura dello spazio)"),
     "postfix": _l("Postfix (SMTP)"),
     "rspamd": _l("Rspamd (firma DKIM e antispam)"),
+    "rspamd_milter": _l("Rspamd (milter di Postfix)"),
+    "rspamd_redis": _l("Redis di rspamd (chiavi DKIM)"),
     "workers": _l("Worker RQ attivi"),
 }
 

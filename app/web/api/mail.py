@@ -109,7 +109,7 @@ def _no_content():
 @bp.get("/customers/<id:customer_id>/domains")
 @documented("A customer's domains.", "domains", ok=array_of(out.DOMAIN))
 def domain_list(customer_id: int):
-    return jsonify([out.domain(d) for d in domains.list_domains(actor(), customer_id)])
+    return jsonify(out.domains(domains.list_domains(actor(), customer_id)))
 
 
 @bp.post("/customers/<id:customer_id>/domains")
@@ -150,7 +150,7 @@ def domain_create(customer_id: int):
 )
 def domain_pending_list():
     body.query()
-    return jsonify([out.domain(d) for d in domains.pending_domains(actor())])
+    return jsonify(out.domains(domains.pending_domains(actor())))
 
 
 @bp.post("/domains/<id:domain_id>/approve")

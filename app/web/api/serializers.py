@@ -230,9 +230,13 @@ DOMAIN = response(
 )
 
 
-def domain(d: Domain) -> dict:
+_READ = object()
+
+
+def domain(d: Domain, dkim_record: dict | None | object = _READ) -> dict:
+    """A domain's JSON; `dkim_record` when the caller read it already (domains(): one query for all)."""
     row = d.check
-    record = dkim.dkim_record(d)
+    record = dkim.dkim_record(d) if dkim_record is _READ else dkim_record
     return {
         "id": d.id,
         "customer_id": d.customer_id,
@@ -254,6 +258,12 @@ def domain(d: Domain) -> dict:
         },
         "dkim": {"selector": record["selector"], "txt": record["txt"]} if record else None,
     }
+
+
+def domains(items: list[Domain]) -> list[dict]:
+    """A list of domains' JSON: their DKIM records read in one query, not one per domain."""
+    records = dkim.dkim_records(items)
+    return [domain(d, records[d.id]) for d in items]
 
 
 DOMAIN_CHECK = response(
