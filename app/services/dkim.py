@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import current_app
 from flask_babel import gettext as _
 from redis import Redis
+from redis.exceptions import LockError, RedisError
 
 from app.extensions import db
 from app.mailserver import dns as dnsclient
@@ -52,7 +53,7 @@ from app.models import Domain
 from app.models.dkim import DkimKey
 from app.services import audit, clock, dnscheck, domains, limits, vault
 from app.services.access import Actor, require_staff
-from app.services.errors import Conflict
+from app.services.errors import Conflict, DomainError
 
 log = logging.getLogger(__name__)
 
@@ -450,7 +451,7 @@ def run(now: datetime | None = None) -> dict:
 
 def _redis() -> Redis | None:
     url = current_app.config.get("RSPAMD_REDIS_URL")
-    return Redis.from_url(url) if url else None
+    return Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10) if url else None
 
 
 def _forms(name: str) -> list[str]:
@@ -526,17 +527,19 @@ def _lock(redis: Redis, wait: float):
     return redis.lock(SYNC_LOCK, timeout=LOCK_TIMEOUT, blocking_timeout=wait)
 
 
-def sync_redis() -> dict:
+def sync_redis(wait: float = SYNC_LOCK_WAIT) -> dict:
     """Write rspamd's two hashes again from the database (idempotent): keys first, then the
     selectors; what the database no longer holds leaves, selectors first. The database is read
     under the lock (a domain's write after its commit waits, or is waited for). Without
-    RSPAMD_REDIS_URL, nothing (the keys wait in the database)."""
+    RSPAMD_REDIS_URL, nothing (the keys wait in the database). Conflict when the lock is not had
+    within `wait` seconds; DomainError when Redis does not answer."""
+    url = current_app.config.get("RSPAMD_REDIS_URL") or ""
     redis = _redis()
     if redis is None:
         return {"written": 0, "removed": 0}
     db.session.commit()  # what follows reads the database as it is once the lock is held
     try:
-        with _lock(redis, SYNC_LOCK_WAIT):
+        with _lock(redis, wait):
             selectors, keys = _wanted(clock.now())
             db.session.commit()
             have_keys = {k.decode(): v for k, v in redis.hgetall(DKIM_KEYS_HASH).items()}
@@ -553,6 +556,16 @@ def sync_redis() -> dict:
                 redis.hdel(DKIM_SELECTORS_HASH, *gone_selectors)
             if gone_keys:
                 redis.hdel(DKIM_KEYS_HASH, *gone_keys)
+    except LockError:
+        raise Conflict(
+            _("Le chiavi DKIM in Redis sono già in scrittura da un'altra parte: riprova tra poco.")
+        ) from None
+    except RedisError as e:
+        from app.services.health import redact_url
+
+        raise DomainError(
+            _("Il Redis di rspamd non risponde (%(where)s): %(reason)s", where=redact_url(url), reason=e)
+        ) from None
     finally:
         redis.close()
     written = len(new_keys) + len(new_selectors)

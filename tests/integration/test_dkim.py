@@ -544,3 +544,34 @@ def test_the_cron_runs_dkim_check_every_10_minutes_on_the_dns_queue(connection):
     scheduler.load_config_from_file("app/cron.py")
     registered = {j.func_name: (j.queue_name, j.interval) for j in scheduler.get_jobs()}
     assert registered["app.jobs.dkim_check"] == ("dns", 600)
+
+
+def test_flask_dkim_sync_says_why_it_cannot_write_without_a_traceback(world, connection, app):
+    """Redis away: exit 1 and a line naming it (no password); the lock held elsewhere: exit 4."""
+    from app.services.dkim import SYNC_LOCK
+    from tests.integration.test_quota import closed_port
+
+    runner = app.test_cli_runner()
+    saved = app.config["RSPAMD_REDIS_URL"]
+    app.config["RSPAMD_REDIS_URL"] = f"redis://:Segreta-9@127.0.0.1:{closed_port()}/0"
+    try:
+        result = runner.invoke(args=["dkim", "sync"])
+    finally:
+        app.config["RSPAMD_REDIS_URL"] = saved
+    assert result.exit_code == 1, result.output
+    assert "Errore: Il Redis di rspamd non risponde (redis://:***@127.0.0.1:" in result.output
+    assert "Segreta-9" not in result.output and "Traceback" not in result.output
+
+    c = factories.customer(domain=unique("attesa"))
+    domain = domains.list_domains(factories.SYSTEM, c.id)[0]
+    connection.delete(render.DKIM_SELECTORS_HASH, render.DKIM_KEYS_HASH)
+    held = connection.lock(SYNC_LOCK, timeout=30)
+    assert held.acquire(blocking=False)
+    try:
+        with pytest.raises(dkim.Conflict, match="già in scrittura"):
+            dkim.sync_redis(wait=0.2)
+        assert hashes_of(connection)[0] == {}
+    finally:
+        held.release()
+    dkim.sync_redis(wait=0.2)
+    assert hashes_of(connection)[0].get(domain.name) == dkim.active_key(domain.id).selector
