@@ -400,7 +400,8 @@ def check_due(now: datetime | None = None) -> dict:
 
 
 def retire_due(now: datetime | None = None) -> int:
-    """Retiring keys past their time: retired, their private key dropped (Redis follows in sync_redis)."""
+    """Retiring keys past their time: retired (how many); retiring keys past their grace lose their
+    private key. Redis follows after the commit."""
     now = now or clock.now()
     keys = list(
         db.session.scalars(sa.select(DkimKey).where(DkimKey.state == "retiring", DkimKey.retire_after <= now))
@@ -409,6 +410,14 @@ def retire_due(now: datetime | None = None) -> int:
         key.state, key.retired_at, key.private_key_sealed = "retired", now, None
         _after_commit(key.domain.name)
         log.info("DKIM key %s of %s retired", key.selector, key.domain.name)
+    # A replaced key past its grace signs nothing again: its private key goes now, its record stays.
+    for key in db.session.scalars(
+        sa.select(DkimKey).where(DkimKey.state == "retiring", DkimKey.private_key_sealed.is_not(None))
+    ).all():
+        siblings = [(k.selector, k.state, k.activated_at) for k in keys_of(key.domain_id)]
+        if key.selector not in _needed(siblings, now):
+            key.private_key_sealed = None
+            _after_commit(key.domain.name)
     db.session.commit()
     return len(keys)
 
@@ -527,19 +536,19 @@ def _lock(redis: Redis, wait: float):
     return redis.lock(SYNC_LOCK, timeout=LOCK_TIMEOUT, blocking_timeout=wait)
 
 
-def sync_redis(wait: float = SYNC_LOCK_WAIT) -> dict:
+def sync_redis(wait: float | None = None) -> dict:
     """Write rspamd's two hashes again from the database (idempotent): keys first, then the
     selectors; what the database no longer holds leaves, selectors first. The database is read
     under the lock (a domain's write after its commit waits, or is waited for). Without
     RSPAMD_REDIS_URL, nothing (the keys wait in the database). Conflict when the lock is not had
-    within `wait` seconds; DomainError when Redis does not answer."""
+    within `wait` seconds (SYNC_LOCK_WAIT); DomainError when Redis does not answer."""
     url = current_app.config.get("RSPAMD_REDIS_URL") or ""
     redis = _redis()
     if redis is None:
         return {"written": 0, "removed": 0}
     db.session.commit()  # what follows reads the database as it is once the lock is held
     try:
-        with _lock(redis, wait):
+        with _lock(redis, SYNC_LOCK_WAIT if wait is None else wait):
             selectors, keys = _wanted(clock.now())
             db.session.commit()
             have_keys = {k.decode(): v for k, v in redis.hgetall(DKIM_KEYS_HASH).items()}
