@@ -42,6 +42,7 @@ message also waits on Nagle's algorithm and the delayed ACK between Postfix and 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import io
 import json
@@ -286,11 +287,16 @@ def run(servers, dns: DnsProcess, arrivals: Arrivals, sender: str, kind: str, ro
         dns_queries(dns),
         dns_cpu(dns),
     )
+    asked_before = len(dns.questions())
     began = time.perf_counter()
     send_all(servers, sender, messages, args.connections)
     sent = time.perf_counter() - began
     arrived = arrivals.wait(name, args.messages, max(60.0, args.messages / 5))
     seconds = arrivals.last[name] - began if arrived else None
+    # What rspamd asked, by the zone asked (the last three labels: a blocklist, a sender's domain).
+    asked = collections.Counter(
+        ".".join(q.name.rstrip(".").split(".")[-3:]) + f" {q.rdtype}" for q in dns.questions()[asked_before:]
+    )
     return {
         "run": kind,
         "round": round_,
@@ -304,6 +310,7 @@ def run(servers, dns: DnsProcess, arrivals: Arrivals, sender: str, kind: str, ro
         "bench_cpu_s": own_cpu() - cpu_before,
         "dns_queries": dns_queries(dns) - dns_before,
         "dns_cpu_s": dns_cpu(dns) - dns_cpu_before,
+        "dns_asked": dict(asked.most_common(6)),
     }
 
 
@@ -559,8 +566,10 @@ def main(argv=None) -> dict:
                 f"  A{x['round'] if args.rounds > 1 else ''}: rspamd's time per message (its log) "
                 f"{x['scan_ms_mean']:.1f} ms mean, {x['scan_ms_p95']:.1f} ms 95th percentile; its CPU "
                 f"{1000 * x['rspamd_cpu_s'] / x['messages']:.1f} ms per message; "
-                f"{x['dns_queries'] / x['messages']:.1f} DNS questions per message (RBLs, URL lists)"
+                f"{x['dns_queries'] / x['messages']:.1f} DNS questions per message"
             )
+            if x["dns_asked"]:
+                say("    most asked: " + ", ".join(f"{k} x{n}" for k, n in x["dns_asked"].items()))
     say(f"  B: {sum(r['B']['signed'] for r in rounds):,} signed (none expected)")
     if ratio is None:
         say("  ratio: - (a run is incomplete)")

@@ -396,6 +396,36 @@ def test_a_mailbox_s_message_is_signed_with_the_key_the_panel_put_in_redis(mail,
     assert f"dkim=pass header.d={domain} header.s={selector}" in headers, headers
 
 
+def test_a_logged_in_mailbox_s_mail_is_scored_locally_and_asks_no_blocklist(mail, dns_server):
+    """Outbound (submission, logged in): signed and scored by rspamd's local rules only. No
+    blocklist is asked about our own customers' mail (the costliest part of a scan), yet a
+    compromised account's obvious spam (GTUBE here) is refused at SMTP."""
+    c = factories.customer(domain=unique("uscita"))
+    anna = factories.mailbox(c, "anna")
+    link = f"https://www.{unique('fornitore').replace('.example', '.it')}/catalogo/ordine"
+    before = len(dns_server.questions())
+    sent = subject()
+    with smtplib.SMTP(HOST, mail.ports["submission"], timeout=30) as smtp:
+        smtp.starttls(context=mail.tls_context())
+        smtp.login(anna.address, PASSWORD)
+        smtp.send_message(
+            message(anna.address, "socio@fuori.example", sent, body=f"Il catalogo: {link}\n"),
+            to_addrs=["socio@fuori.example"],
+        )
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            smtp.send_message(
+                message(anna.address, "socio@fuori.example", subject(), body=f"Compra ora.\n{GTUBE}\n"),
+                to_addrs=["socio@fuori.example"],
+            )
+    assert refused.value.smtp_code == 554, refused.value
+    assert mail.sink.wait_for("socio@fuori.example", sent)
+    asked = [q.name for q in dns_server.questions()[before:]]
+    host = link.split("/")[2].removeprefix("www.")
+    # The old full scan asked the URL and domain blocklists (SURBL, Spamhaus DBL, rspamd's own,
+    # phishtank) about the link's domain; nothing of the kind now.
+    assert not [n for n in asked if host in n or "phishtank" in n or "spamhaus" in n], asked
+
+
 # --- the staff health page's check ------------------------------------------------------------
 
 
