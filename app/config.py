@@ -150,10 +150,14 @@ class Config:
     # rspamd's controller (`flask mailserver config --rspamd`, port 11334 on loopback); the health
     # page asks its /ping. Empty: not checked.
     RSPAMD_CONTROLLER_URL = os.environ.get("RSPAMD_CONTROLLER_URL", "")
-    # rspamd's milter, where Postfix hands it the mail (`--milter-port`, on 127.0.0.1): the health
-    # page connects to it when RSPAMD_CONTROLLER_URL is set. Port 0: not checked.
+    # rspamd's milter, where Postfix hands it the mail: the health page connects to it when
+    # RSPAMD_CONTROLLER_URL is set. A Unix socket (`--milter-socket`, which reads the same
+    # variable; the path docs/deploy.md renders unless set), or, when RSPAMD_MILTER_PORT is set
+    # (`--milter-port`, the same variable: the milter on TCP), RSPAMD_MILTER_HOST:that port.
+    # No port and an empty socket: not checked.
+    RSPAMD_MILTER_SOCKET = os.environ.get("RSPAMD_MILTER_SOCKET", "/run/rspamd/milter/milter.sock")
     RSPAMD_MILTER_HOST = os.environ.get("RSPAMD_MILTER_HOST", "127.0.0.1")
-    RSPAMD_MILTER_PORT = int(os.environ.get("RSPAMD_MILTER_PORT", "11332"))
+    RSPAMD_MILTER_PORT = int(os.environ.get("RSPAMD_MILTER_PORT") or "0")
     # The Redis rspamd reads the DKIM keys from (its --rspamd-redis-url): the panel writes each
     # domain's signing key there (app/services/dkim.py), and the health page PINGs it. Empty: keys
     # are kept in the database only.

@@ -120,13 +120,22 @@ mailserver_group = Group("mailserver", help="Dovecot, Postfix and rspamd on the 
     help="Python 3 that runs the list-policy service (PostgreSQL: with psycopg2 or psycopg).",
 )
 @click.option(
+    "--milter-socket",
+    envvar="RSPAMD_MILTER_SOCKET",
+    default="",
+    show_envvar=True,
+    help=(
+        "rspamd's milter (proxy worker), where Postfix hands it the mail: this Unix socket "
+        "(default: <rspamd-run-dir>/milter/milter.sock; the health page connects to it)."
+    ),
+)
+@click.option(
     "--milter-port",
     type=int,
     envvar="RSPAMD_MILTER_PORT",
-    default=11332,
-    show_default=True,
+    default=0,
     show_envvar=True,
-    help="rspamd's milter (proxy worker) on 127.0.0.1, where Postfix hands it the mail (the health page connects to it).",
+    help="The milter on 127.0.0.1 TCP at this port instead of the Unix socket (0: the socket).",
 )
 @click.option(
     "--rspamd-normal-port", type=int, default=11333, show_default=True, help="rspamd's normal worker."

@@ -153,12 +153,15 @@ class MailServerSettings:
     # password, is readable by root and this user's group only.
     policy_user: str = "nobody"
     policy_python: str = "/usr/bin/python3"
-    # rspamd (DKIM signing, SPF/DKIM/DMARC checks, spam score) as Postfix's milter, on
-    # loopback: its proxy worker speaks milter on milter_port, the normal worker scans on
-    # rspamd_normal_port, the controller (/ping, statistics) on rspamd_controller_port.
+    # rspamd (DKIM signing, SPF/DKIM/DMARC checks, spam score) as Postfix's milter: its proxy
+    # worker speaks milter on a Unix socket (milter_socket, empty: <rspamd run dir>/milter/
+    # milter.sock), or on 127.0.0.1:milter_port when a port is given (0: the socket); the
+    # normal worker scans on rspamd_normal_port, the controller (/ping, statistics) on
+    # rspamd_controller_port, both on loopback.
     # milter: Postfix's smtpd hands every message to it (rendered together with --rspamd).
     milter: bool = False
-    milter_port: int = 11332
+    milter_port: int = 0
+    milter_socket: str = ""
     rspamd_normal_port: int = 11333
     rspamd_controller_port: int = 11334
     # Where rspamd reads the DKIM keys and keeps its Redis-backed state (redis://[:pw@]host:port/db).
@@ -199,6 +202,26 @@ class MailServerSettings:
     @property
     def rspamd_state(self) -> str:
         return self.rspamd_state_dir or os.path.join(self.state_dir, "rspamd")
+
+    @property
+    def milter_socket_path(self) -> str:
+        """The milter's Unix socket (when no milter_port is given)."""
+        return self.milter_socket or os.path.join(self.rspamd_run, "milter", "milter.sock")
+
+    @property
+    def milter_postfix(self) -> str:
+        """Where Postfix finds the milter (main.cf: smtpd_milters)."""
+        if self.milter_port:
+            return f"inet:127.0.0.1:{self.milter_port}"
+        return f"unix:{self.milter_socket_path}"
+
+    @property
+    def milter_bind(self) -> str:
+        """rspamd's proxy worker's bind_socket: the socket read and written by its owner and its
+        group only (its directory gives it Postfix's group: docs/deploy.md, rspamd)."""
+        if self.milter_port:
+            return f"127.0.0.1:{self.milter_port}"
+        return f"{self.milter_socket_path} mode=0660"
 
     @property
     def lmtp_host(self) -> str:

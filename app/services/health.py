@@ -160,20 +160,33 @@ def check_rspamd(timeout: float) -> Check | None:
 
 
 def check_rspamd_milter(timeout: float) -> Check | None:
-    """rspamd's milter, where Postfix hands it every message (`smtpd_milters =
-    inet:127.0.0.1:<--milter-port>`): a TCP connection to RSPAMD_MILTER_HOST:RSPAMD_MILTER_PORT
-    is accepted. Checked with rspamd (RSPAMD_CONTROLLER_URL set); port 0: not checked."""
+    """rspamd's milter, where Postfix hands it every message (main.cf: smtpd_milters): a
+    connection is accepted on the Unix socket RSPAMD_MILTER_SOCKET (as rendered by default,
+    `unix:<path>`), or at RSPAMD_MILTER_HOST:RSPAMD_MILTER_PORT when a port is set (the milter
+    on TCP, `--milter-port`). Checked with rspamd (RSPAMD_CONTROLLER_URL set); neither a port
+    nor a socket: not checked. The panel's user must be in Postfix's group to reach the socket
+    (a refusal says "Permission denied")."""
     config = current_app.config
-    host, port = config.get("RSPAMD_MILTER_HOST") or "127.0.0.1", int(config.get("RSPAMD_MILTER_PORT") or 0)
-    if not config.get("RSPAMD_CONTROLLER_URL") or not port:
+    port = int(config.get("RSPAMD_MILTER_PORT") or 0)
+    path = config.get("RSPAMD_MILTER_SOCKET") or ""
+    if not config.get("RSPAMD_CONTROLLER_URL") or not (port or path):
         return None
-    where = f"{host}:{port}"
+    if port:
+        host = config.get("RSPAMD_MILTER_HOST") or "127.0.0.1"
+        where = f"{host}:{port}"
+    else:
+        where = f"unix:{path}"
     started = time.monotonic()
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
-    except OSError as e:
-        return Check("rspamd_milter", False, f"{where}: {e.strerror or type(e).__name__}")
+        if port:
+            socket.create_connection((host, port), timeout=timeout).close()
+        else:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as unix:
+                unix.settimeout(timeout)
+                unix.connect(path)
+    except (OSError, ValueError) as e:  # ValueError: a path with a NUL
+        reason = getattr(e, "strerror", None) or type(e).__name__
+        return Check("rspamd_milter", False, f"{where}: {reason}")
     return Check("rspamd_milter", True, f"{where}: connected", (time.monotonic() - started) * 1000)
 
 

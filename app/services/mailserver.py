@@ -49,7 +49,6 @@ _PORT_FIELDS = (
     "lmtp_port",
     "smtp_port",
     "submission_port",
-    "milter_port",
     "rspamd_normal_port",
     "rspamd_controller_port",
 )
@@ -65,7 +64,16 @@ _PATH_FIELDS = (
     "policy_python",
     "rspamd_config_dir",
 )
-_OPTIONAL_PATH_FIELDS = ("log_dir", "tls_cert", "tls_key", "rspamd_run_dir", "rspamd_state_dir")
+_OPTIONAL_PATH_FIELDS = (
+    "log_dir",
+    "tls_cert",
+    "tls_key",
+    "rspamd_run_dir",
+    "rspamd_state_dir",
+    "milter_socket",
+)
+# A Unix socket's path fits sockaddr_un's sun_path (108 bytes with its final NUL, Linux).
+UNIX_SOCKET_PATH_MAX = 107
 
 
 def _has_control(value: str) -> bool:
@@ -127,9 +135,26 @@ def validate_settings(s: MailServerSettings) -> None:
             bad(name, _("La porta deve essere tra 1 e 65535 (indicata: %(p)s).", p=getattr(s, name)))
     if not 0 <= s.doveadm_port <= 65535:
         bad("doveadm_port", _("La porta deve essere tra 1 e 65535, o 0 per nessuna."))
+    if not 0 <= s.milter_port <= 65535:
+        bad("milter_port", _("La porta deve essere tra 1 e 65535, o 0 per nessuna."))
+    if s.milter_port and s.milter_socket:
+        bad(
+            "milter_socket",
+            _("Indica --milter-socket (socket Unix) o --milter-port (TCP su 127.0.0.1), non entrambi."),
+        )
+    if not s.milter_port and len(s.milter_socket_path.encode()) > UNIX_SOCKET_PATH_MAX:
+        bad(
+            "milter_socket",
+            _(
+                "Il percorso del socket del milter supera %(n)s byte: %(p)s",
+                n=UNIX_SOCKET_PATH_MAX,
+                p=s.milter_socket_path,
+            ),
+        )
     ports = [getattr(s, n) for n in _PORT_FIELDS if n not in {"imaps_port", "pop3s_port"} or s.tls]
-    if s.doveadm_port:
-        ports.append(s.doveadm_port)
+    for optional in (s.doveadm_port, s.milter_port):
+        if optional:
+            ports.append(optional)
     if len(set(ports)) != len(ports):
         errors["--port"] = _("Due servizi non possono usare la stessa porta.")
     if not 0 <= s.auth_failure_delay <= 60:

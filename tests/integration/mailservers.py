@@ -175,6 +175,11 @@ class MailServers:
     started: list[str] = field(default_factory=list)
 
     @property
+    def milter_socket(self) -> Path:
+        """rspamd's milter as rendered by default: a Unix socket in <base-dir>/rspamd/milter/."""
+        return self.root / "run" / "rspamd" / "milter" / "milter.sock"
+
+    @property
     def rspamd_controller_url(self) -> str:
         return f"http://{HOST}:{self.ports['rspamd_controller']}"
 
@@ -331,6 +336,20 @@ def _wait_port(port: int, what: str, servers: MailServers, timeout: float = 20, 
                 time.sleep(0.05)
 
 
+def _wait_unix(path: Path, what: str, servers: MailServers, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(0.5)
+            try:
+                s.connect(str(path))
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{what} did not answer on {path}\n{servers.log_tail()}") from None
+                time.sleep(0.05)
+
+
 def _wait_ping(url: str, servers: MailServers, timeout: float = 90) -> None:
     """rspamd's controller answers "pong" once the workers run (the first start compiles
     its regular expressions: some seconds)."""
@@ -350,12 +369,17 @@ def _wait_ping(url: str, servers: MailServers, timeout: float = 90) -> None:
 
 
 def start_mail_servers(
-    app, database_url: str, rspamd_redis_url: str | None = None, rspamd_dns: str = ""
+    app,
+    database_url: str,
+    rspamd_redis_url: str | None = None,
+    rspamd_dns: str = "",
+    milter_tcp: bool = False,
 ) -> MailServers:
     """Render the configuration with the CLI, then start Dovecot and Postfix from it.
 
     With rspamd_redis_url, rspamd too (Postfix's milter), reading that Redis and asking
-    the resolver rspamd_dns (host:port)."""
+    the resolver rspamd_dns (host:port). Its milter is on a Unix socket, as rendered by
+    default (servers.milter_socket), or with milter_tcp on 127.0.0.1 (ports["milter"])."""
     with_rspamd = rspamd_redis_url is not None
     root = Path(tempfile.mkdtemp(prefix="panel-mail-"))
     # Dovecot's and Postfix's own users must reach their files under it.
@@ -378,7 +402,7 @@ def start_mail_servers(
     # Every listener on a free port, the SSL ones too: two instances (xdist workers) run side by side.
     names = ("imap", "pop3", "imaps", "pop3s", "lmtp", "smtp", "submission", "doveadm")
     if with_rspamd:
-        names += ("milter", "rspamd_normal", "rspamd_controller")
+        names += ("rspamd_normal", "rspamd_controller") + (("milter",) if milter_tcp else ())
     ports = dict(zip(names, free_ports(len(names)), strict=True))
     sink = SmtpSink()
     servers = MailServers(root=root, ports=ports, sink=sink)
@@ -393,6 +417,12 @@ def start_mail_servers(
         for sub in (root / "run" / "rspamd", root / "state" / "rspamd"):
             sub.mkdir()
             shutil.chown(sub, RSPAMD_USER, RSPAMD_USER)
+        # The milter's socket directory, as docs/deploy.md makes it: rspamd writes there, only
+        # Postfix's group may enter, and the socket takes that group (setgid).
+        milter_dir = root / "run" / "rspamd" / "milter"
+        milter_dir.mkdir()
+        shutil.chown(milter_dir, RSPAMD_USER, "postfix")
+        milter_dir.chmod(0o2750)
         (servers.logs / "rspamd.log").touch()
         shutil.chown(servers.logs / "rspamd.log", RSPAMD_USER, RSPAMD_USER)
 
@@ -433,7 +463,6 @@ def start_mail_servers(
     if with_rspamd:
         args += [
             "--rspamd",
-            "--milter-port", str(ports["milter"]),
             "--rspamd-normal-port", str(ports["rspamd_normal"]),
             "--rspamd-controller-port", str(ports["rspamd_controller"]),
             "--rspamd-redis-url", rspamd_redis_url,
@@ -442,6 +471,8 @@ def start_mail_servers(
             # GTUBE variants that force an action (YJS...: add header, so Junk).
             "--rspamd-test-patterns",
         ]  # fmt: skip
+        if milter_tcp:
+            args += ["--milter-port", str(ports["milter"])]
         if rspamd_dns:
             args += ["--rspamd-dns", rspamd_dns]
     result = runner.invoke(args=args, env={"DOVEADM_API_KEY": DOVEADM_API_KEY})
@@ -461,7 +492,10 @@ def start_mail_servers(
                 output=servers.logs / "rspamd-start.log",
             )
             _wait_ping(servers.rspamd_controller_url, servers)
-            _wait_port(ports["milter"], "rspamd milter", servers, banner=False)
+            if milter_tcp:
+                _wait_port(ports["milter"], "rspamd milter", servers, banner=False)
+            else:
+                _wait_unix(servers.milter_socket, "rspamd milter", servers)
         # Marked as started first: a failed start may still leave processes to stop.
         servers.started.append("dovecot")
         _run(["dovecot", "-c", str(conf / "dovecot.conf")], output=servers.logs / "dovecot-start.log")

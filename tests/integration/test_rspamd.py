@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import grp
 import smtplib
+import stat
+import subprocess
+import sys
 import urllib.request
 import uuid
 
@@ -68,7 +72,13 @@ def header_block(raw: bytes) -> str:
 def test_the_rendered_rspamd_runs_and_answers_its_controller(mail):
     with urllib.request.urlopen(f"{mail.rspamd_controller_url}/ping", timeout=5) as response:
         assert response.read().strip() == b"pong"
-    assert f"smtpd_milters = inet:127.0.0.1:{mail.ports['milter']}" in (mail.conf / "main.cf").read_text()
+    # Postfix reaches the milter on a Unix socket only rspamd and Postfix's group may use.
+    assert f"smtpd_milters = unix:{mail.milter_socket}\n" in (mail.conf / "main.cf").read_text()
+    assert f'bind_socket = "{mail.milter_socket} mode=0660";' in (mail.conf / "rspamd.conf").read_text()
+    st = mail.milter_socket.stat()
+    assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660
+    assert grp.getgrgid(st.st_gid).gr_name == "postfix"
+    assert not stat.S_IMODE(mail.milter_socket.parent.stat().st_mode) & stat.S_IRWXO
 
 
 def test_mail_from_the_internet_gets_authentication_results_and_a_spam_score(mail, dns_server):
@@ -386,6 +396,36 @@ def test_a_mailbox_s_message_is_signed_with_the_key_the_panel_put_in_redis(mail,
     assert f"dkim=pass header.d={domain} header.s={selector}" in headers, headers
 
 
+def test_a_logged_in_mailbox_s_mail_is_scored_locally_and_asks_no_blocklist(mail, dns_server):
+    """Outbound (submission, logged in): signed and scored by rspamd's local rules only. No
+    blocklist is asked about our own customers' mail (the costliest part of a scan), yet a
+    compromised account's obvious spam (GTUBE here) is refused at SMTP."""
+    c = factories.customer(domain=unique("uscita"))
+    anna = factories.mailbox(c, "anna")
+    link = f"https://www.{unique('fornitore').replace('.example', '.it')}/catalogo/ordine"
+    before = len(dns_server.questions())
+    sent = subject()
+    with smtplib.SMTP(HOST, mail.ports["submission"], timeout=30) as smtp:
+        smtp.starttls(context=mail.tls_context())
+        smtp.login(anna.address, PASSWORD)
+        smtp.send_message(
+            message(anna.address, "socio@fuori.example", sent, body=f"Il catalogo: {link}\n"),
+            to_addrs=["socio@fuori.example"],
+        )
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            smtp.send_message(
+                message(anna.address, "socio@fuori.example", subject(), body=f"Compra ora.\n{GTUBE}\n"),
+                to_addrs=["socio@fuori.example"],
+            )
+    assert refused.value.smtp_code == 554, refused.value
+    assert mail.sink.wait_for("socio@fuori.example", sent)
+    asked = [q.name for q in dns_server.questions()[before:]]
+    host = link.split("/")[2].removeprefix("www.")
+    # The old full scan asked the URL and domain blocklists (SURBL, Spamhaus DBL, rspamd's own,
+    # phishtank) about the link's domain; nothing of the kind now.
+    assert not [n for n in asked if host in n or "phishtank" in n or "spamhaus" in n], asked
+
+
 # --- the staff health page's check ------------------------------------------------------------
 
 
@@ -418,21 +458,49 @@ def test_health_checks_rspamd_s_controller_only_when_configured(mail, app):
 
 
 def test_health_checks_rspamd_s_milter_and_its_redis(mail, app, monkeypatch):
-    """The milter Postfix hands the mail to accepts connections; the Redis rspamd reads answers."""
+    """The milter Postfix hands the mail to accepts connections on its socket; the Redis rspamd
+    reads answers."""
     from app.services import health
     from tests.integration.mailservers import free_port
 
     monkeypatch.setitem(app.config, "RSPAMD_CONTROLLER_URL", mail.rspamd_controller_url)
-    monkeypatch.setitem(app.config, "RSPAMD_MILTER_PORT", mail.ports["milter"])
+    monkeypatch.setitem(app.config, "RSPAMD_MILTER_PORT", 0)
+    monkeypatch.setitem(app.config, "RSPAMD_MILTER_SOCKET", str(mail.milter_socket))
     monkeypatch.setitem(app.config, "RSPAMD_REDIS_URL", REDIS_URL)
     checks = {c.name: c for c in health.report().checks}
     assert checks["rspamd"].ok and checks["rspamd_milter"].ok and checks["rspamd_redis"].ok
-    assert checks["rspamd_milter"].detail == f"127.0.0.1:{mail.ports['milter']}: connected"
+    assert checks["rspamd_milter"].detail == f"unix:{mail.milter_socket}: connected"
 
     # rspamd's milter is not where the panel looks: a problem of its own, the controller still up.
-    monkeypatch.setitem(app.config, "RSPAMD_MILTER_PORT", free_port())
+    monkeypatch.setitem(app.config, "RSPAMD_MILTER_SOCKET", str(mail.milter_socket.parent / "altro.sock"))
     monkeypatch.setitem(app.config, "RSPAMD_REDIS_URL", f"redis://:Segreto-9@127.0.0.1:{free_port()}/0")
     checks = {c.name: c for c in health.report().checks}
     assert checks["rspamd"].ok
-    assert not checks["rspamd_milter"].ok and "refused" in checks["rspamd_milter"].detail.lower()
+    assert not checks["rspamd_milter"].ok and "no such file" in checks["rspamd_milter"].detail.lower()
     assert not checks["rspamd_redis"].ok and "Segreto" not in checks["rspamd_redis"].detail
+
+
+def test_only_postfix_s_group_reaches_the_milter_socket(mail):
+    """Another local user cannot talk milter to rspamd (it could ask for a DKIM signature of any
+    customer's domain by claiming a login in the milter's macros); Postfix's smtpd, running as
+    postfix with its primary group only, can."""
+    probe = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "try:\n"
+        "    s.connect(sys.argv[1])\n"
+        "except OSError as e:\n"
+        "    print(type(e).__name__)\n"
+        "else:\n"
+        "    print('connected')\n"
+    )
+
+    def connect_as(user: str, group: str) -> str:
+        return subprocess.run(
+            ["setpriv", f"--reuid={user}", f"--regid={group}", "--clear-groups", sys.executable, "-c", probe,
+             str(mail.milter_socket)],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout.strip()  # fmt: skip
+
+    assert connect_as("postfix", "postfix") == "connected"
+    assert connect_as("nobody", "nogroup") == "PermissionError"

@@ -87,6 +87,24 @@ def test_postfix_hands_mail_to_rspamd_only_when_rendered_with_it(app, out, tmp_p
     )
     both = tmp_path / "both"
     both.mkdir(mode=0o750)
+    assert config(app, both, "--postfix", "--rspamd", "--base-dir", "/srv/mail/run").exit_code == 0
+    main_cf = (both / "main.cf").read_text()
+    # By default a Unix socket in rspamd's run directory, readable and writable by its group only.
+    assert "smtpd_milters = unix:/srv/mail/run/rspamd/milter/milter.sock\n" in main_cf
+    assert (
+        'bind_socket = "/srv/mail/run/rspamd/milter/milter.sock mode=0660";'
+        in (both / "rspamd.conf").read_text()
+    )
+    assert "non_smtpd_milters = $smtpd_milters\n" in main_cf
+    assert (
+        config(
+            app, both, "--postfix", "--rspamd", "--milter-socket", "/run/panel/rspamd-milter.sock"
+        ).exit_code
+        == 0
+    )
+    assert "smtpd_milters = unix:/run/panel/rspamd-milter.sock\n" in (both / "main.cf").read_text()
+    assert 'bind_socket = "/run/panel/rspamd-milter.sock mode=0660";' in (both / "rspamd.conf").read_text()
+    # A port: TCP on loopback instead.
     assert config(app, both, "--postfix", "--rspamd", "--milter-port", "21332").exit_code == 0
     main_cf = (both / "main.cf").read_text()
     assert "smtpd_milters = inet:127.0.0.1:21332\n" in main_cf
@@ -118,7 +136,13 @@ def test_the_redis_url_is_required_and_checked(app, out):
 
 def test_bad_rspamd_ports_and_resolvers_are_refused_before_any_file(app, out):
     for args, named in (
-        (["--milter-port", "0"], "--milter-port"),
+        (["--milter-port", "-1"], "--milter-port"),
+        (["--milter-port", "11332", "--milter-socket", "/run/rspamd/m.sock"], "--milter-socket"),
+        (["--milter-socket", "run/m.sock"], "--milter-socket"),
+        (["--milter-socket", "/run/m.sock mode=0666"], "--milter-socket"),
+        (["--milter-socket", '/run/m.sock";\nworker {'], "--milter-socket"),
+        (["--milter-socket", "/run/" + "x" * 110 + ".sock"], "--milter-socket"),
+        (["--rspamd-run-dir", "/run/" + "x" * 100], "--milter-socket"),
         (["--rspamd-controller-port", "70000"], "--rspamd-controller-port"),
         (["--rspamd-dns", "resolver.example"], "--rspamd-dns"),
         (["--rspamd-dns", "127.0.0.1:0"], "--rspamd-dns"),

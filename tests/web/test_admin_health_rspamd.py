@@ -50,6 +50,16 @@ def milter():
 
 
 @pytest.fixture
+def milter_socket(tmp_path):
+    """A Unix socket that accepts connections, as rspamd's proxy worker renders by default."""
+    path = tmp_path / "milter.sock"
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(path))
+        listener.listen(8)
+        yield path
+
+
+@pytest.fixture
 def real_redis():
     conn = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=2)
     try:
@@ -96,6 +106,36 @@ def test_rspamd_s_controller_milter_and_redis_up_are_three_rows(page, controller
     assert "Redis di rspamd (chiavi DKIM)" in redis_row and "Raggiungibile" in redis_row
     assert f"{real_redis}: PONG" in redis_row
     assert "Rspamd" not in alert(got) and "Redis di rspamd" not in alert(got)
+
+
+def test_the_milter_on_its_unix_socket_up_and_down(page, controller, milter_socket):
+    """As rendered by default: the page connects to RSPAMD_MILTER_SOCKET, not to a port."""
+    got = page(
+        RSPAMD_CONTROLLER_URL=controller, RSPAMD_MILTER_PORT=0, RSPAMD_MILTER_SOCKET=str(milter_socket)
+    )
+    milter_row = row(got, "rspamd_milter")
+    assert "Raggiungibile" in milter_row and f"unix:{milter_socket}: connected" in milter_row
+    assert "Rspamd" not in alert(got)
+
+    # A socket nobody listens on any more (rspamd stopped, the file left behind).
+    gone = milter_socket.parent / "stale.sock"
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(gone))
+    stale.close()
+    got = page(RSPAMD_MILTER_SOCKET=str(gone))
+    milter_row = row(got, "rspamd_milter")
+    assert "Non raggiungibile" in milter_row and f"unix:{gone}: Connection refused" in milter_row
+    assert "Rspamd (milter di Postfix)" in alert(got)
+    # No socket at all (rspamd never started, or a path that is not the rendered one).
+    got = page(RSPAMD_MILTER_SOCKET=str(milter_socket.parent / "assente.sock"))
+    assert "No such file or directory" in row(got, "rspamd_milter")
+    # Something that is not a socket.
+    (milter_socket.parent / "file").write_text("x")
+    got = page(RSPAMD_MILTER_SOCKET=str(milter_socket.parent / "file"))
+    assert "Non raggiungibile" in row(got, "rspamd_milter")
+    # A port set means the milter on TCP: the socket is not where the page looks then.
+    got = page(RSPAMD_MILTER_SOCKET=str(milter_socket), RSPAMD_MILTER_PORT=closed_port())
+    assert "Connection refused" in row(got, "rspamd_milter") and "unix:" not in row(got, "rspamd_milter")
 
 
 def test_a_closed_milter_port_and_an_unreachable_redis_are_shown_password_redacted(page, controller):
@@ -165,7 +205,9 @@ def test_rspamd_s_redis_with_its_password_and_with_a_wrong_one(page, redis_with_
 
 
 def test_what_is_not_configured_is_not_a_row(page, controller):
-    got = page(RSPAMD_CONTROLLER_URL=controller, RSPAMD_MILTER_PORT=0, RSPAMD_REDIS_URL="")
+    got = page(
+        RSPAMD_CONTROLLER_URL=controller, RSPAMD_MILTER_PORT=0, RSPAMD_MILTER_SOCKET="", RSPAMD_REDIS_URL=""
+    )
     assert row(got, "rspamd") is not None
     assert row(got, "rspamd_milter") is None and row(got, "rspamd_redis") is None
 
