@@ -92,6 +92,9 @@ class Config:
     # for a free slot before the request is refused (429): app/services/passwords.py.
     ARGON2_PER_CUSTOMER = int(os.environ.get("ARGON2_PER_CUSTOMER", "2"))
     ARGON2_WAIT_SECONDS = float(os.environ.get("ARGON2_WAIT_SECONDS", "30"))
+    # A slot whose holder died (a killed worker) stops counting after this many seconds: far more
+    # than one hash takes, even on a loaded host.
+    ARGON2_SLOT_HOLD_SECONDS = float(os.environ.get("ARGON2_SLOT_HOLD_SECONDS", "60"))
 
     PAGE_SIZE = 25
     # Bulk provisioning from a spreadsheet (app/services/imports.py): the largest upload, the

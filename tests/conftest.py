@@ -60,7 +60,11 @@ def _redis_db() -> int:
     # A Redis database per xdist worker (gw0 13, gw1 14, gw2 15; a run without xdist 12): a test that
     # empties its database never takes another worker's queue with it.
     number = _worker().removeprefix("gw")
-    return 13 + int(number) % 3 if number.isdigit() else 12
+    if not number.isdigit():
+        return 12
+    if int(number) > 2:
+        raise pytest.UsageError("at most 3 xdist workers: each needs a Redis database of its own (13-15)")
+    return 13 + int(number)
 
 
 # The Redis the job tests use (TEST_REDIS_URL only for a run of one worker: it is shared as it is).
@@ -197,25 +201,26 @@ class CsrfClient(FlaskClient):
 
 
 _DKIM_POOL: list = []
-_dkim_turn = itertools.count()
 
 
 @pytest.fixture(autouse=True)
 def _dkim_key_pool(request, monkeypatch):
-    """Every domain that turns active gets an RSA 2048 key, ~75 ms of CPU each, and almost every test
-    activates one: four real keys made once per run are handed out in turn. Tests marked
+    """Every domain that turns active gets an RSA 2048 key, ~75 ms of CPU each, and almost every
+    test activates one: real keys made once per run are handed out again, in the same order in
+    every test, so that within a test each key is still a key of its own. Tests marked
     `fresh_dkim_keys` (the keys' own tests) make each key anew, as the panel does."""
     if request.node.get_closest_marker("fresh_dkim_keys"):
         return
     from app.services import dkim
 
-    def pooled():
-        if len(_DKIM_POOL) < 4:
-            _DKIM_POOL.append(real())
-            return _DKIM_POOL[-1]
-        return _DKIM_POOL[next(_dkim_turn) % len(_DKIM_POOL)]
+    real, turn = dkim._generate, itertools.count()
 
-    real = dkim._generate
+    def pooled():
+        n = next(turn)
+        if n == len(_DKIM_POOL):
+            _DKIM_POOL.append(real())
+        return _DKIM_POOL[n]
+
     monkeypatch.setattr(dkim, "_generate", pooled)
 
 

@@ -72,13 +72,15 @@ POSTFIX_MAPS[SENDER_MAP] = (
 # Postfix 3.7's pgsql client always talks LATIN1: PostgreSQL reads the key's UTF-8 bytes
 # "caffè" as "caffÃ¨". Back to LATIN1 bytes, read as UTF-8: the key as the client wrote it
 # (an ASCII key is unchanged; Postfix refuses a key that is not UTF-8 before any query).
-# Only the maps whose views hold non-ASCII text need it. Postfix 3.8 made the client's
-# encoding a map setting, UTF8 by default: there, give these maps `encoding = LATIN1`
-# (3.7 warns about it as an unused parameter) or drop the conversion, or every non-ASCII
-# sender meets a lookup error (451).
+# Postfix 3.8 and later talk UTF8 (the map's `encoding`, UTF8 by default): the key is then
+# taken as it is. The client's encoding decides, so one rendered map works with either.
+# Only the maps whose views hold non-ASCII text need it.
 # COLLATE "default": the text convert_from gives has no collation of the address column's,
 # and without it PostgreSQL reads every mailbox instead of the address index.
-POSTFIX_UTF8_KEY = {"pgsql": "convert_from(convert_to('%s', 'LATIN1'), 'UTF8') COLLATE \"default\""}
+POSTFIX_UTF8_KEY = {
+    "pgsql": "(CASE WHEN pg_client_encoding() = 'LATIN1' "
+    "THEN convert_from(convert_to('%s', 'LATIN1'), 'UTF8') ELSE '%s' END) COLLATE \"default\""
+}
 UTF8_KEY_MAPS = {SENDER_MAP}
 
 LIST_POLICY_SCRIPT = "mail_list_policy.py"

@@ -16,9 +16,9 @@ The rules (docs/mailserver.md, "DKIM keys"):
   then `dkim_selectors` switches: the next message is signed with it) and the old one
   `retiring`: its private key stays in `dkim_keys` only DKIM_KEY_GRACE_MINUTES after the switch
   (a message that read the old selector just before it is signed with it), then leaves Redis
-  (the cron's `sync_redis`); its record is still needed by receivers until `retire_after`
-  (DKIM_RETIRE_HOURS, or the record's TTL if longer); then `retired`: its sealed private key
-  dropped (NULL);
+  and its sealed copy the database (the cron's `retire_due`); its record is still needed by
+  receivers until `retire_after` (DKIM_RETIRE_HOURS, or the record's TTL if longer); then
+  `retired`;
 - private keys are sealed with the vault (DATA_KEYS), unsealed only to be written to rspamd's
   Redis (RSPAMD_REDIS_URL), never logged, never shown; `sync_redis` writes both hashes again
   from the database (idempotent), and a domain that is no longer served leaves them. The full

@@ -6,6 +6,7 @@ One core per hash (parallelism=1), and a bounded number of hashes per customer a
 from __future__ import annotations
 
 import functools
+import math
 import secrets
 import threading
 import time
@@ -89,11 +90,10 @@ def check_strength(
 # that shares the panel's Redis; its next one waits for a slot (then gets a 429) while another
 # customer's hash goes straight through. Two gates: a semaphore in the process (threads) and a
 # sorted set per customer in Redis (processes and hosts). A slot whose holder died (a killed
-# worker) stops counting after HOLD_SECONDS: some fifty times what one hash takes (~0.3 s), and short
-# enough that a killed import's customer is not kept waiting for a minute. Without a configured
+# worker) stops counting after ARGON2_SLOT_HOLD_SECONDS (60), far more than one hash takes even
+# on a loaded host. Without a configured
 # REDIS_URL, or with Redis unreachable, only the process's own gate holds: a password change
 # never fails because the shared counter is away.
-HOLD_SECONDS = 15
 _slots: dict[tuple[object, int], threading.BoundedSemaphore] = {}
 _slots_lock = threading.Lock()
 
@@ -127,15 +127,16 @@ def _take_shared(customer_id: int | None, deadline: float):
         secrets.token_hex(8),
         current_app.config["ARGON2_PER_CUSTOMER"],
     )
+    hold = current_app.config["ARGON2_SLOT_HOLD_SECONDS"]
     try:
         conn = get_redis()
         while True:
             now = time.time()
             pipe = conn.pipeline()
-            pipe.zremrangebyscore(key, "-inf", now - HOLD_SECONDS)
+            pipe.zremrangebyscore(key, "-inf", now - hold)
             pipe.zadd(key, {member: now})
             pipe.zrank(key, member)
-            pipe.expire(key, HOLD_SECONDS)
+            pipe.expire(key, math.ceil(hold))
             if pipe.execute()[2] < limit:
                 return conn, key, member
             conn.zrem(key, member)
@@ -165,7 +166,7 @@ def hashing_slot(customer_id: int | None):
                 try:
                     conn.zrem(key, member)
                 except RedisError:
-                    pass  # it stops counting after HOLD_SECONDS
+                    pass  # it stops counting after ARGON2_SLOT_HOLD_SECONDS
     finally:
         slot.release()
 

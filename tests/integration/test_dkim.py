@@ -145,6 +145,23 @@ def test_sync_redis_writes_both_hashes_from_the_database_and_removes_what_it_no_
     assert db.session.scalar(sa.select(sa.func.count()).select_from(DkimKey)) == 0
 
 
+def test_each_domain_and_each_rotation_gets_key_material_of_its_own(world):
+    """A key reused (cached, or another domain's) would still verify against its own record: the
+    keys themselves must differ."""
+    first = domain_named_new("propria")
+    second = domain_named_new("altrui")
+    again = dkim.rotate(Actor.for_user(factories.staff()), first.id)
+    keys = [dkim.active_key(first.id), dkim.active_key(second.id), again]
+    assert len({k.public_key for k in keys}) == 3
+    assert len({vault.unseal(k.private_key_sealed) for k in keys}) == 3
+
+
+def domain_named_new(prefix: str) -> Domain:
+    name = unique(prefix)
+    factories.customer(domain=name)
+    return domain_named(name)
+
+
 def rotated(world, prefix: str) -> tuple[Domain, DkimKey, DkimKey]:
     """An active domain with its signing key and a new pending one, whose record is published."""
     name = unique(prefix)

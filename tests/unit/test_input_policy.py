@@ -301,8 +301,8 @@ def test_the_bound_holds_across_processes_through_redis(app, make, connection): 
             make.mailbox(busy, "in-coda")
         db.session.rollback()
         assert row_counts() == before
-        # A holder that died (killed with its slot) stops counting after HOLD_SECONDS.
-        connection.zadd(key, {"worker-a": now - passwords.HOLD_SECONDS - 1})
+        # A holder that died (killed with its slot) stops counting after ARGON2_SLOT_HOLD_SECONDS.
+        connection.zadd(key, {"worker-a": now - app.config["ARGON2_SLOT_HOLD_SECONDS"] - 1})
         make.mailbox(busy, "dopo")
         assert connection.zrange(key, 0, -1) == [b"worker-b"]  # its own slot was given back
     finally:

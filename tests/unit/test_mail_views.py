@@ -4,6 +4,7 @@ states' meaning."""
 from __future__ import annotations
 
 import idna
+import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
@@ -273,3 +274,38 @@ def test_sender_addresses_hold_an_idn_address_in_its_unicode_form_too(make):
     # Approved: both forms of its addresses at once.
     domains.approve_domain(SYSTEM, attesa.id)
     assert {"bea@xn--perch-fsa.example", "bea@perché.example"} <= {a for a, _ in senders()}
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_the_postgresql_sender_map_reads_the_key_in_either_client_encoding(make):
+    """Postfix 3.7's pgsql client talks LATIN1 (a UTF-8 key arrives as its bytes read as LATIN1);
+    3.8 and later talk UTF8. The rendered our_senders.cf finds the Unicode form of our address with
+    either, and a quote in the key stays inside the literal."""
+    from app.mailserver.render import POSTFIX_UTF8_KEY
+
+    c = make.customer(domain="Caffè.example")
+    make.mailbox(c, "anna")
+    query = POSTFIX_MAPS[SENDER_MAP].replace("'%s'", POSTFIX_UTF8_KEY["pgsql"])
+    db.session.commit()
+
+    def ask(key: str, encoding: str) -> list:
+        # What each client puts on the wire: the key's UTF-8 bytes, labelled with its encoding;
+        # quotes doubled, as Postfix's PQescapeStringConn does.
+        text = key.encode().decode("latin-1") if encoding == "LATIN1" else key
+        escaped = text.replace("'", "''")
+        raw = db.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            cur.execute(f"SET client_encoding = '{encoding}'")
+            cur.execute(query.replace("%s", escaped).replace("%", "%%"))
+            found = cur.fetchall()
+            cur.execute("RESET client_encoding")
+            return found
+        finally:
+            raw.close()
+
+    for encoding in ("LATIN1", "UTF8"):
+        assert ask("anna@caffè.example", encoding) != [], encoding
+        assert ask("anna@xn--caff-8oa.example", encoding) != [], encoding
+        assert ask("nessuno@caffè.example", encoding) == [], encoding
+        assert ask("o'neil@caffè.example", encoding) == [], encoding
