@@ -191,4 +191,5 @@ def rspamd_files(s: MailServerSettings) -> dict[str, str]:
         "rspamd.conf": render("rspamd.conf.j2", **context),
         "rspamd-modules.conf": render("rspamd-modules.conf.j2", **context),
         "rspamd-multimap.conf": render("rspamd-multimap.conf.j2", **context),
+        "rspamd-outbound.lua": render("rspamd-outbound.lua.j2", **context),
     }

@@ -397,9 +397,10 @@ def test_a_mailbox_s_message_is_signed_with_the_key_the_panel_put_in_redis(mail,
 
 
 def test_a_logged_in_mailbox_s_mail_is_scored_locally_and_asks_no_blocklist(mail, dns_server):
-    """Outbound (submission, logged in): signed and scored by rspamd's local rules only. No
-    blocklist is asked about our own customers' mail (the costliest part of a scan), yet a
-    compromised account's obvious spam (GTUBE here) is refused at SMTP."""
+    """Outbound (submission, logged in): signed and scored by rspamd's local rules only, without
+    the analysis of its text. No blocklist is asked about our own customers' mail (the costliest
+    part of a scan), yet a compromised account's obvious spam (GTUBE here, even base64-encoded)
+    is refused at SMTP."""
     c = factories.customer(domain=unique("uscita"))
     anna = factories.mailbox(c, "anna")
     link = f"https://www.{unique('fornitore').replace('.example', '.it')}/catalogo/ordine"
@@ -417,7 +418,15 @@ def test_a_logged_in_mailbox_s_mail_is_scored_locally_and_asks_no_blocklist(mail
                 message(anna.address, "socio@fuori.example", subject(), body=f"Compra ora.\n{GTUBE}\n"),
                 to_addrs=["socio@fuori.example"],
             )
+        # rspamd does not analyse the text of outbound mail; GTUBE is still looked for in the
+        # decoded text parts, not only in the raw message.
+        encoded = message(anna.address, "socio@fuori.example", subject())
+        encoded.set_content(f"Compra ora.\n{GTUBE}\n", cte="base64")
+        assert GTUBE not in encoded.as_string()
+        with pytest.raises(smtplib.SMTPDataError) as refused_encoded:
+            smtp.send_message(encoded, to_addrs=["socio@fuori.example"])
     assert refused.value.smtp_code == 554, refused.value
+    assert refused_encoded.value.smtp_code == 554, refused_encoded.value
     assert mail.sink.wait_for("socio@fuori.example", sent)
     asked = [q.name for q in dns_server.questions()[before:]]
     host = link.split("/")[2].removeprefix("www.")

@@ -42,6 +42,7 @@ def test_rspamd_follows_the_base_state_and_log_dirs_and_listens_on_loopback(app,
     assert sorted(p.name for p in out.iterdir()) == [
         "rspamd-modules.conf",
         "rspamd-multimap.conf",
+        "rspamd-outbound.lua",
         "rspamd.conf",
     ]
     conf = (out / "rspamd.conf").read_text()
@@ -50,6 +51,7 @@ def test_rspamd_follows_the_base_state_and_log_dirs_and_listens_on_loopback(app,
     assert 'filename = "/srv/mail/log/rspamd.log";' in conf
     assert f'.include(priority=10) "{out}/rspamd-modules.conf"' in conf
     assert f'.include(priority=1, duplicate=merge) "{out}/rspamd-multimap.conf"' in conf
+    assert f'lua = "{out}/rspamd-outbound.lua";' in conf
     for port in ("21332", "21333", "21334"):
         assert f'bind_socket = "127.0.0.1:{port}";' in conf
     assert "milter = yes;" in conf and "self_scan = yes;" in conf

@@ -39,13 +39,14 @@ def context() -> dict:
 def test_every_template_is_covered():
     assert {"dovecot.conf.j2", "dovecot-sql.conf.ext.j2", "main.cf.j2", "master.cf.j2"} <= set(TEMPLATES)
     assert "postfix-map.cf.j2" in TEMPLATES and "list_policy.cf.j2" in TEMPLATES
-    assert {"rspamd.conf.j2", "rspamd-modules.conf.j2"} <= set(TEMPLATES)
+    assert {"rspamd.conf.j2", "rspamd-modules.conf.j2", "rspamd-outbound.lua.j2"} <= set(TEMPLATES)
 
 
 @pytest.mark.parametrize("template", TEMPLATES)
 def test_each_template_renders_with_all_it_needs(template):
     text = render.render(template, **context())
-    assert text.startswith("# ") and text.endswith("\n") and "{{" not in text
+    comment = "-- " if template.endswith(".lua.j2") else "# "
+    assert text.startswith(comment) and text.endswith("\n") and "{{" not in text
 
 
 def used_variables(template: str) -> set[str]:
