@@ -36,7 +36,6 @@ import string
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import idna
 import sqlalchemy as sa
 import sqlalchemy.orm
 from cryptography.hazmat.primitives import serialization
@@ -51,6 +50,7 @@ from app.mailserver import dns as dnsclient
 from app.mailserver.render import DKIM_KEYS_HASH, DKIM_SELECTORS_HASH
 from app.models import Domain
 from app.models.dkim import DkimKey
+from app.models.mail import unicode_form
 from app.services import audit, clock, dnscheck, domains, limits, vault
 from app.services.access import Actor, require_staff
 from app.services.errors import Conflict, DomainError
@@ -467,11 +467,8 @@ def _forms(name: str) -> list[str]:
     """A domain as the selectors hash holds it: its ASCII name and, for an IDN, its Unicode
     form too (a header From may be written either way; rspamd's rule on forged From headers
     of our domains reads this hash; the signing keys stay under the ASCII name only)."""
-    try:
-        unicode_name = idna.decode(name)
-    except (idna.IDNAError, UnicodeError):
-        return [name]
-    return [name] if unicode_name == name else [name, unicode_name]
+    other = unicode_form(name)
+    return [name] if other is None else [name, other]
 
 
 def _grace() -> timedelta:

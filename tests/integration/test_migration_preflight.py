@@ -11,7 +11,6 @@ import contextlib
 import logging
 import re
 import time
-import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -19,7 +18,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Job, MailboxUsage, Migration
-from app.services import domains, users
+from app.services import users
 from app.services.errors import Conflict
 from app.services.migration import migrations
 from tests import factories
@@ -28,21 +27,22 @@ from tests.integration.imap_servers import MASTER, MASTER_PASSWORD
 from tests.integration.mailservers import HOST
 from tests.integration.test_imap_copy import _RewritingProxy, pair  # noqa: F401  (the two Dovecots)
 from tests.integration.test_jobs import fresh, queues, workers  # noqa: F401
-from tests.integration.test_migrations_panel import OLD_PASSWORD, _configure, _entry, _mx, _seed, _staff
+from tests.integration.test_migrations_panel import (
+    OLD_PASSWORD,
+    _configure,
+    _entry,
+    _mx,
+    _office,
+    _staff,
+    _worker_side,
+)
 from tests.web.test_openapi import Api, _fits
 
 pytestmark = pytest.mark.integration
 
 
 def _setup(old, ours, label: str):
-    tag = uuid.uuid4().hex[:8]
-    c = factories.customer(domain=f"{label}{tag}.example", name=f"Studio {label}")
-    box = factories.mailbox(c, "mario")
-    ours.add_user(box.address, "non-usata-qui")
-    src_user = f"vecchio{tag}"
-    old.add_user(src_user, OLD_PASSWORD)
-    _seed(old, src_user)
-    domain = domains.list_domains(factories.SYSTEM, c.id)[0]
+    c, domain, box, src_user = _office(old, ours, label)
     _mx(domain.id, "propagated")
     return c, domain, box, src_user
 
@@ -79,19 +79,8 @@ def test_the_preflight_is_a_job_one_at_a_time_and_a_cancel_stops_it(
     """A real worker.py: the API answers 202 with the job, a second check and a start are refused
     while it is at work, the worker stores the findings; a check cancelled while at work ends
     cancelled and stores nothing."""
-    from tests.conftest import TEST_CONFIG
-
     old, ours = pair
-    settings = {
-        "DOVECOT_IMAP_HOST": HOST,
-        "DOVECOT_IMAP_PORT": str(ours.port),
-        "DOVECOT_MASTER_USER": MASTER,
-        "DOVECOT_MASTER_PASSWORD": MASTER_PASSWORD,
-        "MIGRATION_DEST_SECURITY": "none",
-        "DATA_KEYS": TEST_CONFIG["DATA_KEYS"],
-    }
-    for key, value in settings.items():
-        monkeypatch.setitem(app.config, key, int(value) if key == "DOVECOT_IMAP_PORT" else value)
+    settings = _worker_side(monkeypatch, ours)
     monkeypatch.setitem(app.config, "JOBS_INLINE", False)
     doc = client.get("/api/v1/openapi.json").get_json()
     c, domain, box, src_user = _setup(old, ours, "attesa")

@@ -21,7 +21,6 @@ from app.services import clock, domains
 from app.services.errors import Conflict
 from app.services.migration import migrations
 from tests import factories
-from tests.integration.imap_servers import MASTER, MASTER_PASSWORD
 from tests.integration.mailservers import HOST
 from tests.integration.test_imap_copy import pair  # noqa: F401  (the two Dovecots, once per module)
 from tests.integration.test_jobs import fresh, queues, workers  # noqa: F401
@@ -35,6 +34,7 @@ from tests.integration.test_migrations_panel import (
     _seed,
     _staff,
     _worker_died,
+    _worker_side,
 )
 from tests.smtp_sink import SmtpSink
 
@@ -300,24 +300,14 @@ def test_a_due_pass_waits_for_a_turn_on_its_old_server(app, pair, monkeypatch):
 
 
 def test_the_real_worker_copies_a_migration_to_the_end(app, pair, queues, workers, monkeypatch):
-    from tests.conftest import TEST_CONFIG
-
     old, ours = pair
-    settings = {
-        "DOVECOT_IMAP_HOST": HOST,
-        "DOVECOT_IMAP_PORT": str(ours.port),
-        "DOVECOT_MASTER_USER": MASTER,
-        "DOVECOT_MASTER_PASSWORD": MASTER_PASSWORD,
-        "MIGRATION_DEST_SECURITY": "none",
-        "DATA_KEYS": TEST_CONFIG["DATA_KEYS"],
-    }
+    # The preflight's job runs here (inline), the copy's in the worker.
+    settings = _worker_side(monkeypatch, ours)
     c, domain, sources = _setup(old, ours, "lavoro", "franca")
     ((franca, src),) = sources.items()
     _mx(domain.id, "propagated")
     staff = _staff()
     row = migrations.create(staff, domain.id, _entry(franca, port=old.port, username=src))
-    for key, value in settings.items():  # the preflight's job runs here (inline), the copy's in the worker
-        monkeypatch.setitem(app.config, key, int(value) if key == "DOVECOT_IMAP_PORT" else value)
     _preflight_here(app, monkeypatch, staff, row.id)
     row = migrations.start(staff, row.id)
     assert row.state == "queued" and not app.config.get("JOBS_INLINE")
@@ -361,20 +351,9 @@ def test_with_one_turn_per_server_a_waiting_copy_leaves_the_one_worker_free(
     """MIGRATION_PER_HOST=1 and a single real worker: the second copy from a busy server ends its
     job, the worker copies a mailbox from another server meanwhile, and the second is copied once
     the first ends."""
-    from tests.conftest import TEST_CONFIG
-
     old, ours = pair
-    settings = {
-        "DOVECOT_IMAP_HOST": HOST,
-        "DOVECOT_IMAP_PORT": str(ours.port),
-        "DOVECOT_MASTER_USER": MASTER,
-        "DOVECOT_MASTER_PASSWORD": MASTER_PASSWORD,
-        "MIGRATION_DEST_SECURITY": "none",
-        "DATA_KEYS": TEST_CONFIG["DATA_KEYS"],
-        "MIGRATION_PER_HOST": "1",
-    }
-    for key, value in settings.items():
-        monkeypatch.setitem(app.config, key, int(value) if value.isdigit() else value)
+    # The preflight's job runs here (inline), the copy's in the worker.
+    settings = _worker_side(monkeypatch, ours, MIGRATION_PER_HOST="1")
     c, domain, sources = _setup(old, ours, "unturno", "primo", "secondo", "terzo")
     (first_box, first_src), (second_box, second_src), (third_box, third_src) = sources.items()
     _mx(domain.id, "propagated")

@@ -62,6 +62,41 @@ def _configure(monkeypatch, ours, **more) -> None:
         monkeypatch.setitem(current_app.config, key, value)
 
 
+def _worker_side(monkeypatch, ours, **more: str) -> dict[str, str]:
+    """Our side for a real worker too: set in this process's config (what runs inline here) and
+    returned as the worker process's settings (strings)."""
+    from flask import current_app
+
+    from tests.conftest import TEST_CONFIG
+
+    settings = {
+        "DOVECOT_IMAP_HOST": HOST,
+        "DOVECOT_IMAP_PORT": str(ours.port),
+        "DOVECOT_MASTER_USER": MASTER,
+        "DOVECOT_MASTER_PASSWORD": MASTER_PASSWORD,
+        "MIGRATION_DEST_SECURITY": "none",
+        "DATA_KEYS": TEST_CONFIG["DATA_KEYS"],
+        **more,
+    }
+    for key, value in settings.items():
+        monkeypatch.setitem(current_app.config, key, int(value) if value.isdigit() else value)
+    return settings
+
+
+def _office(old, ours, label: str, local: str = "mario", *, seed: bool = True):
+    """A customer with domain <label><tag>.example and a mailbox `local` known to the "ours" Dovecot,
+    and its account on the old server (with the seeded mail): (customer, domain, box, old username)."""
+    tag = uuid.uuid4().hex[:8]
+    c = factories.customer(domain=f"{label}{tag}.example", name=f"Studio {label}")
+    box = factories.mailbox(c, local)
+    ours.add_user(box.address, "non-usata-qui")
+    src_user = f"vecchio{tag}"
+    old.add_user(src_user, OLD_PASSWORD)
+    if seed:
+        _seed(old, src_user)
+    return c, domains.list_domains(factories.SYSTEM, c.id)[0], box, src_user
+
+
 def _entry(mailbox: str, **kw) -> dict:
     return {
         "host": HOST,
@@ -163,14 +198,7 @@ def test_preflight_quota_gate_and_the_copy_job_to_the_end(app, pair, caplog, mon
     old, ours = pair
     caplog.set_level(logging.DEBUG)
     _configure(monkeypatch, ours)
-    tag = uuid.uuid4().hex[:8]
-    c = factories.customer(domain=f"migra{tag}.example")
-    box = factories.mailbox(c, "mario")
-    ours.add_user(box.address, "non-usata-qui")
-    src_user = f"vecchio{tag}"
-    old.add_user(src_user, OLD_PASSWORD)
-    _seed(old, src_user)
-    domain = domains.list_domains(factories.SYSTEM, c.id)[0]
+    c, domain, box, src_user = _office(old, ours, "migra")
     staff = _staff()
     row = migrations.create(staff, domain.id, _entry(box.address, port=old.port, username=src_user))
 
@@ -244,13 +272,7 @@ def test_preflight_quota_gate_and_the_copy_job_to_the_end(app, pair, caplog, mon
 def test_a_failed_login_fails_the_preflight_and_a_staff_override_opens_the_gate(app, pair, monkeypatch):
     old, ours = pair
     _configure(monkeypatch, ours)
-    tag = uuid.uuid4().hex[:8]
-    c = factories.customer(domain=f"override{tag}.example")
-    box = factories.mailbox(c, "luisa")
-    ours.add_user(box.address, "non-usata-qui")
-    src_user = f"vecchia{tag}"
-    old.add_user(src_user, OLD_PASSWORD)
-    domain = domains.list_domains(factories.SYSTEM, c.id)[0]
+    c, domain, box, src_user = _office(old, ours, "override", "luisa", seed=False)
     staff = _staff()
     wrong = migrations.create(
         staff, domain.id, _entry(box.address, port=old.port, username=src_user, password="sbagliata")
@@ -276,15 +298,8 @@ def test_the_api_doors_enter_check_start_and_show_a_migration(app, client, pair,
     old, ours = pair
     _configure(monkeypatch, ours)
     doc = client.get("/api/v1/openapi.json").get_json()
-    tag = uuid.uuid4().hex[:8]
-    c = factories.customer(domain=f"api{tag}.example")
+    c, domain, box, src_user = _office(old, ours, "api", "carla")
     other = factories.customer()
-    box = factories.mailbox(c, "carla")
-    ours.add_user(box.address, "non-usata-qui")
-    src_user = f"vecchia{tag}"
-    old.add_user(src_user, OLD_PASSWORD)
-    _seed(old, src_user)
-    domain = domains.list_domains(factories.SYSTEM, c.id)[0]
     staff = Api(client, users.create_token(factories.SYSTEM, factories.staff(), "tests")[1])
     admin = Api(client, users.create_token(factories.SYSTEM, factories.admin(c), "tests")[1])
     stranger = Api(client, users.create_token(factories.SYSTEM, factories.admin(other), "tests")[1])
@@ -362,14 +377,7 @@ def _busy_host(c, domain, staff, n: int) -> list[int]:
 def test_a_copy_waits_for_its_turn_without_holding_a_worker_and_runs_when_one_ends(app, pair, monkeypatch):
     old, ours = pair
     _configure(monkeypatch, ours, MIGRATION_PER_HOST=2)
-    tag = uuid.uuid4().hex[:8]
-    c = factories.customer(domain=f"turno{tag}.example")
-    box = factories.mailbox(c, "piero")
-    ours.add_user(box.address, "non-usata-qui")
-    src_user = f"vecchio{tag}"
-    old.add_user(src_user, OLD_PASSWORD)
-    _seed(old, src_user)
-    domain = domains.list_domains(factories.SYSTEM, c.id)[0]
+    c, domain, box, src_user = _office(old, ours, "turno", "piero")
     _mx(domain.id, "propagated")
     staff = _staff()
     busy = _busy_host(c, domain, staff, 2)

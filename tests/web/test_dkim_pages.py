@@ -1,11 +1,12 @@
 """DKIM on the domain page and in the API: the record to publish (and in the zone snippet), its
 check, the domain JSON's dkim, and rotation (staff only; another customer's domain is a 404)."""
 
+# ruff: noqa: F811  (the tests take the fixtures imported from test_domain_dns_pages)
+
 from __future__ import annotations
 
 import html as htmllib
 import json
-import re
 
 import pytest
 import sqlalchemy as sa
@@ -15,32 +16,16 @@ from app.models import Domain
 from app.services import dkim, domains, users, vault
 from app.services.access import Actor
 from tests import factories
-from tests.dnsfixtures import asking
+from tests.web.test_domain_dns_pages import HTMX, pending, text, world  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.fresh_dkim_keys
 
-HTMX = {"HX-Request": "true"}
-
-
-def text(response) -> str:
-    return re.sub(r"\s+", " ", response.get_data(as_text=True))
-
 
 @pytest.fixture
-def world(app, dns):
-    with asking(app.config, dns):
-        dns.delegate("rossi.it", {"ns1.rossi.it": "127.0.0.2", "ns2.rossi.it": "127.0.0.3"})
-        yield dns
-
-
-@pytest.fixture
-def active(make, auth):
+def active(pending, make):
     """A customer's active rossi.it (approved by staff: it has its key), its admin signed in."""
-    c = make.customer(domain="base.example")
-    user = make.admin(c)
-    domain = domains.add_domain(Actor.for_user(user), c.id, "rossi.it")
+    c, domain, user = pending
     domains.approve_domain(Actor.for_user(make.staff()), domain.id)
-    auth.login(user.email)
     return c, domain, user
 
 
@@ -119,8 +104,8 @@ def test_the_domain_json_carries_its_dkim_record(client, make):
     key = dkim.active_key(active.id)
     one = call(client, admin, "GET", f"/domains/{active.id}")
     assert one.get_json()["dkim"] == {"selector": key.selector, "txt": f"v=DKIM1; k=rsa; p={key.public_key}"}
-    pending = domains.add_domain(Actor.for_user(admin), c.id, "attesa.example")
-    assert call(client, admin, "GET", f"/domains/{pending.id}").get_json()["dkim"] is None
+    waiting = domains.add_domain(Actor.for_user(admin), c.id, "attesa.example")
+    assert call(client, admin, "GET", f"/domains/{waiting.id}").get_json()["dkim"] is None
     listed = call(client, admin, "GET", f"/customers/{c.id}/domains")
     assert [d["dkim"] for d in listed.get_json()] == [None, one.get_json()["dkim"]]  # attesa, base
     # No part of the private key in any answer where the key's record is.
@@ -168,8 +153,8 @@ def test_the_domain_list_reads_every_domain_s_dkim_record_in_one_query(client, m
 
     # Staff's list of pending domains too.
     token = users.create_token(factories.SYSTEM, make.staff(), "tests")[1]
-    pending = client.get("/api/v1/domains", headers={"Authorization": f"Bearer {token}"}).get_json()
-    assert [(d["name"], d["dkim"]) for d in pending] == [("attesa.example", None)]
+    waiting = client.get("/api/v1/domains", headers={"Authorization": f"Bearer {token}"}).get_json()
+    assert [(d["name"], d["dkim"]) for d in waiting] == [("attesa.example", None)]
 
 
 def test_rotate_is_for_staff_another_customer_s_domain_is_a_404(client, make):
@@ -202,8 +187,8 @@ def test_rotate_is_for_staff_another_customer_s_domain_is_a_404(client, make):
     again = call(client, staff, "POST", f"/domains/{mine.id}/dkim/rotate")
     assert again.status_code == 409
 
-    pending = domains.add_domain(Actor.for_user(admin), c.id, "attesa.example")
-    assert call(client, staff, "POST", f"/domains/{pending.id}/dkim/rotate").status_code == 409
+    waiting = domains.add_domain(Actor.for_user(admin), c.id, "attesa.example")
+    assert call(client, staff, "POST", f"/domains/{waiting.id}/dkim/rotate").status_code == 409
 
 
 def test_staff_rotate_from_the_domain_page_and_a_customer_cannot(client, world, active, auth, make):
