@@ -138,6 +138,16 @@ mailserver_group = Group("mailserver", help="Dovecot, Postfix and rspamd on the 
     help="The milter on 127.0.0.1 TCP at this port instead of the Unix socket (0: the socket).",
 )
 @click.option(
+    "--rspamd-workers",
+    type=int,
+    default=0,
+    show_default=True,
+    help=(
+        "rspamd processes that scan mail (its milter's workers): one per core of the mail host; "
+        "0: as many as this host has cores, at most 8."
+    ),
+)
+@click.option(
     "--rspamd-normal-port", type=int, default=11333, show_default=True, help="rspamd's normal worker."
 )
 @click.option(

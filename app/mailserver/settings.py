@@ -17,6 +17,11 @@ from sqlalchemy.engine import make_url
 
 from app.services.errors import ValidationError
 
+# --rspamd-workers 0: one scanning process per core, up to this many.
+RSPAMD_WORKERS_AUTO_MAX = 8
+# More than this is a typing error, not a mail host.
+RSPAMD_WORKERS_MAX = 64
+
 
 def conninfo_value(value: str) -> str:
     """A value of a libpq connection string (PostgreSQL's "Connection Strings"):
@@ -162,6 +167,9 @@ class MailServerSettings:
     milter: bool = False
     milter_port: int = 0
     milter_socket: str = ""
+    # rspamd processes that scan mail: the milter's proxy workers, each scanning by itself
+    # (0: one per core of the host rendering the configuration, at most RSPAMD_WORKERS_AUTO_MAX).
+    rspamd_workers: int = 0
     rspamd_normal_port: int = 11333
     rspamd_controller_port: int = 11334
     # Where rspamd reads the DKIM keys and keeps its Redis-backed state (redis://[:pw@]host:port/db).
@@ -202,6 +210,13 @@ class MailServerSettings:
     @property
     def rspamd_state(self) -> str:
         return self.rspamd_state_dir or os.path.join(self.state_dir, "rspamd")
+
+    @property
+    def rspamd_scan_workers(self) -> int:
+        """How many proxy workers rspamd runs: scanning is CPU work, one process per core."""
+        if self.rspamd_workers:
+            return self.rspamd_workers
+        return max(1, min(os.cpu_count() or 1, RSPAMD_WORKERS_AUTO_MAX))
 
     @property
     def milter_socket_path(self) -> str:

@@ -16,7 +16,7 @@ import urllib.parse
 from flask_babel import gettext as _
 
 from app.mailserver import render
-from app.mailserver.settings import MailServerSettings
+from app.mailserver.settings import RSPAMD_WORKERS_MAX, MailServerSettings
 from app.services.errors import ValidationError
 
 # 29 MB, the guide's limit on a message (migration rule 7), in bytes: 29 * 1024 * 1024.
@@ -135,6 +135,15 @@ def validate_settings(s: MailServerSettings) -> None:
             bad(name, _("La porta deve essere tra 1 e 65535 (indicata: %(p)s).", p=getattr(s, name)))
     if not 0 <= s.doveadm_port <= 65535:
         bad("doveadm_port", _("La porta deve essere tra 1 e 65535, o 0 per nessuna."))
+    if not 0 <= s.rspamd_workers <= RSPAMD_WORKERS_MAX:
+        bad(
+            "rspamd_workers",
+            _(
+                "Da 1 a %(max)s processi, o 0 per uno per core (indicato: %(n)s).",
+                max=RSPAMD_WORKERS_MAX,
+                n=s.rspamd_workers,
+            ),
+        )
     if not 0 <= s.milter_port <= 65535:
         bad("milter_port", _("La porta deve essere tra 1 e 65535, o 0 per nessuna."))
     if s.milter_port and s.milter_socket:

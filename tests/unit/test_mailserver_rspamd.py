@@ -149,10 +149,31 @@ def test_bad_rspamd_ports_and_resolvers_are_refused_before_any_file(app, out):
         (["--rspamd-dns", "resolver.example"], "--rspamd-dns"),
         (["--rspamd-dns", "127.0.0.1:0"], "--rspamd-dns"),
         (["--milter-port", "25"], "porta"),
+        (["--rspamd-workers", "-1"], "--rspamd-workers"),
+        (["--rspamd-workers", "65"], "--rspamd-workers"),
     ):
         result = config(app, out, "--rspamd", "--postfix", *args)
         assert result.exit_code == 2 and named in result.output, (args, result.output)
     assert list(out.iterdir()) == []
+
+
+def test_rspamd_scans_with_one_process_per_core_unless_told(app, out, monkeypatch):
+    """The milter's workers scan by themselves: as many as the cores of the host that renders,
+    at most 8, or --rspamd-workers."""
+    for cores, expected in ((1, 1), (4, 4), (32, 8), (None, 1)):
+        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        assert config(app, out, "--rspamd").exit_code == 0
+        assert proxy_count(out) == expected, cores
+    assert config(app, out, "--rspamd", "--rspamd-workers", "12").exit_code == 0
+    assert proxy_count(out) == 12
+
+
+def proxy_count(out) -> int:
+    conf = (out / "rspamd.conf").read_text()
+    proxy = conf.split('worker "rspamd_proxy" {', 1)[1].split("\n}", 1)[0]
+    counts = [line.strip() for line in proxy.splitlines() if line.strip().startswith("count = ")]
+    assert len(counts) == 1, proxy
+    return int(counts[0].removeprefix("count = ").rstrip(";"))
 
 
 @pytest.mark.skipif(shutil.which("rspamadm") is None, reason="rspamd is not installed")
