@@ -124,11 +124,15 @@ def test_a_job_killed_with_its_worker_is_failed_by_the_sweep_and_retried_to_the_
     assert "Completato" in final and "40 di 40 (100%)" in final and "hx-trigger" not in final
 
 
-def test_a_long_step_without_progress_is_kept_alive_by_the_heartbeat(queues, workers):
-    job = jobs.enqueue(SYSTEM, "test_count", args=[1, 3500])
+def test_a_long_step_without_progress_is_kept_alive_by_the_heartbeat(queues, workers, app):
+    # Silent for 4 s is dead here: 20 heartbeats (0.2 s), so a loaded machine that delays a
+    # few of them does not make a live job look dead.
+    app.config["JOB_STALE_SECONDS"] = 4.0
+    job = jobs.enqueue(SYSTEM, "test_count", args=[1, 6500])
     workers()
     wait_for(lambda: fresh(job.id).state == "running", 60, "the job to start")
-    time.sleep(2.5)  # longer than JOB_STALE_SECONDS, with no progress reported meanwhile
+    time.sleep(5)  # longer than JOB_STALE_SECONDS, with no progress reported meanwhile
+    assert fresh(job.id).done == 0 and fresh(job.id).state == "running"
     assert jobs.sweep_stale_jobs() == []
     wait_for(lambda: fresh(job.id).state == "done", 30, "the job to finish")
 
