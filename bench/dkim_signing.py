@@ -20,7 +20,9 @@ sink.
 
   A  the rendered main.cf: smtpd_milters = rspamd. Every message must arrive with a
      DKIM-Signature of the domain (d=, s=); a sample is verified against the DNS record
-     (tests/integration/test_dkim.py's verifier).
+     (tests/integration/test_dkim.py's verifier). The mailbox's sending limit is checked
+     for every message (rspamd's ratelimit, in Redis), at its highest (--outbound-limit
+     1,000,000 an hour) so that it costs what it costs and never holds a message back.
   B  the same servers, `postconf -e smtpd_milters= non_smtpd_milters=` and `postfix reload`:
      no message may carry a signature.
 
@@ -75,6 +77,7 @@ import redis  # noqa: E402
 from app import create_app  # noqa: E402
 from app.extensions import db  # noqa: E402
 from app.mailserver import render  # noqa: E402
+from app.mailserver.settings import OUTBOUND_LIMIT_MAX  # noqa: E402
 from app.services import customers, dkim, domains, mailboxes  # noqa: E402
 from app.services.access import Actor  # noqa: E402
 from tests.dnsserver import DnsProcess  # noqa: E402
@@ -504,6 +507,7 @@ def main(argv=None) -> dict:
         servers = start_mail_servers(
             app, app.config["SQLALCHEMY_DATABASE_URI"], rspamd_redis_url=REDIS_URL,
             rspamd_dns=dns.config["DNS_NAMESERVERS"], milter_tcp=args.inet_milter,
+            outbound_limit=OUTBOUND_LIMIT_MAX,
         )  # fmt: skip
         stack.callback(servers.stop)
         if args.logs:

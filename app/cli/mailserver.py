@@ -10,7 +10,7 @@ from flask_babel import gettext as _
 
 from app.cli.errors import Group, refuse
 from app.mailserver import files, render
-from app.mailserver.settings import Database, MailServerSettings
+from app.mailserver.settings import OUTBOUND_LIMIT_DEFAULT, Database, MailServerSettings
 from app.services import mailserver, passwords
 
 mailserver_group = Group("mailserver", help="Dovecot, Postfix and rspamd on the panel's database.")
@@ -136,6 +136,16 @@ mailserver_group = Group("mailserver", help="Dovecot, Postfix and rspamd on the 
     default=0,
     show_envvar=True,
     help="The milter on 127.0.0.1 TCP at this port instead of the Unix socket (0: the socket).",
+)
+@click.option(
+    "--outbound-limit",
+    type=int,
+    default=OUTBOUND_LIMIT_DEFAULT,
+    show_default=True,
+    help=(
+        "Recipients an hour a logged-in mailbox may send to (rspamd); beyond it submission "
+        "answers 451, try later (0: no limit)."
+    ),
 )
 @click.option(
     "--rspamd-workers",

@@ -89,6 +89,8 @@ LIST_POLICY_SCRIPT = "mail_list_policy.py"
 # DKIM_SELECTORS_HASH[<domain>] = <selector>, DKIM_KEYS_HASH[<selector>.<domain>] = PEM.
 DKIM_SELECTORS_HASH = "dkim_selectors"
 DKIM_KEYS_HASH = "dkim_keys"
+# A logged-in mailbox's sending-limit bucket in rspamd's Redis: <prefix><login, lower case>.
+OUTBOUND_LIMIT_PREFIX = "outbound_limit:"
 # The provider's spam thresholds (rspamd's score): marked from the first, refused from the second.
 SPAM_ADD_HEADER_SCORE = 6
 SPAM_REJECT_SCORE = 15
@@ -177,6 +179,7 @@ def rspamd_context(s: MailServerSettings) -> dict:
         "redis": s.rspamd_redis(),
         "dkim_selectors": DKIM_SELECTORS_HASH,
         "dkim_keys": DKIM_KEYS_HASH,
+        "outbound_limit_prefix": OUTBOUND_LIMIT_PREFIX,
         "check_local": "true" if s.rspamd_check_local else "false",
         "test_patterns": s.rspamd_test_patterns,
         "spam_header": SPAM_HEADER,

@@ -21,6 +21,9 @@ from app.services.errors import ValidationError
 RSPAMD_WORKERS_AUTO_MAX = 8
 # More than this is a typing error, not a mail host.
 RSPAMD_WORKERS_MAX = 64
+# --outbound-limit: recipients an hour a logged-in mailbox may send to (0: no limit).
+OUTBOUND_LIMIT_DEFAULT = 500
+OUTBOUND_LIMIT_MAX = 1_000_000
 
 
 def conninfo_value(value: str) -> str:
@@ -170,6 +173,9 @@ class MailServerSettings:
     # rspamd processes that scan mail: the milter's proxy workers, each scanning by itself
     # (0: one per core of the host rendering the configuration, at most RSPAMD_WORKERS_AUTO_MAX).
     rspamd_workers: int = 0
+    # Recipients an hour a logged-in mailbox may send to (rspamd's ratelimit, in its Redis);
+    # beyond it submission answers 451 until the hour's share frees up. 0: no limit.
+    outbound_limit: int = OUTBOUND_LIMIT_DEFAULT
     rspamd_normal_port: int = 11333
     rspamd_controller_port: int = 11334
     # Where rspamd reads the DKIM keys and keeps its Redis-backed state (redis://[:pw@]host:port/db).

@@ -16,7 +16,7 @@ import urllib.parse
 from flask_babel import gettext as _
 
 from app.mailserver import render
-from app.mailserver.settings import RSPAMD_WORKERS_MAX, MailServerSettings
+from app.mailserver.settings import OUTBOUND_LIMIT_MAX, RSPAMD_WORKERS_MAX, MailServerSettings
 from app.services.errors import ValidationError
 
 # 29 MB, the guide's limit on a message (migration rule 7), in bytes: 29 * 1024 * 1024.
@@ -142,6 +142,15 @@ def validate_settings(s: MailServerSettings) -> None:
                 "Da 1 a %(max)s processi, o 0 per uno per core (indicato: %(n)s).",
                 max=RSPAMD_WORKERS_MAX,
                 n=s.rspamd_workers,
+            ),
+        )
+    if not 0 <= s.outbound_limit <= OUTBOUND_LIMIT_MAX:
+        bad(
+            "outbound_limit",
+            _(
+                "Da 1 a %(max)s destinatari l'ora, o 0 per nessun limite (indicato: %(n)s).",
+                max=OUTBOUND_LIMIT_MAX,
+                n=s.outbound_limit,
             ),
         )
     if not 0 <= s.milter_port <= 65535:

@@ -368,12 +368,17 @@ def _wait_ping(url: str, servers: MailServers, timeout: float = 90) -> None:
         time.sleep(0.2)
 
 
+# Recipients an hour a logged-in mailbox of the test instance may send to (production: 500).
+TEST_OUTBOUND_LIMIT = 40
+
+
 def start_mail_servers(
     app,
     database_url: str,
     rspamd_redis_url: str | None = None,
     rspamd_dns: str = "",
     milter_tcp: bool = False,
+    outbound_limit: int = TEST_OUTBOUND_LIMIT,
 ) -> MailServers:
     """Render the configuration with the CLI, then start Dovecot and Postfix from it.
 
@@ -470,6 +475,7 @@ def start_mail_servers(
             "--rspamd-check-local",
             # GTUBE variants that force an action (YJS...: add header, so Junk).
             "--rspamd-test-patterns",
+            "--outbound-limit", str(outbound_limit),
         ]  # fmt: skip
         if milter_tcp:
             args += ["--milter-port", str(ports["milter"])]

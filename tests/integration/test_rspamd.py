@@ -28,7 +28,7 @@ from app.mailserver import render
 from tests import factories
 from tests.factories import PASSWORD
 from tests.integration.conftest import REDIS_URL
-from tests.integration.mailservers import HOST, OUTSIDE_HOST
+from tests.integration.mailservers import HOST, OUTSIDE_HOST, TEST_OUTBOUND_LIMIT
 from tests.integration.test_mailservers import (
     folders,
     inbox_subjects,
@@ -463,6 +463,51 @@ def test_a_logged_in_mailbox_s_mail_is_signed_and_only_checked_for_gtube(mail, c
     # A full scan asks the URL and domain blocklists (SURBL, Spamhaus DBL, rspamd's own,
     # phishtank) about the link's domain; nothing of the kind here.
     assert not [n for n in asked if host in n or "phishtank" in n or "spamhaus" in n], asked
+
+
+def test_a_mailbox_past_its_hourly_sending_limit_is_told_to_try_later(mail):
+    """A logged-in mailbox sends to at most TEST_OUTBOUND_LIMIT recipients an hour (the
+    instance's --outbound-limit): past it, 451 at the end of DATA and nothing leaves; another
+    mailbox, and mail arriving for this one, are not held."""
+    c = factories.customer(domain=unique("limite"))
+    anna = factories.mailbox(c, "anna")
+    bruno = factories.mailbox(c, "bruno")
+    many = [f"cliente{i}@fuori.example" for i in range(TEST_OUTBOUND_LIMIT - 10)]
+    first, second, third = subject(), subject(), subject()
+    with smtplib.SMTP(HOST, mail.ports["submission"], timeout=30) as smtp:
+        smtp.starttls(context=mail.tls_context())
+        smtp.login(anna.address, PASSWORD)
+        # Refused for GTUBE: not counted against the limit.
+        with pytest.raises(smtplib.SMTPDataError) as spam:
+            smtp.send_message(message(anna.address, many[0], subject(), body=f"{GTUBE}\n"), to_addrs=many)
+        smtp.send_message(message(anna.address, many[0], first), to_addrs=many)
+        # 30 recipients sent, 30 more do not fit in the 40 an hour: the whole message waits...
+        with pytest.raises(smtplib.SMTPDataError) as held:
+            smtp.send_message(message(anna.address, many[0], second), to_addrs=many)
+        # ...uncounted: what still fits goes.
+        smtp.send_message(message(anna.address, many[0], third), to_addrs=many[:10])
+    assert spam.value.smtp_code == 554, spam.value
+    assert held.value.smtp_code == 451, held.value
+    assert b"4.7.1" in held.value.smtp_error and b"riprova" in held.value.smtp_error, held.value
+    assert all(mail.sink.wait_for(rcpt, first) for rcpt in many)
+    assert mail.sink.wait_for(many[9], third)
+    assert not [m for m in mail.sink.messages if m.message["Subject"] == second]
+
+    # The limit is anna's own: bruno sends, and mail from outside still reaches anna.
+    other = subject()
+    with smtplib.SMTP(HOST, mail.ports["submission"], timeout=30) as smtp:
+        smtp.starttls(context=mail.tls_context())
+        smtp.login(bruno.address, PASSWORD)
+        smtp.send_message(message(bruno.address, many[0], other), to_addrs=many)
+    assert mail.sink.wait_for(many[-1], other)
+    arriving = subject()
+    from_internet(
+        mail,
+        "cliente@esterno.example",
+        anna.address,
+        message("cliente@esterno.example", anna.address, arriving),
+    )
+    wait_in_inbox(mail, anna.address, arriving)
 
 
 # --- the staff health page's check ------------------------------------------------------------

@@ -151,6 +151,8 @@ def test_bad_rspamd_ports_and_resolvers_are_refused_before_any_file(app, out):
         (["--milter-port", "25"], "porta"),
         (["--rspamd-workers", "-1"], "--rspamd-workers"),
         (["--rspamd-workers", "65"], "--rspamd-workers"),
+        (["--outbound-limit", "-1"], "--outbound-limit"),
+        (["--outbound-limit", "1000001"], "--outbound-limit"),
     ):
         result = config(app, out, "--rspamd", "--postfix", *args)
         assert result.exit_code == 2 and named in result.output, (args, result.output)
@@ -166,6 +168,22 @@ def test_rspamd_scans_with_one_process_per_core_unless_told(app, out, monkeypatc
         assert proxy_count(out) == expected, cores
     assert config(app, out, "--rspamd", "--rspamd-workers", "12").exit_code == 0
     assert proxy_count(out) == 12
+
+
+def test_a_logged_in_mailbox_s_sending_limit_is_rendered_or_switched_off(app, out):
+    assert config(app, out, "--rspamd").exit_code == 0
+    modules = (out / "rspamd-modules.conf").read_text()
+    lua = (out / "rspamd-outbound.lua").read_text()
+    # 500 recipients an hour by default, checked for logged-in mailboxes only.
+    assert "local LIMIT = 500\n" in lua and "name = 'OUTBOUND_LIMIT'," in lua
+    assert 'symbols_enabled = ["DKIM_SIGNED", "OUTBOUND_GTUBE", "OUTBOUND_LIMIT"];' in modules
+    # rspamd's own ratelimit stays off: any postmaster@ recipient would let a message past it.
+    assert "ratelimit {\n    enabled = false;\n}" in modules
+    assert config(app, out, "--rspamd", "--outbound-limit", "1200").exit_code == 0
+    assert "local LIMIT = 1200\n" in (out / "rspamd-outbound.lua").read_text()
+    assert config(app, out, "--rspamd", "--outbound-limit", "0").exit_code == 0
+    assert "OUTBOUND_LIMIT" not in (out / "rspamd-outbound.lua").read_text()
+    assert 'symbols_enabled = ["DKIM_SIGNED", "OUTBOUND_GTUBE"];' in (out / "rspamd-modules.conf").read_text()
 
 
 def proxy_count(out) -> int:
