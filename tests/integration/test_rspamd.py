@@ -486,6 +486,12 @@ def test_a_mailbox_past_its_hourly_sending_limit_is_told_to_try_later(mail):
             smtp.send_message(message(anna.address, many[0], second), to_addrs=many)
         # ...uncounted: what still fits goes.
         smtp.send_message(message(anna.address, many[0], third), to_addrs=many[:10])
+        # More recipients than the limit would never fit: refused, not to be tried again.
+        crowd = [f"persona{i}@fuori.example" for i in range(TEST_OUTBOUND_LIMIT + 1)]
+        with pytest.raises(smtplib.SMTPDataError) as never:
+            smtp.send_message(message(anna.address, crowd[0], subject()), to_addrs=crowd)
+    assert never.value.smtp_code == 554, never.value
+    assert f"at most {TEST_OUTBOUND_LIMIT})".encode() in never.value.smtp_error, never.value
     assert spam.value.smtp_code == 554, spam.value
     assert held.value.smtp_code == 451, held.value
     assert b"4.7.1" in held.value.smtp_error and b"riprova" in held.value.smtp_error, held.value
