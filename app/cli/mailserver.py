@@ -144,7 +144,7 @@ mailserver_group = Group("mailserver", help="Dovecot, Postfix and rspamd on the 
     show_default=True,
     help=(
         "Recipients an hour a logged-in mailbox may send to (rspamd); beyond it submission "
-        "answers 451, try later (0: no limit)."
+        "answers 451, try later, and refuses (554) a message with more recipients (0: no limit)."
     ),
 )
 @click.option(

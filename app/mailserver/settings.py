@@ -26,6 +26,14 @@ OUTBOUND_LIMIT_DEFAULT = 500
 OUTBOUND_LIMIT_MAX = 1_000_000
 
 
+def host_cores() -> int:
+    """The cores this process may run on (its CPU affinity, a container's cpuset), else all."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def conninfo_value(value: str) -> str:
     """A value of a libpq connection string (PostgreSQL's "Connection Strings"):
     bare when it is plain, else single-quoted with backslash escapes."""
@@ -173,8 +181,9 @@ class MailServerSettings:
     # rspamd processes that scan mail: the milter's proxy workers, each scanning by itself
     # (0: one per core of the host rendering the configuration, at most RSPAMD_WORKERS_AUTO_MAX).
     rspamd_workers: int = 0
-    # Recipients an hour a logged-in mailbox may send to (rspamd's ratelimit, in its Redis);
-    # beyond it submission answers 451 until the hour's share frees up. 0: no limit.
+    # Recipients an hour a logged-in mailbox may send to (rspamd-outbound.lua, a bucket in
+    # rspamd's Redis); beyond it submission answers 451 until there is room again, and a
+    # message with more recipients than that is refused (554). 0: no limit.
     outbound_limit: int = OUTBOUND_LIMIT_DEFAULT
     rspamd_normal_port: int = 11333
     rspamd_controller_port: int = 11334
@@ -222,7 +231,7 @@ class MailServerSettings:
         """How many proxy workers rspamd runs: scanning is CPU work, one process per core."""
         if self.rspamd_workers:
             return self.rspamd_workers
-        return max(1, min(os.cpu_count() or 1, RSPAMD_WORKERS_AUTO_MAX))
+        return max(1, min(host_cores(), RSPAMD_WORKERS_AUTO_MAX))
 
     @property
     def milter_socket_path(self) -> str:

@@ -135,7 +135,7 @@ def validate_settings(s: MailServerSettings) -> None:
             bad(name, _("La porta deve essere tra 1 e 65535 (indicata: %(p)s).", p=getattr(s, name)))
     if not 0 <= s.doveadm_port <= 65535:
         bad("doveadm_port", _("La porta deve essere tra 1 e 65535, o 0 per nessuna."))
-    if not 0 <= s.rspamd_workers <= RSPAMD_WORKERS_MAX:
+    if type(s.rspamd_workers) is not int or not 0 <= s.rspamd_workers <= RSPAMD_WORKERS_MAX:
         bad(
             "rspamd_workers",
             _(
@@ -144,7 +144,7 @@ def validate_settings(s: MailServerSettings) -> None:
                 n=s.rspamd_workers,
             ),
         )
-    if not 0 <= s.outbound_limit <= OUTBOUND_LIMIT_MAX:
+    if type(s.outbound_limit) is not int or not 0 <= s.outbound_limit <= OUTBOUND_LIMIT_MAX:
         bad(
             "outbound_limit",
             _(

@@ -95,6 +95,8 @@ def test_payg_customer_sees_the_credit_asks_a_recharge_staff_confirm_it(
         select.select_option(create.locator("option", has_text=BM100).get_attribute("value"))
         expect(cost).to_contain_text("Costo: 1,00 punti al giorno")
         expect(cost).to_contain_text("totale giornaliero con la nuova casella: 32,00 punti")
+        # The new line listens to the select once htmx has settled it (20 ms after the swap).
+        expect(cost).not_to_have_class(re.compile(r"\bhtmx-added\b"))
         select.select_option(create.locator("option", has_text=PRO25000).get_attribute("value"))
         expect(cost).to_contain_text("Costo: 30,00 punti al giorno")
         expect(cost).to_contain_text("totale giornaliero con la nuova casella: 61,00 punti")

@@ -370,6 +370,8 @@ def _wait_ping(url: str, servers: MailServers, timeout: float = 90) -> None:
 
 # Recipients an hour a logged-in mailbox of the test instance may send to (production: 500).
 TEST_OUTBOUND_LIMIT = 40
+# rspamd's scanning processes in a test instance, whatever the host's cores.
+TEST_RSPAMD_WORKERS = 2
 
 
 def start_mail_servers(
@@ -476,6 +478,7 @@ def start_mail_servers(
             # GTUBE variants that force an action (YJS...: add header, so Junk).
             "--rspamd-test-patterns",
             "--outbound-limit", str(outbound_limit),
+            "--rspamd-workers", str(TEST_RSPAMD_WORKERS),
         ]  # fmt: skip
         if milter_tcp:
             args += ["--milter-port", str(ports["milter"])]

@@ -128,7 +128,7 @@ def test_a_long_step_without_progress_is_kept_alive_by_the_heartbeat(queues, wor
     # Silent for 4 s is dead here: 20 heartbeats (0.2 s), so a loaded machine that delays a
     # few of them does not make a live job look dead.
     app.config["JOB_STALE_SECONDS"] = 4.0
-    job = jobs.enqueue(SYSTEM, "test_count", args=[1, 6500])
+    job = jobs.enqueue(SYSTEM, "test_count", args=[1, 8000])
     workers()
     wait_for(lambda: fresh(job.id).state == "running", 60, "the job to start")
     time.sleep(5)  # longer than JOB_STALE_SECONDS, with no progress reported meanwhile

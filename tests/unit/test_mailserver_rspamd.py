@@ -160,14 +160,34 @@ def test_bad_rspamd_ports_and_resolvers_are_refused_before_any_file(app, out):
 
 
 def test_rspamd_scans_with_one_process_per_core_unless_told(app, out, monkeypatch):
-    """The milter's workers scan by themselves: as many as the cores of the host that renders,
-    at most 8, or --rspamd-workers."""
-    for cores, expected in ((1, 1), (4, 4), (32, 8), (None, 1)):
-        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+    """The milter's workers scan by themselves: as many as the cores the renderer may run on
+    (its CPU affinity, as a container's cpuset sets it), at most 8, or --rspamd-workers."""
+    for cores, expected in ((1, 1), (4, 4), (32, 8)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda _pid, cores=cores: set(range(cores)))
+        monkeypatch.setattr(os, "cpu_count", lambda: 64)
         assert config(app, out, "--rspamd").exit_code == 0
         assert proxy_count(out) == expected, cores
+    # Without affinity (not Linux): every core the system has.
+    monkeypatch.delattr(os, "sched_getaffinity")
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    assert config(app, out, "--rspamd").exit_code == 0
+    assert proxy_count(out) == 3
     assert config(app, out, "--rspamd", "--rspamd-workers", "12").exit_code == 0
     assert proxy_count(out) == 12
+
+
+def test_options_given_in_code_are_checked_as_from_the_cli(app):
+    """Settings made in code (not by click) are held to the same rules: a bool is no count."""
+    from app.mailserver.settings import Database, MailServerSettings
+    from app.services import mailserver
+    from app.services.errors import ValidationError
+
+    database = Database(kind="sqlite", path="/var/lib/panel/panel.sqlite3")
+    for field in ("outbound_limit", "rspamd_workers"):
+        settings = MailServerSettings(database=database, rspamd_redis_url=REDIS, **{field: True})
+        with pytest.raises(ValidationError) as refused:
+            mailserver.render_rspamd(settings)
+        assert "--" + field.replace("_", "-") in refused.value.errors, refused.value.errors
 
 
 def test_a_logged_in_mailbox_s_sending_limit_is_rendered_or_switched_off(app, out):
