@@ -411,13 +411,23 @@ def retire_due(now: datetime | None = None) -> int:
         _after_commit(key.domain.name)
         log.info("DKIM key %s of %s retired", key.selector, key.domain.name)
     # A replaced key past its grace signs nothing again: its private key goes now, its record stays.
-    for key in db.session.scalars(
-        sa.select(DkimKey).where(DkimKey.state == "retiring", DkimKey.private_key_sealed.is_not(None))
-    ).all():
-        siblings = [(k.selector, k.state, k.activated_at) for k in keys_of(key.domain_id)]
-        if key.selector not in _needed(siblings, now):
-            key.private_key_sealed = None
-            _after_commit(key.domain.name)
+    # One query for every key of the domains that still hold one.
+    holding = sa.select(DkimKey.domain_id).where(
+        DkimKey.state == "retiring", DkimKey.private_key_sealed.is_not(None)
+    )
+    by_domain: dict[int, list[tuple[DkimKey, bool]]] = {}
+    for key, held in db.session.execute(
+        sa.select(DkimKey, DkimKey.private_key_sealed.is_not(None))
+        .where(DkimKey.domain_id.in_(holding))
+        .options(sa.orm.joinedload(DkimKey.domain))
+    ):
+        by_domain.setdefault(key.domain_id, []).append((key, held))
+    for siblings in by_domain.values():
+        needed = _needed([(k.selector, k.state, k.activated_at) for k, _held in siblings], now)
+        for key, held in siblings:
+            if held and key.state == "retiring" and key.selector not in needed:
+                key.private_key_sealed = None
+                _after_commit(key.domain.name)
     db.session.commit()
     return len(keys)
 
