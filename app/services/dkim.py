@@ -24,13 +24,15 @@ The rules (docs/mailserver.md, "DKIM keys"):
   from the database (idempotent), and a domain that is no longer served leaves them. The full
   sync and the writes after a commit for some domains hold the same Redis lock (SYNC_LOCK) and
   read the database once they hold it: a full sync that read the database before a domain's
-  commit never writes over what that commit's own write put there.
+  commit never writes over what that commit's own write put there; a writer whose reading
+  outlived the lock (LOCK_TIMEOUT) writes nothing from it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import string
 from dataclasses import dataclass
@@ -43,7 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import current_app
 from flask_babel import gettext as _
 from redis import Redis
-from redis.exceptions import LockError, RedisError
+from redis.exceptions import LockError, LockNotOwnedError, RedisError
 
 from app.extensions import db
 from app.mailserver import dns as dnsclient
@@ -67,6 +69,7 @@ SYNC_LOCK = "panel:dkim:sync_lock"
 LOCK_TIMEOUT = 120  # seconds: a writer that died lets the others go after this
 LOCK_WAIT = 10  # seconds the write after a commit waits for the lock (else the cron's sync does it)
 SYNC_LOCK_WAIT = 150  # the full sync waits longer: past any holder's LOCK_TIMEOUT
+SYNC_READS = 3  # a full sync whose reading outlived its lock reads again, this many times in all
 
 
 # --- keys ---------------------------------------------------------------------------------
@@ -538,40 +541,72 @@ def _chunks(items: list, size: int):
         yield items[i : i + size]
 
 
-def _lock(redis: Redis, wait: float):
-    """The lock every writer of the two hashes holds (LockError: not had within `wait` seconds)."""
-    return redis.lock(SYNC_LOCK, timeout=LOCK_TIMEOUT, blocking_timeout=wait)
+@contextlib.contextmanager
+def _held(redis: Redis, wait: float):
+    """The lock every writer of the two hashes holds (LockError: not had within `wait` seconds).
+    Its holder calls `_still_held` after reading the database and before writing: a lock that
+    outlived LOCK_TIMEOUT may have let another writer in meanwhile. Letting go of a lock that
+    expired is no error (what was written, was written while it was held)."""
+    lock = redis.lock(SYNC_LOCK, timeout=LOCK_TIMEOUT, blocking_timeout=wait)
+    if not lock.acquire():
+        raise LockError("not acquired")
+    try:
+        yield lock
+    finally:
+        with contextlib.suppress(LockNotOwnedError):
+            lock.release()
+
+
+def _still_held(lock) -> bool:
+    """True, and the lock's LOCK_TIMEOUT starts again, if no other writer has had it since."""
+    try:
+        lock.reacquire()
+    except LockNotOwnedError:
+        return False
+    return True
 
 
 def sync_redis(wait: float | None = None) -> dict:
     """Write rspamd's two hashes again from the database (idempotent): keys first, then the
     selectors; what the database no longer holds leaves, selectors first. The database is read
-    under the lock (a domain's write after its commit waits, or is waited for). Without
-    RSPAMD_REDIS_URL, nothing (the keys wait in the database). Conflict when the lock is not had
-    within `wait` seconds (SYNC_LOCK_WAIT); DomainError when Redis does not answer."""
+    under the lock (a domain's write after its commit waits, or is waited for); a reading that
+    outlived the lock is done again. Without RSPAMD_REDIS_URL, nothing (the keys wait in the
+    database). Conflict when the lock is not had within `wait` seconds (SYNC_LOCK_WAIT), or not
+    kept through SYNC_READS readings; DomainError when Redis does not answer."""
     url = current_app.config.get("RSPAMD_REDIS_URL") or ""
     redis = _redis()
     if redis is None:
         return {"written": 0, "removed": 0}
     db.session.commit()  # what follows reads the database as it is once the lock is held
     try:
-        with _lock(redis, SYNC_LOCK_WAIT if wait is None else wait):
-            selectors, keys = _wanted(clock.now())
-            db.session.commit()
-            have_keys = {k.decode(): v for k, v in redis.hgetall(DKIM_KEYS_HASH).items()}
-            have_selectors = {k.decode(): v.decode() for k, v in redis.hgetall(DKIM_SELECTORS_HASH).items()}
-            new_keys = {k: v for k, v in keys.items() if have_keys.get(k) != v}
-            new_selectors = {k: v for k, v in selectors.items() if have_selectors.get(k) != v}
-            gone_selectors = [k for k in have_selectors if k not in selectors]
-            gone_keys = [k for k in have_keys if k not in keys]
-            if new_keys:
-                redis.hset(DKIM_KEYS_HASH, mapping=new_keys)
-            if new_selectors:
-                redis.hset(DKIM_SELECTORS_HASH, mapping=new_selectors)
-            if gone_selectors:
-                redis.hdel(DKIM_SELECTORS_HASH, *gone_selectors)
-            if gone_keys:
-                redis.hdel(DKIM_KEYS_HASH, *gone_keys)
+        for _reading in range(SYNC_READS):
+            with _held(redis, SYNC_LOCK_WAIT if wait is None else wait) as lock:
+                selectors, keys = _wanted(clock.now())
+                db.session.commit()
+                have_keys = {k.decode(): v for k, v in redis.hgetall(DKIM_KEYS_HASH).items()}
+                have_selectors = {
+                    k.decode(): v.decode() for k, v in redis.hgetall(DKIM_SELECTORS_HASH).items()
+                }
+                if not _still_held(lock):
+                    log.warning("rspamd's DKIM hashes: the database read outlived the lock, read again")
+                    continue
+                new_keys = {k: v for k, v in keys.items() if have_keys.get(k) != v}
+                new_selectors = {k: v for k, v in selectors.items() if have_selectors.get(k) != v}
+                gone_selectors = [k for k in have_selectors if k not in selectors]
+                gone_keys = [k for k in have_keys if k not in keys]
+                if new_keys:
+                    redis.hset(DKIM_KEYS_HASH, mapping=new_keys)
+                if new_selectors:
+                    redis.hset(DKIM_SELECTORS_HASH, mapping=new_selectors)
+                if gone_selectors:
+                    redis.hdel(DKIM_SELECTORS_HASH, *gone_selectors)
+                if gone_keys:
+                    redis.hdel(DKIM_KEYS_HASH, *gone_keys)
+                break
+        else:
+            raise Conflict(
+                _("La lettura delle chiavi DKIM dal database è stata troppo lenta: riprova tra poco.")
+            )
     except LockError:
         raise Conflict(
             _("Le chiavi DKIM in Redis sono già in scrittura da un'altra parte: riprova tra poco.")
@@ -625,7 +660,7 @@ def _sync_domains(session: sa.orm.Session, names: dict[str, set[str]]) -> None:
     then the selector."""
     redis = _redis()
     try:
-        with _lock(redis, LOCK_WAIT):
+        with _held(redis, LOCK_WAIT) as lock:
             now = clock.now()
             for name, drop in names.items():
                 rows = session.execute(
@@ -648,6 +683,8 @@ def _sync_domains(session: sa.orm.Session, names: dict[str, set[str]]) -> None:
                 }
                 signing = next((sel for _id, sel, state, _at in rows if served and state == "active"), None)
                 stale = (drop | {f"{sel}.{name}" for _id, sel, _state, _at in rows}) - set(keys)
+                if not _still_held(lock):  # another writer may have been in: the cron's sync writes it
+                    raise LockError("held too long")
                 if keys:
                     redis.hset(DKIM_KEYS_HASH, mapping=keys)
                 if signing:

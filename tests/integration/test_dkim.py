@@ -14,6 +14,7 @@ import logging
 import re
 import smtplib
 import threading
+import time
 import uuid
 from datetime import timedelta
 
@@ -73,6 +74,19 @@ def hashes_of(connection) -> tuple[dict, dict]:
     selectors = {k.decode(): v.decode() for k, v in connection.hgetall(render.DKIM_SELECTORS_HASH).items()}
     keys = {k.decode(): v.decode() for k, v in connection.hgetall(render.DKIM_KEYS_HASH).items()}
     return selectors, keys
+
+
+def pem_of(key: DkimKey) -> str:
+    """The key's private PEM as the database holds it now (sealed)."""
+    db.session.expire_all()
+    return vault.unseal(db.session.get(DkimKey, key.id).private_key_sealed).decode()
+
+
+def assert_signs_with(connection, name: str, key: DkimKey) -> None:
+    """rspamd's hashes sign `name` with `key`, and hold its PEM as the database does."""
+    selectors, keys = hashes_of(connection)
+    assert selectors[name] == key.selector
+    assert keys[f"{key.selector}.{name}"] == pem_of(key)
 
 
 def domain_named(name: str) -> Domain:
@@ -207,15 +221,77 @@ def test_a_full_sync_that_read_the_database_before_a_switch_does_not_undo_the_sw
 
     db.session.expire_all()
     assert dkim.active_key(domain.id).id == new.id
-    selectors, keys = hashes_of(connection)
-    assert selectors[name] == new.selector
-    assert (
-        keys[f"{new.selector}.{name}"]
-        == vault.unseal(db.session.get(DkimKey, new.id).private_key_sealed).decode()
-    )
+    assert_signs_with(connection, name, new)
     # And the next full sync agrees with what is there.
     monkeypatch.setattr(dkim, "_wanted", read)
     assert dkim.sync_redis() == {"written": 0, "removed": 0}
+
+
+def test_a_full_sync_whose_reading_outlived_the_lock_reads_again_and_undoes_nothing(
+    world, connection, app, monkeypatch, caplog
+):
+    """A reading slower than LOCK_TIMEOUT: the lock expires, the DNS check's switch takes it and
+    writes the new selector. The full sync must not write what it read before (the old
+    selector), nor call its finished work a Conflict: it reads again, and writes from that."""
+    monkeypatch.setattr(dkim, "LOCK_TIMEOUT", 1)
+    domain, old, new = rotated(world, "lenta")
+    name = domain.name
+    dkim.sync_redis()
+    assert hashes_of(connection)[0][name] == old.selector
+
+    def switch():
+        with app.app_context():
+            assert dkim.check_due()["activated"] == 1
+            db.session.remove()
+
+    read = dkim._wanted
+    readings = []
+    other = threading.Thread(target=switch)
+
+    def slow_read(now):
+        readings.append(now)
+        wanted = read(now)
+        if len(readings) == 1:
+            time.sleep(1.3)  # the lock expires
+            other.start()
+            other.join(15)  # the switch commits and writes: the lock is free
+            assert not other.is_alive()
+        return wanted
+
+    monkeypatch.setattr(dkim, "_wanted", slow_read)
+    caplog.set_level(logging.WARNING, logger="app.services.dkim")
+    dkim.sync_redis()
+    assert len(readings) == 2
+    assert "outlived the lock" in caplog.text
+    assert_signs_with(connection, name, new)
+    monkeypatch.setattr(dkim, "_wanted", read)
+    assert dkim.sync_redis() == {"written": 0, "removed": 0}
+
+
+def test_a_write_after_a_commit_that_outlived_the_lock_writes_nothing(world, connection, monkeypatch, caplog):
+    """The write after a commit read the database, and the lock expired before it wrote: another
+    writer may have been in meanwhile, so it writes nothing (the cron's sync will)."""
+    c = factories.customer(domain=unique("scaduta"))
+    domain = domains.list_domains(factories.SYSTEM, c.id)[0]
+    connection.delete(render.DKIM_SELECTORS_HASH, render.DKIM_KEYS_HASH)
+    monkeypatch.setattr(dkim, "LOCK_TIMEOUT", 1)
+    other = redis.Redis.from_url(REDIS_URL).lock(dkim.SYNC_LOCK, timeout=30)
+    unseal = vault.unseal
+
+    def slow_unseal(blob):
+        time.sleep(1.3)  # the lock expires, and another writer takes it
+        assert other.acquire(blocking=False)
+        return unseal(blob)
+
+    monkeypatch.setattr(vault, "unseal", slow_unseal)
+    dkim._after_commit(domain.name)
+    db.session.commit()
+    assert hashes_of(connection) == ({}, {})
+    assert "not written now" in caplog.text
+    other.release()
+    monkeypatch.setattr(vault, "unseal", unseal)
+    assert dkim.sync_redis()["written"] == 2
+    assert hashes_of(connection)[0] == {domain.name: dkim.active_key(domain.id).selector}
 
 
 def test_the_full_sync_and_the_write_after_a_commit_wait_for_the_same_lock(
@@ -269,7 +345,7 @@ def test_a_replaced_key_leaves_redis_after_the_grace_its_record_stays_until_reti
     # Nor in the database: past the grace nothing signs with it again.
     db.session.expire_all()
     assert db.session.get(DkimKey, old.id).private_key_sealed is None
-    new_pem = vault.unseal(db.session.get(DkimKey, new.id).private_key_sealed).decode()
+    new_pem = pem_of(new)
     assert hashes_of(connection) == ({name: new.selector}, {f"{new.selector}.{name}": new_pem})
     # A later write for the domain (after a commit) does not bring it back.
     dkim._after_commit(name)
@@ -523,7 +599,7 @@ def test_rotation_end_to_end_signing_switches_only_after_the_dns_check_sees_the_
     clock.set_now(t0 + grace + timedelta(minutes=1))
     dkim.run()
     selectors, keys = hashes_of(connection)
-    active_pem = vault.unseal(db.session.get(DkimKey, active.id).private_key_sealed).decode()
+    active_pem = pem_of(active)
     mine = {field: pem for field, pem in keys.items() if field.endswith(f".{name}")}
     assert mine == {f"{new['selector']}.{name}": active_pem} and selectors[name] == new["selector"]
     assert [r["selector"] for r in dkim.published_records(domain)] == [old.selector, new["selector"]]
