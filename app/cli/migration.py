@@ -240,7 +240,7 @@ def import_sheet(file, domain_name, host, port, security, no_verify, sync, dry_r
     actor = Actor.system("cli")
     domain = sheet.domain_by_name(actor, domain_name)
     with open(file, "rb") as f:
-        data = f.read(sheet.sheets._limit("IMPORT_MAX_BYTES", sheet.sheets.DEFAULT_MAX_BYTES, None) + 1)
+        data = f.read(sheet.sheets.limit("IMPORT_MAX_BYTES", sheet.sheets.DEFAULT_MAX_BYTES) + 1)
     defaults = {"host": host, "port": port, "security": security, "verify_cert": not no_verify, "sync": sync}
     try:
         preview, created = sheet.import_sheet(

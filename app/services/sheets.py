@@ -195,7 +195,7 @@ _SYNONYMS = {
 _PARENTHESISED = re.compile(r"\([^)]*\)|\[[^\]]*\]")
 
 
-def _header_keys(value: object) -> tuple[str, ...]:
+def header_keys(value: object) -> tuple[str, ...]:
     """The header's normalised forms: whole, and without a bracketed note ('Classe (CoS)')."""
     if not isinstance(value, str):
         return ()
@@ -204,7 +204,7 @@ def _header_keys(value: object) -> tuple[str, ...]:
 
 
 @dataclass
-class _Header:
+class Header:
     kind: str
     row: int
     columns: dict[str, int]  # field -> 1-based column index, first one found
@@ -227,10 +227,10 @@ def _map_header(kind: str, keys_by_col: dict[int, tuple[str, ...]]) -> dict[str,
     return found
 
 
-def _recognise(row_number: int, values: Sequence[object]) -> _Header | None:
+def _recognise(row_number: int, values: Sequence[object]) -> Header | None:
     """The header of a sheet, if this row is one: its kind is decided by the whole row, as
     'Casella' is the address on a mailbox sheet but the target on an alias sheet."""
-    keys_by_col = {i + 1: k for i, v in enumerate(values) if (k := _header_keys(v))}
+    keys_by_col = {i + 1: k for i, v in enumerate(values) if (k := header_keys(v))}
     if len(keys_by_col) < 2:
         return None
     mb = _map_header(MAILBOXES, keys_by_col)
@@ -248,7 +248,7 @@ def _recognise(row_number: int, values: Sequence[object]) -> _Header | None:
         return None
     columns = {f: cols[0] for f, cols in found.items()}
     repeats = [(f, cols[0], c) for f, cols in found.items() for c in cols[1:]]
-    header = _Header(kind, row_number, columns, repeats)
+    header = Header(kind, row_number, columns, repeats)
     if kind == MAILBOXES:
         first, last = columns.pop("first_name", None), columns.pop("last_name", None)
         if "display_name" not in columns and (first or last):
@@ -279,7 +279,7 @@ def _strip(text: str) -> str:
     return _EDGES.sub("", text)
 
 
-def _number_text(value: int | float) -> str | None:
+def number_text(value: int | float) -> str | None:
     if isinstance(value, float):
         if not math.isfinite(value):
             return None
@@ -288,7 +288,7 @@ def _number_text(value: int | float) -> str | None:
     return str(value)
 
 
-def _cell_text(field_name: str, value: object, data_type: str) -> tuple[str, str | None]:
+def cell_text(field_name: str, value: object, data_type: str) -> tuple[str, str | None]:
     """(text, problem) for one cell's raw value; never puts the value in the problem."""
     if data_type == "s" and field_name != "generate_password" and isinstance(value, str):
         return _strip(value), None  # the common case first
@@ -305,7 +305,7 @@ def _cell_text(field_name: str, value: object, data_type: str) -> tuple[str, str
     if isinstance(value, bool):
         return "", _("La cella contiene un valore logico (VERO/FALSO), non un testo.")
     if isinstance(value, (int, float)):
-        if field_name == "service_class" and (text := _number_text(value)) is not None:
+        if field_name == "service_class" and (text := number_text(value)) is not None:
             return text, None
         return "", _("La cella contiene un numero, non un testo: formatta la colonna come Testo.")
     if not isinstance(value, str):
@@ -393,7 +393,8 @@ def _merged_ranges(archive: zipfile.ZipFile, path: str) -> tuple[list[tuple[int,
 # --- Reading ------------------------------------------------------------------------------
 
 
-def _limit(name: str, default: int, given: int | None) -> int:
+def limit(name: str, default: int, given: int | None = None) -> int:
+    """`given`, else the app's setting `name`, else `default`."""
     if given is not None:
         return given
     if has_app_context():
@@ -420,9 +421,42 @@ def read_upload(
 ) -> Workbook:
     """The mailboxes, aliases and lists of an uploaded .xlsx or .csv; FileRejected when the file
     as a whole cannot be used."""
-    max_bytes = _limit("IMPORT_MAX_BYTES", DEFAULT_MAX_BYTES, max_bytes)
-    max_rows = _limit("IMPORT_MAX_ROWS", DEFAULT_MAX_ROWS, max_rows)
-    max_unzipped = _limit("IMPORT_MAX_UNZIPPED", DEFAULT_MAX_UNZIPPED, max_unzipped)
+    return read_file(
+        data,
+        filename,
+        reader=Reader,
+        max_rows=limit("IMPORT_MAX_ROWS", DEFAULT_MAX_ROWS, max_rows),
+        expected_headers=_expected_headers(),
+        no_rows=_("Il file non contiene righe da importare sotto le intestazioni."),
+        too_complex=_(
+            "Il file contiene molto più di un elenco di caselle (troppe celle o troppo testo) e non "
+            "si riesce a leggerlo: copia in un file nuovo solo i fogli e le righe da importare."
+        ),
+        max_bytes=max_bytes,
+        max_unzipped=max_unzipped,
+    )
+
+
+def read_file(
+    data: bytes,
+    filename: str,
+    *,
+    reader: type[Reader],
+    max_rows: int,
+    expected_headers: str,
+    no_rows: str,
+    too_complex: str,
+    max_bytes: int | None = None,
+    max_unzipped: int | None = None,
+    strict_utf8: bool = False,
+) -> Workbook:
+    """An uploaded .xlsx or .csv read by `reader` (Reader, or a subclass with another sheet's
+    headers and cells), at most max_rows data rows; FileRejected when the file as a whole cannot
+    be used. The caller words what is its own: the headers expected (when no sheet has them), no
+    data row, a file far bigger than its kind of list (xlsx_rows.TooComplex). strict_utf8: a CSV
+    that is UTF-8 but for some bytes is refused (naming the line) rather than read as cp1252."""
+    max_bytes = limit("IMPORT_MAX_BYTES", DEFAULT_MAX_BYTES, max_bytes)
+    max_unzipped = limit("IMPORT_MAX_UNZIPPED", DEFAULT_MAX_UNZIPPED, max_unzipped)
     if not data:
         raise FileRejected(_("Il file è vuoto."))
     if len(data) > max_bytes:
@@ -440,9 +474,11 @@ def read_upload(
             _("È un file .xls del vecchio Excel: aprilo e salvalo come Cartella di lavoro Excel (.xlsx).")
         )
     if data.startswith(b"PK"):
-        book = _read_xlsx(data, extension, max_rows=max_rows, max_unzipped=max_unzipped)
+        book = _read_xlsx(
+            data, extension, reader(max_rows), max_unzipped=max_unzipped, too_complex=too_complex
+        )
     elif extension in ("csv", "txt"):
-        book = _read_csv(data, _sheet_name_from(name), max_rows=max_rows)
+        book = _read_csv(data, _sheet_name_from(name), reader(max_rows), strict_utf8=strict_utf8)
     elif extension in ("xlsx", "xlsm", "xltx", "xltm"):
         raise FileRejected(
             _("Il file è danneggiato: non si riesce a leggerlo come cartella di lavoro Excel.")
@@ -453,11 +489,11 @@ def read_upload(
         raise FileRejected(
             _(
                 "Nel file non c'è un foglio con le intestazioni attese (%(expected)s).",
-                expected=_expected_headers(),
+                expected=expected_headers,
             )
         )
     if not book.rows:
-        raise FileRejected(_("Il file non contiene righe da importare sotto le intestazioni."))
+        raise FileRejected(no_rows)
     return book
 
 
@@ -466,7 +502,7 @@ def _sheet_name_from(filename: str) -> str:
     return (base.rsplit(".", 1)[0] if "." in base else base) or "CSV"
 
 
-def _too_many_rows(max_rows: int) -> FileRejected:
+def too_many_rows(max_rows: int) -> FileRejected:
     return FileRejected(
         _(
             "Il file ha troppe righe: al massimo %(n)s righe in tutto, dividilo in più file.",
@@ -538,20 +574,17 @@ ROW_ELEMENTS_PER_ROW = 5
 CELLS_PER_ROW = 100
 
 
-def _read_xlsx(data: bytes, extension: str, *, max_rows: int, max_unzipped: int) -> Workbook:
+def _read_xlsx(
+    data: bytes, extension: str, reader: Reader, *, max_unzipped: int, too_complex: str
+) -> Workbook:
     _check_archive(data, extension, max_unzipped)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            return _read_sheets(archive, max_rows=max_rows)
+            return read_sheets(archive, reader)
     except FileRejected:
         raise
     except xlsx_rows.TooComplex:
-        raise FileRejected(
-            _(
-                "Il file contiene molto più di un elenco di caselle (troppe celle o troppo testo) e non "
-                "si riesce a leggerlo: copia in un file nuovo solo i fogli e le righe da importare."
-            )
-        ) from None
+        raise FileRejected(too_complex) from None
     except Exception:  # a missing part, XML that is not, a DTD: all one refusal
         raise _corrupted() from None
 
@@ -563,8 +596,15 @@ HEADER_MAX_COLUMNS = 100  # a header further right than this is not looked for
 Rows = Callable[[int, int], Iterator[Sequence[tuple[object, str]]]]
 
 
-class _Reader:
-    """Gathers the rows of the sheets, whatever the file format."""
+class Reader:
+    """Gathers the rows of the sheets, whatever the file format. Another kind of sheet (the
+    migrations') is read by a subclass with its own `recognise` and `text`."""
+
+    # recognise(row_number, values): the sheet's Header if this row is one (values: the row's
+    # text cells, None for the others); else None.
+    recognise = staticmethod(_recognise)
+    # text(field, value, data_type): (text, problem) for one data cell's raw value.
+    text = staticmethod(cell_text)
 
     def __init__(self, max_rows: int):
         self.book = Workbook()
@@ -596,7 +636,7 @@ class _Reader:
                 if row is None:
                     continue
                 if len(self.book.rows) >= self.max_rows:
-                    raise _too_many_rows(self.max_rows)
+                    raise too_many_rows(self.max_rows)
                 self.book.rows.append(row)
                 count += 1
         finally:
@@ -606,20 +646,19 @@ class _Reader:
             columns["display_name"] = get_column_letter(next(c for c in header.display_from if c))
         self.book.sheets.append(SheetInfo(name, header.kind, header.row, columns, count))
 
-    @staticmethod
-    def _header(rows: Rows) -> _Header | None:
+    def _header(self, rows: Rows) -> Header | None:
         top = rows(1, HEADER_MAX_COLUMNS)
         try:
             for number, cells in enumerate(top, start=1):
                 if number > HEADER_SEARCH_ROWS:
                     return None
-                if header := _recognise(number, [v if t == "s" else None for v, t in cells]):
+                if header := self.recognise(number, [v if t == "s" else None for v, t in cells]):
                     return header
         finally:
             top.close()
         return None
 
-    def _merged(self, name: str, header: _Header, used: set[int], merged_ranges) -> _Merged | None:
+    def _merged(self, name: str, header: Header, used: set[int], merged_ranges) -> _Merged | None:
         ranges, too_many = merged_ranges()
         # Merged titles above the header are fine; a range over the data hides values.
         ranges = [r for r in ranges if r[3] > header.row and any(r[0] <= c <= r[2] for c in used)]
@@ -639,8 +678,7 @@ class _Reader:
             )
         return _Merged(ranges, used) if ranges else None
 
-    @staticmethod
-    def _row(name, header: _Header, number: int, cells, merged: _Merged | None) -> SheetRow | None:
+    def _row(self, name, header: Header, number: int, cells, merged: _Merged | None) -> SheetRow | None:
         def raw(col: int) -> tuple[object, str]:
             return cells[col - 1] if col <= len(cells) else (None, "n")
 
@@ -649,7 +687,7 @@ class _Reader:
             if merged and merged.covers(col, number):
                 return Cell(letter, "", _("Cella unita ad altre: scrivi il valore in ogni riga."))
             value, data_type = raw(col)
-            text, problem = _cell_text(field_name, value, data_type)
+            text, problem = self.text(field_name, value, data_type)
             return Cell(letter, text, problem)
 
         cols = list(header.columns.values()) + [c for c in header.display_from or () if c]
@@ -668,12 +706,11 @@ def _blank(value: object, data_type: str) -> bool:
     return data_type != "f" and (value is None or (isinstance(value, str) and not _strip(value)))
 
 
-def _read_sheets(archive: zipfile.ZipFile, *, max_rows: int, reader: _Reader | None = None) -> Workbook:
+def read_sheets(archive: zipfile.ZipFile, reader: Reader) -> Workbook:
     """Every worksheet's cells streamed from its XML (app/services/xlsx_rows.py), gathered by
-    `reader` (another sheet's reader, with its own headers: the migrations' sheet)."""
-    reader = reader or _Reader(max_rows)
+    `reader`; nothing checked of the workbook as a whole (read_file does)."""
     deadline = time_module.monotonic() + READ_SECONDS
-    allowed = max_rows + HEADER_SEARCH_ROWS
+    allowed = reader.max_rows + HEADER_SEARCH_ROWS
     strings = xlsx_rows.shared_strings(archive, allowed * STRINGS_PER_ROW, deadline)
     dates = xlsx_rows.date_styles(archive)
     for name, path in xlsx_rows.sheets(archive):
@@ -698,7 +735,7 @@ def _read_sheets(archive: zipfile.ZipFile, *, max_rows: int, reader: _Reader | N
     return reader.book
 
 
-def _csv_delimiter(text: str) -> str:
+def _csv_delimiter(text: str, recognise: Callable[[int, Sequence[object]], Header | None]) -> str:
     """The delimiter among , ; and tab that gives a recognisable header; else the one found
     on most lines. Excel writes ';' where ',' is the decimal sign, ',' elsewhere."""
     lines = [line for line in text[:50_000].splitlines()[:HEADER_SEARCH_ROWS] if line.strip()]
@@ -713,24 +750,44 @@ def _csv_delimiter(text: str) -> str:
             for number, record in enumerate(records, start=1):
                 if number > HEADER_SEARCH_ROWS:
                     break
-                if _recognise(number, record[:HEADER_MAX_COLUMNS]):
+                if recognise(number, record[:HEADER_MAX_COLUMNS]):
                     return delimiter
         except csv.Error:
             continue
     return candidates[0]
 
 
-def _read_csv(data: bytes, name: str, *, max_rows: int) -> Workbook:
+# A valid UTF-8 sequence of more than one byte: a file holding one is UTF-8, not cp1252 (where
+# such pairs, "Ã©" and the like, are not written by people).
+_UTF8_SEQUENCE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}"
+    rb"|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}"
+    rb"|\xf4[\x80-\x8f][\x80-\xbf]{2}"
+)
+
+
+def _read_csv(data: bytes, name: str, reader: Reader, *, strict_utf8: bool) -> Workbook:
     if b"\x00" in data:
         raise FileRejected(_("Non è un foglio di calcolo: sono accettati i formati .xlsx e .csv."))
     try:
         text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as e:
+        if strict_utf8 and _UTF8_SEQUENCE.search(data):
+            # UTF-8 but for some bytes (a paste from elsewhere, a file cut short): read as cp1252 it
+            # would garble every accented letter, passwords included. Refused, with where.
+            line = data.count(b"\n", 0, e.start) + 1
+            raise FileRejected(
+                _(
+                    "Il file CSV è in UTF-8 ma contiene caratteri non validi (riga %(n)d): salvalo di "
+                    "nuovo come CSV UTF-8 e ricontrolla quella riga.",
+                    n=line,
+                )
+            ) from None
         try:
             text = data.decode("cp1252")
         except UnicodeDecodeError:
             raise FileRejected(_("Il file CSV non è leggibile: salvalo come CSV UTF-8.")) from None
-    delimiter = _csv_delimiter(text)
+    delimiter = _csv_delimiter(text, reader.recognise)
 
     def rows(min_row: int, max_col: int, delimiter=delimiter):
         records = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
@@ -738,7 +795,6 @@ def _read_csv(data: bytes, name: str, *, max_rows: int) -> Workbook:
             if number >= min_row:
                 yield [(v, "s") for v in record[:max_col]]
 
-    reader = _Reader(max_rows)
     try:
         reader.sheet(name, rows)
     except csv.Error:
@@ -812,8 +868,8 @@ def template(class_names: Sequence[str]) -> bytes:
     header(lists, [_("Lista"), _("Membro"), _("Descrizione")], [34, 40, 40])
     lists["B1"].alignment = Alignment(wrap_text=True)
 
-    max_rows = _limit("IMPORT_MAX_ROWS", DEFAULT_MAX_ROWS, None)
-    max_bytes = _limit("IMPORT_MAX_BYTES", DEFAULT_MAX_BYTES, None)
+    max_rows = limit("IMPORT_MAX_ROWS", DEFAULT_MAX_ROWS)
+    max_bytes = limit("IMPORT_MAX_BYTES", DEFAULT_MAX_BYTES)
     guide = book.create_sheet(_("Istruzioni"))
     guide.column_dimensions["A"].width = 110
     lines = [

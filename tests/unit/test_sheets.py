@@ -15,6 +15,7 @@ from openpyxl import load_workbook
 from app import create_app
 from app.services import sheets
 from app.services.errors import ValidationError
+from app.services.migration import sheet as migration_sheet
 from app.services.sheets import ALIASES, LISTS, MAILBOXES, FileRejected, read_upload, split_values
 from tests import sheetkit
 from tests.conftest import TEST_CONFIG
@@ -105,6 +106,21 @@ def test_a_password_protected_workbook_is_refused_asking_to_remove_the_password(
 def test_an_ods_file_is_refused_asking_for_xlsx():
     assert ".ods" in refused(sheetkit.ods_bytes(), "caselle.ods")
     assert ".ods" in refused(sheetkit.ods_bytes(), "caselle.xlsx")  # the content decides, not the name
+
+
+@pytest.mark.parametrize(
+    "data, filename, says",
+    [
+        (sheetkit.encrypted_xlsx_bytes(), "migrazioni.xlsx", "protetto da password: toglila"),
+        (sheetkit.xls_bytes(), "migrazioni.xls", "salvalo come Cartella di lavoro Excel (.xlsx)"),
+        (b"not a zip at all", "migrazioni.xlsx", "danneggiato"),
+    ],
+)
+def test_the_migrations_sheet_refuses_a_file_with_the_mailbox_imports_words(data, filename, says):
+    with pytest.raises(FileRejected) as caught:
+        migration_sheet.read(data, filename)
+    assert caught.value.errors == {"file": refused(data, filename)}
+    assert says in caught.value.errors["file"]
 
 
 @pytest.mark.parametrize(
@@ -599,7 +615,8 @@ def test_a_csv_past_the_row_maximum_is_refused():
 def test_the_empty_template_reads_as_no_rows_and_nothing_else():
     data = sheets.template(CLASSES)
     assert "non contiene righe" in refused(data)
-    book = sheets._read_xlsx(data, "xlsx", max_rows=10, max_unzipped=10**8)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        book = sheets.read_sheets(archive, sheets.Reader(10))
     assert book.rows == [] and book.problems == []
     assert [(s.name, s.kind) for s in book.sheets] == [
         ("Caselle", MAILBOXES),

@@ -18,25 +18,19 @@ sheet is kept on the server in between.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import re
 import time
-import zipfile
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from flask import current_app, has_app_context
 from flask_babel import gettext as _
-from openpyxl.utils import get_column_letter
 
 from app.extensions import db
 from app.models import Domain, Migration
 from app.models.migrations import OPEN_STATES
-from app.services import addresses, domains, limits, sheets, vault, xlsx_rows
+from app.services import addresses, domains, limits, sheets, vault
 from app.services.access import Actor, require_staff
 from app.services.errors import Conflict, ValidationError
 from app.services.migration import migrations
@@ -148,10 +142,10 @@ def expected_headers() -> str:
 # --- Reading the file (the mailbox import's reader, this sheet's headers) -------------------
 
 
-def _recognise(row_number: int, values) -> sheets._Header | None:
+def _recognise(row_number: int, values) -> sheets.Header | None:
     found: dict[str, list[int]] = {}
     for i, value in enumerate(values, start=1):
-        for key in sheets._header_keys(value):
+        for key in sheets.header_keys(value):
             match = next((f for f, names in _SYNONYMS.items() if key in names), None)
             if match:
                 found.setdefault(match, []).append(i)
@@ -160,188 +154,48 @@ def _recognise(row_number: int, values) -> sheets._Header | None:
         return None
     columns = {f: cols[0] for f, cols in found.items()}
     repeats = [(f, cols[0], c) for f, cols in found.items() for c in cols[1:]]
-    return sheets._Header(KIND, row_number, columns, repeats)
+    return sheets.Header(KIND, row_number, columns, repeats)
 
 
-class _Reader(sheets._Reader):
-    @staticmethod
-    def _header(rows) -> sheets._Header | None:
-        top = rows(1, sheets.HEADER_MAX_COLUMNS)
-        try:
-            for number, cells in enumerate(top, start=1):
-                if number > sheets.HEADER_SEARCH_ROWS:
-                    return None
-                if header := _recognise(number, [v if t == "s" else None for v, t in cells]):
-                    return header
-        finally:
-            top.close()
-        return None
+def _text(field_name: str, value: object, data_type: str) -> tuple[str, str | None]:
+    if field_name == "password" and data_type == "s" and isinstance(value, str):
+        # Exactly as written: spaces and invisible characters at the ends may be part of it (CR,
+        # LF and NUL are refused by the rules of one migration). Only blanks: none.
+        return (value if value.strip() else ""), None
+    if field_name == "port" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        text = sheets.number_text(value)  # a port typed as a number is a number
+        return text or "", None if text else _("Porta non valida.")
+    return sheets.cell_text(field_name, value, data_type)
 
-    @staticmethod
-    def _row(name, header, number, cells, merged) -> sheets.SheetRow | None:
-        def raw(col: int) -> tuple[object, str]:
-            return cells[col - 1] if col <= len(cells) else (None, "n")
 
-        if all(sheets._blank(*raw(c)) for c in header.columns.values()):
-            return None
-        result = {}
-        for field_name, col in header.columns.items():
-            letter = get_column_letter(col)
-            if merged and merged.covers(col, number):
-                result[field_name] = sheets.Cell(
-                    letter, "", _("Cella unita ad altre: scrivi il valore in ogni riga.")
-                )
-                continue
-            value, data_type = raw(col)
-            if field_name == "password" and data_type == "s" and isinstance(value, str):
-                # Exactly as written: spaces and invisible characters at the ends may be part of
-                # it (CR, LF and NUL are refused by the rules of one migration). Only blanks: none.
-                result[field_name] = sheets.Cell(letter, value if value.strip() else "", None)
-                continue
-            if field_name == "port" and isinstance(value, (int, float)) and not isinstance(value, bool):
-                text = sheets._number_text(value)  # a port typed as a number is a number
-                result[field_name] = sheets.Cell(letter, text or "", None if text else _("Porta non valida."))
-                continue
-            text, problem = sheets._cell_text(field_name, value, data_type)
-            result[field_name] = sheets.Cell(letter, text, problem)
-        return sheets.SheetRow(KIND, name, number, result)
+class _Reader(sheets.Reader):
+    recognise = staticmethod(_recognise)
+    text = staticmethod(_text)
 
 
 def _max_rows() -> int:
-    if has_app_context():
-        return int(current_app.config.get("MIGRATION_SHEET_MAX_ROWS", DEFAULT_MAX_ROWS))
-    return DEFAULT_MAX_ROWS
+    return sheets.limit("MIGRATION_SHEET_MAX_ROWS", DEFAULT_MAX_ROWS)
 
 
 def _too_many() -> sheets.FileRejected:
-    return sheets._too_many_rows(_max_rows())
+    return sheets.too_many_rows(_max_rows())
 
 
 def read(data: bytes, filename: str, *, max_rows: int | None = None) -> sheets.Workbook:
     """The sheet's rows; FileRejected (field "file") when the file as a whole cannot be used."""
-    max_rows = max_rows or _max_rows()
-    max_bytes = sheets._limit("IMPORT_MAX_BYTES", sheets.DEFAULT_MAX_BYTES, None)
-    max_unzipped = sheets._limit("IMPORT_MAX_UNZIPPED", sheets.DEFAULT_MAX_UNZIPPED, None)
-    if not data:
-        raise sheets.FileRejected(_("Il file è vuoto."))
-    if len(data) > max_bytes:
-        raise sheets.FileRejected(
-            _("Il file è troppo grande: al massimo %(mb)s MB.", mb=sheets._megabytes(max_bytes))
-        )
-    name = (filename or "").strip()
-    extension = name.rsplit(".", 1)[-1].casefold() if "." in name else ""
-    if data.startswith(sheets._OLE2_MAGIC):
-        raise sheets.FileRejected(
-            _("È un file .xls del vecchio Excel o protetto da password: salvalo come .xlsx senza password.")
-        )
-    if data.startswith(b"PK"):
-        book = _read_xlsx(data, extension, max_rows, max_unzipped)
-    elif extension in ("csv", "txt"):
-        book = _read_csv(data, sheets._sheet_name_from(name), max_rows)
-    else:
-        raise sheets.FileRejected(_("Non è un foglio di calcolo: sono accettati i formati .xlsx e .csv."))
-    if not book.sheets:
-        raise sheets.FileRejected(
-            _(
-                "Nel file non c'è un foglio con le intestazioni attese (%(expected)s).",
-                expected=expected_headers(),
-            )
-        )
-    if not book.rows:
-        raise sheets.FileRejected(_("Il file non contiene righe sotto le intestazioni."))
-    return book
-
-
-def _read_xlsx(data: bytes, extension: str, max_rows: int, max_unzipped: int) -> sheets.Workbook:
-    sheets._check_archive(data, extension, max_unzipped)
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            return sheets._read_sheets(archive, max_rows=max_rows, reader=_Reader(max_rows))
-    except sheets.FileRejected:
-        raise
-    except xlsx_rows.TooComplex:
-        raise sheets.FileRejected(
-            _(
-                "Il file contiene molto più di un elenco di migrazioni (troppe celle o troppo testo): "
-                "copia in un file nuovo solo le righe da importare."
-            )
-        ) from None
-    except Exception:  # a missing part, XML that is not, a DTD: all one refusal
-        raise sheets._corrupted() from None
-
-
-def _read_csv(data: bytes, name: str, max_rows: int) -> sheets.Workbook:
-    if b"\x00" in data:
-        raise sheets.FileRejected(_("Non è un foglio di calcolo: sono accettati i formati .xlsx e .csv."))
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        if _UTF8_SEQUENCE.search(data):
-            # UTF-8 but for some bytes (a paste from elsewhere, a file cut short): read as cp1252 it
-            # would garble every accented letter, passwords included. Refused, with where.
-            line = data.count(b"\n", 0, e.start) + 1
-            raise sheets.FileRejected(
-                _(
-                    "Il file CSV è in UTF-8 ma contiene caratteri non validi (riga %(n)d): salvalo di "
-                    "nuovo come CSV UTF-8 e ricontrolla quella riga.",
-                    n=line,
-                )
-            ) from None
-        text = data.decode("cp1252", errors="strict") if _cp1252(data) else None
-        if text is None:
-            raise sheets.FileRejected(_("Il file CSV non è leggibile: salvalo come CSV UTF-8.")) from None
-    delimiter = _csv_delimiter(text)
-
-    def rows(min_row: int, max_col: int):
-        records = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-        for number, record in enumerate(records, start=1):
-            if number >= min_row:
-                yield [(v, "s") for v in record[:max_col]]
-
-    reader = _Reader(max_rows)
-    try:
-        reader.sheet(name, rows)
-    except csv.Error:
-        raise sheets.FileRejected(
-            _("Il file CSV è danneggiato: controlla virgolette e separatori.")
-        ) from None
-    return reader.book
-
-
-# A valid UTF-8 sequence of more than one byte: a file holding one is UTF-8, not cp1252 (where
-# such pairs, "Ã©" and the like, are not written by people).
-_UTF8_SEQUENCE = re.compile(
-    rb"[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}"
-    rb"|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}"
-    rb"|\xf4[\x80-\x8f][\x80-\xbf]{2}"
-)
-
-
-def _cp1252(data: bytes) -> bool:
-    try:
-        data.decode("cp1252")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _csv_delimiter(text: str) -> str:
-    """The one of , ; and tab that gives a recognisable header; else the most frequent."""
-    head = text[:50_000]
-    lines = [line for line in head.splitlines()[: sheets.HEADER_SEARCH_ROWS] if line.strip()]
-    candidates = sorted(",;\t", key=lambda d: sum(line.count(d) for line in lines), reverse=True)
-    for delimiter in candidates:
-        try:
-            for number, record in enumerate(
-                csv.reader(io.StringIO(head, newline=""), delimiter=delimiter), 1
-            ):
-                if number > sheets.HEADER_SEARCH_ROWS:
-                    break
-                if _recognise(number, record[: sheets.HEADER_MAX_COLUMNS]):
-                    return delimiter
-        except csv.Error:
-            continue
-    return candidates[0]
+    return sheets.read_file(
+        data,
+        filename,
+        reader=_Reader,
+        max_rows=max_rows or _max_rows(),
+        expected_headers=expected_headers(),
+        no_rows=_("Il file non contiene righe sotto le intestazioni."),
+        too_complex=_(
+            "Il file contiene molto più di un elenco di migrazioni (troppe celle o troppo testo): "
+            "copia in un file nuovo solo le righe da importare."
+        ),
+        strict_utf8=True,  # the passwords: not garbled by a guess at cp1252
+    )
 
 
 # --- Checking the rows --------------------------------------------------------------------
