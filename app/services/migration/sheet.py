@@ -173,12 +173,12 @@ class _Reader(sheets.Reader):
     text = staticmethod(_text)
 
 
-def _max_rows() -> int:
+def row_limit() -> int:
     return sheets.limit("MIGRATION_SHEET_MAX_ROWS", DEFAULT_MAX_ROWS)
 
 
 def _too_many() -> sheets.FileRejected:
-    return sheets.too_many_rows(_max_rows())
+    return sheets.too_many_rows(row_limit())
 
 
 def read(data: bytes, filename: str, *, max_rows: int | None = None) -> sheets.Workbook:
@@ -187,7 +187,7 @@ def read(data: bytes, filename: str, *, max_rows: int | None = None) -> sheets.W
         data,
         filename,
         reader=_Reader,
-        max_rows=max_rows or _max_rows(),
+        max_rows=max_rows or row_limit(),
         expected_headers=expected_headers(),
         no_rows=_("Il file non contiene righe sotto le intestazioni."),
         too_complex=_(
@@ -334,7 +334,7 @@ def _plan(actor: Actor, domain: Domain, filename: str, defaults: dict, book_rows
     preview = Preview(domain, filename, defaults, _source=list(book_rows))
     for p in problems:
         preview.errors.append(RowError(p.sheet, p.row, p.column, None, p.message))
-    if len(book_rows) > _max_rows():  # a sealed preview made under a higher cap
+    if len(book_rows) > row_limit():  # a sealed preview made under a higher cap
         raise _too_many()
     seen: dict[str, sheets.SheetRow] = {}
     names = sorted({r.sheet for r in book_rows})

@@ -51,7 +51,7 @@ def _context(domain, form: dict | None = None, **more) -> dict:
         "token": None,
         "several_sheets": False,
         "where": sheet.where,
-        "max_rows": f"{sheet._max_rows():,}".replace(",", "."),
+        "max_rows": f"{sheet.row_limit():,}".replace(",", "."),
         "max_mb": f"{mb:.0f}",
         "open_count": open_count,
         **more,
