@@ -125,32 +125,37 @@ def test_another_customers_mailboxes_never_appear(client, big):
     assert "Persona Altrui" not in client.get(url + "?q=persona").get_data(as_text=True)
 
 
-@pytest.mark.parametrize(
-    "query",
-    [
-        "start=%00",
-        "start=p010%00x@grande.example",
-        "before=" + "z" * 5000,
-        "start=" + "a" * 321,
-        "start=%ED%A0%80",  # a lone surrogate, percent-encoded
-        "start=%3Cscript%3E&before=%27%3B--",
-        "before=",
-        "start=p010@grande.example&before=p090@grande.example",
-        "page=-1&start[]=x",
-        "q=%00p01",
-        "q=" + "%F4%8F%BF%BF" * 3,  # the last code point: a prefix with no upper bound
-    ],
+HOSTILE_QUERIES = (
+    "start=%00",
+    "start=p010%00x@grande.example",
+    "before=" + "z" * 5000,
+    "start=" + "a" * 321,
+    "start=%ED%A0%80",  # a lone surrogate, percent-encoded
+    "start=%3Cscript%3E&before=%27%3B--",
+    "before=",
+    "start=p010@grande.example&before=p090@grande.example",
+    "page=-1&start[]=x",
+    "q=%00p01",
+    "q=" + "%F4%8F%BF%BF" * 3,  # the last code point: a prefix with no upper bound
 )
-def test_a_hostile_key_is_a_page_never_an_error(client, big, query):
-    response = client.get(f"/customers/{big.id}/mailboxes?{query}")
-    # 422: the app refuses control characters in any request, before the list sees them.
-    html = response.get_data(as_text=True)
-    if "%00" in query:
-        assert response.status_code == 422
-        return
-    assert response.status_code == 200
-    # A page of mailboxes (a key that is no address falls back to a real page), or a search's "none".
-    assert 'id="mailbox-' in html or "Nessuna casella" in html
+
+
+def test_a_hostile_key_is_a_page_never_an_error(client, big):
+    """Each query on the same 120 mailboxes (one list made, not one per query)."""
+    wrong = []
+    for query in HOSTILE_QUERIES:
+        response = client.get(f"/customers/{big.id}/mailboxes?{query}")
+        html = response.get_data(as_text=True)
+        if "%00" in query:
+            # 422: the app refuses control characters in any request, before the list sees them.
+            if response.status_code != 422:
+                wrong.append(f"{query[:60]} -> {response.status_code}, not 422")
+            continue
+        # A page of mailboxes (a key that is no address falls back to a real page), or a search's
+        # "none".
+        if response.status_code != 200 or not ('id="mailbox-' in html or "Nessuna casella" in html):
+            wrong.append(f"{query[:60]} -> {response.status_code}, no page of mailboxes")
+    assert not wrong, "\n".join(wrong)
 
 
 def test_the_search_and_the_pages_read_an_index_range(app, big):
