@@ -89,6 +89,10 @@ ODD = (
 ALONE = (str(2**63), "9" * 40, "0001-01-01", "9999-12-31", "9999-12-31T23:59:59-14:00")
 NESTED = ("[" * 500 + "]" * 500, '{"a":' * 450 + "1" + "}" * 450, '{"name": ' + "[" * 100 + "]" * 100 + "}")
 SKIPPED_ENDPOINTS = {"auth.logout", "static"}  # logging out mid-walk would only shorten it
+# Walked last of all: a new password revokes the walker's API token (every API request after it
+# would be a 401), and ending one's sessions logs this browser out (every page after it would be
+# the login page).
+SIGNING_OUT = ("auth.account_password", "auth.account_sessions_end")
 
 
 def _open_request(customer_id: int) -> CapacityRequest:
@@ -170,10 +174,14 @@ def world(app, make):
 
 
 def _rules(app):
-    """Every route but static files, the deleting ones last so the others still find their rows."""
+    """Every route but static files, the deleting ones last so the others still find their rows,
+    and after them those that sign the walker out."""
     rules = [r for r in app.url_map.iter_rules() if r.endpoint not in SKIPPED_ENDPOINTS]
     destructive = ("delete", "remove", "revoke", "active", "decision", "approve", "reject")
-    return sorted(rules, key=lambda r: (any(w in r.rule for w in destructive), r.rule))
+    return sorted(
+        rules,
+        key=lambda r: (r.endpoint in SIGNING_OUT, any(w in r.rule for w in destructive), r.rule),
+    )
 
 
 def _is_id(rule, arg: str) -> bool:
@@ -200,30 +208,36 @@ def _methods(rule):
 
 _READ: set[str] = set()  # the query and form keys the request being sent has read
 _EVERY = "*"  # it went through all of them (to_dict, items...)
+_IN_HOOKS = [False]  # the app's before_request functions are running: their reads are not noted
+
+
+def _note(key: str) -> None:
+    if not _IN_HOOKS[0]:
+        _READ.add(key)
 
 
 class _ReadKeys(ImmutableMultiDict):
     """A request's args and form that note which keys the page reads."""
 
     def __getitem__(self, key):
-        _READ.add(key)
+        _note(key)
         return super().__getitem__(key)
 
     def get(self, key, *args, **kwargs):
-        _READ.add(key)
+        _note(key)
         return super().get(key, *args, **kwargs)
 
     def getlist(self, key, *args, **kwargs):
-        _READ.add(key)
+        _note(key)
         return super().getlist(key, *args, **kwargs)
 
     def __contains__(self, key):
-        _READ.add(key)
+        _note(key)
         return super().__contains__(key)
 
     def _every(name):
         def every(self, *args, **kwargs):
-            _READ.add(_EVERY)
+            _note(_EVERY)
             return getattr(ImmutableMultiDict, name)(self, *args, **kwargs)
 
         return every
@@ -235,18 +249,37 @@ class _ReadKeys(ImmutableMultiDict):
 
 @pytest.fixture
 def noting(app, monkeypatch):
-    """Requests whose args and form note the keys read, so that a walk sends each key alone only
-    where a page reads it (a key nobody reads cannot break anything)."""
+    """Requests whose args and form note the keys their page reads, so that a walk sends each key
+    alone only where the page reads it (a key nobody reads cannot break anything). What the app's
+    before_request functions read is not noted: they run the same code for every route (the
+    control-character guard goes through every key), and every request of the walks, each key's
+    odd value in all of them, goes through them."""
     monkeypatch.setattr(
         app,
         "request_class",
         type("NotingRequest", (app.request_class,), {"parameter_storage_class": _ReadKeys}),
     )
+    hooks = app.preprocess_request
+
+    def preprocess_request():
+        _IN_HOOKS[0] = True
+        try:
+            return hooks()
+        finally:
+            _IN_HOOKS[0] = False
+
+    monkeypatch.setattr(app, "preprocess_request", preprocess_request)
 
 
 class Walker:
+    """Sends the walk's requests and lists what went wrong: a 500 (or an answer not expected), and
+    for a signed-in walker, an answer that says it is signed in no longer (the rest of the walk
+    would only see the login page or 401s)."""
+
     def __init__(self, client, token: str | None):
         self.client, self.token = client, token
+        rules = client.application.url_map.iter_rules()
+        self.signing_out = {r.rule for r in rules if r.endpoint in SIGNING_OUT}
         self.wrong: list[str] = []
         self.count = 0
         self.read: dict[tuple[str, str], set[str]] = {}
@@ -281,6 +314,9 @@ class Walker:
         if bad:
             shown = {"query": query, "form": form, "json": (raw_json or "")[:40]}
             self.wrong.append(f"{method} {path} {shown} -> {status}")
+        to_login = response.location and "/login" in response.location and not path.startswith("/login")
+        if self.token and (status == 401 or to_login) and path not in self.signing_out:
+            self.wrong.append(f"{method} {path} {query} {form} -> {status}: signed out mid-walk")
         return response
 
 
