@@ -155,14 +155,30 @@ def app(_app):
 
 
 def _empty_tables() -> None:
+    """Every table a test may write emptied, and on PostgreSQL their id sequences back to 1: each
+    test starts as on a new database. DELETE, not TRUNCATE: a TRUNCATE of tables holding a few
+    rows took ~330 ms (new files for each table and index), the DELETEs ~15 ms."""
     tables = [t for t in db.metadata.sorted_tables if t.name not in KEEP_TABLES]
     with db.engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            names = ", ".join(f'"{t.name}"' for t in tables)
-            conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
+        if conn.dialect.name != "postgresql":
             for table in reversed(tables):
                 conn.execute(table.delete())
+            return
+        conn.exec_driver_sql("; ".join(f'DELETE FROM "{t.name}"' for t in reversed(tables)))
+        # The sequences of these tables that handed out a value (a rolled-back insert's too).
+        conn.execute(
+            sa.text(
+                "SELECT setval(format('%I.%I', s.schemaname, s.sequencename), 1, false)"
+                " FROM pg_sequences s"
+                " JOIN pg_namespace n ON n.nspname = s.schemaname"
+                " JOIN pg_class seq ON seq.relname = s.sequencename AND seq.relnamespace = n.oid"
+                " JOIN pg_depend d ON d.objid = seq.oid AND d.refclassid = 'pg_class'::regclass"
+                " JOIN pg_class t ON t.oid = d.refobjid"
+                " WHERE s.schemaname = current_schema() AND s.last_value IS NOT NULL"
+                " AND t.relname = ANY(:tables)"
+            ),
+            {"tables": [t.name for t in tables]},
+        )
 
 
 class CsrfClient(FlaskClient):
