@@ -176,13 +176,16 @@ def test_the_search_and_the_pages_read_an_index_range(app, big):
     raw = db.session.connection().connection.driver_connection
     if db.engine.dialect.name == "postgresql":
         cursor = raw.cursor()
+        # The planner's statistics of these 124 mailboxes, not of what earlier tests left (as a
+        # database in use has, by autovacuum).
+        cursor.execute("ANALYZE mailboxes, mailbox_words")
         # A table this small is read whole by choice; forbidding that shows whether an index can serve.
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute("EXPLAIN " + page_query[0], page_query[1])
         plan = "\n".join(row[0] for row in cursor.fetchall())
         assert "Seq Scan on mailboxes" not in plan, plan
         # The prefix is a range of the index (the collation agrees), not a filter over the customer.
-        range_cond = r"Index Scan using ix_mailboxes_list_address on mailboxes \w+ .*\n\s+Index Cond: "
+        range_cond = r"(Index Scan using|Bitmap Index Scan on) ix_mailboxes_list_address\b.*\n\s+Index Cond: "
         range_cond += r"\(\(customer_id = \d+\) AND \(\(address\)::text >= 'p01'::text\) AND \(\(address\)::text < 'p02'"
         assert re.search(range_cond, plan), plan
         # The other way of matching, the words, reads a range of the customer's words (at most
